@@ -1,0 +1,1 @@
+"""talkfarm pipeline: request/result schemas, the stage interface, runners and the CLI."""

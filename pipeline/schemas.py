@@ -1,0 +1,92 @@
+"""Request and result models at the edges of the system (CLI, batch files, manifests).
+
+Validated once here with pydantic; everything inside works on the validated objects.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+EMOTION_NAMES = ("neutral", "happy", "sad", "surprised", "angry")
+MOTION_GENERATORS = ("procedural",)
+
+
+class RenderControls(BaseModel):
+    """How to render: output geometry and the VASA-1 style controls."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: int = Field(512, ge=128, le=1024, description="side of the square face crop, pixels")
+    fps: float = Field(25.0, ge=10.0, le=60.0, description="video frames per second")
+    seed: int = Field(0, ge=0, description="random seed for head motion, blinks and sampling")
+    gaze: tuple[float, float] | None = Field(
+        None, description="gaze (yaw, pitch) in degrees relative to the head; None keeps the photo's"
+    )
+    distance: float = Field(
+        1.0, ge=0.5, le=2.0, description="head-to-camera scale; 1.0 = as in the photo, >1 closer"
+    )
+    emotion: str | tuple[float, ...] = Field(
+        "neutral", description="named expression offset or a vector of facial-dynamics offsets"
+    )
+    paste_back: bool = Field(False, description="render into the full original photo")
+    motion: str = Field("procedural", description="motion generator")
+
+    @field_validator("size")
+    @classmethod
+    def _even_size(cls, size: int) -> int:
+        if size % 2:
+            raise ValueError("size must be even (h264 yuv420p needs even dimensions)")
+        return size
+
+    @field_validator("gaze")
+    @classmethod
+    def _gaze_range(cls, gaze: tuple[float, float] | None) -> tuple[float, float] | None:
+        if gaze is not None and (abs(gaze[0]) > 35 or abs(gaze[1]) > 25):
+            raise ValueError("gaze must be within +-35 degrees yaw and +-25 degrees pitch")
+        return gaze
+
+    @field_validator("emotion")
+    @classmethod
+    def _known_emotion(cls, emotion: str | tuple[float, ...]) -> str | tuple[float, ...]:
+        if isinstance(emotion, str) and emotion not in EMOTION_NAMES:
+            raise ValueError(f"unknown emotion {emotion!r}; choose one of {', '.join(EMOTION_NAMES)}")
+        return emotion
+
+    @field_validator("motion")
+    @classmethod
+    def _known_motion(cls, motion: str) -> str:
+        if motion not in MOTION_GENERATORS:
+            raise ValueError(f"unknown motion generator {motion!r}; choose one of {', '.join(MOTION_GENERATORS)}")
+        return motion
+
+
+class RenderRequest(BaseModel):
+    """One render: a portrait, a speech clip, where to write, and the controls."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(..., min_length=1, description="caller's request id")
+    image: str = Field(..., min_length=1, description="portrait path or URI (JPEG/PNG/WebP)")
+    audio: str = Field(..., min_length=1, description="speech path or URI (WAV/FLAC/OGG/MP3)")
+    output: str = Field(..., min_length=1, description="output MP4 path or URI")
+    controls: RenderControls = RenderControls()
+
+
+class RenderResult(BaseModel):
+    """What happened to one request. ``status`` is ``done`` or ``failed``, never silent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str
+    status: Literal["done", "failed"]
+    output: str | None = None
+    output_sha256: str | None = None
+    frames: int = 0
+    audio_seconds: float = 0.0
+    seconds: dict[str, float] = Field(default_factory=dict, description="wall seconds per stage")
+    error_stage: str | None = None
+    error_message: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    model_versions: dict[str, str] = Field(default_factory=dict)

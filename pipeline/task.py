@@ -1,0 +1,72 @@
+"""What flows between stages: one RenderTask per request, FrameChunks for the frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.schemas import RenderRequest
+
+if TYPE_CHECKING:  # stage outputs; imported lazily so a CPU pool need not load torch models
+    from workers.alignment.face import AlignedFace
+    from workers.audio.features import AudioFeatures
+
+
+@dataclass(frozen=True)
+class StageFailure:
+    """Why a request failed: the stage that found it and one plain sentence."""
+
+    stage: str
+    message: str
+
+
+@dataclass
+class RenderTask:
+    """One request on its way through the stages; each stage fills in its part.
+
+    Attributes:
+        request: the validated request.
+        face: alignment output (crop, landmarks, crop<-photo transform, face model).
+        audio: audio features at the video frame rate.
+        audio_path: local path of the speech file (muxed into the video).
+        motion: (T, MOTION_DIM) float32 motion latents, one row per video frame.
+        failure: set once a stage rejects the request; later stages skip the task.
+        seconds: wall seconds spent per stage.
+        warnings: notes for the result (e.g. "3 faces found; used the largest").
+        model_versions: name -> version of every model that touched the render.
+        output_sha256: content hash of the finished video, once written.
+    """
+
+    request: RenderRequest
+    face: "AlignedFace | None" = None
+    audio: "AudioFeatures | None" = None
+    audio_path: str | None = None
+    motion: np.ndarray | None = None
+    failure: StageFailure | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    model_versions: dict[str, str] = field(default_factory=dict)
+    output_sha256: str | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return 0 if self.motion is None else int(self.motion.shape[0])
+
+
+@dataclass
+class FrameChunk:
+    """Frames [start, stop) of one render, decoded from its motion latents.
+
+    ``frames`` is (stop - start, H, W, 3) uint8 RGB once the decoding stage has run.
+    """
+
+    task: RenderTask
+    start: int
+    stop: int
+    frames: np.ndarray | None = None
+
+    @property
+    def is_last(self) -> bool:
+        return self.stop >= self.task.num_frames

@@ -1,0 +1,49 @@
+"""Alignment stage: photo -> largest face -> aligned crop, landmarks and face model."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pipeline.errors import BadInputError
+from pipeline.stage import Resources, TaskStage
+from pipeline.task import RenderTask
+from workers.alignment.face import align_face
+from workers.alignment.image import load_image
+from workers.alignment.landmarks import FaceMeshDetector
+
+MIN_FACE_PX = 64
+
+
+class AlignmentStage(TaskStage):
+    """Finds the face (MediaPipe Face Mesh, 478 landmarks) and aligns it.
+
+    Fills ``task.face``. Several faces: the largest is used and a warning recorded. No face,
+    or one under MIN_FACE_PX pixels: the request fails with a clear message.
+    """
+
+    name: ClassVar[str] = "alignment"
+    resources: ClassVar[Resources] = Resources(cpus=1.0)
+
+    def __init__(self, min_face_px: int = MIN_FACE_PX):
+        self.min_face_px = min_face_px
+        self._detector: FaceMeshDetector | None = None
+
+    def setup(self) -> None:
+        self._detector = FaceMeshDetector()
+
+    def process(self, task: RenderTask) -> None:
+        if self._detector is None:
+            self.setup()
+        path = task.request.image
+        photo = load_image(path)
+        faces = self._detector.detect(photo)
+        if not faces:
+            raise BadInputError("no face found in the image", path)
+        face = faces[0]
+        if face.size < self.min_face_px:
+            raise BadInputError(f"the face is only {face.size:.0f} px; at least {self.min_face_px} px is needed", path)
+        if len(faces) > 1:
+            task.warnings.append(f"{len(faces)} faces found in {path}; using the largest")
+        task.face = align_face(photo, face.landmarks, task.request.controls.size, face.size)
+        task.model_versions["alignment"] = "mediapipe-face-mesh-0.10.21"
+        task.model_versions["face_model"] = task.face.model.version

@@ -1,0 +1,329 @@
+"""The face decoder: motion latents -> RGB frames, by warping the real photo.
+
+Per frame: target landmarks from the face model; a thin-plate-spline backward flow from
+target to source positions of ~250 control points (face landmarks, a rigid ring around
+the head for hair and ears, neck points that follow the head part of the way, fixed
+anchors on the border of the face region so the background stays put), evaluated on a
+coarse grid, upsampled and applied with ``grid_sample``; then the synthesised mouth
+interior where the lips part and the irises redrawn inside the eye openings for gaze.
+Everything is batched torch and runs unchanged on CPU or GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workers.alignment.face import AlignedFace
+from workers.decoder.mouth import mouth_light, paint_mouth
+from workers.decoder.shapes import between_curves_distance, polyline_y, smoothstep, soft_inside, sorted_by_x
+from workers.decoder.spline import eval_thin_plate, fit_thin_plate
+from workers.face import topology as topo
+from workers.face.latents import POSE_SLICE, dyn_index
+
+DECODER_VERSION = "talkfarm-warp-decoder-1"
+WARP_MAX_BLINK = 0.5
+_EYES = (
+    (topo.RIGHT_IRIS, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
+    (topo.LEFT_IRIS, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
+)
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Decoder settings.
+
+    Attributes:
+        device: torch device for the warp ("cpu", "cuda", "cuda:1").
+        batch_frames: frames warped per batched call.
+        grid_step: pixels between flow-grid nodes; the flow is upsampled bilinearly.
+        regularization: thin-plate smoothing (normalised units).
+        region_margin: face-region half-size over the face's half-size.
+        max_paste_side: longest side of paste-back output, pixels (bigger photos are scaled).
+    """
+
+    device: str = "cpu"
+    batch_frames: int = 25
+    grid_step: int = 8
+    regularization: float = 1e-6
+    region_margin: float = 1.6
+    max_paste_side: int = 1920
+
+
+class FaceRenderer:
+    """Renders one aligned face for any motion latents. Build once per request."""
+
+    def __init__(self, face: AlignedFace, config: DecoderConfig = DecoderConfig(),
+                 distance: float = 1.0, paste_back: bool = False):
+        self.config = config
+        self.face = face
+        self.model = face.model
+        self.size = size = face.crop.shape[0]
+        device = self.device = torch.device(config.device)
+        self.dtype = torch.float32
+        self.paste_back = paste_back
+        self.source = self._image(face.crop)                                          # (1, 3, S, S)
+        self.source_u8 = torch.as_tensor(face.crop, device=device).permute(2, 0, 1)[None]
+        source_motion = torch.as_tensor(self.model.source_latent[None], dtype=self.dtype, device=device)
+        self.source_points = self.model.landmarks(source_motion)[0, :, :2]            # (478, 2)
+        self.source_pose = source_motion[:, POSE_SLICE]
+        self.control_index = torch.tensor(topo.WARP_CONTROL, device=device)
+        self.blink_index = [dyn_index("blink_left"), dyn_index("blink_right")]
+
+        # The region that may change: a box around the face, grown for hair, neck and the
+        # head-distance control. Outside it every frame is the photo itself.
+        oval = self.source_points[list(topo.FACE_OVAL)]
+        center = (oval.amin(0) + oval.amax(0)) / 2
+        half = float((oval.amax(0) - oval.amin(0)).max()) / 2 * config.region_margin * max(1.0, distance)
+        x0, y0 = (center - half).floor().clamp(0, size).int().tolist()
+        x1, y1 = (center + half).ceil().clamp(0, size).int().tolist()
+        self.region = (x0, y0, x1, y1)
+        along_x = torch.linspace(x0, x1, 9, device=device)
+        along_y = torch.linspace(y0, y1, 9, device=device)[1:-1]
+        self.anchors = torch.cat([
+            torch.stack([along_x, torch.full_like(along_x, y0)], -1),
+            torch.stack([along_x, torch.full_like(along_x, y1)], -1),
+            torch.stack([torch.full_like(along_y, x0), along_y], -1),
+            torch.stack([torch.full_like(along_y, x1), along_y], -1),
+        ]).to(self.dtype)
+
+        identity = torch.as_tensor(self.model.identity, dtype=self.dtype, device=device)
+        upper_oval = identity[list(topo.FACE_OVAL)]
+        upper_oval = upper_oval[upper_oval[:, 1] < identity[1, 1]]
+        # Rings around the upper face carry hair and ears rigidly with the head; they keep
+        # the outline's depth so a turn moves them with the face edge, not against it.
+        rings = [upper_oval * torch.tensor([f, f, 1.0], device=device) for f in (1.25, 1.45)]
+        self.head_ring = torch.cat(rings)                                             # canonical
+        chin = identity[152]
+        offsets = torch.tensor([[-0.4, 0.4, 0.0], [0.0, 0.4, 0.0], [0.4, 0.4, 0.0],
+                                [-0.55, 0.8, 0.0], [0.0, 0.8, 0.0], [0.55, 0.8, 0.0]], device=device)
+        self.neck_follow = torch.tensor([0.55, 0.55, 0.55, 0.25, 0.25, 0.25], device=device)[:, None]
+        self.chin = chin
+        self.neck_source = self.model.project(chin + offsets, self.source_pose)[0, :, :2]
+        self.ring_source = self.model.project(self.head_ring, self.source_pose)[0, :, :2]
+        self.chin_source = self.model.project(chin[None], self.source_pose)[0, 0, :2]
+
+        gx = torch.arange(x0, x1, config.grid_step, device=device, dtype=self.dtype)
+        gy = torch.arange(y0, y1, config.grid_step, device=device, dtype=self.dtype)
+        gx = torch.cat([gx, torch.tensor([float(x1)], device=device)]) if float(gx[-1]) < x1 else gx
+        gy = torch.cat([gy, torch.tensor([float(y1)], device=device)]) if float(gy[-1]) < y1 else gy
+        self.grid_shape = (len(gy), len(gx))
+        self.grid_points = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2)
+        # Taper the flow to exactly zero over the outer eighth of the region: no seam.
+        edge = torch.minimum(
+            torch.minimum(self.grid_points[:, 0] - x0, x1 - self.grid_points[:, 0]) / max(1, x1 - x0),
+            torch.minimum(self.grid_points[:, 1] - y0, y1 - self.grid_points[:, 1]) / max(1, y1 - y0))
+        self.taper = smoothstep(0.0, 0.125, edge).reshape(1, 1, *self.grid_shape)
+        px = torch.arange(x0, x1, device=device, dtype=self.dtype) + 0.5
+        py = torch.arange(y0, y1, device=device, dtype=self.dtype) + 0.5
+        self.region_pixels = torch.stack(torch.meshgrid(px, py, indexing="xy"), -1)    # (h, w, 2)
+        self.region_grid = self.region_pixels / size * 2.0 - 1.0                         # grid_sample units
+        self.source_controls = torch.cat([self.source_points[self.control_index], self.ring_source,
+                                          self.neck_source, self.anchors])              # (N, 2)
+
+        self._prepare_eyes()
+        lips = self.source_points[list(topo.LIPS_ALL)]
+        lx0, ly0 = (lips.amin(0) - 10).clamp(0, size - 1).int().tolist()
+        lx1, ly1 = (lips.amax(0) + 10).clamp(1, size).int().tolist()
+        self.light = mouth_light(self.source[0], (lx0, ly0, lx1, ly1))
+        if paste_back:
+            self._prepare_paste_back()
+
+    def _image(self, rgb: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(rgb, device=self.device).permute(2, 0, 1)[None].to(self.dtype) / 255.0
+
+    def _prepare_eyes(self) -> None:
+        """Split each eye into an iris sprite and an iris-free eyeball, so gaze can move the iris."""
+        crop = self.face.crop
+        points = self.source_points.cpu().numpy()
+        sprite = crop.copy()
+        hole = np.zeros(crop.shape[:2], np.uint8)
+        self.iris_radius = []
+        yy, xx = np.mgrid[0:crop.shape[0], 0:crop.shape[1]] + 0.5
+        for iris, upper, lower in _EYES:
+            polygon = list(upper) + list(lower[-2:0:-1])
+            center = points[iris[0]]
+            radius = float(np.linalg.norm(points[list(iris[1:])] - center, axis=1).mean())
+            self.iris_radius.append(radius)
+            disc = (xx - center[0]) ** 2 + (yy - center[1]) ** 2 <= (1.15 * radius) ** 2
+            opening = np.zeros_like(hole)
+            cv2.fillPoly(opening, [np.round(points[polygon] * 4).astype(np.int32)], 1, shift=2)
+            visible = disc & (cv2.erode(opening, np.ones((3, 3), np.uint8)) > 0)
+            if visible.sum() >= 4:
+                # Parts of the iris hidden by the lids get its median colour, so a lowered
+                # gaze never drags eyelid skin into the eye.
+                sprite[disc & ~visible] = np.median(crop[visible], axis=0).astype(np.uint8)
+            hole |= (disc & (cv2.dilate(opening, np.ones((5, 5), np.uint8)) > 0)).astype(np.uint8)
+        eyeball = cv2.inpaint(crop, hole, 4, cv2.INPAINT_TELEA)
+        self.iris_sprite = self._image(sprite)
+        self.eyeball = self._image(eyeball)
+
+    def _prepare_paste_back(self) -> None:
+        photo = self.face.photo
+        height, width = photo.shape[:2]
+        factor = min(1.0, self.config.max_paste_side / max(height, width))
+        out_w, out_h = int(round(width * factor / 2)) * 2, int(round(height * factor / 2)) * 2
+        scaled = cv2.resize(photo, (out_w, out_h), interpolation=cv2.INTER_AREA) if (out_w, out_h) != (width, height) else photo
+        self.photo = self._image(scaled)
+        matrix = self.face.crop_from_photo.astype(np.float64)
+        # out pixel u -> photo pixel u * (width / out_w) -> crop pixel
+        to_crop = matrix[:, :2] @ np.diag([width / out_w, height / out_h])
+        offset = matrix[:, 2]
+        x0, y0, x1, y1 = self.region
+        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
+        inverse = np.linalg.inv(to_crop)
+        photo_corners = (corners - offset) @ inverse.T
+        px0, py0 = np.floor(photo_corners.min(0)).clip(0, [out_w, out_h]).astype(int)
+        px1, py1 = np.ceil(photo_corners.max(0)).clip(0, [out_w, out_h]).astype(int)
+        self.paste_box = (int(px0), int(py0), int(px1), int(py1))
+        u, v = np.meshgrid(np.arange(px0, px1) + 0.5, np.arange(py0, py1) + 0.5)
+        crop_xy = np.stack([u, v], -1) @ to_crop.T + offset - 0.5                    # (h, w, 2) crop pixel
+        inside = np.minimum.reduce([crop_xy[..., 0] - x0, x1 - crop_xy[..., 0], crop_xy[..., 1] - y0, y1 - crop_xy[..., 1]])
+        self.paste_mask = torch.as_tensor(np.clip(inside / 6.0, 0, 1), dtype=self.dtype, device=self.device)[None, None]
+        grid = (crop_xy + 0.5) / self.size * 2 - 1
+        self.paste_grid = torch.as_tensor(grid, dtype=self.dtype, device=self.device)[None]
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the frames :meth:`render` returns."""
+        if self.paste_back:
+            return self.photo.shape[3], self.photo.shape[2]
+        return self.size, self.size
+
+    @torch.inference_mode()
+    def render(self, motion: np.ndarray) -> np.ndarray:
+        """Motion latents (T, MOTION_DIM) -> frames (T, H, W, 3) uint8 RGB."""
+        out = []
+        for start in range(0, len(motion), self.config.batch_frames):
+            chunk = torch.as_tensor(motion[start:start + self.config.batch_frames], dtype=self.dtype, device=self.device)
+            out.append(self.render_tensor(chunk).permute(0, 2, 3, 1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, *self.output_size[::-1], 3), np.uint8)
+
+    def render_tensor(self, motion: torch.Tensor) -> torch.Tensor:
+        """Motion latents (B, MOTION_DIM) on the device -> frames (B, 3, H, W) uint8."""
+        region = self._render_region(motion)
+        x0, y0, x1, y1 = self.region
+        if self.paste_back:
+            crops = self.source.expand(len(motion), -1, -1, -1).clone()
+            crops[:, :, y0:y1, x0:x1] = region
+            return _to_uint8(self._paste(crops))
+        # Only the face region changes; everything else is the photo's own pixels.
+        frames = self.source_u8.expand(len(motion), -1, -1, -1).clone()
+        frames[:, :, y0:y1, x0:x1] = _to_uint8(region)
+        return frames
+
+    def _render_region(self, motion: torch.Tensor) -> torch.Tensor:
+        """The face region of each frame, (B, 3, h, w) float in [0, 1]."""
+        batch = motion.shape[0]
+        target = self.model.landmarks(motion)[..., :2]                                 # (B, 478, 2)
+        # The warp closes the lids only half way: a backward warp cannot fold the eyeball
+        # away under a fully closed lid. The rest of a blink is painted in _paint_eyes.
+        half_blink = motion.clone()
+        half_blink[:, self.blink_index] = half_blink[:, self.blink_index].clamp(max=WARP_MAX_BLINK)
+        warp_target = self.model.landmarks(half_blink)[..., :2]
+        pose = motion[:, POSE_SLICE]
+        ring = self.model.project(self.head_ring, pose)[..., :2]
+        chin_move = self.model.project(self.chin[None], pose)[:, 0, :2] - self.chin_source
+        neck = self.neck_source + self.neck_follow * chin_move[:, None, :]
+        anchors = self.anchors.expand(batch, -1, -1)
+        target_controls = torch.cat([warp_target[:, self.control_index], ring, neck, anchors], 1)
+        scale = float(self.size)
+        coefficients = fit_thin_plate(target_controls / scale, (self.source_controls - target_controls) / scale,
+                                      self.config.regularization)
+        # Flow in grid_sample's normalised units (2 / size per pixel), tapered to zero at the edge.
+        flow = eval_thin_plate(target_controls / scale, coefficients * 2.0, self.grid_points / scale)
+        flow = flow.reshape(batch, *self.grid_shape, 2).permute(0, 3, 1, 2) * self.taper
+        x0, y0, x1, y1 = self.region
+        flow = F.interpolate(flow, size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=True)
+        grid = flow.permute(0, 2, 3, 1).add_(self.region_grid)                         # (B, h, w, 2)
+        region = F.grid_sample(self.source.expand(batch, -1, -1, -1), grid, mode="bilinear",
+                               padding_mode="border", align_corners=False)
+        self._paint_eyes(region, target, warp_target, grid, motion)
+        self._paint_mouth(region, target)
+        return region
+
+    def _box(self, points: torch.Tensor, pad: int) -> tuple[int, int, int, int]:
+        """Integer box around (B, N, 2) points over the whole batch, clipped to the region."""
+        x0, y0, x1, y1 = self.region
+        bx0, by0 = (points.reshape(-1, 2).amin(0) - pad).floor().int().tolist()
+        bx1, by1 = (points.reshape(-1, 2).amax(0) + pad).ceil().int().tolist()
+        return max(bx0, x0), max(by0, y0), min(bx1, x1), min(by1, y1)
+
+    def _paint_eyes(self, region: torch.Tensor, target: torch.Tensor, warp_target: torch.Tensor,
+                    grid: torch.Tensor, motion: torch.Tensor) -> None:
+        """Redraw each eye: the eyelid where a blink closes past the warp, then the opening
+        with the iris-free eyeball warped and the iris sprite at the gaze position."""
+        rx0, ry0 = self.region[:2]
+        batch = len(grid)
+        zoom = (motion[:, 5] - self.source_pose[0, 5]).exp()                              # (B,)
+        for (iris, upper, lower), radius in zip(_EYES, self.iris_radius):
+            lid_top, lid_bottom = target[:, list(upper)], target[:, list(lower)]
+            warped_top = warp_target[:, list(upper)]
+            bx0, by0, bx1, by1 = self._box(torch.cat([warped_top, lid_bottom], 1), 3)
+            if bx1 <= bx0 or by1 <= by0:
+                continue
+            pixels = self.region_pixels[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]              # (h, w, 2)
+            columns, rows = pixels[0, :, 0], pixels[:, 0, 1]
+            view = region[:, :, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
+            opening = soft_inside(between_curves_distance(columns, rows, lid_top, lid_bottom))[:, None]
+            warped_opening = soft_inside(between_curves_distance(columns, rows, warped_top, lid_bottom))[:, None]
+            lid = (warped_opening - opening).clamp_min(0.0)
+            if float(lid.max()) > 0.0:
+                # Lid skin: the warped lid above the half-closed lash line, mirrored downward.
+                top_half = polyline_y(columns, sorted_by_x(warped_top))                     # (B, w)
+                top_full = polyline_y(columns, sorted_by_x(lid_top))
+                mirror = (2.0 * top_half[:, None, :] - rows[None, :, None] - 1.0 - ry0).round().long()
+                mirror = mirror.clamp(0, grid.shape[1] - 1)                                  # (B, h, w)
+                cols = torch.arange(bx0 - rx0, bx1 - rx0, device=grid.device)
+                lid_grid = grid[torch.arange(batch, device=grid.device)[:, None, None], mirror, cols[None, None, :]]
+                skin = F.grid_sample(self.source.expand(batch, -1, -1, -1), lid_grid, mode="bilinear",
+                                     padding_mode="border", align_corners=False)
+                lashes = torch.exp(-((rows[None, :, None] - top_full[:, None, :] + 0.5) / 1.3).square())
+                skin = skin * (1.0 - 0.55 * lashes[:, None])
+                view.add_(lid * (skin - view))
+            if float(opening.max()) == 0.0:
+                continue
+            eye_grid = grid[:, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
+            eyeball = F.grid_sample(self.eyeball.expand(len(grid), -1, -1, -1), eye_grid, mode="bilinear",
+                                    padding_mode="border", align_corners=False)
+            center_t = target[:, iris[0]]                                                  # (B, 2)
+            radius_t = radius * zoom                                                       # (B,)
+            rel = pixels[None] - center_t[:, None, None, :]                                # (B, h, w, 2)
+            source_xy = self.source_points[iris[0]] + rel / zoom[:, None, None, None]
+            iris_rgb = F.grid_sample(self.iris_sprite.expand(len(grid), -1, -1, -1), source_xy / self.size * 2 - 1,
+                                     mode="bilinear", padding_mode="border", align_corners=False)
+            disc = soft_inside(rel.norm(dim=-1) - radius_t[:, None, None]).unsqueeze(1)
+            inside = eyeball + disc * (iris_rgb - eyeball)
+            # A closing eye is a dark slit of lashes and shadow, not a line of white.
+            height = polyline_y(columns, sorted_by_x(lid_bottom)) - polyline_y(columns, sorted_by_x(lid_top))
+            inside = inside * (0.3 + 0.7 * smoothstep(0.5, 5.0, height))[:, None, None, :]
+            view.add_(opening * (inside - view))
+
+    def _paint_mouth(self, region: torch.Tensor, target: torch.Tensor) -> None:
+        rx0, ry0 = self.region[:2]
+        upper = target[:, list(topo.LIP_INNER_UPPER)]
+        lower = target[:, list(topo.LIP_INNER_LOWER)]
+        bx0, by0, bx1, by1 = self._box(torch.cat([upper, lower], 1), 2)
+        if bx1 <= bx0 or by1 <= by0:
+            return
+        view = region[:, :, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
+        view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light))
+
+    def _paste(self, frames: torch.Tensor) -> torch.Tensor:
+        """Crops (B, 3, S, S) float -> the full photo with the face region pasted back."""
+        batch = frames.shape[0]
+        px0, py0, px1, py1 = self.paste_box
+        out = self.photo.expand(batch, -1, -1, -1).clone()
+        warped = F.grid_sample(frames, self.paste_grid.expand(batch, -1, -1, -1), mode="bilinear",
+                               padding_mode="border", align_corners=False)
+        region = out[:, :, py0:py1, px0:px1]
+        out[:, :, py0:py1, px0:px1] = region + self.paste_mask * (warped - region)
+        return out
+
+
+def _to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    return frames.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)

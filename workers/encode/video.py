@@ -1,0 +1,145 @@
+"""MP4 writing: raw RGB frames piped into ffmpeg (libx264 yuv420p + aac), atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import ffmpeg
+import imageio_ffmpeg
+import numpy as np
+
+from pipeline.errors import BadInputError
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail fast, before any rendering, if the output cannot be created."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise BadInputError("output path is a directory", path)
+    if not parent.is_dir():
+        raise BadInputError("output folder does not exist", path)
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".talkfarm-probe-"):
+            pass
+    except OSError:
+        raise BadInputError("output folder is not writable", path) from None
+    return path
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Mp4Writer:
+    """Streams frames into an MP4 next to ``path`` and renames it into place on close.
+
+    A reader never sees a half-written file at ``path``: frames go to a hidden temporary
+    name in the same folder, moved over ``path`` only once ffmpeg has finished cleanly.
+
+    Args:
+        path: final output file.
+        size: (width, height) of the frames, both even.
+        fps: frames per second.
+        audio_path: speech file muxed in (re-encoded to AAC 48 kHz), or None.
+        crf, preset: libx264 quality / speed.
+    """
+
+    def __init__(self, path: str | os.PathLike, size: tuple[int, int], fps: float,
+                 audio_path: str | os.PathLike | None = None, crf: int = 18, preset: str = "veryfast"):
+        self.path = Path(path)
+        self.size = size
+        self.temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
+        width, height = size
+        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
+        streams = [video.video]
+        options = dict(vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset=preset, movflags="+faststart",
+                       format="mp4", r=fps)
+        if audio_path is not None:
+            streams.append(ffmpeg.input(str(audio_path)).audio)
+            options.update(acodec="aac", audio_bitrate="128k", ar=48000)
+        self._log = tempfile.TemporaryFile()
+        command = ffmpeg.output(*streams, str(self.temporary), **options).global_args("-loglevel", "error", "-nostdin")
+        self._process = subprocess.Popen(
+            command.overwrite_output().compile(cmd=imageio_ffmpeg.get_ffmpeg_exe()),
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        self.frames_written = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append frames (N, H, W, 3) uint8 RGB."""
+        if frames.shape[1:] != (self.size[1], self.size[0], 3) or frames.dtype != np.uint8:
+            raise ValueError(f"expected (N, {self.size[1]}, {self.size[0]}, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frames).tobytes())
+        except BrokenPipeError:
+            self._fail()
+        self.frames_written += len(frames)
+
+    def close(self) -> Path:
+        """Finish the file and move it into place; returns the final path."""
+        self._process.stdin.close()
+        if self._process.wait() != 0:
+            self._fail()
+        self._log.close()
+        os.replace(self.temporary, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the temporary file; nothing is left at ``path``."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._log.close()
+        self.temporary.unlink(missing_ok=True)
+
+    def _fail(self) -> None:
+        self._process.wait()
+        self._log.seek(0)
+        message = self._log.read().decode(errors="replace").strip().splitlines()
+        self.abort()
+        raise RuntimeError(f"ffmpeg failed writing {self.path}: {message[-1] if message else 'no message'}")
+
+
+def probe_video(path: str | os.PathLike) -> dict:
+    """Container facts from ffmpeg's header dump: width, height, fps, duration_s, has_audio, codecs."""
+    completed = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                               capture_output=True, text=True)
+    info: dict = {"has_audio": False, "video_codec": None, "audio_codec": None, "pix_fmt": None}
+    for line in completed.stderr.splitlines():
+        line = line.strip()
+        if line.startswith("Duration:"):
+            stamp = line.split(",")[0].split()[1]
+            if stamp != "N/A":
+                hours, minutes, seconds = stamp.split(":")
+                info["duration_s"] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        elif "Video:" in line:
+            fields = line.split("Video:")[1].split(",")
+            info["video_codec"] = fields[0].split()[0]
+            info["pix_fmt"] = fields[1].strip().split("(")[0].strip()
+            for field in fields:
+                token = field.strip().split(" ")[0]
+                if "x" in token and token.replace("x", "").isdigit():
+                    info["width"], info["height"] = (int(v) for v in token.split("x"))
+                if field.strip().endswith(" fps"):
+                    info["fps"] = float(field.strip().split()[0])
+        elif "Audio:" in line:
+            info["has_audio"] = True
+            info["audio_codec"] = line.split("Audio:")[1].split(",")[0].split()[0]
+    return info
+
+
+def read_frames(path: str | os.PathLike) -> np.ndarray:
+    """Decode every frame of a video to (N, H, W, 3) uint8 RGB."""
+    info = probe_video(path)
+    out, _ = (ffmpeg.input(str(path)).output("pipe:", format="rawvideo", pix_fmt="rgb24")
+              .run(cmd=imageio_ffmpeg.get_ffmpeg_exe(), capture_stdout=True, capture_stderr=True))
+    return np.frombuffer(out, np.uint8).reshape(-1, info["height"], info["width"], 3)

@@ -1,0 +1,37 @@
+"""What every motion generator takes and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from workers.audio.features import AudioFeatures
+
+
+@dataclass(frozen=True)
+class MotionControls:
+    """Per-render controls a motion generator honours.
+
+    Attributes:
+        seed: random seed for head motion, blinks and saccades.
+        gaze: (yaw, pitch) degrees relative to the head, or None for the photo's own gaze.
+        distance: head-to-camera scale, 1.0 = as in the photo.
+        emotion: dynamics offset (len(DYNAMICS),) added to every frame.
+    """
+
+    seed: int
+    gaze: tuple[float, float] | None
+    distance: float
+    emotion: np.ndarray
+
+
+class MotionGenerator(Protocol):
+    """Audio features -> motion latents (T, MOTION_DIM), one row per video frame."""
+
+    name: str
+    version: str
+
+    def generate(self, audio: AudioFeatures, source_latent: np.ndarray, controls: MotionControls) -> np.ndarray:
+        ...

@@ -1,0 +1,39 @@
+"""Motion stage: audio features + controls -> per-frame motion latents."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pipeline.stage import Resources, TaskStage
+from pipeline.task import RenderTask
+from workers.face.latents import emotion_offset
+from workers.motion.base import MotionControls, MotionGenerator
+from workers.motion.procedural import ProceduralMotion
+
+
+def motion_generators() -> dict[str, MotionGenerator]:
+    """The generators `--motion` can name."""
+    return {"procedural": ProceduralMotion()}
+
+
+class MotionStage(TaskStage):
+    """Samples motion latents (T, MOTION_DIM) for each task with its chosen generator."""
+
+    name: ClassVar[str] = "motion"
+    resources: ClassVar[Resources] = Resources(cpus=0.5)
+
+    def __init__(self) -> None:
+        self._generators: dict[str, MotionGenerator] | None = None
+
+    def setup(self) -> None:
+        self._generators = motion_generators()
+
+    def process(self, task: RenderTask) -> None:
+        if self._generators is None:
+            self.setup()
+        controls = task.request.controls
+        generator = self._generators[controls.motion]
+        motion_controls = MotionControls(seed=controls.seed, gaze=controls.gaze, distance=controls.distance,
+                                         emotion=emotion_offset(controls.emotion))
+        task.motion = generator.generate(task.audio, task.face.model.source_latent, motion_controls)
+        task.model_versions["motion"] = generator.version
