@@ -74,8 +74,8 @@ def build_rig(shape: np.ndarray) -> np.ndarray:
         pucker[i] = np.array([0.0, 0.0, -0.06])
     fields["lip_pucker"] = _spread(shape, pucker, 0.09)
 
-    press = {i: np.array([0.0, 0.035, 0.0]) * lateral[i] for i in topo.UPPER_LIP}
-    press.update({i: np.array([0.0, -0.035, 0.0]) * lateral[i] for i in topo.LOWER_LIP})
+    press = {i: np.array([0.0, 0.045, 0.0]) * lateral[i] for i in topo.UPPER_LIP}
+    press.update({i: np.array([0.0, -0.045, 0.0]) * lateral[i] for i in topo.LOWER_LIP})
     fields["lip_press"] = _spread(shape, press, 0.04)
     fields["upper_lip_raise"] = _spread(
         shape, {i: np.array([0.0, -0.07, 0.0]) * lateral[i] for i in topo.UPPER_LIP}, 0.06)

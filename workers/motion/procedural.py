@@ -57,7 +57,7 @@ class ProceduralMotion:
         # Open vowels put their first formant in 300-1000 Hz; nasals (m, n) and voiced
         # closures (b) put their energy below 300 Hz with little above.
         openness = _smoothstep(-4.0, 8.0, mid - low)
-        nasal = voiced * _smoothstep(2.0, 12.0, low - mid) * _smoothstep(-40.0, -12.0, relative)
+        nasal = voiced * _smoothstep(1.0, 9.0, low - mid) * _smoothstep(-40.0, -12.0, relative)
         # A stop closure is a short dip well below the neighbouring syllables.
         window = max(3, int(round(0.12 * fps)))
         neighbours = maximum_filter1d(energy, size=2 * window + 1)
@@ -68,7 +68,7 @@ class ProceduralMotion:
         rounding = _smoothstep(4.0, 14.0, mid - f2) * loud * voiced
         spread = _smoothstep(-4.0, 4.0, f2 - mid) * loud * voiced
 
-        jaw = 0.62 * loud * (0.3 + 0.7 * openness) * (1.0 - 0.9 * closure) * (1.0 - 0.4 * fricative)
+        jaw = 0.62 * loud * (0.3 + 0.7 * openness) * (1.0 - closure) * (1.0 - 0.4 * fricative)
         press = 0.9 * closure * _smoothstep(-50.0, -25.0, relative + 0.0) + 0.25 * (1.0 - loud) * (relative > -45)
         out = {
             "jaw_open": jaw,
