@@ -54,34 +54,49 @@ class ProceduralMotion:
         loud = _smoothstep(-32.0, -8.0, relative)                    # 0 silence .. 1 loud vowel
         voiced = np.clip(audio.voicing.astype(np.float64) * 1.4, 0.0, 1.0)
         low, mid, f2, hiss = bands[:, 0], bands[:, 1], bands[:, 2], bands[:, 3]
+        # Spectral tilt differs between voices (a low male voice puts its harmonics below
+        # 300 Hz on every vowel), so the cues are ranked within the clip's own voiced speech.
+        speech = (voiced > 0.5) & (relative > -25.0)
+        reference = speech if speech.sum() >= 5 else np.ones_like(speech)
+
+        def ranked(cue: np.ndarray, low_pct: float, high_pct: float) -> np.ndarray:
+            lo, hi = np.percentile(cue[reference], [low_pct, high_pct])
+            return _smoothstep(lo, max(hi, lo + 1.0), cue)
+
         # Open vowels put their first formant in 300-1000 Hz; nasals (m, n) and voiced
         # closures (b) put their energy below 300 Hz with little above.
-        openness = _smoothstep(-4.0, 8.0, mid - low)
-        nasal = voiced * _smoothstep(1.0, 9.0, low - mid) * _smoothstep(-40.0, -12.0, relative)
+        openness = ranked(mid - low, 15.0, 75.0)
+        nasal = voiced * ranked(low - mid, 55.0, 90.0) * _smoothstep(-40.0, -12.0, relative)
         # A stop closure is a short dip well below the neighbouring syllables.
         window = max(3, int(round(0.12 * fps)))
         neighbours = maximum_filter1d(energy, size=2 * window + 1)
         dip = _smoothstep(8.0, 18.0, neighbours - energy) * _smoothstep(-45.0, -20.0, neighbours - speech_level)
         dip = dip * (minimum_filter1d(energy, size=3) >= energy - 0.5)   # at the bottom of the dip
         closure = np.clip(np.maximum(nasal, dip), 0.0, 1.0)
+        # A lip closure lasts 60-100 ms: hold each detected closure frame for one more frame.
+        closure = np.maximum(closure, np.concatenate([closure[:1], closure[:-1]]))
         fricative = _smoothstep(0.0, 10.0, hiss - mid) * loud
-        rounding = _smoothstep(4.0, 14.0, mid - f2) * loud * voiced
-        spread = _smoothstep(-4.0, 4.0, f2 - mid) * loud * voiced
+        rounding = ranked(mid - f2, 60.0, 95.0) * loud * voiced
+        spread = ranked(f2 - mid, 60.0, 95.0) * loud * voiced
 
-        jaw = 0.62 * loud * (0.3 + 0.7 * openness) * (1.0 - closure) * (1.0 - 0.4 * fricative)
-        press = 0.9 * closure * _smoothstep(-50.0, -25.0, relative + 0.0) + 0.25 * (1.0 - loud) * (relative > -45)
-        out = {
-            "jaw_open": jaw,
-            "lip_press": np.clip(press, 0.0, 1.0),
-            "lip_pucker": 0.7 * rounding * (1.0 - closure),
-            "lip_stretch": 0.5 * spread * (1.0 - closure),
-            "upper_lip_raise": 0.25 * fricative,
-            "lower_lip_depress": 0.25 * loud * openness * (1.0 - closure),
-        }
-        # Lips move a touch ahead of the sound and never jump between frames.
         sigma = 0.6 * fps / 25.0
-        return {name: np.roll(gaussian_filter1d(value, sigma), -1) if len(value) > 1 else value
-                for name, value in out.items()}
+
+        def smooth(value: np.ndarray) -> np.ndarray:
+            # Lips move a touch ahead of the sound and never jump between frames.
+            return np.roll(gaussian_filter1d(value, sigma), -1) if len(value) > 1 else value
+
+        # Closures are applied after smoothing so a neighbouring vowel cannot blur them open.
+        keep_open = 1.0 - smooth(closure) ** 0.5
+        jaw = smooth(0.9 * loud * (0.25 + 0.75 * openness) * (1.0 - 0.4 * fricative)) * keep_open
+        press = np.clip(smooth(closure) * 1.2 + 0.25 * smooth(1.0 - loud) * (relative > -45), 0.0, 1.0)
+        return {
+            "jaw_open": jaw,
+            "lip_press": press,
+            "lip_pucker": smooth(0.7 * rounding) * keep_open,
+            "lip_stretch": smooth(0.5 * spread) * keep_open,
+            "upper_lip_raise": smooth(0.25 * fricative),
+            "lower_lip_depress": smooth(0.25 * loud * openness) * keep_open,
+        }
 
     def generate(self, audio: AudioFeatures, source_latent: np.ndarray, controls: MotionControls) -> np.ndarray:
         """Motion latents (T, MOTION_DIM) for the clip, around the photo's own pose."""
