@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SHARED := $(wildcard ../shared/assets)
 DEMO_IMAGE := $(if $(SHARED),../shared/assets/face_grace_hopper.jpg,assets/face_grace_hopper.jpg)
 DEMO_AUDIO := $(if $(SHARED),../shared/assets/speech_cmu_arctic_a0007_4s.wav,assets/speech_cmu_arctic_a0007_4s.wav)
-APT_PACKAGES := espeak-ng
+APT_PACKAGES := espeak-ng redis-server
 
 .PHONY: setup demo test test-slow bench clean
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from pipeline.errors import BadInputError
+from pipeline.identity import ALIGNMENT_VERSION
 from pipeline.stage import Resources, TaskStage
 from pipeline.task import RenderTask
 from workers.alignment.face import align_face
@@ -45,5 +46,5 @@ class AlignmentStage(TaskStage):
         if len(faces) > 1:
             task.warnings.append(f"{len(faces)} faces found in {path}; using the largest")
         task.face = align_face(photo, face.landmarks, task.request.controls.size, face.size)
-        task.model_versions["alignment"] = "mediapipe-face-mesh-0.10.21"
+        task.model_versions["alignment"] = ALIGNMENT_VERSION
         task.model_versions["face_model"] = task.face.model.version

@@ -7,7 +7,8 @@ from typing import ClassVar
 
 from pipeline.stage import Resources, Stage
 from pipeline.task import FrameChunk, StageFailure
-from workers.encode.video import Mp4Writer, sha256_file
+from pipeline.identity import sha256_file
+from workers.encode.video import Mp4Writer
 
 
 class EncodeStage(Stage[FrameChunk, FrameChunk]):

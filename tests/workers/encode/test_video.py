@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.encode.video import Mp4Writer, check_writable, probe_video, read_frames, sha256_file
+from pipeline.identity import sha256_file
+from workers.encode.video import Mp4Writer, check_writable, probe_video, read_frames
 from pipeline.errors import BadInputError
 
 
