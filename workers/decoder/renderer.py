@@ -48,9 +48,9 @@ class DecoderConfig:
 
     device: str = "cpu"
     batch_frames: int = 25
-    grid_step: int = 8
+    grid_step: int = 10
     regularization: float = 1e-6
-    region_margin: float = 1.6
+    region_margin: float = 1.45
     max_paste_side: int = 1920
 
 
@@ -143,6 +143,7 @@ class FaceRenderer:
         sprite = crop.copy()
         hole = np.zeros(crop.shape[:2], np.uint8)
         self.iris_radius = []
+        scleras = []
         yy, xx = np.mgrid[0:crop.shape[0], 0:crop.shape[1]] + 0.5
         for iris, upper, lower in _EYES:
             polygon = list(upper) + list(lower[-2:0:-1])
@@ -157,8 +158,17 @@ class FaceRenderer:
                 # Parts of the iris hidden by the lids get its median colour, so a lowered
                 # gaze never drags eyelid skin into the eye.
                 sprite[disc & ~visible] = np.median(crop[visible], axis=0).astype(np.uint8)
-            hole |= (disc & (cv2.dilate(opening, np.ones((5, 5), np.uint8)) > 0)).astype(np.uint8)
-        eyeball = cv2.inpaint(crop, hole, 4, cv2.INPAINT_TELEA)
+            eye_hole = disc & (cv2.dilate(opening, np.ones((5, 5), np.uint8)) > 0)
+            hole |= eye_hole.astype(np.uint8)
+            sclera = (opening > 0) & ~eye_hole
+            scleras.append((eye_hole, np.median(crop[sclera], axis=0) if sclera.sum() >= 4 else None))
+        eyeball = cv2.inpaint(crop, hole, 4, cv2.INPAINT_TELEA).astype(np.float32)
+        # Inpainting pulls in the dark lashes around the iris; lean the filled-in eyeball
+        # toward the colour of the sclera that is actually visible.
+        for eye_hole, sclera_rgb in scleras:
+            if sclera_rgb is not None:
+                eyeball[eye_hole] = 0.35 * eyeball[eye_hole] + 0.65 * sclera_rgb
+        eyeball = eyeball.round().clip(0, 255).astype(np.uint8)
         self.iris_sprite = self._image(sprite)
         self.eyeball = self._image(eyeball)
 
@@ -197,11 +207,13 @@ class FaceRenderer:
     @torch.inference_mode()
     def render(self, motion: np.ndarray) -> np.ndarray:
         """Motion latents (T, MOTION_DIM) -> frames (T, H, W, 3) uint8 RGB."""
-        out = []
+        width, height = self.output_size
+        out = np.empty((len(motion), height, width, 3), np.uint8)
         for start in range(0, len(motion), self.config.batch_frames):
             chunk = torch.as_tensor(motion[start:start + self.config.batch_frames], dtype=self.dtype, device=self.device)
-            out.append(self.render_tensor(chunk).permute(0, 2, 3, 1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, *self.output_size[::-1], 3), np.uint8)
+            frames = self.render_tensor(chunk).permute(0, 2, 3, 1)
+            out[start:start + len(chunk)] = frames.cpu().numpy()
+        return out
 
     def render_tensor(self, motion: torch.Tensor) -> torch.Tensor:
         """Motion latents (B, MOTION_DIM) on the device -> frames (B, 3, H, W) uint8."""
@@ -271,19 +283,26 @@ class FaceRenderer:
             view = region[:, :, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
             opening = soft_inside(between_curves_distance(columns, rows, lid_top, lid_bottom))[:, None]
             warped_opening = soft_inside(between_curves_distance(columns, rows, warped_top, lid_bottom))[:, None]
-            lid = (warped_opening - opening).clamp_min(0.0)
-            if float(lid.max()) > 0.0:
-                # Lid skin: the warped lid above the half-closed lash line, mirrored downward.
-                top_half = polyline_y(columns, sorted_by_x(warped_top))                     # (B, w)
-                top_full = polyline_y(columns, sorted_by_x(lid_top))
-                mirror = (2.0 * top_half[:, None, :] - rows[None, :, None] - 1.0 - ry0).round().long()
-                mirror = mirror.clamp(0, grid.shape[1] - 1)                                  # (B, h, w)
+            closing = (warped_opening - opening).clamp_min(0.0)
+            if float(closing.max()) > 0.0:
+                # Lid skin from a little above the warped (half-closed) lash line down to the
+                # real lid line, mirrored from the skin above it: the warped lashes and the
+                # top of the iris they overlap are covered, and the lashes drawn again at the
+                # real lid line.
+                top_half = polyline_y(columns, sorted_by_x(warped_top))[:, None, :]        # (B, 1, w)
+                top_full = polyline_y(columns, sorted_by_x(lid_top))[:, None, :]
+                closure = smoothstep(0.5, 3.0, top_full - top_half)
+                axis = top_half - 0.35 * (top_full - top_half).clamp_min(0.0) - 2.0
+                y = rows[None, :, None]
+                lid = closure * smoothstep(axis - 0.5, axis + 0.5, y) * (1.0 - smoothstep(top_full - 0.5, top_full + 0.5, y))
+                lid = (lid * warped_opening.amax(2, keepdim=True)[:, 0].clamp(0, 1))[:, None]     # within the eye's width
+                mirror = (2.0 * axis - y - 1.0 - ry0).round().long().clamp(0, grid.shape[1] - 1)   # (B, h, w)
                 cols = torch.arange(bx0 - rx0, bx1 - rx0, device=grid.device)
                 lid_grid = grid[torch.arange(batch, device=grid.device)[:, None, None], mirror, cols[None, None, :]]
                 skin = F.grid_sample(self.source.expand(batch, -1, -1, -1), lid_grid, mode="bilinear",
                                      padding_mode="border", align_corners=False)
-                lashes = torch.exp(-((rows[None, :, None] - top_full[:, None, :] + 0.5) / 1.3).square())
-                skin = skin * (1.0 - 0.55 * lashes[:, None])
+                lashes = torch.exp(-((y - top_full + 0.5) / 1.3).square())
+                skin = skin * (1.0 - 0.6 * lashes[:, None])
                 view.add_(lid * (skin - view))
             if float(opening.max()) == 0.0:
                 continue

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import lsq_linear
 
 from workers.face import topology as topo
 from workers.face.latents import (
@@ -21,6 +22,9 @@ from workers.face.latents import (
 from workers.face.rig import EYEBALL_RADIUS, build_rig
 
 RIG_VERSION = "talkfarm-rig-1"
+# Coefficients that are signed (a frown is a negative smile, wide eyes a negative blink);
+# every other coefficient is one-sided, >= 0.
+DYNAMICS_LOWER_BOUND = {"smile_left": -1.0, "smile_right": -1.0, "blink_left": -1.0, "blink_right": -1.0}
 _IRISES = (topo.RIGHT_IRIS, topo.LEFT_IRIS)
 _EYE_CORNERS = (topo.RIGHT_EYE_CORNERS, topo.LEFT_EYE_CORNERS)
 
@@ -130,22 +134,28 @@ class FaceModel:
     def encode(self, points: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
         """Fit motion latents to detected landmarks (T, 478, 3) in crop pixels -> (T, MOTION_DIM).
 
-        Pose: similarity Procrustes on the rigid landmarks. Dynamics: ridge-regularised least
-        squares of the canonical residual on the rig (depth weighted 0.3: MediaPipe's z is
-        a guess). Gaze: iris centre offset from its neutral place over the eyeball radius.
+        Pose: similarity Procrustes on the rigid landmarks. Dynamics: ridge-regularised,
+        bounded least squares of the canonical residual on the rig (depth weighted 0.3:
+        MediaPipe's z is a guess); one-sided coefficients (a jaw cannot open negatively)
+        are kept >= 0, which stops a negative lip press from standing in for an open jaw.
+        Gaze: iris centre offset from its neutral place over the eyeball radius.
         """
         rigid = list(topo.RIGID)
         movable = np.setdiff1d(np.arange(topo.NUM_LANDMARKS), rigid + list(topo.RIGHT_IRIS + topo.LEFT_IRIS))
         weights = np.array([1.0, 1.0, 0.3])
         design = (self.basis[:, movable, :] * weights).reshape(len(DYNAMICS), -1).T.astype(np.float64)
         gram = design.T @ design
-        gram += ridge * np.trace(gram) / len(DYNAMICS) * np.eye(len(DYNAMICS))
+        damping = np.sqrt(ridge * np.trace(gram) / len(DYNAMICS))
+        # Ridge as extra rows, so the bounded solver sees the same objective.
+        augmented = np.vstack([design, damping * np.eye(len(DYNAMICS))])
+        lower = np.array([DYNAMICS_LOWER_BOUND.get(name, 0.0) for name in DYNAMICS])
         out = np.zeros((len(points), MOTION_DIM), dtype=np.float32)
         for i, frame in enumerate(points.astype(np.float64)):
             scale, rot, origin = similarity_fit(self.identity[rigid], frame[rigid])
             canonical = (frame - origin) @ rot / scale
             residual = ((canonical - self.identity)[movable] * weights).reshape(-1)
-            dyn = np.linalg.solve(gram, design.T @ residual)
+            rhs = np.concatenate([residual, np.zeros(len(DYNAMICS))])
+            dyn = lsq_linear(augmented, rhs, bounds=(lower, np.inf), method="bvls").x
             gaze = np.mean([_gaze_from_offset((canonical[list(iris)] - self.identity[list(iris)]).mean(0)[:2])
                             for iris in _IRISES], axis=0)
             yaw, pitch, roll = euler_from_matrix(rot)

@@ -20,6 +20,7 @@ BLINKS_PER_MINUTE = 17.0
 HEAD_DRIFT_DEGREES = (2.5, 1.6, 1.0)      # stationary std of yaw, pitch, roll drift
 HEAD_DRIFT_SECONDS = 1.6                  # drift time constant
 NOD_DEGREES = 1.6                         # pitch impulse on a stressed syllable
+HEAD_LIMIT_DEGREES = np.array([8.0, 6.0, 5.0])   # yaw, pitch, roll range around the photo's pose
 
 
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
@@ -127,6 +128,8 @@ class ProceduralMotion:
             nods = gaussian_filter1d(impulses, 0.09 * fps) * (0.09 * fps * np.sqrt(2 * np.pi))
             pose[:, 1] += nods
             pose[:, 0] += 0.3 * nods * rng.choice([-1.0, 1.0])
+        # A single photo holds up to moderate turns; past these the warp would show its seams.
+        pose[:, :3] = np.clip(pose[:, :3], source_latent[:3] - HEAD_LIMIT_DEGREES, source_latent[:3] + HEAD_LIMIT_DEGREES)
         pose[:, 3] += 0.0015 * (pose[:, 0] - source_latent[0])      # the head shifts as it turns
         pose[:, 4] += 0.0015 * (pose[:, 1] - source_latent[1])
         pose[:, 5] += np.log(controls.distance)
