@@ -70,7 +70,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assets", default="/work/shared/assets")
+    parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
     parser.add_argument("--out", default=str(REPO / "out" / "bench"))
     parser.add_argument("--device", default=None, help="decoder torch device (default: cuda if available, else cpu)")
     parser.add_argument("--skip-quality", action="store_true")

@@ -63,6 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--device", default=None, help="torch device for decoding (default: cuda if available, else cpu)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
+    verify = commands.add_parser(
+        "verify", help="read a video's talkfarm watermark and check it against its provenance record",
+        description="Read the invisible talkfarm watermark back from VIDEO (survives re-encoding, scaling, "
+                    "cropping and trimming) and compare it with the provenance sidecar or a job manifest. "
+                    "Exit code 0: a talkfarm watermark was found; 1: none found; 2: bad input.")
+    verify.add_argument("video", metavar="VIDEO", help="video file to check")
+    verify.add_argument("--sidecar", default=None,
+                        help="provenance JSON to compare with (default: VIDEO.provenance.json, if present)")
+    verify.add_argument("--manifest", default=None,
+                        help="job manifest (Parquet, with a render_id column) to look the render up in")
+    verify.add_argument("--frames", type=int, default=24, help="frames read (spread over the video)")
+    verify.set_defaults(handler=_verify)
+    from pipeline.batch_cli import add_batch_commands
+
+    add_batch_commands(commands)
     return parser
 
 
@@ -121,6 +136,67 @@ def _render(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(result.output)
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.provenance import read_sidecar, sidecar_path
+    from workers.encode import watermark
+    from workers.encode.video import probe_video, read_frames
+
+    video = Path(args.video)
+    if not video.is_file():
+        raise BadInputError("video file not found", video)
+    info = probe_video(video)
+    if info.get("video_codec") is None or "width" not in info:
+        raise BadInputError("not a video file (no video stream ffmpeg can read)", video)
+    sidecar = Path(args.sidecar) if args.sidecar else sidecar_path(video)
+    if args.sidecar and not sidecar.is_file():
+        raise BadInputError("sidecar file not found", sidecar)
+    record = None
+    if sidecar.is_file():
+        try:
+            record = read_sidecar(sidecar)
+        except (OSError, ValueError):
+            raise BadInputError("sidecar is not a provenance JSON file", sidecar) from None
+    manifest_ids: list[str] | None = None
+    if args.manifest:
+        try:
+            import pyarrow.parquet as pq
+
+            manifest_ids = [value for value in pq.read_table(args.manifest, columns=["render_id"])
+                            .column("render_id").to_pylist() if value]
+        except (OSError, KeyError, ValueError, ImportError) as err:
+            raise BadInputError(f"cannot read render_id from manifest ({type(err).__name__})", args.manifest) from None
+    try:
+        frames = read_frames(video)
+    except Exception:  # noqa: BLE001 - any decode failure is bad input here
+        raise BadInputError("cannot decode the video's frames", video) from None
+    reading = watermark.read(frames, max_frames=max(1, args.frames))
+    report = {"video": str(video), "watermark": reading.found,
+              "payload": None if reading.payload is None else {"format_version": reading.payload.version,
+                                                                "render_id_prefix": reading.payload.render_id_prefix},
+              "confidence": round(reading.confidence, 4), "sync_z": round(reading.sync_z, 2),
+              "bit_snr": round(reading.bit_snr, 2), "scale": round(reading.scale, 3), "frames_read": reading.frames}
+    if reading.found:
+        print(f"watermark: {reading.payload} (confidence {reading.confidence:.3f}, sync {reading.sync_z:.1f} sd, "
+              f"scale {reading.scale:.2f}, {reading.frames} frames)")
+        print("synthetic: yes (made by talkfarm)")
+    else:
+        print(f"watermark: none found (sync {reading.sync_z:.1f} sd, {reading.frames} frames read)")
+    if record is not None:
+        matches = reading.found and reading.payload.matches(record.get("render_id"))
+        report["sidecar"] = {"path": str(sidecar), "render_id": record.get("render_id"), "matches": bool(matches)}
+        print(f"sidecar {sidecar}: render {record.get('render_id')} -> "
+              f"{'MATCHES the watermark' if matches else 'does NOT match the watermark'}")
+    if manifest_ids is not None:
+        hits = [rid for rid in manifest_ids if reading.found and reading.payload.matches(rid)]
+        report["manifest"] = {"path": str(args.manifest), "matches": hits}
+        print(f"manifest {args.manifest}: " + (f"render {hits[0]} matches the watermark" if hits
+                                                else "no render in it matches the watermark"))
+    print(json.dumps(report, sort_keys=True))
+    return 0 if reading.found else 1
 
 
 def _silence_native_stderr() -> None:

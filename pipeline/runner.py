@@ -42,6 +42,8 @@ def result_of(task: RenderTask) -> RenderResult:
         error_message=task.failure.message if failed else None,
         warnings=list(task.warnings),
         model_versions=dict(task.model_versions),
+        render_id=task.render_id,
+        watermark_payload=None if task.provenance is None else task.provenance.get("watermark_payload"),
     )
 
 

@@ -90,3 +90,5 @@ class RenderResult(BaseModel):
     error_message: str | None = None
     warnings: list[str] = Field(default_factory=list)
     model_versions: dict[str, str] = Field(default_factory=dict)
+    render_id: str | None = Field(None, description="content identity of the render")
+    watermark_payload: str | None = Field(None, description="what the video's invisible watermark says")

@@ -37,6 +37,9 @@ class RenderTask:
         warnings: notes for the result (e.g. "3 faces found; used the largest").
         model_versions: name -> version of every model that touched the render.
         output_sha256: content hash of the finished video, once written.
+        image_sha256, audio_sha256: content hashes of the inputs, set by the stages that read them.
+        render_id: content identity of the render (pipeline.identity.render_id).
+        provenance: the provenance record written beside the video (pipeline.provenance).
     """
 
     request: RenderRequest
@@ -49,6 +52,10 @@ class RenderTask:
     warnings: list[str] = field(default_factory=list)
     model_versions: dict[str, str] = field(default_factory=dict)
     output_sha256: str | None = None
+    image_sha256: str | None = None
+    audio_sha256: str | None = None
+    render_id: str | None = None
+    provenance: dict | None = None
 
     @property
     def num_frames(self) -> int:

@@ -77,7 +77,7 @@ def test_render_writes_an_h264_aac_video_matching_the_audio(good_render, shared_
     # the face moves: the mouth region changes across the clip, the corners do not
     assert frames[:, 150:200, 100:156].std(0).mean() > 3
     assert frames[:, :20, :20].astype(float).std(0).mean() < 1.5
-    assert sorted(p.name for p in folder.iterdir()) == ["grace.mp4"]
+    assert sorted(p.name for p in folder.iterdir()) == ["grace.mp4", "grace.mp4.provenance.json"]
 
 
 def test_render_help_lists_every_option():

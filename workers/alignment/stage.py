@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import tempfile
 from typing import ClassVar
 
 from pipeline.errors import BadInputError
-from pipeline.identity import ALIGNMENT_VERSION
+from pipeline.identity import ALIGNMENT_VERSION, sha256_file
+from pipeline.storage import Storage
 from pipeline.stage import Resources, TaskStage
 from pipeline.task import RenderTask
 from workers.alignment.face import align_face
@@ -25,9 +27,11 @@ class AlignmentStage(TaskStage):
     name: ClassVar[str] = "alignment"
     resources: ClassVar[Resources] = Resources(cpus=1.0)
 
-    def __init__(self, min_face_px: int = MIN_FACE_PX):
+    def __init__(self, min_face_px: int = MIN_FACE_PX, storage: Storage | None = None):
         self.min_face_px = min_face_px
+        self.storage = storage or Storage()
         self._detector: FaceMeshDetector | None = None
+        self._downloads = tempfile.mkdtemp(prefix="talkfarm-images-")
 
     def setup(self) -> None:
         self._detector = FaceMeshDetector()
@@ -36,7 +40,9 @@ class AlignmentStage(TaskStage):
         if self._detector is None:
             self.setup()
         path = task.request.image
-        photo = load_image(path)
+        with self.storage.localized(path, self._downloads) as local:
+            photo = load_image(local)
+            task.image_sha256 = sha256_file(local)
         faces = self._detector.detect(photo)
         if not faces:
             raise BadInputError("no face found in the image", path)

@@ -1,58 +1,115 @@
-"""Encode stage: frame chunks in order -> one MP4 per render, written atomically."""
+"""Encode stage: frame chunks in order -> one watermarked MP4 per render, written atomically.
+
+Every frame gets the invisible watermark (workers.encode.watermark) carrying the render id
+prefix; the provenance record goes into the MP4 metadata and, once the video is in place,
+into the ``<output>.provenance.json`` sidecar. Outputs may be local paths or ``s3://`` URIs:
+remote outputs are written to a local staging file and uploaded atomically when complete.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
-from pipeline.stage import Resources, Stage
-from pipeline.task import FrameChunk, StageFailure
 from pipeline.identity import sha256_file
+from pipeline.provenance import build_record, mp4_metadata, write_sidecar
+from pipeline.stage import Resources, Stage
+from pipeline.storage import Storage, is_s3
+from pipeline.task import FrameChunk, RenderTask, StageFailure
+from workers.encode import watermark
 from workers.encode.video import Mp4Writer
 
 
+@dataclass
+class _OpenVideo:
+    """A render being written: its ffmpeg writer and, for remote outputs, the staging folder."""
+
+    writer: Mp4Writer
+    staging: Path | None
+
+
 class EncodeStage(Stage[FrameChunk, FrameChunk]):
-    """Appends each chunk to its render's video; the last chunk closes and hashes it.
+    """Appends each chunk to its render's video; the last chunk closes, hashes and places it.
 
     Chunks of one render must arrive in order (the runner and the Ray graph route all of a
-    render's chunks to one encoder). A failure aborts the writer, leaving no output.
+    render's chunks to one encoder). A chunk starting at frame 0 begins the video afresh
+    (a retried render never appends to a failed attempt's file). A failed task's chunk
+    aborts the writer, leaving no output.
     """
 
     name: ClassVar[str] = "encode"
     resources: ClassVar[Resources] = Resources(cpus=1.0)
 
-    def __init__(self, crf: int = 18, preset: str = "veryfast"):
+    def __init__(self, crf: int = 18, preset: str = "veryfast", storage: Storage | None = None):
         self.crf = crf
         self.preset = preset
-        self._writers: dict[tuple[str, str], Mp4Writer] = {}
+        self.storage = storage or Storage()
+        self._open: dict[tuple[str, str], _OpenVideo] = {}
 
     def __call__(self, batch: list[FrameChunk]) -> list[FrameChunk]:
         for chunk in batch:
             task = chunk.task
             key = (task.request.id, task.request.output)
-            if task.failure is not None:
+            if task.failure is not None or chunk.start == 0:
                 self.abort(key)
+            if task.failure is not None:
                 continue
             started = time.perf_counter()
             try:
-                writer = self._writers.get(key)
-                if writer is None:
-                    height, width = chunk.frames.shape[1:3]
-                    writer = self._writers[key] = Mp4Writer(task.request.output, (width, height),
-                                                            task.request.controls.fps, task.audio_path,
-                                                            self.crf, self.preset)
-                writer.write(chunk.frames)
+                video = self._open.get(key) or self._begin(task, chunk, key)
+                # the same pattern in every frame, so chunk.start needs no stride bookkeeping
+                video.writer.write(watermark.embed(chunk.frames, watermark.payload_for(task.render_id)))
                 chunk.frames = None          # written; free the memory now
                 if chunk.is_last:
-                    del self._writers[key]
-                    task.output_sha256 = sha256_file(writer.close())
-            except (RuntimeError, OSError) as err:
+                    self._finish(task, self._open.pop(key))
+            except (RuntimeError, OSError, ValueError) as err:
                 self.abort(key)
                 task.failure = StageFailure(stage=self.name, message=str(err))
             task.seconds[self.name] = task.seconds.get(self.name, 0.0) + time.perf_counter() - started
         return batch
 
+    def _begin(self, task: RenderTask, chunk: FrameChunk, key: tuple[str, str]) -> _OpenVideo:
+        output = task.request.output
+        staging = Path(tempfile.mkdtemp(prefix="talkfarm-encode-")) if is_s3(output) else None
+        audio = task.audio_path
+        if audio is None or not Path(audio).is_file():      # decoded on another worker: fetch it here
+            staging = staging or Path(tempfile.mkdtemp(prefix="talkfarm-encode-"))
+            audio = str(self.storage.fetch(task.request.audio, staging))
+        record = build_record(task)            # sets task.render_id if the driver has not
+        record["watermark_payload"] = str(watermark.payload_for(task.render_id))
+        task.provenance = record
+        local = staging / Path(output).name if is_s3(output) else Path(output)
+        height, width = chunk.frames.shape[1:3]
+        writer = Mp4Writer(local, (width, height), task.request.controls.fps, audio, self.crf, self.preset,
+                           metadata=mp4_metadata(record))
+        self._open[key] = video = _OpenVideo(writer, staging)
+        return video
+
+    def _finish(self, task: RenderTask, video: _OpenVideo) -> None:
+        local = video.writer.close()
+        task.output_sha256 = sha256_file(local)
+        task.provenance["output_sha256"] = task.output_sha256
+        output = task.request.output
+        try:
+            if is_s3(output):
+                # sidecar first: a video that exists always has its provenance beside it
+                sidecar = json.dumps(task.provenance, indent=2, sort_keys=True).encode()
+                self.storage.write_bytes(output + ".provenance.json", sidecar)
+                self.storage.put(local, output)
+            else:
+                write_sidecar(output, task.provenance)
+        finally:
+            if video.staging is not None:
+                shutil.rmtree(video.staging, ignore_errors=True)
+
     def abort(self, key: tuple[str, str]) -> None:
-        writer = self._writers.pop(key, None)
-        if writer is not None:
-            writer.abort()
+        video = self._open.pop(key, None)
+        if video is not None:
+            video.writer.abort()
+            if video.staging is not None:
+                shutil.rmtree(video.staging, ignore_errors=True)

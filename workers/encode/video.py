@@ -43,10 +43,12 @@ class Mp4Writer:
         fps: frames per second.
         audio_path: speech file muxed in (re-encoded to AAC 48 kHz), or None.
         crf, preset: libx264 quality / speed.
+        metadata: container tags (e.g. ``comment``) written with ``-metadata key=value``.
     """
 
     def __init__(self, path: str | os.PathLike, size: tuple[int, int], fps: float,
-                 audio_path: str | os.PathLike | None = None, crf: int = 18, preset: str = "veryfast"):
+                 audio_path: str | os.PathLike | None = None, crf: int = 18, preset: str = "veryfast",
+                 metadata: dict[str, str] | None = None):
         self.path = Path(path)
         self.size = size
         self.temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
@@ -60,8 +62,13 @@ class Mp4Writer:
             options.update(acodec="aac", audio_bitrate="128k", ar=48000)
         self._log = tempfile.TemporaryFile()
         command = ffmpeg.output(*streams, str(self.temporary), **options).global_args("-loglevel", "error", "-nostdin")
+        arguments = command.overwrite_output().compile(cmd=imageio_ffmpeg.get_ffmpeg_exe())
+        where = arguments.index(str(self.temporary))
+        for key, value in (metadata or {}).items():   # output options go before the output file name
+            arguments[where:where] = ["-metadata", f"{key}={value}"]
+            where += 2
         self._process = subprocess.Popen(
-            command.overwrite_output().compile(cmd=imageio_ffmpeg.get_ffmpeg_exe()),
+            arguments,
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         self.frames_written = 0
 

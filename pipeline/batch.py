@@ -1,0 +1,300 @@
+"""The batch driver: claims requests from the job store and pushes them through the graph.
+
+Each request walks alignment -> audio -> (idempotency check) -> motion -> frame chunks
+decoded across the decoder pool -> the chunks written in order by one encoder. The driver
+keeps a bounded number of requests and frame chunks in flight, so memory stays flat on a
+10,000-row job; it records every outcome in the job store (retrying transient failures up
+to ``max_attempts``) and finally writes the Parquet manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pipeline.graph import GraphConfig, Handle
+from pipeline.identity import model_versions, render_id
+from pipeline.jobstate import JobStore
+from pipeline.manifest import ManifestRow, write_manifest
+from pipeline.runner import frame_chunks, result_of
+from pipeline.schemas import RenderRequest, RenderResult
+from pipeline.storage import Storage
+from pipeline.task import FrameChunk, RenderTask, StageFailure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Driver settings.
+
+    Attributes:
+        max_attempts: runs per request before a transient failure becomes final.
+        max_requests_in_flight: requests between claim and finish at any time.
+        poll_seconds: longest wait for a result before re-checking cancellation.
+    """
+
+    max_attempts: int = 3
+    max_requests_in_flight: int = 4
+    poll_seconds: float = 0.5
+
+
+@dataclass
+class BatchProgress:
+    """Running totals handed to the progress callback."""
+
+    done: int = 0
+    failed: int = 0
+    reused: int = 0
+    running: int = 0
+    frames: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / max(1e-9, time.perf_counter() - self.started)
+
+
+@dataclass
+class _Active:
+    """A claimed request on its way through the graph."""
+
+    request: RenderRequest
+    created_at: datetime
+    task: RenderTask | None = None
+    chunks: deque = field(default_factory=deque)      # FrameChunks not yet submitted
+    chunks_left: int = 0                               # submitted-or-pending chunks not yet encoded
+
+
+class BatchDriver:
+    """Runs one job to completion on an executor (Ray or local).
+
+    Args:
+        executor: a :class:`~pipeline.graph.RayExecutor` or :class:`~pipeline.graph.LocalExecutor`.
+        store: the job store holding the job's requests and their states.
+        storage: where outputs and the manifest are written.
+        graph: pool layout and chunk size (must match the executor's).
+        config: retries and in-flight bounds.
+        on_progress: called with a :class:`BatchProgress` after every change.
+    """
+
+    def __init__(self, executor, store: JobStore, storage: Storage, graph: GraphConfig = GraphConfig(),
+                 config: BatchConfig = BatchConfig(), on_progress: Callable[[BatchProgress], None] | None = None):
+        self.executor = executor
+        self.store = store
+        self.storage = storage
+        self.graph = graph
+        self.config = config
+        self.on_progress = on_progress
+
+    def run(self, job_id: str, requests: dict[str, RenderRequest]) -> BatchProgress:
+        """Render every pending request of ``job_id`` (``requests``: id -> request)."""
+        self.store.reset_running(job_id, max_attempts=self.config.max_attempts)
+        progress = BatchProgress()
+        active: dict[str, _Active] = {}
+        handles: list[Handle] = []
+        while True:
+            if not self.store.is_cancelled(job_id):
+                free = self.config.max_requests_in_flight - len(active)
+                for request_id in self.store.claim_next(job_id, free) if free > 0 else []:
+                    request = requests[request_id]
+                    active[request_id] = _Active(request, datetime.now(timezone.utc))
+                    handles.append(self.executor.submit("alignment", [RenderTask(request)], tag=request_id))
+            handles.extend(self._feed_decoders(active))
+            progress.running = len(active)
+            if not handles:
+                if not active:
+                    break
+                continue
+            for handle in self.executor.wait(handles, timeout=self.config.poll_seconds):
+                handles.remove(handle)
+                handles.extend(self._advance(job_id, handle, active, progress))
+            if self.on_progress is not None:
+                self.on_progress(progress)
+        return progress
+
+    def _feed_decoders(self, active: dict[str, _Active]) -> list[Handle]:
+        """Submit waiting frame chunks while the decode and encode pools have room.
+
+        Each chunk's encode call is submitted right behind its decode call, with the decode
+        result as its argument and the render as the key: one encoder gets all of a render's
+        chunks, in order, and Ray runs them in that order.
+        """
+        submitted = []
+        for request_id, item in active.items():
+            while item.chunks and self.executor.capacity("decode") > 0 and self.executor.capacity("encode") > 0:
+                chunk = item.chunks.popleft()
+                decoded = self.executor.submit("decode", [chunk], tag=request_id)
+                encoded = self.executor.submit("encode", decoded, key=_render_key(item.request), tag=request_id)
+                submitted += [decoded, encoded]
+        return submitted
+
+    def _advance(self, job_id: str, handle: Handle, active: dict[str, _Active], progress: BatchProgress) -> list[Handle]:
+        request_id = handle.tag
+        item = active.get(request_id)
+        try:
+            batch = self.executor.result(handle)
+        except Exception as err:  # worker crash, lost actor, storage hiccup: retry the request
+            if item is not None:
+                self._fail(job_id, request_id, active, progress, handle.stage, _describe(err), transient=True)
+            return []
+        if item is None:          # a late result of an attempt that already failed
+            return []
+        if handle.stage == "decode":
+            return []
+        task: RenderTask = batch[0].task if handle.stage == "encode" else batch[0]
+        if task.failure is not None:
+            self._fail(job_id, request_id, active, progress, task.failure.stage, task.failure.message, transient=False)
+            return []
+        if handle.stage == "alignment":
+            return [self.executor.submit("audio", batch, tag=request_id)]
+        if handle.stage == "audio":
+            return self._after_audio(job_id, item, task, active, progress)
+        if handle.stage == "motion":
+            item.task = task
+            item.chunks = deque(frame_chunks(task, self.graph.chunk_frames))
+            item.chunks_left = len(item.chunks)
+            return []
+        # encode: one more chunk written
+        chunk: FrameChunk = batch[0]
+        progress.frames += chunk.stop - chunk.start
+        item.chunks_left -= 1
+        if item.chunks_left == 0:
+            self._finish(job_id, item, result_of(task), task, active, progress)
+        return []
+
+    def _after_audio(self, job_id: str, item: _Active, task: RenderTask, active: dict[str, _Active],
+                     progress: BatchProgress) -> list[Handle]:
+        """Name the render by its contents; reuse an identical finished render if there is one."""
+        task.render_id = render_id(task.image_sha256, task.audio_sha256, task.request.controls,
+                                   model_versions(task.request.controls))
+        self.store.set_render_id(job_id, task.request.id, task.render_id)
+        previous = self.store.lookup_render(task.render_id)
+        if previous is not None and self._reuse(previous, task.request.output):
+            result = RenderResult.model_validate({**previous["result"], "request_id": task.request.id,
+                                                  "output": task.request.output})
+            progress.reused += 1
+            self._finish(job_id, item, result, task, active, progress, reused=True)
+            return []
+        return [self.executor.submit("motion", [task], tag=task.request.id)]
+
+    def _reuse(self, previous: dict[str, Any], output: str) -> bool:
+        """Make a finished render's video available at ``output``; False if it is gone."""
+        source = previous["result"].get("output")
+        if not source or not self.storage.exists(source):
+            return False
+        if source != output:
+            self.storage.write_bytes(output, self.storage.read_bytes(source))
+        return True
+
+    def _finish(self, job_id: str, item: _Active, result: RenderResult, task: RenderTask,
+                active: dict[str, _Active], progress: BatchProgress, reused: bool = False) -> None:
+        record = {"result": result.model_dump(mode="json"), "image_sha256": task.image_sha256,
+                  "audio_sha256": task.audio_sha256, "render_id": task.render_id, "reused": reused,
+                  "created_at": item.created_at.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat()}
+        self.store.mark_done(job_id, task.request.id, record)
+        if not reused:
+            self.store.record_render(task.render_id, record)
+        progress.done += 1
+        del active[task.request.id]
+
+    def _fail(self, job_id: str, request_id: str, active: dict[str, _Active], progress: BatchProgress,
+              stage: str, message: str, transient: bool) -> None:
+        item = active.pop(request_id)
+        if item.task is not None and item.chunks_left:
+            # Close this render's half-written video on its encoder (it removes the temp file).
+            failed = RenderTask(item.request, failure=StageFailure(stage, message))
+            self.executor.submit("encode", [FrameChunk(failed, 0, 0)], key=_render_key(item.request))
+        status = self.store.mark_failed(job_id, request_id, stage, message, transient=transient,
+                                        max_attempts=self.config.max_attempts)
+        if status == "failed":
+            progress.failed += 1
+        log.warning("request %s: %s failed (%s)%s", request_id, stage, message,
+                    "; will retry" if status == "pending" else "")
+
+
+def _render_key(request: RenderRequest) -> str:
+    return f"{request.id}|{request.output}"
+
+
+def _describe(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}"[:500]
+
+
+def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderRequest]) -> list[ManifestRow]:
+    """One manifest row per request of the job, from the job store's records."""
+    rows = []
+    for state in store.request_states(job_id):
+        request = requests.get(state.request_id)
+        record = state.result or {}
+        if request is None:
+            continue
+        if state.status == "done" and "result" in record:
+            result = RenderResult.model_validate(record["result"])
+        else:
+            result = RenderResult(request_id=request.id, status="failed", error_stage=state.error_stage or state.status,
+                                  error_message=state.error_message or f"request {state.status}")
+        rows.append(ManifestRow.from_result(
+            job_id, request, result, render_id=state.render_id, image_sha256=record.get("image_sha256"),
+            audio_sha256=record.get("audio_sha256"), attempts=state.attempts,
+            watermark_payload=result.watermark_payload if hasattr(result, "watermark_payload") else None,
+            created_at=_parse_time(record.get("created_at")), finished_at=_parse_time(record.get("finished_at"))))
+    return rows
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def write_job_manifest(job_id: str, store: JobStore, storage: Storage, requests: dict[str, RenderRequest],
+                       uri: str, extra_rows: list[ManifestRow] = ()) -> str:
+    """Write the job's manifest (plus rows for malformed request-file lines) to ``uri``."""
+    return write_manifest([*manifest_rows(job_id, store, requests), *extra_rows], uri, storage)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A batch job as the user asked for it (what `talkfarm batch` takes)."""
+
+    requests_uri: str
+    out_prefix: str
+    job_id: str | None = None
+    redis_url: str | None = None
+    state_path: str | None = None
+    address: str | None = None
+    max_attempts: int = 3
+    allowed_prefixes: tuple[str, ...] | None = None
+
+
+def default_job_id(storage: Storage, requests_uri: str, out_prefix: str) -> str:
+    """The same request list to the same place is the same job (resubmitting resumes it)."""
+    import hashlib
+
+    digest = hashlib.sha256(storage.read_bytes(requests_uri) + b"\0" + out_prefix.encode()).hexdigest()
+    return f"job-{digest[:12]}"
+
+
+def open_executor(address: str | None, graph: GraphConfig, storage: Storage):
+    """Start (or join, with ``address``) a Ray cluster and build the actor pools."""
+    import os
+
+    import ray
+
+    from pipeline.graph import RayExecutor, stage_factories
+
+    if not ray.is_initialized():
+        # Actors reach S3 with the driver's standard AWS settings.
+        env = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
+        runtime_env = {"env_vars": env} if env else None
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        else:
+            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+                     runtime_env=runtime_env)
+    return RayExecutor(stage_factories(storage), graph)

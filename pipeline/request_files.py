@@ -1,0 +1,381 @@
+"""Read a job's request list (CSV, JSONL or Parquet; local or ``s3://``) into RenderRequests.
+
+Columns:
+
+=============  ========  ===================================================================
+column         required  meaning
+=============  ========  ===================================================================
+id             yes       request id (unique in the file; no ``/``, ``\\``, control characters,
+                         no leading ``.``; at most 200 characters) -- names the output file
+image          yes       portrait path or URI
+audio          yes       speech path or URI
+seed           no        int >= 0
+gaze_yaw       no        degrees; give both gaze columns or neither
+gaze_pitch     no        degrees
+distance       no        head-to-camera scale, 0.5..2
+emotion        no        a name (neutral, happy, ...) or a vector: JSON list ``[0.1, -0.2]``
+                         in CSV, a list in JSONL / Parquet
+priority       no        int, higher renders first (default 0)
+size, fps,     no        as :class:`~pipeline.schemas.RenderControls`
+paste_back,              (``paste_back``: true/false/1/0/yes/no)
+motion
+=============  ========  ===================================================================
+
+Empty cells / nulls mean "use the default". Other columns are ignored (reported in
+:attr:`RequestFile.ignored_columns`). Relative ``image`` / ``audio`` entries are resolved
+against the request file's folder (or its S3 "folder").
+
+A malformed row never sinks the file: it becomes an :class:`InvalidRow` with a message, and
+the rest is read. Duplicate ids: the first row with an id owns it (valid or not); later rows
+with the same id are invalid. Row numbers are the line numbers of CSV / JSONL files (the CSV
+header is line 1) and the 1-based row index of Parquet files.
+
+A file-level problem (unreadable file, unknown format, a required column missing from the
+header) raises :class:`~pipeline.errors.BadInputError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator, NamedTuple
+
+from pydantic import ValidationError
+
+from pipeline.errors import BadInputError
+from pipeline.jobstate import PRIORITY_LIMIT
+from pipeline.schemas import RenderControls, RenderRequest
+from pipeline.storage import Storage, join_uri, parse_uri
+
+__all__ = ["read_request_file", "parse_request_rows", "RequestFile", "InvalidRow", "REQUEST_COLUMNS"]
+
+REQUIRED_COLUMNS = ("id", "image", "audio")
+OPTIONAL_COLUMNS = ("seed", "gaze_yaw", "gaze_pitch", "distance", "emotion", "priority",
+                    "size", "fps", "paste_back", "motion")
+REQUEST_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+_BAD_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+class InvalidRow(NamedTuple):
+    """A row that could not become a request (unpacks as ``(row_number, request_id, message)``)."""
+
+    row_number: int
+    request_id: str | None
+    message: str
+
+
+@dataclass
+class RequestFile:
+    """What :func:`read_request_file` found.
+
+    Attributes:
+        valid: ``(request, priority)`` pairs in file order.
+        invalid: malformed rows, in file order.
+        ignored_columns: header columns talkfarm does not know (probably typos).
+    """
+
+    valid: list[tuple[RenderRequest, int]] = field(default_factory=list)
+    invalid: list[InvalidRow] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Any]:  # ``valid, invalid = read_request_file(...)``
+        return iter((self.valid, self.invalid))
+
+
+class _RowError(ValueError):
+    pass
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or (
+        isinstance(value, float) and math.isnan(value))
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise _RowError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise _RowError(f"{name} must be an integer, got {value!r}")
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            raise _RowError(f"{name} must be an integer, got {text!r}") from None
+        if number.is_integer():
+            return int(number)
+        raise _RowError(f"{name} must be an integer, got {text!r}") from None
+
+
+def _float(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise _RowError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value if not isinstance(value, str) else value.strip())
+    except (TypeError, ValueError):
+        raise _RowError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise _RowError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise _RowError(f"{name} must be true or false, got {value!r}")
+
+
+def _emotion(value: Any) -> str | tuple[float, ...]:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise _RowError(f"emotion vector is not a valid JSON list: {text!r}") from None
+        else:
+            return text.lower()
+    if isinstance(value, (list, tuple)):
+        return tuple(_float("emotion", v) for v in value)
+    raise _RowError(f"emotion must be a name or a list of numbers, got {value!r}")
+
+
+def _resolve(ref: str, base: str | None) -> str:
+    """Resolve a relative image / audio entry against the request file's folder."""
+    if base is None or "://" in ref or Path(ref).is_absolute():
+        return ref
+    if "://" in base:
+        return join_uri(base, ref)
+    return str(Path(base) / ref)
+
+
+def _pydantic_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p != "controls")
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def _parse_row(row: dict[str, Any], out_prefix: str, base: str | None,
+               defaults: dict[str, Any]) -> tuple[RenderRequest, int]:
+    rid = row["id"]
+    image, audio = row.get("image"), row.get("audio")
+    if _blank(image):
+        raise _RowError("missing image")
+    if _blank(audio):
+        raise _RowError("missing audio")
+    controls: dict[str, Any] = dict(defaults)
+    value = row.get("seed")
+    if not _blank(value):
+        controls["seed"] = _int("seed", value)
+    yaw, pitch = row.get("gaze_yaw"), row.get("gaze_pitch")
+    if _blank(yaw) != _blank(pitch):
+        raise _RowError("give both gaze_yaw and gaze_pitch, or neither")
+    if not _blank(yaw):
+        controls["gaze"] = (_float("gaze_yaw", yaw), _float("gaze_pitch", pitch))
+    for name, conv in (("distance", _float), ("size", _int), ("fps", _float), ("paste_back", _bool)):
+        value = row.get(name)
+        if not _blank(value):
+            controls[name] = conv(name, value)
+    if not _blank(row.get("emotion")):
+        controls["emotion"] = _emotion(row["emotion"])
+    if not _blank(row.get("motion")):
+        controls["motion"] = str(row["motion"]).strip()
+    priority = 0 if _blank(row.get("priority")) else _int("priority", row["priority"])
+    if not -PRIORITY_LIMIT < priority < PRIORITY_LIMIT:
+        raise _RowError(f"priority must be within +-{PRIORITY_LIMIT}, got {priority}")
+    try:
+        request = RenderRequest(
+            id=rid, image=_resolve(str(image).strip(), base), audio=_resolve(str(audio).strip(), base),
+            output=join_uri(out_prefix, f"{rid}.mp4"), controls=RenderControls(**controls))
+    except ValidationError as exc:
+        raise _RowError(_pydantic_message(exc)) from None
+    return request, priority
+
+
+def parse_request_rows(
+    rows: Iterator[tuple[int, dict[str, Any] | str]],
+    out_prefix: str,
+    *,
+    base: str | None = None,
+    defaults: dict[str, Any] | None = None,
+    storage: Storage | None = None,
+) -> RequestFile:
+    """Validate ``(row_number, row)`` pairs (``row`` a dict, or an error message string for a
+    row that could not even be decoded). See the module docstring for the rules."""
+    result = RequestFile()
+    seen: dict[str, int] = {}
+    defaults = dict(defaults or {})
+    for number, row in rows:
+        if isinstance(row, str):
+            result.invalid.append(InvalidRow(number, None, row))
+            continue
+        raw_id = row.get("id")
+        rid = None if _blank(raw_id) else str(raw_id).strip()
+        if isinstance(raw_id, float) and raw_id.is_integer():
+            rid = str(int(raw_id))
+        try:
+            if rid is None:
+                raise _RowError("missing id")
+            if rid in seen:
+                raise _RowError(f"duplicate id {rid!r} (first used on row {seen[rid]})")
+            seen[rid] = number
+            if _BAD_ID.search(rid) or rid.startswith(".") or len(rid) > 200:
+                raise _RowError(f"bad id {rid!r}: no '/', '\\', control characters or leading '.'; "
+                                f"at most 200 characters")
+            request, priority = _parse_row({**row, "id": rid}, out_prefix, base, defaults)
+            if storage is not None:
+                for uri in (request.image, request.audio):
+                    if not storage.is_allowed(uri):
+                        raise _RowError(f"{uri} is outside the allowed buckets/paths")
+        except _RowError as exc:
+            result.invalid.append(InvalidRow(number, rid, str(exc)))
+            continue
+        except BadInputError as exc:  # e.g. an unsupported URI scheme
+            result.invalid.append(InvalidRow(number, rid, str(exc)))
+            continue
+        result.valid.append((request, priority))
+    return result
+
+
+def _detect_format(uri: str) -> str:
+    name = PurePosixPath(parse_uri(uri).key).name.lower()
+    for suffixes, fmt in (((".csv",), "csv"), ((".jsonl", ".ndjson", ".json"), "jsonl"),
+                          ((".parquet", ".pq"), "parquet")):
+        if name.endswith(suffixes):
+            return fmt
+    raise BadInputError("unknown request file format; use .csv, .jsonl or .parquet (or pass fmt=)", uri)
+
+
+def _check_header(columns: list[str], uri: str) -> list[str]:
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise BadInputError(f"request file has no {', '.join(repr(c) for c in missing)} column", uri)
+    return [c for c in columns if c not in REQUEST_COLUMNS]
+
+
+def read_request_file(
+    uri: str,
+    out_prefix: str,
+    storage: Storage | None = None,
+    *,
+    fmt: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> RequestFile:
+    """Read and validate a request list.
+
+    Args:
+        uri: local path, ``file://`` or ``s3://`` URI of a ``.csv``, ``.jsonl`` or ``.parquet`` file.
+        out_prefix: where outputs go; request ``id`` renders to ``<out_prefix>/<id>.mp4``.
+        storage: used to read ``uri`` and to check input URIs against its allow-list
+            (default: a plain :class:`Storage`, everything allowed).
+        fmt: ``"csv"``, ``"jsonl"`` or ``"parquet"``; default from the file extension.
+        defaults: RenderControls fields applied to every row before the row's own values
+            (e.g. ``{"size": 256}`` from a CLI flag).
+
+    Returns:
+        A :class:`RequestFile`; ``valid, invalid = read_request_file(...)`` also works.
+    """
+    storage = storage or Storage()
+    fmt = (fmt or _detect_format(uri)).lower()
+    if fmt not in ("csv", "jsonl", "parquet"):
+        raise BadInputError(f"unknown request file format {fmt!r}", uri)
+    if not storage.is_allowed(out_prefix):
+        raise BadInputError("output prefix is outside the allowed buckets/paths", out_prefix)
+    data = storage.read_bytes(uri)
+    parsed = parse_uri(uri)
+    if parsed.scheme == "s3":
+        base = uri.rsplit("/", 1)[0]
+    else:
+        base = str(parsed.path.parent)
+
+    if fmt == "csv":
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise BadInputError(f"request file is not UTF-8 text: {exc}", uri) from None
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [c.strip() for c in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        ignored = _check_header(header, uri)
+
+        def rows() -> Iterator[tuple[int, dict[str, Any] | str]]:
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    yield reader.line_num, f"unreadable CSV line: {exc}"
+                    continue
+                if None in row:
+                    yield reader.line_num, f"row has {len(header) + len(row[None])} fields; the header has {len(header)}"
+                    continue
+                if all(_blank(v) for v in row.values()):
+                    continue  # blank line
+                yield reader.line_num, row
+
+    elif fmt == "jsonl":
+        try:
+            lines = data.decode("utf-8-sig").splitlines()
+        except UnicodeDecodeError as exc:
+            raise BadInputError(f"request file is not UTF-8 text: {exc}", uri) from None
+        keys: set[str] = set()
+
+        def rows() -> Iterator[tuple[int, dict[str, Any] | str]]:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield number, f"not valid JSON: {exc.msg} (column {exc.colno})"
+                    continue
+                if not isinstance(obj, dict):
+                    yield number, "not a JSON object"
+                    continue
+                keys.update(obj)
+                yield number, obj
+
+        result = parse_request_rows(rows(), out_prefix, base=base, defaults=defaults, storage=storage)
+        result.ignored_columns = sorted(k for k in keys if k not in REQUEST_COLUMNS)
+        return result
+
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowException, OSError) as exc:
+            raise BadInputError(f"request file is not a readable Parquet file: {exc}", uri) from None
+        ignored = _check_header(table.column_names, uri)
+        records = table.to_pylist()
+
+        def rows() -> Iterator[tuple[int, dict[str, Any] | str]]:
+            yield from enumerate(records, start=1)
+
+    result = parse_request_rows(rows(), out_prefix, base=base, defaults=defaults, storage=storage)
+    result.ignored_columns = ignored
+    return result

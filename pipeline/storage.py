@@ -1,0 +1,528 @@
+"""Storage behind URIs: local paths / ``file://`` (the embedded default) and ``s3://bucket/key``.
+
+One :class:`Storage` object serves both kinds. S3 goes through boto3 with the standard AWS
+settings (``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``, ``AWS_REGION`` or
+``AWS_DEFAULT_REGION``, and the usual credentials chain: env keys, shared config, instance or
+IRSA roles). Nothing talkfarm-specific is read from the environment.
+
+Guarantees:
+
+* **Atomic writes** -- :meth:`Storage.put` / :meth:`Storage.write_bytes` never leave a
+  half-written final object. S3: upload to ``<key>.partial-<uuid>`` (multipart above
+  ``multipart_threshold``), server-side copy to ``<key>``, delete the temporary key.
+  Local: write ``.<name>.partial-<uuid>`` in the destination folder, fsync, ``os.replace``.
+  A crash between the steps can leave a ``.partial-`` object behind (never a final one);
+  :meth:`Storage.list` hides them and an S3 lifecycle rule on ``*.partial-*`` can sweep them.
+* **Retries** -- transient S3 failures (throttling, 5xx, connection / read timeouts) are
+  retried with exponential backoff + jitter, then raised as
+  :class:`~pipeline.errors.TransientError`. botocore's own retries are switched off so
+  there is one retry policy, this one.
+* **Clear permanent errors** -- a missing object raises
+  ``BadInputError("object not found", uri)``; a URI outside ``allowed_prefixes`` raises
+  ``BadInputError("... outside the allowed buckets/paths", uri)``; other 4xx (access denied,
+  no such bucket) raise ``BadInputError`` with S3's message.
+* **Picklable** -- the boto3 client is created lazily and dropped on pickling, so a
+  ``Storage`` can be passed into Ray actors / tasks; each process builds its own client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+from urllib.parse import unquote, urlparse
+
+from pipeline.errors import BadInputError, TransientError
+
+__all__ = [
+    "Storage",
+    "ParsedURI",
+    "parse_uri",
+    "is_s3",
+    "join_uri",
+    "PARTIAL_MARKER",
+]
+
+T = TypeVar("T")
+
+PARTIAL_MARKER = ".partial-"
+"""Infix of temporary objects written by atomic puts (``<key>.partial-<uuid>``)."""
+
+_MiB = 1024 * 1024
+_READ_BLOCK = 1 * _MiB
+
+# S3 / botocore error codes that mean "try again later".
+_TRANSIENT_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled",
+    "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException", "InternalError", "ServiceUnavailable",
+    "RequestTimeout", "RequestTimeoutException", "OperationAborted",
+})
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+@dataclass(frozen=True)
+class ParsedURI:
+    """A URI split into its parts.
+
+    Attributes:
+        scheme: ``"file"`` for plain paths and ``file://`` URIs, ``"s3"`` for ``s3://``.
+        bucket: the S3 bucket (``""`` for local).
+        key: the S3 key, or the local path (absolute or relative, as given).
+    """
+
+    scheme: str
+    bucket: str
+    key: str
+
+    @property
+    def path(self) -> Path:
+        """The local path (only meaningful when ``scheme == "file"``)."""
+        return Path(self.key)
+
+    def uri(self) -> str:
+        """Canonical text: ``s3://bucket/key`` or the plain local path."""
+        return f"s3://{self.bucket}/{self.key}" if self.scheme == "s3" else self.key
+
+
+def parse_uri(uri: str | os.PathLike) -> ParsedURI:
+    """Split ``uri`` into scheme / bucket / key.
+
+    Plain paths and ``file://`` URIs are local; ``s3://bucket/key`` is S3. Any other scheme
+    (``http://``, ``gs://``...) raises ``BadInputError``.
+    """
+    text = os.fspath(uri)
+    if "://" not in text:
+        return ParsedURI("file", "", text)
+    parsed = urlparse(text)
+    scheme = parsed.scheme.lower()
+    if scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise BadInputError("file:// URIs must name a local path (file:///abs/path)", text)
+        return ParsedURI("file", "", unquote(parsed.path))
+    if scheme == "s3":
+        if not parsed.netloc:
+            raise BadInputError("s3:// URI has no bucket", text)
+        bucket, _, key = text.split("://", 1)[1].partition("/")  # keep the key verbatim (no unquoting)
+        return ParsedURI("s3", bucket, key)
+    raise BadInputError(f"unsupported URI scheme {scheme!r}; use a local path, file:// or s3://", text)
+
+
+def is_s3(uri: str | os.PathLike) -> bool:
+    """True for ``s3://`` URIs."""
+    return os.fspath(uri).lower().startswith("s3://")
+
+
+def join_uri(prefix: str | os.PathLike, *parts: str) -> str:
+    """Join ``parts`` under ``prefix`` with ``/`` (S3, ``file://``) or the OS separator (paths).
+
+    ``join_uri("s3://b/out", "job1", "r1.mp4") == "s3://b/out/job1/r1.mp4"``.
+    """
+    text = os.fspath(prefix)
+    if "://" in text:
+        return "/".join([text.rstrip("/"), *(p.strip("/") for p in parts)])
+    return str(Path(text, *parts))
+
+
+def _client_error_info(exc: BaseException) -> tuple[str, int]:
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+class Storage:
+    """Read and write files named by URIs (local paths, ``file://``, ``s3://``).
+
+    Args:
+        allowed_prefixes: when given, every URI touched must lie under one of these prefixes
+            (``"s3://bucket"``, ``"s3://bucket/renders/"``, ``"/data/in"``, ``"file:///data"``);
+            others raise ``BadInputError``. Prefixes match whole path components:
+            ``s3://b/in`` allows ``s3://b/in/x.wav`` but not ``s3://b/inbox/x.wav``. Local
+            paths are compared after resolving symlinks and ``..``. ``None`` allows everything.
+        max_attempts: tries per S3 operation before raising ``TransientError``.
+        backoff_s: first retry delay; doubles each attempt (with jitter), capped at ``max_backoff_s``.
+        max_backoff_s: largest single retry delay.
+        multipart_threshold: uploads at or above this many bytes go multipart.
+        multipart_chunksize: part size of multipart uploads (S3 minimum is 5 MiB).
+        endpoint_url / region: override the standard AWS settings (normally left ``None``).
+        connect_timeout / read_timeout: socket timeouts for S3 calls, seconds.
+    """
+
+    def __init__(
+        self,
+        allowed_prefixes: Iterable[str] | None = None,
+        *,
+        max_attempts: int = 5,
+        backoff_s: float = 0.25,
+        max_backoff_s: float = 8.0,
+        multipart_threshold: int = 64 * _MiB,
+        multipart_chunksize: int = 16 * _MiB,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ):
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        self.allowed_prefixes: list[str] | None = None if allowed_prefixes is None else list(allowed_prefixes)
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._allowed = None if self.allowed_prefixes is None else [self._norm_prefix(p) for p in self.allowed_prefixes]
+
+    # ------------------------------------------------------------------ pickling / client
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_client"] = None
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Storage(allowed_prefixes={self.allowed_prefixes!r})"
+
+    @property
+    def client(self):
+        """The boto3 S3 client, created on first use (thread-safe)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3
+                    from botocore.config import Config
+
+                    region = self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                    config = Config(
+                        retries={"total_max_attempts": 1, "mode": "standard"},  # our retry loop is the policy
+                        connect_timeout=self.connect_timeout,
+                        read_timeout=self.read_timeout,
+                        max_pool_connections=32,
+                    )
+                    session = boto3.session.Session()
+                    self._client = session.client("s3", region_name=region, endpoint_url=self.endpoint_url,
+                                                  config=config)
+        return self._client
+
+    def _transfer_config(self):
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(multipart_threshold=self.multipart_threshold,
+                              multipart_chunksize=self.multipart_chunksize, use_threads=True, max_concurrency=4)
+
+    # ------------------------------------------------------------------ allow-list
+
+    @staticmethod
+    def _norm_prefix(prefix: str) -> tuple[str, str]:
+        parsed = parse_uri(prefix)
+        if parsed.scheme == "s3":
+            return "s3", f"{parsed.bucket}/{parsed.key}".rstrip("/")
+        return "file", str(Path(parsed.key).expanduser().resolve())
+
+    def is_allowed(self, uri: str | os.PathLike) -> bool:
+        """True when ``uri`` lies under an allowed prefix (always True without an allow-list)."""
+        if self._allowed is None:
+            return True
+        parsed = parse_uri(uri)
+        if parsed.scheme == "s3":
+            target = f"{parsed.bucket}/{parsed.key}"
+        else:
+            target = str(Path(parsed.key).expanduser().resolve())
+        for scheme, prefix in self._allowed:
+            if scheme != parsed.scheme:
+                continue
+            if scheme == "file" and prefix == os.sep:
+                return True
+            if target == prefix or target.startswith(prefix + ("/" if scheme == "s3" else os.sep)):
+                return True
+        return False
+
+    def check_allowed(self, uri: str | os.PathLike) -> ParsedURI:
+        """Parse ``uri`` and raise ``BadInputError`` if it is outside the allow-list."""
+        parsed = parse_uri(uri)
+        if not self.is_allowed(uri):
+            raise BadInputError("URI is outside the allowed buckets/paths", os.fspath(uri))
+        return parsed
+
+    # ------------------------------------------------------------------ retry machinery
+
+    def _call(self, uri: str, what: str, fn: Callable[[], T], *, missing_ok: bool = False) -> T | None:
+        """Run one S3 operation with retries; map errors onto talkfarm's error types."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import (
+            BotoCoreError, ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError,
+            NoCredentialsError, ReadTimeoutError,
+        )
+
+        last: BaseException | None = None
+        for attempt in range(self.max_attempts):
+            try:
+                return fn()
+            except (ClientError, S3UploadFailedError) as exc:
+                inner = exc if isinstance(exc, ClientError) else (exc.__context__ or exc)
+                code, status = _client_error_info(inner)
+                if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
+                    if missing_ok:
+                        return None
+                    raise BadInputError("object not found", uri) from exc
+                if code in _TRANSIENT_CODES or status >= 500 or status == 429 or (
+                        isinstance(exc, S3UploadFailedError) and not code):
+                    last = exc
+                else:
+                    raise BadInputError(f"{what} failed: {code or status}: {inner}", uri) from exc
+            except NoCredentialsError as exc:
+                raise BadInputError("no AWS credentials found (set the standard AWS settings)", uri) from exc
+            except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError) as exc:
+                last = exc
+            except BotoCoreError as exc:  # e.g. IncompleteReadError, checksum errors: worth another go
+                last = exc
+            except OSError as exc:  # socket errors surfacing raw through s3transfer
+                if isinstance(exc, FileNotFoundError):
+                    raise
+                last = exc
+            if attempt + 1 < self.max_attempts:
+                delay = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
+                time.sleep(delay * (0.5 + random.random() / 2))
+        raise TransientError(f"{uri}: {what} failed after {self.max_attempts} attempts: {last}") from last
+
+    # ------------------------------------------------------------------ queries
+
+    def exists(self, uri: str | os.PathLike) -> bool:
+        """True if the object / file exists (a local directory does not count)."""
+        parsed = self.check_allowed(uri)
+        if parsed.scheme == "file":
+            return parsed.path.is_file()
+        head = self._call(parsed.uri(), "head", lambda: self.client.head_object(Bucket=parsed.bucket, Key=parsed.key),
+                          missing_ok=True)
+        return head is not None
+
+    def size(self, uri: str | os.PathLike) -> int:
+        """Size in bytes; ``BadInputError("object not found")`` when missing."""
+        parsed = self.check_allowed(uri)
+        if parsed.scheme == "file":
+            if not parsed.path.is_file():
+                raise BadInputError("object not found", os.fspath(uri))
+            return parsed.path.stat().st_size
+        head = self._call(parsed.uri(), "head", lambda: self.client.head_object(Bucket=parsed.bucket, Key=parsed.key))
+        return int(head["ContentLength"])
+
+    def list(self, prefix: str | os.PathLike, *, include_partial: bool = False) -> list[str]:
+        """URIs of all objects under ``prefix``, sorted.
+
+        S3: every key starting with the prefix's key (a plain string prefix, as S3 does).
+        Local: every file under the folder ``prefix`` (recursively), or, when ``prefix`` is not
+        a folder, the files in its parent whose path starts with it. Results use the same form
+        as ``prefix`` (``s3://``, ``file://`` or a plain path). Temporary ``.partial-`` objects
+        of in-flight puts are hidden unless ``include_partial``.
+        """
+        text = os.fspath(prefix)
+        parsed = self.check_allowed(text)
+        out: list[str] = []
+        if parsed.scheme == "s3":
+            def _list() -> list[str]:
+                keys: list[str] = []
+                paginator = self.client.get_paginator("list_objects_v2")
+                for page in paginator.paginate(Bucket=parsed.bucket, Prefix=parsed.key):
+                    keys.extend(obj["Key"] for obj in page.get("Contents", []))
+                return keys
+
+            keys = self._call(text, "list", _list) or []
+            out = [f"s3://{parsed.bucket}/{k}" for k in keys if include_partial or PARTIAL_MARKER not in k]
+        else:
+            root = parsed.path
+            if root.is_dir():
+                files = [p for p in root.rglob("*") if p.is_file()]
+            elif root.parent.is_dir():
+                files = [p for p in root.parent.rglob("*") if p.is_file() and str(p).startswith(str(root))]
+            else:
+                files = []
+            as_file_uri = text.lower().startswith("file://")
+            for p in files:
+                if not include_partial and PARTIAL_MARKER in p.name:
+                    continue
+                out.append(p.resolve().as_uri() if as_file_uri else str(p))
+        return sorted(out)
+
+    def sha256(self, uri: str | os.PathLike) -> str:
+        """Hex sha256 of the object's bytes (streamed, never held in memory whole)."""
+        parsed = self.check_allowed(uri)
+        digest = hashlib.sha256()
+        if parsed.scheme == "file":
+            if not parsed.path.is_file():
+                raise BadInputError("object not found", os.fspath(uri))
+            with open(parsed.path, "rb") as handle:
+                for block in iter(lambda: handle.read(_READ_BLOCK), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+
+        def _hash() -> str:
+            d = hashlib.sha256()
+            body = self.client.get_object(Bucket=parsed.bucket, Key=parsed.key)["Body"]
+            try:
+                for block in body.iter_chunks(_READ_BLOCK):
+                    d.update(block)
+            finally:
+                body.close()
+            return d.hexdigest()
+
+        return self._call(parsed.uri(), "sha256", _hash)
+
+    # ------------------------------------------------------------------ reads
+
+    def fetch(self, uri: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
+        """Make the object available as a local file and return its path.
+
+        Local paths are checked and returned as they are (no copy). S3 objects are downloaded
+        into ``dest_dir`` as ``<hash of uri>_<basename>`` -- the extension is kept (decoders
+        sniff it) and two objects with the same basename do not collide. The download goes to
+        a temporary name first, so a returned path is always complete.
+        """
+        parsed = self.check_allowed(uri)
+        if parsed.scheme == "file":
+            if not parsed.path.is_file():
+                raise BadInputError("object not found", os.fspath(uri))
+            return parsed.path
+        dest = Path(dest_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        name = Path(parsed.key).name or "object"
+        tag = hashlib.sha1(parsed.uri().encode()).hexdigest()[:12]
+        target = dest / f"{tag}_{name}"
+        tmp = dest / f".{tag}_{name}{PARTIAL_MARKER}{uuid.uuid4().hex}"
+
+        def _download() -> None:
+            self.client.download_file(parsed.bucket, parsed.key, str(tmp), Config=self._transfer_config())
+
+        try:
+            self._call(parsed.uri(), "download", _download)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
+
+    @contextlib.contextmanager
+    def localized(self, uri: str | os.PathLike, dest_dir: str | os.PathLike) -> Iterator[Path]:
+        """A local file with the object's bytes for the duration of a ``with`` block.
+
+        Local paths are only checked against the allow-list and yielded as they are, so the
+        reader's own "file not found" message stays; S3 objects are downloaded and removed
+        afterwards, so long jobs do not fill the worker's disk.
+        """
+        parsed = self.check_allowed(uri)
+        if parsed.scheme == "file":
+            yield parsed.path
+            return
+        local = self.fetch(uri, dest_dir)
+        try:
+            yield local
+        finally:
+            local.unlink(missing_ok=True)
+
+    def read_bytes(self, uri: str | os.PathLike) -> bytes:
+        """The whole object as bytes (for small things: request lists, manifests, JSON)."""
+        parsed = self.check_allowed(uri)
+        if parsed.scheme == "file":
+            if not parsed.path.is_file():
+                raise BadInputError("object not found", os.fspath(uri))
+            return parsed.path.read_bytes()
+
+        def _get() -> bytes:
+            body = self.client.get_object(Bucket=parsed.bucket, Key=parsed.key)["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+
+        return self._call(parsed.uri(), "read", _get)
+
+    # ------------------------------------------------------------------ writes
+
+    def put(self, local_path: str | os.PathLike, uri: str | os.PathLike) -> str:
+        """Copy a local file to ``uri`` atomically; return ``uri`` (as given, as text).
+
+        Readers see either the old object or the complete new one, never a partial write.
+        Parent folders of a local destination are created.
+        """
+        src = Path(local_path)
+        if not src.is_file():
+            raise BadInputError("object not found", str(src))
+        parsed = self.check_allowed(uri)
+        if parsed.scheme == "file":
+            with open(src, "rb") as handle:
+                self._local_atomic_write(parsed.path, lambda out: shutil.copyfileobj(handle, out, _READ_BLOCK))
+            return os.fspath(uri)
+        tmp_key = f"{parsed.key}{PARTIAL_MARKER}{uuid.uuid4().hex}"
+        self._s3_atomic(parsed, tmp_key, lambda: self.client.upload_file(
+            str(src), parsed.bucket, tmp_key, Config=self._transfer_config()))
+        return os.fspath(uri)
+
+    def write_bytes(self, uri: str | os.PathLike, data: bytes) -> str:
+        """Write ``data`` to ``uri`` atomically (same guarantees as :meth:`put`); return ``uri``."""
+        parsed = self.check_allowed(uri)
+        if parsed.scheme == "file":
+            self._local_atomic_write(parsed.path, lambda out: out.write(data))
+            return os.fspath(uri)
+        if len(data) >= self.multipart_threshold:
+            with tempfile.NamedTemporaryFile(prefix="talkfarm-put-") as handle:
+                handle.write(data)
+                handle.flush()
+                return self.put(handle.name, uri)
+        tmp_key = f"{parsed.key}{PARTIAL_MARKER}{uuid.uuid4().hex}"
+        self._s3_atomic(parsed, tmp_key, lambda: self.client.put_object(Bucket=parsed.bucket, Key=tmp_key, Body=data))
+        return os.fspath(uri)
+
+    def delete(self, uri: str | os.PathLike) -> None:
+        """Remove the object; deleting a missing object is not an error."""
+        parsed = self.check_allowed(uri)
+        if parsed.scheme == "file":
+            parsed.path.unlink(missing_ok=True)
+            return
+        self._call(parsed.uri(), "delete", lambda: self.client.delete_object(Bucket=parsed.bucket, Key=parsed.key),
+                   missing_ok=True)
+
+    def _s3_atomic(self, parsed: ParsedURI, tmp_key: str, upload: Callable[[], Any]) -> None:
+        """Upload to ``tmp_key`` (via ``upload``), server-side copy to the final key, drop the temp."""
+        uri = parsed.uri()
+        try:
+            self._call(uri, "upload", upload)
+            self._call(uri, "copy", lambda: self.client.copy(
+                {"Bucket": parsed.bucket, "Key": tmp_key}, parsed.bucket, parsed.key, Config=self._transfer_config()))
+        finally:
+            try:
+                self._call(uri, "delete temporary", lambda: self.client.delete_object(Bucket=parsed.bucket, Key=tmp_key),
+                           missing_ok=True)
+            except (TransientError, BadInputError):
+                pass  # best effort; the final key is already right (or was never written)
+
+    @staticmethod
+    def _local_atomic_write(target: Path, write: Callable[[Any], Any]) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}{PARTIAL_MARKER}{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as out:
+                write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
