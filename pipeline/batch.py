@@ -37,11 +37,14 @@ class BatchConfig:
         max_attempts: runs per request before a transient failure becomes final.
         max_requests_in_flight: requests between claim and finish at any time.
         poll_seconds: longest wait for a result before re-checking cancellation.
+        retry_backoff_s: a request retried after a transient failure waits this long, doubled
+            per attempt, so a crashed worker has time to come back.
     """
 
     max_attempts: int = 3
     max_requests_in_flight: int = 4
     poll_seconds: float = 0.5
+    retry_backoff_s: float = 3.0
 
 
 @dataclass
@@ -66,6 +69,7 @@ class _Active:
 
     request: RenderRequest
     created_at: datetime
+    started: bool = False                              # submitted to the graph (not backing off)
     task: RenderTask | None = None
     chunks: deque = field(default_factory=deque)      # FrameChunks not yet submitted
     chunks_left: int = 0                               # submitted-or-pending chunks not yet encoded
@@ -98,18 +102,22 @@ class BatchDriver:
         progress = BatchProgress()
         active: dict[str, _Active] = {}
         handles: list[Handle] = []
+        self._retry_at: dict[str, float] = {}
         while True:
             if not self.store.is_cancelled(job_id):
                 free = self.config.max_requests_in_flight - len(active)
                 for request_id in self.store.claim_next(job_id, free) if free > 0 else []:
-                    request = requests[request_id]
-                    active[request_id] = _Active(request, datetime.now(timezone.utc))
-                    handles.append(self.executor.submit("alignment", [RenderTask(request)], tag=request_id))
+                    active[request_id] = _Active(requests[request_id], datetime.now(timezone.utc))
+            for request_id, item in active.items():
+                if not item.started and time.monotonic() >= self._retry_at.get(request_id, 0.0):
+                    item.started = True
+                    handles.append(self.executor.submit("alignment", [RenderTask(item.request)], tag=request_id))
             handles.extend(self._feed_decoders(active))
             progress.running = len(active)
             if not handles:
                 if not active:
                     break
+                time.sleep(min(self.config.poll_seconds, 0.1))     # only retries waiting out their backoff
                 continue
             for handle in self.executor.wait(handles, timeout=self.config.poll_seconds):
                 handles.remove(handle)
@@ -140,17 +148,17 @@ class BatchDriver:
         try:
             batch = self.executor.result(handle)
         except Exception as err:  # worker crash, lost actor, storage hiccup: retry the request
-            if item is not None:
-                self._fail(job_id, request_id, active, progress, handle.stage, _describe(err), transient=True)
-            return []
+            if item is None:
+                return []
+            return self._fail(job_id, request_id, active, progress, handle.stage, _describe(err), transient=True)
         if item is None:          # a late result of an attempt that already failed
             return []
         if handle.stage == "decode":
             return []
         task: RenderTask = batch[0].task if handle.stage == "encode" else batch[0]
         if task.failure is not None:
-            self._fail(job_id, request_id, active, progress, task.failure.stage, task.failure.message, transient=False)
-            return []
+            return self._fail(job_id, request_id, active, progress, task.failure.stage, task.failure.message,
+                              transient=False)
         if handle.stage == "alignment":
             return [self.executor.submit("audio", batch, tag=request_id)]
         if handle.stage == "audio":
@@ -204,18 +212,24 @@ class BatchDriver:
         del active[task.request.id]
 
     def _fail(self, job_id: str, request_id: str, active: dict[str, _Active], progress: BatchProgress,
-              stage: str, message: str, transient: bool) -> None:
+              stage: str, message: str, transient: bool) -> list[Handle]:
+        """Record a failure; returns the clean-up call to wait for, if any."""
         item = active.pop(request_id)
+        cleanup = []
         if item.task is not None and item.chunks_left:
             # Close this render's half-written video on its encoder (it removes the temp file).
             failed = RenderTask(item.request, failure=StageFailure(stage, message))
-            self.executor.submit("encode", [FrameChunk(failed, 0, 0)], key=_render_key(item.request))
+            cleanup.append(self.executor.submit("encode", [FrameChunk(failed, 0, 0)], key=_render_key(item.request)))
         status = self.store.mark_failed(job_id, request_id, stage, message, transient=transient,
                                         max_attempts=self.config.max_attempts)
+        if status == "pending":
+            attempts = next((s.attempts for s in self.store.request_states(job_id) if s.request_id == request_id), 1)
+            self._retry_at[request_id] = time.monotonic() + self.config.retry_backoff_s * 2 ** max(0, attempts - 1)
         if status == "failed":
             progress.failed += 1
         log.warning("request %s: %s failed (%s)%s", request_id, stage, message,
                     "; will retry" if status == "pending" else "")
+        return cleanup
 
 
 def _render_key(request: RenderRequest) -> str:

@@ -112,9 +112,18 @@ def _run(args, storage, store, requests_uri: str, out_prefix: str, job_id: str |
 
 
 def _progress_printer(total: int):
+    """A one-line progress display, redrawn at most twice a second."""
+    import time
+
+    last = [0.0, ""]
+
     def show(progress) -> None:
-        print(f"\rrows: {progress.done} done, {progress.failed} failed, {progress.running} running of {total}"
-              f" | {progress.frames_per_second:5.1f} frames/s", end="", file=sys.stderr, flush=True)
+        line = (f"rows: {progress.done} done, {progress.failed} failed, {progress.running} running of {total}"
+                f" | {progress.frames_per_second:5.1f} frames/s")
+        now = time.monotonic()
+        if line != last[1] and now - last[0] >= 0.5:
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+            last[:] = [now, line]
     return show
 
 

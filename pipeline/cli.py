@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.batch_cli import add_batch_commands
 
     add_batch_commands(commands)
+    from pipeline.qc_cli import add_qc_commands
+
+    add_qc_commands(commands)
+    from pipeline.submit_cli import add_submit_command
+
+    add_submit_command(commands)
     return parser
 
 

@@ -43,10 +43,12 @@ class PoolSpec:
 class GraphConfig:
     """Pools for the five stages plus how frames are split between decoders."""
 
+    # Fits a 2-CPU laptop (1.9 CPUs in all): fractional CPUs let the light stages share a
+    # core; the decoders and the encoder do the heavy lifting.
     pools: dict[str, PoolSpec] = field(default_factory=lambda: {
-        "alignment": PoolSpec(1, Resources(cpus=0.25)),
-        "audio": PoolSpec(1, Resources(cpus=0.25)),
-        "motion": PoolSpec(1, Resources(cpus=0.25)),
+        "alignment": PoolSpec(1, Resources(cpus=0.2)),
+        "audio": PoolSpec(1, Resources(cpus=0.1)),
+        "motion": PoolSpec(1, Resources(cpus=0.1)),
         "decode": PoolSpec(2, Resources(cpus=0.5)),
         "encode": PoolSpec(1, Resources(cpus=0.5)),
     })
@@ -73,6 +75,15 @@ class StageWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def assigned_resources(self) -> dict[str, float]:
+        """What the scheduler gave this worker (on Ray; empty in-process)."""
+        try:
+            import ray
+
+            return dict(ray.get_runtime_context().get_assigned_resources()) if ray.is_initialized() else {}
+        except ImportError:
+            return {}
 
 
 @dataclass
@@ -122,7 +133,7 @@ class RayExecutor:
     """
 
     def __init__(self, factories: dict[str, Callable[[], Stage]], config: GraphConfig = GraphConfig(),
-                 max_restarts: int = 3):
+                 max_restarts: int = 3, start_timeout_s: float = 300.0):
         import ray
 
         self.ray = ray
@@ -141,6 +152,21 @@ class RayExecutor:
             self.actors[name] = [remote_worker.options(name=None, **options).remote(factories[name])
                                  for _ in range(spec.size)]
             self.in_flight[name] = [0] * spec.size
+        self._wait_until_placed(start_timeout_s)
+
+    def _wait_until_placed(self, timeout_s: float) -> None:
+        """Fail clearly instead of hanging when a pool asks for more than the cluster has."""
+        pending = {actor.pid.remote(): name for name, pool in self.actors.items() for actor in pool}
+        ready, not_ready = self.ray.wait(list(pending), num_returns=len(pending), timeout=timeout_s)
+        self.ray.get(ready)      # raises if a stage failed to set up
+        if not_ready:
+            stages = sorted({pending[ref] for ref in not_ready})
+            available = self.ray.available_resources()
+            self.shutdown()
+            raise RuntimeError(
+                f"the {', '.join(stages)} pool(s) could not be placed within {timeout_s:.0f} s: their resources "
+                f"({', '.join(str(self.config.pools[s].resources) for s in stages)}) exceed what the cluster "
+                f"has free ({available})")
 
     def capacity(self, stage: str) -> int:
         """Free call slots in a pool (size x max_in_flight minus what is queued)."""
@@ -175,6 +201,9 @@ class RayExecutor:
 
     def workers_pids(self, stage: str) -> list[int]:
         return self.ray.get([actor.pid.remote() for actor in self.actors[stage]])
+
+    def assigned_resources(self, stage: str) -> list[dict[str, float]]:
+        return self.ray.get([actor.assigned_resources.remote() for actor in self.actors[stage]])
 
     def kill_worker(self, stage: str, index: int, restart: bool = True) -> None:
         """Kill one actor (fault-injection for tests and chaos drills)."""

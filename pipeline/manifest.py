@@ -9,6 +9,8 @@ Spark / pandas without parsing:
   name *or* a vector, which no single Arrow type holds cleanly); ``seed`` is also a column.
 * ``warnings``: ``list<string>`` (e.g. "3 faces found; used the largest").
 * ``created_at`` / ``finished_at``: ``timestamp[us, UTC]``.
+* ``quality_json``: JSON text of the render's QC metrics (``workers.quality.qc.qc_for_batch``;
+  null = not measured); ``quality_flags``: ``list<string>``, the thresholds it broke.
 * Ids, hashes and errors are nullable strings (a malformed request row has no render id and may
   have no request id -- :meth:`ManifestRow.for_invalid_row` names it ``row-<n>``).
 
@@ -60,6 +62,8 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("warnings", pa.list_(pa.string())),
         pa.field("created_at", pa.timestamp("us", tz="UTC")),
         pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+        pa.field("quality_json", pa.string()),
+        pa.field("quality_flags", pa.list_(pa.string())),
     ],
     metadata={"talkfarm.manifest_version": MANIFEST_VERSION},
 )
@@ -106,6 +110,8 @@ class ManifestRow:
     warnings: list[str] = field(default_factory=list)
     created_at: datetime | None = None
     finished_at: datetime | None = None
+    quality_json: str | None = None
+    quality_flags: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.created_at = _as_utc(self.created_at)
@@ -131,8 +137,9 @@ class ManifestRow:
                 kwargs.pop(key, None)
             elif isinstance(value, list):
                 kwargs[key] = dict(value)
-        if kwargs.get("warnings") is None:
-            kwargs.pop("warnings", None)
+        for key in ("warnings", "quality_flags"):
+            if kwargs.get(key) is None:
+                kwargs.pop(key, None)
         if kwargs.get("attempts") is None:
             kwargs.pop("attempts", None)
         return cls(**kwargs)

@@ -27,9 +27,16 @@ from workers.encode.video import Mp4Writer
 
 @dataclass
 class _OpenVideo:
-    """A render being written: its ffmpeg writer and, for remote outputs, the staging folder."""
+    """A render being written: its ffmpeg writer, provenance record, render id and, for
+    remote outputs or fetched audio, the staging folder.
+
+    Kept here, in the encoder, because on Ray every chunk arrives with its own copy of the
+    task: what the first chunk learnt must not live on that chunk's copy.
+    """
 
     writer: Mp4Writer
+    record: dict
+    render_id: str
     staging: Path | None
 
 
@@ -63,7 +70,7 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
             try:
                 video = self._open.get(key) or self._begin(task, chunk, key)
                 # the same pattern in every frame, so chunk.start needs no stride bookkeeping
-                video.writer.write(watermark.embed(chunk.frames, watermark.payload_for(task.render_id)))
+                video.writer.write(watermark.embed(chunk.frames, watermark.payload_for(video.render_id)))
                 chunk.frames = None          # written; free the memory now
                 if chunk.is_last:
                     self._finish(task, self._open.pop(key))
@@ -84,14 +91,16 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
         record["watermark_payload"] = str(watermark.payload_for(task.render_id))
         task.provenance = record
         local = staging / Path(output).name if is_s3(output) else Path(output)
+        local.parent.mkdir(parents=True, exist_ok=True)
         height, width = chunk.frames.shape[1:3]
         writer = Mp4Writer(local, (width, height), task.request.controls.fps, audio, self.crf, self.preset,
                            metadata=mp4_metadata(record))
-        self._open[key] = video = _OpenVideo(writer, staging)
+        self._open[key] = video = _OpenVideo(writer, record, task.render_id, staging)
         return video
 
     def _finish(self, task: RenderTask, video: _OpenVideo) -> None:
         local = video.writer.close()
+        task.render_id, task.provenance = video.render_id, video.record
         task.output_sha256 = sha256_file(local)
         task.provenance["output_sha256"] = task.output_sha256
         output = task.request.output
