@@ -9,6 +9,7 @@ to ``max_attempts``) and finally writes the Parquet manifest.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from pipeline.graph import GraphConfig, Handle
 from pipeline.identity import model_versions, render_id
 from pipeline.jobstate import JobStore
 from pipeline.manifest import ManifestRow, write_manifest
+from pipeline.provenance import SIDECAR_SUFFIX
 from pipeline.runner import frame_chunks, result_of
 from pipeline.schemas import RenderRequest, RenderResult
 from pipeline.storage import Storage
@@ -111,7 +113,7 @@ class BatchDriver:
             for request_id, item in active.items():
                 if not item.started and time.monotonic() >= self._retry_at.get(request_id, 0.0):
                     item.started = True
-                    handles.append(self.executor.submit("alignment", [RenderTask(item.request)], tag=request_id))
+                    handles.append(self.executor.submit("alignment", [RenderTask(item.request)], tag=item))
             handles.extend(self._feed_decoders(active))
             progress.running = len(active)
             if not handles:
@@ -137,22 +139,22 @@ class BatchDriver:
         for request_id, item in active.items():
             while item.chunks and self.executor.capacity("decode") > 0 and self.executor.capacity("encode") > 0:
                 chunk = item.chunks.popleft()
-                decoded = self.executor.submit("decode", [chunk], tag=request_id)
-                encoded = self.executor.submit("encode", decoded, key=_render_key(item.request), tag=request_id)
+                decoded = self.executor.submit("decode", [chunk], tag=item)
+                encoded = self.executor.submit("encode", decoded, key=_render_key(item.request), tag=item)
                 submitted += [decoded, encoded]
         return submitted
 
     def _advance(self, job_id: str, handle: Handle, active: dict[str, _Active], progress: BatchProgress) -> list[Handle]:
-        request_id = handle.tag
-        item = active.get(request_id)
+        # Handles are tagged with the attempt (_Active) that made them: a result of an attempt
+        # that already failed, arriving after the retry started, must not touch the retry.
+        item: _Active | None = handle.tag
+        if item is None or active.get(item.request.id) is not item:
+            return []              # a clean-up call, or a late result of a failed attempt
+        request_id = item.request.id
         try:
             batch = self.executor.result(handle)
         except Exception as err:  # worker crash, lost actor, storage hiccup: retry the request
-            if item is None:
-                return []
             return self._fail(job_id, request_id, active, progress, handle.stage, _describe(err), transient=True)
-        if item is None:          # a late result of an attempt that already failed
-            return []
         if handle.stage == "decode":
             return []
         task: RenderTask = batch[0].task if handle.stage == "encode" else batch[0]
@@ -160,7 +162,7 @@ class BatchDriver:
             return self._fail(job_id, request_id, active, progress, task.failure.stage, task.failure.message,
                               transient=False)
         if handle.stage == "alignment":
-            return [self.executor.submit("audio", batch, tag=request_id)]
+            return [self.executor.submit("audio", batch, tag=item)]
         if handle.stage == "audio":
             return self._after_audio(job_id, item, task, active, progress)
         if handle.stage == "motion":
@@ -183,20 +185,25 @@ class BatchDriver:
                                    model_versions(task.request.controls))
         self.store.set_render_id(job_id, task.request.id, task.render_id)
         previous = self.store.lookup_render(task.render_id)
-        if previous is not None and self._reuse(previous, task.request.output):
+        if previous is not None and self._reuse(previous, task.request):
             result = RenderResult.model_validate({**previous["result"], "request_id": task.request.id,
                                                   "output": task.request.output})
             progress.reused += 1
             self._finish(job_id, item, result, task, active, progress, reused=True)
             return []
-        return [self.executor.submit("motion", [task], tag=task.request.id)]
+        return [self.executor.submit("motion", [task], tag=item)]
 
-    def _reuse(self, previous: dict[str, Any], output: str) -> bool:
-        """Make a finished render's video available at ``output``; False if it is gone."""
-        source = previous["result"].get("output")
-        if not source or not self.storage.exists(source):
+    def _reuse(self, previous: dict[str, Any], request: RenderRequest) -> bool:
+        """Make a finished render's video and provenance available at the request's output;
+        False if either is gone (then the render runs again)."""
+        source, output = previous["result"].get("output"), request.output
+        if not source or not self.storage.exists(source) or not self.storage.exists(source + SIDECAR_SUFFIX):
             return False
         if source != output:
+            record = json.loads(self.storage.read_bytes(source + SIDECAR_SUFFIX))
+            record["request_id"] = request.id
+            # sidecar first: a video that exists always has its provenance beside it
+            self.storage.write_bytes(output + SIDECAR_SUFFIX, json.dumps(record, indent=2, sort_keys=True).encode())
             self.storage.write_bytes(output, self.storage.read_bytes(source))
         return True
 
@@ -294,6 +301,11 @@ def default_job_id(storage: Storage, requests_uri: str, out_prefix: str) -> str:
     return f"job-{digest[:12]}"
 
 
+# Ray's switch for multi-node networking (named for Windows / macOS, honoured everywhere): "0"
+# makes ray.init resolve this node's address to 127.0.0.1 instead of the host's network address.
+LOOPBACK_RAY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 def open_executor(address: str | None, graph: GraphConfig, storage: Storage):
     """Start (or join, with ``address``) a Ray cluster and build the actor pools."""
     import os
@@ -309,6 +321,9 @@ def open_executor(address: str | None, graph: GraphConfig, storage: Storage):
         if address:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         else:
+            # An embedded single-node Ray: Ray rewrites a loopback node address to the host's
+            # routable one unless cluster networking is off, so keep all its traffic on 127.0.0.1.
+            os.environ.setdefault(LOOPBACK_RAY_ENV, "0")
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
                      runtime_env=runtime_env)
     return RayExecutor(stage_factories(storage), graph)

@@ -5,9 +5,15 @@ Everything expensive is session-scoped: alignment and the MediaPipe graph are bu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+from pipeline.batch import LOOPBACK_RAY_ENV
+
+# Every Ray the tests start (ray.init, `ray start --head`, worker processes) stays on loopback.
+os.environ.setdefault(LOOPBACK_RAY_ENV, "0")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ASSETS = REPO.parent / "shared" / "assets"

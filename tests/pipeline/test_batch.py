@@ -158,7 +158,8 @@ def test_killed_decoder_and_encoder_workers_lose_nothing(executor, shared_assets
         progress = _run(executor, store, "chaos", requests, on_progress=chaos)
         assert killed == ["decode", "encode"]
         states = store.request_states("chaos")
-        assert [s.status for s in states] == ["done", "done"]
+        assert [s.status for s in states] == ["done", "done"], [(s.error_stage, s.error_message, s.attempts)
+                                                                 for s in states]
         assert any(s.attempts > 1 for s in states), "a killed worker costs its request a retry"
         for rid in requests:
             info = probe_video(out / f"{rid}.mp4")

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from pipeline.errors import TransientError
 from pipeline.identity import sha256_file
-from pipeline.provenance import build_record, mp4_metadata, write_sidecar
+from pipeline.provenance import SIDECAR_SUFFIX, build_record, mp4_metadata, write_sidecar
 from pipeline.stage import Resources, Stage
 from pipeline.storage import Storage, is_s3
 from pipeline.task import FrameChunk, RenderTask, StageFailure
@@ -38,6 +39,7 @@ class _OpenVideo:
     record: dict
     render_id: str
     staging: Path | None
+    next_frame: int = 0
 
 
 class EncodeStage(Stage[FrameChunk, FrameChunk]):
@@ -66,12 +68,20 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
                 self.abort(key)
             if task.failure is not None:
                 continue
+            expected = self._open[key].next_frame if key in self._open else 0
+            if chunk.start != expected:
+                # A chunk went missing (its decoder died) or this encoder restarted mid-render:
+                # never write a video with a gap; drop the attempt and let the driver retry it.
+                self.abort(key)
+                raise TransientError(f"encoder expected frame {expected} of {task.request.id}, got {chunk.start} "
+                                     "(a chunk was lost)")
             started = time.perf_counter()
             try:
-                video = self._open.get(key) or self._begin(task, chunk, key)
+                video = self._open[key] if key in self._open else self._begin(task, chunk, key)
                 # the same pattern in every frame, so chunk.start needs no stride bookkeeping
                 video.writer.write(watermark.embed(chunk.frames, watermark.payload_for(video.render_id)))
                 chunk.frames = None          # written; free the memory now
+                video.next_frame = chunk.stop
                 if chunk.is_last:
                     self._finish(task, self._open.pop(key))
             except (RuntimeError, OSError, ValueError) as err:
@@ -108,7 +118,7 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
             if is_s3(output):
                 # sidecar first: a video that exists always has its provenance beside it
                 sidecar = json.dumps(task.provenance, indent=2, sort_keys=True).encode()
-                self.storage.write_bytes(output + ".provenance.json", sidecar)
+                self.storage.write_bytes(output + SIDECAR_SUFFIX, sidecar)
                 self.storage.put(local, output)
             else:
                 write_sidecar(output, task.provenance)

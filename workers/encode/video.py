@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 import tempfile
@@ -52,6 +53,10 @@ class Mp4Writer:
         self.path = Path(path)
         self.size = size
         self.temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
+        # A writer that died mid-video (its worker killed) left its temporary behind; this
+        # writer now owns the output, so clear them.
+        for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.partial"):
+            stale.unlink(missing_ok=True)
         width, height = size
         video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
         streams = [video.video]

@@ -74,3 +74,16 @@ def test_check_writable(tmp_path):
     with pytest.raises(BadInputError, match="is a directory"):
         check_writable(tmp_path)
     assert list(tmp_path.iterdir()) == []          # the probe file is gone
+
+
+def test_a_dead_writers_temporary_is_cleared_by_the_next_writer(tmp_path):
+    path = tmp_path / "clip.mp4"
+    dead = Mp4Writer(path, (64, 64), 10.0)
+    dead.write(synthetic_frames(30, 64, 64))
+    dead._process.stdin.close()                     # its worker died: ffmpeg finishes the temporary
+    dead._process.wait()
+    assert dead.temporary.exists()
+    writer = Mp4Writer(path, (64, 64), 10.0)
+    writer.write(synthetic_frames(4, 64, 64))
+    writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
