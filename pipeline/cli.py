@@ -59,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"expression offset: {', '.join(EMOTION_NAMES)}, or 12 comma-separated dynamics offsets")
     render.add_argument("--paste-back", action="store_true",
                         help="render the head back into the full original photo instead of the face crop")
-    render.add_argument("--motion", choices=MOTION_GENERATORS, default="procedural", help="motion generator")
+    render.add_argument("--motion", choices=MOTION_GENERATORS, default="procedural",
+                        help="motion generator: diffusion (the trained transformer) or procedural (hand-made baseline)")
+    render.add_argument("--sampling-steps", type=int, default=10, help="diffusion denoising steps per window (1-100)")
+    render.add_argument("--audio-guidance", type=float, default=0.5,
+                        help="classifier-free guidance scale on the audio, lambda_A (diffusion)")
+    render.add_argument("--gaze-guidance", type=float, default=1.0,
+                        help="classifier-free guidance scale on the gaze direction, lambda_g (diffusion)")
     render.add_argument("--device", default=None, help="torch device for decoding (default: cuda if available, else cpu)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
@@ -98,7 +104,8 @@ def _render(args: argparse.Namespace) -> int:
     try:
         controls = RenderControls(size=args.size, fps=args.fps, seed=args.seed, gaze=args.gaze,
                                   distance=args.distance, emotion=args.emotion, paste_back=args.paste_back,
-                                  motion=args.motion)
+                                  motion=args.motion, sampling_steps=args.sampling_steps,
+                                  audio_guidance=args.audio_guidance, gaze_guidance=args.gaze_guidance)
         request = RenderRequest(id=Path(args.output).stem, image=args.image, audio=args.audio,
                                 output=args.output, controls=controls)
     except ValidationError as err:

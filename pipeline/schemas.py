@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 EMOTION_NAMES = ("neutral", "happy", "sad", "surprised", "angry")
-MOTION_GENERATORS = ("procedural",)
+MOTION_GENERATORS = ("diffusion", "procedural")
 
 
 class RenderControls(BaseModel):
@@ -32,6 +32,9 @@ class RenderControls(BaseModel):
     )
     paste_back: bool = Field(False, description="render into the full original photo")
     motion: str = Field("procedural", description="motion generator")
+    sampling_steps: int = Field(10, ge=1, le=100, description="diffusion denoising steps per window")
+    audio_guidance: float = Field(0.5, ge=0.0, le=5.0, description="classifier-free guidance on the audio (lambda_A)")
+    gaze_guidance: float = Field(1.0, ge=0.0, le=5.0, description="classifier-free guidance on the gaze (lambda_g)")
 
     @field_validator("size")
     @classmethod

@@ -19,12 +19,18 @@ class MotionControls:
         gaze: (yaw, pitch) degrees relative to the head, or None for the photo's own gaze.
         distance: head-to-camera scale, 1.0 = as in the photo.
         emotion: dynamics offset (len(DYNAMICS),) added to every frame.
+        sampling_steps: denoising steps per window (learned generators).
+        audio_guidance: classifier-free guidance scale on the audio, lambda_A.
+        gaze_guidance: classifier-free guidance scale on the gaze direction, lambda_g.
     """
 
     seed: int
     gaze: tuple[float, float] | None
     distance: float
     emotion: np.ndarray
+    sampling_steps: int = 10
+    audio_guidance: float = 0.5
+    gaze_guidance: float = 1.0
 
 
 class MotionGenerator(Protocol):

@@ -8,12 +8,13 @@ from pipeline.stage import Resources, TaskStage
 from pipeline.task import RenderTask
 from workers.face.latents import emotion_offset
 from workers.motion.base import MotionControls, MotionGenerator
+from workers.motion.learned import DiffusionMotion
 from workers.motion.procedural import ProceduralMotion
 
 
 def motion_generators() -> dict[str, MotionGenerator]:
-    """The generators `--motion` can name."""
-    return {"procedural": ProceduralMotion()}
+    """The generators `--motion` can name (models load on first use)."""
+    return {"diffusion": DiffusionMotion(), "procedural": ProceduralMotion()}
 
 
 class MotionStage(TaskStage):
@@ -34,6 +35,8 @@ class MotionStage(TaskStage):
         controls = task.request.controls
         generator = self._generators[controls.motion]
         motion_controls = MotionControls(seed=controls.seed, gaze=controls.gaze, distance=controls.distance,
-                                         emotion=emotion_offset(controls.emotion))
+                                         emotion=emotion_offset(controls.emotion),
+                                         sampling_steps=controls.sampling_steps,
+                                         audio_guidance=controls.audio_guidance, gaze_guidance=controls.gaze_guidance)
         task.motion = generator.generate(task.audio, task.face.model.source_latent, motion_controls)
         task.model_versions["motion"] = generator.version

@@ -1,0 +1,300 @@
+"""Train the motion diffusion transformer on corpus shards (see jobs/build_corpus.py).
+
+    python -m jobs.train_motion --corpus /work/corpus --run runs/motion --minutes 50
+    python -m jobs.train_motion --corpus s3://bucket/corpus --run runs/motion --steps 4000 \
+        --export workers/motion/checkpoints
+
+Resumable: every ``--save-every`` steps the run folder gets ``state.pt`` (model, optimiser,
+step, RNG) and a loss curve ``loss.png``; running the same command again continues from it.
+``--export`` writes the shipped checkpoint: ``motion-diffusion.safetensors`` plus
+``motion-diffusion.json`` (config, version, sha256 of the weights, corpus summary, training
+figures). The recipe is VASA-1's: predict clean x0 from a noisy window given audio, the
+previous K frames, gaze, distance and emotion, with condition dropout for guidance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.storage import Storage, join_uri
+from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
+from workers.motion.conditioning import AUDIO_DIM, audio_matrix, silence_matrix
+from workers.motion.diffusion import GAZE_SCALE_DEGREES, DiffusionConfig, MotionTransformer
+
+CHECKPOINT_NAME = "motion-diffusion"
+AUDIO_DROP = 0.1
+GAZE_DROP = 0.1
+PREVIOUS_DROP = 0.5
+# The mouth channels carry lip sync; weight their error up against head pose and blinks.
+MOUTH_WEIGHT = 2.0
+VELOCITY_WEIGHT = 0.5
+
+
+@dataclass
+class Corpus:
+    """All shards in memory.
+
+    Attributes:
+        audio: (N, AUDIO_DIM) float32 audio rows of every frame.
+        motion: (N, MOTION_DIM) float32 target motion.
+        offsets: (U + 1,) frame offsets of the utterances.
+        controls: (U, CONTROL_DIM) control vectors (gaze zeroed and flagged 0 where none).
+        summary: the corpus summary.json.
+    """
+
+    audio: np.ndarray
+    motion: np.ndarray
+    offsets: np.ndarray
+    controls: np.ndarray
+    summary: dict
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def load_corpus(uri: str, storage: Storage | None = None) -> Corpus:
+    """Read every ``shard-*.npz`` under ``uri`` (local folder or s3:// prefix)."""
+    storage = storage or Storage()
+    summary = json.loads(storage.read_bytes(join_uri(uri, "summary.json")))
+    names = sorted(u for u in storage.list(uri) if u.rsplit("/", 1)[-1].startswith("shard-") and u.endswith(".npz"))
+    if not names:
+        raise SystemExit(f"no shard-*.npz under {uri}")
+    audio, motion, offsets, controls = [], [], [0], []
+    for name in names:
+        shard = np.load(io.BytesIO(storage.read_bytes(name)))
+        audio.append(audio_matrix(shard["log_mel"], shard["energy_db"], shard["pitch_hz"], shard["voicing"],
+                                  shard["band_energy_db"]))
+        motion.append(shard["motion"].astype(np.float32))
+        offsets.extend((offsets[-1] + shard["offsets"][1:]).tolist())
+        gaze = shard["gaze"].astype(np.float32)
+        given = np.isfinite(gaze).all(axis=1)
+        gaze = np.where(given[:, None], gaze, 0.0) / GAZE_SCALE_DEGREES
+        controls.append(np.concatenate([gaze, given[:, None].astype(np.float32),
+                                        np.log(shard["distance"].astype(np.float32))[:, None],
+                                        shard["emotion"].astype(np.float32)], axis=1))
+    return Corpus(np.concatenate(audio), np.concatenate(motion), np.asarray(offsets, np.int64),
+                  np.concatenate(controls), summary)
+
+
+class WindowBatches:
+    """Random training windows: audio of K + W frames, previous K motion frames, target W frames."""
+
+    def __init__(self, corpus: Corpus, config: DiffusionConfig, seed: int):
+        self.corpus = corpus
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        self.silence = silence_matrix(1)[0]
+        lengths = corpus.lengths
+        self.weights = lengths / lengths.sum()
+
+    def sample(self, batch: int) -> dict[str, torch.Tensor]:
+        cfg, c = self.config, self.corpus
+        k, w = cfg.context, cfg.window
+        utt = self.rng.choice(len(self.weights), size=batch, p=self.weights)
+        length = c.lengths[utt]
+        # Half the windows start at the utterance start (the first window of a clip, no
+        # previous motion); the rest anywhere that leaves at least a quarter window of speech.
+        start = (self.rng.random(batch) * np.maximum(1, length - w // 4)).astype(np.int64)
+        start[self.rng.random(batch) < 0.25] = 0
+        rel = start[:, None] + np.arange(-k, w)[None]                       # (B, K + W)
+        inside = (rel >= 0) & (rel < length[:, None])
+        index = np.clip(c.offsets[utt][:, None] + rel, 0, len(c.audio) - 1)
+        audio = np.where(inside[..., None], c.audio[index], self.silence)
+        motion = np.where(inside[..., None], c.motion[index], 0.0).astype(np.float32)
+        has_previous = start >= k
+        keep_previous = has_previous & (self.rng.random(batch) >= PREVIOUS_DROP)
+        controls = c.controls[utt].copy()
+        controls[self.rng.random(batch) < GAZE_DROP, :3] = 0.0
+        return {
+            "audio": torch.from_numpy(audio.astype(np.float32)),
+            "previous": torch.from_numpy(motion[:, :k]),
+            "target": torch.from_numpy(motion[:, k:]),
+            "valid": torch.from_numpy(inside[:, k:].astype(np.float32)),
+            "pad": torch.from_numpy(rel < 0),
+            "controls": torch.from_numpy(controls),
+            "keep_audio": torch.from_numpy((self.rng.random(batch) >= AUDIO_DROP).astype(np.float32)),
+            "keep_previous": torch.from_numpy(keep_previous.astype(np.float32)),
+        }
+
+
+def channel_weights() -> torch.Tensor:
+    weights = torch.ones(MOTION_DIM)
+    for name in ("jaw_open", "lip_stretch", "lip_pucker", "lip_press", "upper_lip_raise", "lower_lip_depress"):
+        weights[DYN_SLICE.start + DYNAMICS.index(name)] = MOUTH_WEIGHT
+    return weights / weights.mean()
+
+
+def training_loss(model: MotionTransformer, batch: dict[str, torch.Tensor], generator: torch.Generator,
+                  weights: torch.Tensor) -> torch.Tensor:
+    """Weighted x0 MSE plus a velocity term, over valid frames, in standardised units."""
+    target = model.normalize_motion(batch["target"])
+    previous = model.normalize_motion(batch["previous"])
+    b = target.shape[0]
+    t = torch.randint(0, model.config.diffusion_steps, (b,), generator=generator)
+    ab = model.alpha_bar[t][:, None, None]
+    noisy = ab.sqrt() * target + (1 - ab).sqrt() * torch.randn(target.shape, generator=generator)
+    pred = model(noisy, t, batch["audio"], previous, batch["controls"], batch["keep_audio"],
+                 batch["keep_previous"], batch["pad"])
+    valid = batch["valid"][..., None]
+    err = ((pred - target) ** 2 * weights * valid).sum() / (valid.sum() * MOTION_DIM).clamp(min=1)
+    vel_valid = valid[:, 1:] * valid[:, :-1]
+    vel = (((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])) ** 2 * weights * vel_valid).sum()
+    vel = vel / (vel_valid.sum() * MOTION_DIM).clamp(min=1)
+    return err + VELOCITY_WEIGHT * vel
+
+
+def set_statistics(model: MotionTransformer, corpus: Corpus) -> None:
+    """Standardisation of motion and audio from the corpus (kept in the checkpoint)."""
+    with torch.no_grad():
+        model.motion_mean.copy_(torch.from_numpy(corpus.motion.mean(0)))
+        model.motion_std.copy_(torch.from_numpy(corpus.motion.std(0)).clamp(min=0.02))
+        model.audio_mean.copy_(torch.from_numpy(corpus.audio.mean(0)))
+        model.audio_std.copy_(torch.from_numpy(corpus.audio.std(0)).clamp(min=1e-3))
+
+
+def plot_losses(losses: list[tuple[int, float]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, values = zip(*losses)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, values, lw=0.6, alpha=0.4, label="batch")
+    if len(values) >= 20:
+        width = max(5, len(values) // 50)
+        smooth = np.convolve(values, np.ones(width) / width, mode="valid")
+        ax.plot(steps[width - 1:], smooth, lw=1.5, label=f"mean of {width}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (standardised x0 MSE + velocity)")
+    ax.set_title("motion diffusion training")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def export(model: MotionTransformer, folder: Path, summary: dict, training: dict) -> Path:
+    """Write the shipped checkpoint: safetensors weights + JSON config with the weights' sha256."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights_path = folder / f"{CHECKPOINT_NAME}.safetensors"
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(weights_path))
+    digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    params = sum(p.numel() for p in model.parameters())
+    meta = {
+        "name": CHECKPOINT_NAME,
+        "version": f"{CHECKPOINT_NAME}-{digest[:12]}",
+        "sha256": digest,
+        "parameters": params,
+        "config": dataclasses.asdict(model.config),
+        "fps": 25.0,
+        "audio_dim": AUDIO_DIM,
+        "motion_dim": MOTION_DIM,
+        "corpus": {k: summary.get(k) for k in ("hours", "utterances", "engines", "voices", "languages", "seed")},
+        "training": training,
+    }
+    (folder / f"{CHECKPOINT_NAME}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return weights_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.train_motion", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", required=True, help="corpus prefix (folder or s3:// URI) with shard-*.npz")
+    parser.add_argument("--run", required=True, type=Path, help="run folder: state.pt, loss.png, log")
+    parser.add_argument("--steps", type=int, default=100_000, help="stop after this many steps in all")
+    parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of this call")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--export", type=Path, default=None, help="folder for the shipped safetensors + JSON")
+    for f in dataclasses.fields(DiffusionConfig):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=f.default)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    config = DiffusionConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DiffusionConfig)})
+    corpus = load_corpus(args.corpus)
+    print(f"corpus: {len(corpus.offsets) - 1} utterances, {len(corpus.audio) / 25 / 3600:.2f} h", flush=True)
+    model = MotionTransformer(config)
+    set_statistics(model, corpus)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(args.seed)
+    batches = WindowBatches(corpus, config, args.seed)
+    step, losses, seconds_trained = 0, [], 0.0
+    args.run.mkdir(parents=True, exist_ok=True)
+    state_path = args.run / "state.pt"
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        if state["config"] != dataclasses.asdict(config):
+            raise SystemExit(f"{state_path} was trained with {state['config']}; pass the same model options")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, losses, seconds_trained = state["step"], state["losses"], state["seconds"]
+        generator.set_state(state["generator"])
+        batches.rng.bit_generator.state = state["numpy_rng"]
+        print(f"resumed at step {step}", flush=True)
+    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {config}", flush=True)
+    weights = channel_weights()
+    warmup = 200
+
+    def save() -> None:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "losses": losses, "seconds": seconds_trained, "config": dataclasses.asdict(config),
+                    "generator": generator.get_state(), "numpy_rng": batches.rng.bit_generator.state},
+                   state_path.with_suffix(".tmp"))
+        state_path.with_suffix(".tmp").replace(state_path)
+        if losses:
+            plot_losses(losses, args.run / "loss.png")
+
+    started = time.monotonic()
+    model.train()
+    while step < args.steps:
+        if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
+            break
+        lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps))))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        tick = time.monotonic()
+        loss = training_loss(model, batches.sample(args.batch), generator, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        seconds_trained += time.monotonic() - tick
+        step += 1
+        losses.append((step, float(loss)))
+        if step % 50 == 0:
+            recent = np.mean([v for _, v in losses[-50:]])
+            print(f"step {step:6d}  loss {recent:.4f}  lr {lr:.2e}  {seconds_trained / step:.2f} s/step", flush=True)
+        if step % args.save_every == 0:
+            save()
+    save()
+    if args.export is not None:
+        recent = float(np.mean([v for _, v in losses[-200:]])) if losses else float("nan")
+        path = export(model.eval(), args.export, corpus.summary,
+                      {"steps": step, "batch": args.batch, "lr": args.lr, "seconds": round(seconds_trained),
+                       "final_loss": round(recent, 4), "seed": args.seed})
+        print(f"exported {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
