@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed
 SHARED := $(wildcard ../shared/assets)
 DEMO_IMAGE := $(if $(SHARED),../shared/assets/face_grace_hopper.jpg,assets/face_grace_hopper.jpg)
 DEMO_AUDIO := $(if $(SHARED),../shared/assets/speech_cmu_arctic_a0007_4s.wav,assets/speech_cmu_arctic_a0007_4s.wav)
-# chromium: the QC report test opens the HTML page headless.
-APT_PACKAGES := espeak-ng redis-server chromium
+# chromium: the QC report test opens the HTML page headless. flite, festival and its voices:
+# the motion corpus speaks with three engines (jobs/build_corpus.py).
+APT_PACKAGES := espeak-ng redis-server chromium flite festival festvox-kallpc16k festvox-kdlpc16k \
+	festvox-us-slt-hts
 
 .PHONY: setup demo test test-slow bench clean
 

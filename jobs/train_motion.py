@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.step()
         seconds_trained += time.monotonic() - tick
         step += 1
-        losses.append((step, float(loss)))
+        losses.append((step, loss.item()))
         if step % 50 == 0:
             recent = np.mean([v for _, v in losses[-50:]])
             print(f"step {step:6d}  loss {recent:.4f}  lr {lr:.2e}  {seconds_trained / step:.2f} s/step", flush=True)

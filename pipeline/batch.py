@@ -75,6 +75,7 @@ class _Active:
     task: RenderTask | None = None
     chunks: deque = field(default_factory=deque)      # FrameChunks not yet submitted
     chunks_left: int = 0                               # submitted-or-pending chunks not yet encoded
+    chunk_seconds: dict[str, float] = field(default_factory=dict)   # decode + encode, all chunks
 
 
 class BatchDriver:
@@ -173,8 +174,11 @@ class BatchDriver:
         # encode: one more chunk written
         chunk: FrameChunk = batch[0]
         progress.frames += chunk.stop - chunk.start
+        for stage, seconds in chunk.seconds.items():
+            item.chunk_seconds[stage] = item.chunk_seconds.get(stage, 0.0) + seconds
         item.chunks_left -= 1
         if item.chunks_left == 0:
+            task.seconds.update(item.chunk_seconds)
             self._finish(job_id, item, result_of(task), task, active, progress)
         return []
 

@@ -12,6 +12,7 @@ from pipeline.schemas import RenderRequest
 if TYPE_CHECKING:  # stage outputs; imported lazily so a CPU pool need not load torch models
     from workers.alignment.face import AlignedFace
     from workers.audio.features import AudioFeatures
+    from workers.motion.articulation import Phone
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class RenderTask:
         image_sha256, audio_sha256: content hashes of the inputs, set by the stages that read them.
         render_id: content identity of the render (pipeline.identity.render_id).
         provenance: the provenance record written beside the video (pipeline.provenance).
+        phones: transcript phones aligned to the audio (workers.audio.align), when the request
+            has a transcript that matched; the motion stage turns them into visemes.
+        alignment: how the transcript was aligned: method, language, confidence, phones,
+            used (False: it did not match the audio and the motion is audio-only).
     """
 
     request: RenderRequest
@@ -56,6 +61,8 @@ class RenderTask:
     audio_sha256: str | None = None
     render_id: str | None = None
     provenance: dict | None = None
+    phones: "list[Phone] | None" = None
+    alignment: dict | None = None
 
     @property
     def num_frames(self) -> int:
@@ -67,12 +74,15 @@ class FrameChunk:
     """Frames [start, stop) of one render, decoded from its motion latents.
 
     ``frames`` is (stop - start, H, W, 3) uint8 RGB once the decoding stage has run.
+    ``seconds`` holds the wall seconds this chunk spent per stage: on Ray every chunk carries
+    its own copy of the task, so the driver adds these up for the render's totals.
     """
 
     task: RenderTask
     start: int
     stop: int
     frames: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def is_last(self) -> bool:

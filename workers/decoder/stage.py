@@ -40,6 +40,7 @@ class DecodeStage(Stage[FrameChunk, FrameChunk]):
             started = time.perf_counter()
             chunk.frames = self.renderer(chunk.task).render(chunk.task.motion[chunk.start:chunk.stop])
             chunk.task.model_versions["decoder"] = DECODER_VERSION
-            seconds = chunk.task.seconds
-            seconds[self.name] = seconds.get(self.name, 0.0) + time.perf_counter() - started
+            spent = time.perf_counter() - started
+            for seconds in (chunk.task.seconds, chunk.seconds):
+                seconds[self.name] = seconds.get(self.name, 0.0) + spent
         return batch

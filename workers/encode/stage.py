@@ -87,7 +87,9 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
             except (RuntimeError, OSError, ValueError) as err:
                 self.abort(key)
                 task.failure = StageFailure(stage=self.name, message=str(err))
-            task.seconds[self.name] = task.seconds.get(self.name, 0.0) + time.perf_counter() - started
+            spent = time.perf_counter() - started
+            for seconds in (task.seconds, chunk.seconds):
+                seconds[self.name] = seconds.get(self.name, 0.0) + spent
         return batch
 
     def _begin(self, task: RenderTask, chunk: FrameChunk, key: tuple[str, str]) -> _OpenVideo:
