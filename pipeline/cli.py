@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="classifier-free guidance scale on the audio, lambda_A (diffusion)")
     render.add_argument("--gaze-guidance", type=float, default=1.0,
                         help="classifier-free guidance scale on the gaze direction, lambda_g (diffusion)")
+    render.add_argument("--transcript", default=None, metavar="TEXT_OR_FILE",
+                        help="what the speech says (text, or a path to a UTF-8 .txt file): aligned to the audio so "
+                             "the lips follow the phonemes (closures on p/b/m, rounding, jaw height); text that does "
+                             "not match the audio falls back to audio-only lip sync with a warning")
+    render.add_argument("--language", default="en",
+                        help="language of the speech and transcript, an espeak-ng code (en, es, de, fr, pt-br, ...; "
+                             "`espeak-ng --voices` lists them)")
     render.add_argument("--device", default=None, help="torch device for decoding (default: cuda if available, else cpu)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
@@ -101,17 +108,23 @@ def _render(args: argparse.Namespace) -> int:
     for label, path in (("image", args.image), ("audio", args.audio)):
         if not Path(path).is_file():
             raise BadInputError(f"{label} file not found", path)
+    transcript = None
+    if args.transcript is not None:
+        from workers.audio.align import read_transcript
+
+        transcript = read_transcript(args.transcript)
     try:
         controls = RenderControls(size=args.size, fps=args.fps, seed=args.seed, gaze=args.gaze,
                                   distance=args.distance, emotion=args.emotion, paste_back=args.paste_back,
                                   motion=args.motion, sampling_steps=args.sampling_steps,
-                                  audio_guidance=args.audio_guidance, gaze_guidance=args.gaze_guidance)
+                                  audio_guidance=args.audio_guidance, gaze_guidance=args.gaze_guidance,
+                                  transcript=transcript, language=args.language)
         request = RenderRequest(id=Path(args.output).stem, image=args.image, audio=args.audio,
                                 output=args.output, controls=controls)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise CliError(f"--{where.replace('_', '-')}: {first['msg']}") from None
+        raise CliError(f"--{where.replace('_', '-')}: {first['msg'].removeprefix('Value error, ')}") from None
 
     from workers.encode.video import check_writable
 

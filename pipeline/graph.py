@@ -129,22 +129,31 @@ class RayExecutor:
 
     Calls given a ``key`` (the encode stage's render key) always go to the same actor, so a
     render's frame chunks are written in order by one encoder. Actors restart after a crash
-    (``max_restarts``); the driver retries the affected requests.
+    (``max_restarts``); calls of idempotent stages lost with an actor are re-run by Ray once
+    it is back (``max_task_retries``), and the driver retries the requests whose encoder died.
     """
 
     def __init__(self, factories: dict[str, Callable[[], Stage]], config: GraphConfig = GraphConfig(),
-                 max_restarts: int = 3, start_timeout_s: float = 300.0):
+                 max_restarts: int = 3, start_timeout_s: float = 300.0, max_task_retries: int = 3):
         import ray
 
         self.ray = ray
         self.config = config
+        impossible = {name: missing for name in STAGES if (missing := self._missing(config.pools[name].resources))}
+        if impossible:
+            raise RuntimeError("; ".join(f"the {name} pool asks for {missing}, which no node of the cluster has"
+                                         for name, missing in impossible.items()))
         remote_worker = ray.remote(StageWorker)
         self.actors: dict[str, list] = {}
         self.in_flight: dict[str, list[int]] = {}
         for name in STAGES:
             spec = config.pools[name]
+            # A call lost with its actor is re-run by Ray once the actor is back, for stages whose
+            # calls are safe to repeat; the others fail the call and the driver retries the request.
+            stage_class = getattr(factories[name], "func", factories[name])
+            retries = max_task_retries if getattr(stage_class, "idempotent", False) else 0
             options: dict[str, Any] = dict(num_cpus=spec.resources.cpus, num_gpus=spec.resources.gpus,
-                                           max_restarts=max_restarts, max_task_retries=0)
+                                           max_restarts=max_restarts, max_task_retries=retries)
             if spec.resources.accelerator_type:
                 options["accelerator_type"] = spec.resources.accelerator_type
             if spec.resources.custom:
@@ -153,6 +162,17 @@ class RayExecutor:
                                  for _ in range(spec.size)]
             self.in_flight[name] = [0] * spec.size
         self._wait_until_placed(start_timeout_s)
+
+    def _missing(self, resources: Resources) -> str | None:
+        """What one actor of a pool needs that no single node of the cluster has in total
+        (such a pool could never start), or None."""
+        wanted = {"CPU": resources.cpus, "GPU": resources.gpus, **resources.custom}
+        if resources.accelerator_type:
+            wanted[f"accelerator_type:{resources.accelerator_type}"] = 0.001
+        nodes = [node["Resources"] for node in self.ray.nodes() if node.get("Alive")]
+        if any(all(node.get(key, 0.0) >= amount for key, amount in wanted.items() if amount) for node in nodes):
+            return None
+        return ", ".join(f"{key}={amount:g}" for key, amount in wanted.items() if amount)
 
     def _wait_until_placed(self, timeout_s: float) -> None:
         """Fail clearly instead of hanging when a pool asks for more than the cluster has."""
@@ -215,8 +235,9 @@ class RayExecutor:
                 self.ray.kill(actor)
 
 
-def stage_factories(storage=None, decoder=None) -> dict[str, Callable[[], Stage]]:
-    """Picklable constructors of the five stages (each worker builds its own instance)."""
+def stage_factories(storage=None, decoder=None, quality_check: bool = True) -> dict[str, Callable[[], Stage]]:
+    """Picklable constructors of the five stages (each worker builds its own instance);
+    ``quality_check``: the encoder measures every finished video (batch QC)."""
     from workers.alignment.stage import AlignmentStage
     from workers.audio.stage import AudioFeatureStage
     from workers.decoder.renderer import DecoderConfig
@@ -229,5 +250,5 @@ def stage_factories(storage=None, decoder=None) -> dict[str, Callable[[], Stage]
         "audio": functools.partial(AudioFeatureStage, storage=storage),
         "motion": MotionStage,
         "decode": functools.partial(DecodeStage, decoder or DecoderConfig()),
-        "encode": functools.partial(EncodeStage, storage=storage),
+        "encode": functools.partial(EncodeStage, storage=storage, quality_check=quality_check),
     }

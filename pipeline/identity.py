@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 
-from pipeline.schemas import RenderControls
+from pipeline.schemas import RenderControls, identity_controls
 
 ALIGNMENT_VERSION = "mediapipe-face-mesh-0.10.21"
 
@@ -31,17 +31,24 @@ def model_versions(controls: RenderControls) -> dict[str, str]:
     from workers.face.model import RIG_VERSION
     from workers.motion.stage import motion_generators
 
-    return {
+    versions = {
         "alignment": ALIGNMENT_VERSION,
         "face_model": RIG_VERSION,
         "motion": motion_generators()[controls.motion].version,
         "decoder": DECODER_VERSION,
     }
+    if controls.transcript is not None:
+        from workers.audio.align import VERSION as TRANSCRIPT_ALIGNMENT_VERSION
+        from workers.motion.visemes import VERSION as VISEME_VERSION
+
+        versions["transcript_alignment"] = TRANSCRIPT_ALIGNMENT_VERSION
+        versions["visemes"] = VISEME_VERSION
+    return versions
 
 
 def render_id(image_sha256: str, audio_sha256: str, controls: RenderControls, versions: dict[str, str]) -> str:
     """Hex sha256 naming one render: inputs' contents + controls + model versions."""
     payload = json.dumps({"image": image_sha256, "audio": audio_sha256,
-                          "controls": controls.model_dump(mode="json"), "models": versions},
+                          "controls": identity_controls(controls), "models": versions},
                          sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()

@@ -182,6 +182,8 @@ class ManifestRow:
             seed=request.controls.seed, controls=request.controls.model_dump_json(),
             watermark_payload=watermark_payload, warnings=list(result.warnings),
             created_at=created_at, finished_at=finished_at,
+            quality_json=None if result.quality is None else json.dumps(result.quality, sort_keys=True),
+            quality_flags=list(result.quality_flags),
         )
 
     @classmethod

@@ -46,7 +46,9 @@ def build_record(task, watermark_payload: str | None = None) -> dict:
         request.audio if Path(request.audio).is_file() else task.audio_path)
     if getattr(task, "render_id", None) is None:
         task.render_id = compute_render_id(image_sha256, audio_sha256, request.controls, versions)
-    controls = request.controls.model_dump(mode="json")
+    from pipeline.schemas import identity_controls
+
+    controls = identity_controls(request.controls)
     return {
         "provenance_version": PROVENANCE_VERSION,
         "synthetic": True,

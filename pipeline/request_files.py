@@ -19,6 +19,10 @@ priority       no        int, higher renders first (default 0)
 size, fps,     no        as :class:`~pipeline.schemas.RenderControls`
 paste_back,              (``paste_back``: true/false/1/0/yes/no)
 motion
+transcript     no        text of the speech (aligned to the audio for lip shapes; a line that
+                         does not match the audio renders audio-only with a warning)
+language       no        espeak-ng language code of the speech (default ``en``;
+                         ``espeak-ng --voices`` lists them)
 =============  ========  ===================================================================
 
 Empty cells / nulls mean "use the default". Other columns are ignored (reported in
@@ -56,7 +60,7 @@ __all__ = ["read_request_file", "parse_request_rows", "RequestFile", "InvalidRow
 
 REQUIRED_COLUMNS = ("id", "image", "audio")
 OPTIONAL_COLUMNS = ("seed", "gaze_yaw", "gaze_pitch", "distance", "emotion", "priority",
-                    "size", "fps", "paste_back", "motion")
+                    "size", "fps", "paste_back", "motion", "transcript", "language")
 REQUEST_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 _BAD_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -202,6 +206,10 @@ def _parse_row(row: dict[str, Any], out_prefix: str, base: str | None,
         controls["emotion"] = _emotion(row["emotion"])
     if not _blank(row.get("motion")):
         controls["motion"] = str(row["motion"]).strip()
+    if not _blank(row.get("transcript")):
+        controls["transcript"] = str(row["transcript"])
+    if not _blank(row.get("language")):
+        controls["language"] = str(row["language"]).strip()
     priority = 0 if _blank(row.get("priority")) else _int("priority", row["priority"])
     if not -PRIORITY_LIMIT < priority < PRIORITY_LIMIT:
         raise _RowError(f"priority must be within +-{PRIORITY_LIMIT}, got {priority}")

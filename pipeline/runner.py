@@ -44,6 +44,8 @@ def result_of(task: RenderTask) -> RenderResult:
         model_versions=dict(task.model_versions),
         render_id=task.render_id,
         watermark_payload=None if task.provenance is None else task.provenance.get("watermark_payload"),
+        quality=None if failed else task.quality,
+        quality_flags=[] if failed else list(task.quality_flags),
     )
 
 

@@ -35,6 +35,10 @@ class RenderControls(BaseModel):
     sampling_steps: int = Field(10, ge=1, le=100, description="diffusion denoising steps per window")
     audio_guidance: float = Field(0.5, ge=0.0, le=5.0, description="classifier-free guidance on the audio (lambda_A)")
     gaze_guidance: float = Field(1.0, ge=0.0, le=5.0, description="classifier-free guidance on the gaze (lambda_g)")
+    transcript: str | None = Field(
+        None, max_length=20000,
+        description="text of the speech; aligned to the audio to shape the lips (visemes); None: audio only")
+    language: str = Field("en", description="espeak-ng language code of the speech and transcript")
 
     @field_validator("size")
     @classmethod
@@ -57,12 +61,40 @@ class RenderControls(BaseModel):
             raise ValueError(f"unknown emotion {emotion!r}; choose one of {', '.join(EMOTION_NAMES)}")
         return emotion
 
+    @field_validator("transcript")
+    @classmethod
+    def _clean_transcript(cls, transcript: str | None) -> str | None:
+        if transcript is None:
+            return None
+        text = " ".join(transcript.split())
+        return text or None
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str) -> str:
+        from pipeline.errors import BadInputError
+        from workers.audio.align import check_language
+
+        if language == "en":   # the default: no espeak-ng needed to accept it
+            return language
+        try:
+            return check_language(language)
+        except BadInputError as err:
+            raise ValueError(str(err)) from None
+
     @field_validator("motion")
     @classmethod
     def _known_motion(cls, motion: str) -> str:
         if motion not in MOTION_GENERATORS:
             raise ValueError(f"unknown motion generator {motion!r}; choose one of {', '.join(MOTION_GENERATORS)}")
         return motion
+
+
+def identity_controls(controls: RenderControls) -> dict:
+    """The controls as they enter a render's identity (JSON types): transcript and language
+    only when there is a transcript, so renders without one keep their ids."""
+    exclude = {"transcript", "language"} if controls.transcript is None else None
+    return controls.model_dump(mode="json", exclude=exclude)
 
 
 class RenderRequest(BaseModel):
@@ -95,3 +127,5 @@ class RenderResult(BaseModel):
     model_versions: dict[str, str] = Field(default_factory=dict)
     render_id: str | None = Field(None, description="content identity of the render")
     watermark_payload: str | None = Field(None, description="what the video's invisible watermark says")
+    quality: dict | None = Field(None, description="QC metrics measured on the finished video (batch renders)")
+    quality_flags: list[str] = Field(default_factory=list, description="QC thresholds the video broke")

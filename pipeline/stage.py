@@ -42,6 +42,10 @@ class Stage(ABC, Generic[InT, OutT]):
 
     name: ClassVar[str]
     resources: ClassVar[Resources] = Resources()
+    # Calling again with the same batch gives the same result and leaves nothing behind, so a
+    # graph may re-run a call whose worker died (the encoder, which appends to an open file,
+    # is not).
+    idempotent: ClassVar[bool] = True
 
     def setup(self) -> None:
         """Load models and warm caches; called once per worker before the first batch."""

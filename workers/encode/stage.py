@@ -39,6 +39,7 @@ class _OpenVideo:
     record: dict
     render_id: str
     staging: Path | None
+    audio: str
     next_frame: int = 0
 
 
@@ -48,16 +49,20 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
     Chunks of one render must arrive in order (the runner and the Ray graph route all of a
     render's chunks to one encoder). A chunk starting at frame 0 begins the video afresh
     (a retried render never appends to a failed attempt's file). A failed task's chunk
-    aborts the writer, leaving no output.
+    aborts the writer, leaving no output. With ``quality_check`` (batch renders) each finished
+    video is measured by the batch QC (``workers.quality.qc_for_batch``) before it is placed.
     """
 
     name: ClassVar[str] = "encode"
+    idempotent: ClassVar[bool] = False
     resources: ClassVar[Resources] = Resources(cpus=1.0)
 
-    def __init__(self, crf: int = 18, preset: str = "veryfast", storage: Storage | None = None):
+    def __init__(self, crf: int = 18, preset: str = "veryfast", storage: Storage | None = None,
+                 quality_check: bool = False):
         self.crf = crf
         self.preset = preset
         self.storage = storage or Storage()
+        self.quality_check = quality_check
         self._open: dict[tuple[str, str], _OpenVideo] = {}
 
     def __call__(self, batch: list[FrameChunk]) -> list[FrameChunk]:
@@ -87,9 +92,14 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
             except (RuntimeError, OSError, ValueError) as err:
                 self.abort(key)
                 task.failure = StageFailure(stage=self.name, message=str(err))
-            spent = time.perf_counter() - started
+            spent = {self.name: time.perf_counter() - started}
+            if chunk.is_last and task.quality is not None:
+                # the QC ran inside _finish: book it as its own stage
+                spent["qc"] = float(task.quality.get("qc_seconds") or 0.0)
+                spent[self.name] -= spent["qc"]
             for seconds in (task.seconds, chunk.seconds):
-                seconds[self.name] = seconds.get(self.name, 0.0) + spent
+                for stage, value in spent.items():
+                    seconds[stage] = seconds.get(stage, 0.0) + value
         return batch
 
     def _begin(self, task: RenderTask, chunk: FrameChunk, key: tuple[str, str]) -> _OpenVideo:
@@ -107,7 +117,7 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
         height, width = chunk.frames.shape[1:3]
         writer = Mp4Writer(local, (width, height), task.request.controls.fps, audio, self.crf, self.preset,
                            metadata=mp4_metadata(record))
-        self._open[key] = video = _OpenVideo(writer, record, task.render_id, staging)
+        self._open[key] = video = _OpenVideo(writer, record, task.render_id, staging, audio)
         return video
 
     def _finish(self, task: RenderTask, video: _OpenVideo) -> None:
@@ -115,6 +125,13 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
         task.render_id, task.provenance = video.render_id, video.record
         task.output_sha256 = sha256_file(local)
         task.provenance["output_sha256"] = task.output_sha256
+        if self.quality_check:
+            from workers.quality.qc import qc_for_batch
+
+            # The aligned portrait's landmarks stand for the photo: identity drift is measured
+            # after a similarity fit, so the crop's coordinates serve.
+            portrait = None if task.face is None else task.face.landmarks
+            task.quality, task.quality_flags = qc_for_batch(local, video.audio, portrait=portrait)
         output = task.request.output
         try:
             if is_s3(output):

@@ -10,6 +10,8 @@ from workers.face.latents import emotion_offset
 from workers.motion.base import MotionControls, MotionGenerator
 from workers.motion.learned import DiffusionMotion
 from workers.motion.procedural import ProceduralMotion
+from workers.motion.visemes import VERSION as VISEME_VERSION
+from workers.motion.visemes import apply_visemes
 
 
 def motion_generators() -> dict[str, MotionGenerator]:
@@ -18,7 +20,9 @@ def motion_generators() -> dict[str, MotionGenerator]:
 
 
 class MotionStage(TaskStage):
-    """Samples motion latents (T, MOTION_DIM) for each task with its chosen generator."""
+    """Samples motion latents (T, MOTION_DIM) for each task with its chosen generator, then,
+    when the audio stage aligned a transcript (``task.phones``), corrects the six mouth
+    channels toward its visemes (``workers.motion.visemes``)."""
 
     name: ClassVar[str] = "motion"
     resources: ClassVar[Resources] = Resources(cpus=0.5)
@@ -40,3 +44,9 @@ class MotionStage(TaskStage):
                                          audio_guidance=controls.audio_guidance, gaze_guidance=controls.gaze_guidance)
         task.motion = generator.generate(task.audio, task.face.model.source_latent, motion_controls)
         task.model_versions["motion"] = generator.version
+        if controls.transcript:
+            task.model_versions["visemes"] = VISEME_VERSION
+        if task.phones:
+            # Transcript visemes correct the mouth of whichever generator ran.
+            task.motion = apply_visemes(task.motion, task.phones, task.audio.fps, task.face.model.source_latent,
+                                        motion_controls.emotion, energy_db=task.audio.energy_db)

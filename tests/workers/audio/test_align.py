@@ -1,0 +1,104 @@
+"""Transcript alignment (workers.audio.align) on real and synthesized speech.
+
+Synthesized references: espeak-ng Klatt voices (``+klatt3`` / ``+klatt4``, slower and lower
+than the aligner's own default voice, with leading silence and noise); their phoneme events
+are the true phone times. The aligner speaks the text with the plain language voice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.errors import BadInputError
+from workers.audio.align import (MIN_CONFIDENCE, align, check_language, dtw_path, read_transcript,
+                                 supported_languages)
+from workers.audio.decode import load_audio
+from workers.audio.espeak import synthesize
+
+TEXTS = {
+    "es": "Mañana comemos paella con mis primos en la playa de Valencia.",
+    "de": "Mein Papa baut ein Boot am Bodensee, und wir fahren mit dem Bus nach München.",
+    "fr": "Le petit garçon mange une pomme dans le jardin de sa mère.",
+    "it": "Il mio babbo compra il pane e la frutta al mercato ogni mattina.",
+}
+REFERENCE = {"es": ("es+klatt3", 140), "de": ("de+klatt4", 210), "fr": ("fr+klatt3", 150), "it": ("it+klatt4", 130)}
+LEAD_S = 0.5
+
+
+def reference_speech(language: str, text: str | None = None):
+    voice, rate = REFERENCE[language]
+    wave, phones = synthesize(text or TEXTS[language], voice, rate_wpm=rate, pitch=30, seed=7)
+    lead = np.zeros(int(LEAD_S * 16000), np.float32)
+    wave = np.concatenate([lead, wave, lead[:4000]])
+    wave = wave + np.random.default_rng(1).standard_normal(len(wave)).astype(np.float32) * 0.003
+    return wave, [p for p in phones if p.symbol != "_"]
+
+
+def boundary_errors_ms(reference, aligned) -> np.ndarray:
+    assert [p.symbol for p in aligned] == [p.symbol for p in reference]
+    truth = np.array([p.start_s + LEAD_S for p in reference])
+    return np.abs(np.array([p.start_s for p in aligned]) - truth) * 1000.0
+
+
+@pytest.mark.parametrize("language", ["es", "de", "fr"])
+def test_dtw_places_phone_boundaries_of_another_voice(language):
+    wave, reference = reference_speech(language)
+    result = align(wave, TEXTS[language], language)
+    assert result.method == "espeak-dtw"
+    errors = boundary_errors_ms(reference, result.phones)
+    assert np.median(errors) < 25.0, np.median(errors)
+    assert np.mean(errors < 50.0) > 0.85, np.mean(errors < 50.0)
+    assert result.confidence >= MIN_CONFIDENCE and result.matches
+    assert all(0.0 <= p.start_s < p.end_s <= len(wave) / 16000 for p in result.phones)
+
+
+def test_text_that_does_not_match_the_audio_scores_low():
+    wave, _ = reference_speech("es")
+    wrong = align(wave, "Los perros ladran toda la noche cuando llueve sobre el tejado viejo.", "es")
+    assert wrong.confidence < MIN_CONFIDENCE and not wrong.matches
+
+
+def test_english_real_recording_aligns_with_pocketsphinx_and_rejects_wrong_text(shared_assets):
+    wave = load_audio(shared_assets / "speech_librivox_austen_7s.wav")
+    text = (shared_assets / "speech_librivox_austen_7s.txt").read_text()
+    result = align(wave, text, "en")
+    assert result.method == "pocketsphinx" and result.matches, result.confidence
+    assert sum(p.symbol in ("P", "B", "M") for p in result.phones) >= 5
+    wrong = align(wave, "Please pass the big blue book to Bobby before the bus leaves the station.", "en")
+    assert not wrong.matches, wrong.confidence
+
+
+def test_unsupported_language_is_a_clear_error():
+    with pytest.raises(BadInputError, match=r"unsupported language code 'xx'.*espeak-ng --voices"):
+        align(np.zeros(16000, np.float32), "hello", "xx")
+    with pytest.raises(BadInputError):
+        check_language("english")
+
+
+def test_language_codes_and_aliases():
+    assert {"en", "es", "de", "fr", "pt-br", "it"} <= set(supported_languages())
+    assert check_language("EN") == "en" and check_language("pt_BR") == "pt-br"
+    assert supported_languages()["fr"] == "fr" and supported_languages()["en"] == "en-us"
+
+
+def test_dtw_path_is_monotone_and_follows_a_stretched_copy():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((40, 8)).astype(np.float32)
+    b = np.repeat(a, 2, axis=0)                       # b is a at half speed
+    path, cost, best, _ = dtw_path(a, b)
+    assert tuple(path[0]) == (0, 0) and tuple(path[-1]) == (39, 79)
+    assert np.all(np.diff(path, axis=0) >= 0)
+    assert cost < 1e-5 and best < 1e-5
+    assert all(j // 2 == i for i, j in path)
+
+
+def test_read_transcript_from_text_or_file(tmp_path):
+    assert read_transcript("  hello \n world ") == "hello world"
+    path = tmp_path / "line.txt"
+    path.write_text("Bob bought a map.\n", encoding="utf-8")
+    assert read_transcript(str(path)) == "Bob bought a map."
+    with pytest.raises(BadInputError, match="not found"):
+        read_transcript(str(tmp_path / "missing.txt"))
+    with pytest.raises(BadInputError, match="empty"):
+        read_transcript("   ")

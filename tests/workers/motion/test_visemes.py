@@ -1,0 +1,38 @@
+"""Viseme correction of generated motion (workers.motion.visemes)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
+from workers.motion.articulation import MOUTH_CHANNELS, MOUTH_DYN_INDEX, Phone, bilabial_centre_frames
+from workers.motion.visemes import apply_visemes, opening_gain
+
+PHONES = [Phone("b", 0.20, 0.28), Phone("a", 0.28, 0.48), Phone("m", 0.48, 0.58), Phone("u", 0.58, 0.80)]
+
+
+def test_only_mouth_channels_change_and_closures_are_exact():
+    rng = np.random.default_rng(0)
+    motion = rng.uniform(0.0, 0.6, (30, MOTION_DIM)).astype(np.float32)
+    source = np.zeros(MOTION_DIM, np.float32)
+    energy = np.full(30, -15.0)
+    out = apply_visemes(motion, PHONES, 25.0, source, energy_db=energy)
+    mouth_cols = [DYN_SLICE.start + i for i in MOUTH_DYN_INDEX]
+    others = [c for c in range(MOTION_DIM) if c not in mouth_cols]
+    np.testing.assert_array_equal(out[:, others], motion[:, others])
+    press = DYN_SLICE.start + DYNAMICS.index("lip_press")
+    jaw = DYN_SLICE.start + DYNAMICS.index("jaw_open")
+    for frame in bilabial_centre_frames(PHONES, 30, 25.0):
+        assert out[frame, press] >= 0.95 - 1e-6 and out[frame, jaw] <= 0.06 + 1e-6
+    vowel_a = int(0.38 * 25)
+    assert out[vowel_a, jaw] > out[bilabial_centre_frames(PHONES, 30, 25.0)[0], jaw] + 0.3
+    pucker = DYN_SLICE.start + DYNAMICS.index("lip_pucker")
+    assert out[int(0.72 * 25), pucker] > out[vowel_a, pucker]
+
+
+def test_no_phones_leaves_motion_unchanged_and_loud_frames_open_wider():
+    motion = np.full((10, MOTION_DIM), 0.3, np.float32)
+    np.testing.assert_array_equal(apply_visemes(motion, [], 25.0, np.zeros(MOTION_DIM)), motion)
+    gain = opening_gain(np.array([-80.0, -40.0, -20.0, -12.0, -10.0]))
+    assert np.all(np.diff(gain) >= 0) and gain[0] < gain[-1]
+    assert len(MOUTH_CHANNELS) == 6

@@ -1,0 +1,373 @@
+"""Forced alignment of a transcript against speech, in any espeak-ng language.
+
+:func:`align` returns the transcript's phones with times in the recording plus a
+confidence in [0, 1]:
+
+* **espeak + DTW** (every language, the approach of the aeneas aligner): espeak-ng speaks
+  the text (``workers.audio.espeak``), which gives the synthetic speech's IPA phones with
+  exact times; dynamic time warping of the synthetic speech's features (MFCC from the
+  Slaney log-mel of ``workers.audio.features``, cepstral mean and variance normalisation)
+  against the recording's maps every synthetic time onto the recording, which carries the
+  phone boundaries over. The synthesis is re-spoken at a rate matched to the recording's
+  speech duration, so the warping path stays near the diagonal (Sakoe-Chiba band).
+* **pocketsphinx** (English): phone-level forced alignment with the acoustic model in the
+  wheel (``workers.audio.phonemes.align_transcript``) gives the phone times; the DTW above
+  still runs, for the confidence (and for the times when pocketsphinx fails, e.g. no word
+  of the text is in its dictionary).
+
+Confidence compares the mean cosine distance along the DTW path (``path``) with two
+references on the same recording: the unordered nearest synthetic frame of each recorded
+frame (``best``, a floor) and the DTW path through the synthetic speech played backwards
+(``null``: the same sounds in the wrong order): (null - path) / (null - best), clipped to
+[0, 1]. Measured: synthetic speech of the right text 0.7-0.9, real English recordings
+~0.24-0.42, wrong text 0.0-0.13; :data:`MIN_CONFIDENCE` = 0.18 separates them (see
+``tests/workers/audio/test_align.py`` and ``bench/alignment.py``).
+
+Nothing is downloaded at run time: espeak-ng is the system library, pocketsphinx's model
+ships in its wheel.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft
+
+from pipeline.errors import BadInputError
+from workers.audio.espeak import EngineError, synthesize
+from workers.audio.features import _power_spectrogram, slaney_mel_filterbank
+from workers.motion.articulation import Phone
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+VERSION = "align-1-pocketsphinx5-espeakng-dtw"
+HOP_S = 0.010
+NUM_MELS = 40
+NUM_CEPS = 13
+# Below this confidence the text is taken not to match the audio (fallback to audio-only).
+MIN_CONFIDENCE = 0.18
+# Sakoe-Chiba band half-width: this share of the longer sequence, at least / at most.
+BAND_FRACTION = 0.25
+BAND_MIN_FRAMES = 100
+BAND_MAX_FRAMES = 1000
+# Silence added around the synthetic speech (the recording usually has some too).
+SYNTH_PAD_S = 0.15
+DEFAULT_RATE_WPM = 175
+# espeak-ng voice variants the text is spoken with (default male voice, a female one).
+VOICE_VARIANTS = ("", "+f3")
+MAX_TEXT_CHARS = 20000
+LANGUAGE_HELP = "run `espeak-ng --voices` to list the supported language codes"
+_PREFERRED = {"en": "en-us", "zh": "cmn"}
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
+
+
+@dataclass(frozen=True)
+class AlignmentResult:
+    """Phones of a transcript placed in a recording.
+
+    Attributes:
+        phones: phones in time order (IPA from espeak-ng or ARPAbet from pocketsphinx; '_' or
+            none for pauses), times in seconds of the recording.
+        confidence: in [0, 1]; below :data:`MIN_CONFIDENCE` the text likely does not match.
+        method: "pocketsphinx" or "espeak-dtw".
+        language: the espeak-ng language code used.
+    """
+
+    phones: list[Phone]
+    confidence: float
+    method: str
+    language: str
+
+    @property
+    def matches(self) -> bool:
+        return self.confidence >= MIN_CONFIDENCE
+
+
+# ---------------------------------------------------------------------------- languages
+
+@lru_cache(maxsize=1)
+def supported_languages() -> dict[str, str]:
+    """espeak-ng language codes (``espeak-ng --voices``, lower case, with the aliases it
+    lists such as ``fr`` for ``fr-fr``) -> the voice name that speaks them."""
+    try:
+        listing = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    codes: dict[str, str] = {}
+    aliases: dict[str, tuple[int, str]] = {}
+    for line in listing.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        voice = parts[4].rsplit("/", 1)[-1].lower()
+        codes[parts[1].lower()] = voice
+        for alias, priority in re.findall(r"\(([a-z0-9-]+) (\d+)\)", line.lower()):
+            if alias not in aliases or int(priority) < aliases[alias][0]:
+                aliases[alias] = (int(priority), voice)
+    for alias, (_, voice) in aliases.items():
+        codes.setdefault(alias, voice)
+    for alias, code in _PREFERRED.items():
+        if code in codes:
+            codes[alias] = codes[code]
+    return codes
+
+
+def check_language(code: str) -> str:
+    """Normalised language code (``en``, ``es``, ``pt-br``...); BadInputError when espeak-ng
+    has no voice for it."""
+    normal = (code or "").strip().lower().replace("_", "-")
+    if not _LANGUAGE_CODE.match(normal) or normal not in supported_languages():
+        raise BadInputError(f"unsupported language code {code!r}; {LANGUAGE_HELP}")
+    return normal
+
+
+def espeak_voice(code: str) -> str:
+    """The espeak-ng voice name of a (checked) language code."""
+    return supported_languages()[check_language(code)]
+
+
+def is_english(code: str) -> bool:
+    return code == "en" or code.startswith("en-")
+
+
+def read_transcript(value: str) -> str:
+    """Transcript text from a literal string or a path to a UTF-8 text file."""
+    from pathlib import Path
+
+    value = value or ""
+    if len(value) < 4096 and "\n" not in value and value.lower().endswith(".txt"):
+        path = Path(value)
+        if not path.is_file():
+            raise BadInputError("transcript file not found", value)
+        try:
+            value = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise BadInputError("transcript file is not UTF-8 text", str(path)) from None
+    text = " ".join(value.split())
+    if not text:
+        raise BadInputError("transcript is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadInputError(f"transcript is longer than {MAX_TEXT_CHARS} characters")
+    return text
+
+
+# ---------------------------------------------------------------------------- features
+
+def _has_high_band(wave: np.ndarray) -> bool:
+    """False for telephone / 8 kHz sources (no energy above ~4 kHz)."""
+    spectrum = np.abs(np.fft.rfft(wave[: SAMPLE_RATE * 30].astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(min(len(wave), SAMPLE_RATE * 30), 1.0 / SAMPLE_RATE)
+    total = spectrum.sum() + 1e-20
+    return bool(spectrum[freqs > 4200].sum() / total > 1e-4)
+
+
+def mfcc(wave: np.ndarray, fmax_hz: float = 8000.0) -> np.ndarray:
+    """(hops, NUM_CEPS - 1) MFCC (c1..c12) at 10 ms, + log energy, mean/variance normalised.
+
+    The log floor is relative to the loudest hop (60 dB below), so digital silence and
+    room noise look alike.
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    hop = int(round(HOP_S * SAMPLE_RATE))
+    power, fft_size = _power_spectrogram(wave, SAMPLE_RATE, hop)
+    filters = slaney_mel_filterbank(SAMPLE_RATE, fft_size, NUM_MELS, 60.0, fmax_hz)
+    mel = power @ filters.T
+    floor = max(float(mel.sum(axis=1).max()), 1e-12) * 1e-6
+    log_mel = np.log(mel + floor / NUM_MELS)
+    ceps = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=1)[:, 1:NUM_CEPS]
+    energy = np.log(power.sum(axis=1) + floor)[:, None]
+    feats = np.concatenate([ceps, 0.5 * energy], axis=1)
+    feats -= feats.mean(axis=0)
+    feats /= feats.std(axis=0) + 1e-6
+    return feats.astype(np.float32)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-9)
+
+
+# ---------------------------------------------------------------------------- DTW
+
+def dtw_path(a: np.ndarray, b: np.ndarray, band: int | None = None) -> tuple[np.ndarray, float, float, float]:
+    """Banded DTW of feature sequences a (N, D) and b (M, D), cosine distance.
+
+    Each row of the cumulative cost is computed in one vectorised step: with
+    A[j] = C[i, j] + min(D[i-1, j-1], D[i-1, j]) the horizontal recurrence
+    D[i, j] = min(A[j], D[i, j-1] + C[i, j]) has the closed form
+    D[i] = S + minimum.accumulate(A - S), S = cumsum(C[i]).
+
+    Returns:
+        (path (K, 2) int of (i, j) from (0, 0) to (N-1, M-1), mean distance along the path,
+        mean distance of each frame of b to its nearest frame of a in any order, mean
+        distance between unrelated frames), the last two on a sample of b's frames.
+    """
+    n, m = len(a), len(b)
+    ua, ub = _unit(a), _unit(b)
+    if band is None:
+        band = int(min(BAND_MAX_FRAMES, max(BAND_MIN_FRAMES, BAND_FRACTION * max(n, m))))
+    centre = np.arange(n) * ((m - 1) / max(n - 1, 1))
+    lo = np.clip(np.floor(centre - band).astype(int), 0, m - 1)
+    hi = np.clip(np.ceil(centre + band).astype(int) + 1, 1, m)
+    lo[0], hi[-1] = 0, m
+    lo = np.minimum.accumulate(lo[::-1])[::-1]          # monotone band edges
+    hi = np.maximum.accumulate(hi)
+    rows: list[np.ndarray] = []     # float32 band slices: memory ~ N * 2 * band * 4 bytes
+    prev = np.full(m + 1, np.inf)                       # prev[j + 1] = D[i-1, j]; prev[0] = D[i-1, -1]
+    prev[0] = 0.0
+    for i in range(n):
+        l, h = lo[i], hi[i]
+        cost = (1.0 - ub[l:h] @ ua[i]).astype(np.float64)
+        diag, up = prev[l:h], prev[l + 1:h + 1]
+        acc = cost + np.minimum(diag, up)
+        s = np.cumsum(cost)
+        row = s + np.minimum.accumulate(acc - s)
+        cur = np.full(m + 1, np.inf)
+        cur[l + 1:h + 1] = row
+        if i == 0:
+            cur[0] = np.inf
+        prev = cur
+        rows.append(row.astype(np.float32))
+    # Backtrack.
+    path = []
+    i, j = n - 1, m - 1
+    while True:
+        path.append((i, j))
+        if i == 0 and j == 0:
+            break
+
+        def d(r: int, c: int) -> float:
+            if r < 0 or c < 0 or c < lo[r] or c >= hi[r]:
+                return np.inf
+            return rows[r][c - lo[r]]
+
+        options = ((d(i - 1, j - 1), i - 1, j - 1), (d(i - 1, j), i - 1, j), (d(i, j - 1), i, j - 1))
+        _, i, j = min(options, key=lambda o: o[0])
+        if not np.isfinite(_):
+            break
+    path_arr = np.array(path[::-1], dtype=int)
+    path_cost = float(np.mean(1.0 - np.sum(ua[path_arr[:, 0]] * ub[path_arr[:, 1]], axis=1)))
+    # Unordered best match of each recording frame (any synthetic frame), on a sample.
+    cols = np.random.default_rng(0).choice(m, size=min(m, 1500), replace=False)
+    best = float(np.mean(np.min(1.0 - ua @ ub[cols].T, axis=0)))
+    baseline = float(np.mean(1.0 - ua @ ub[cols].T))
+    return path_arr, path_cost, best, baseline
+
+
+def path_confidence(path_cost: float, best: float, null_cost: float) -> float:
+    """1 where the path is as close as the unordered nearest frames, 0 where it is no
+    better than the path through the same synthetic speech played backwards."""
+    return float(np.clip((null_cost - path_cost) / max(null_cost - best, 1e-6), 0.0, 1.0))
+
+
+def _speech_seconds(feats_energy: np.ndarray) -> float:
+    """Seconds of hops within 30 dB (in the normalised energy units) of the loudest."""
+    e = feats_energy
+    thr = np.percentile(e, 95) - 1.2  # ~ -25..30 dB given the 0.5 scaling and normalisation
+    return float(np.sum(e > thr) * HOP_S)
+
+
+def _warp(times_s: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """Map synthetic times to recording times through the path (mean j per i, then
+    linear interpolation between hop centres)."""
+    i, j = path[:, 0], path[:, 1]
+    counts = np.bincount(i)
+    mean_j = np.bincount(i, weights=j) / np.maximum(counts, 1)
+    keep = counts > 0
+    hops = np.flatnonzero(keep)
+    mapped = np.maximum.accumulate(mean_j[keep])
+    return np.interp(times_s / HOP_S, hops, mapped) * HOP_S
+
+
+# ---------------------------------------------------------------------------- align
+
+def align_dtw(wave16k: np.ndarray, text: str, language: str, voice: str | None = None,
+              rate_wpm: int | None = None) -> AlignmentResult:
+    """espeak-ng synthesis + DTW (see the module docstring).
+
+    Without an explicit ``voice`` the text is spoken twice, by the language's default
+    (male) voice and its ``+f3`` female variant; the one with the higher confidence wins
+    (MFCCs of a high female voice match a low male one poorly).
+    """
+    wave16k = np.asarray(wave16k, dtype=np.float32).reshape(-1)
+    fmax = 8000.0 if _has_high_band(wave16k) else 3800.0
+    rec = mfcc(wave16k, fmax)
+    voices = [voice] if voice else [espeak_voice(language) + variant for variant in VOICE_VARIANTS]
+    results = [_align_voice(wave16k, rec, fmax, text, language, v, rate_wpm) for v in voices]
+    return max(results, key=lambda r: r.confidence)
+
+
+def _align_voice(wave16k: np.ndarray, rec: np.ndarray, fmax: float, text: str, language: str, voice: str,
+                 rate_wpm: int | None) -> AlignmentResult:
+    duration = len(wave16k) / SAMPLE_RATE
+
+    def speak(rate: int) -> tuple[np.ndarray, list[Phone]]:
+        try:
+            synth, phones = synthesize(text, voice, rate_wpm=rate, seed=0)
+        except EngineError as error:
+            raise BadInputError(f"espeak-ng could not speak the transcript ({error})") from None
+        pad = np.zeros(int(SYNTH_PAD_S * SAMPLE_RATE), np.float32)
+        dither = np.random.default_rng(0).standard_normal(len(synth) + 2 * len(pad)).astype(np.float32) * 1e-4
+        return np.concatenate([pad, synth, pad]) + dither, [Phone(p.symbol, p.start_s + SYNTH_PAD_S, p.end_s + SYNTH_PAD_S)
+                                                             for p in phones]
+
+    rate = int(rate_wpm or DEFAULT_RATE_WPM)
+    synth, phones = speak(rate)
+    syn = mfcc(synth, fmax)
+    if rate_wpm is None:
+        ratio = _speech_seconds(syn[:, -1]) / max(_speech_seconds(rec[:, -1]), 0.2)
+        if abs(ratio - 1.0) > 0.15:
+            rate = int(np.clip(rate * ratio, 80, 450))
+            synth, phones = speak(rate)
+            syn = mfcc(synth, fmax)
+    path, path_cost, best, _ = dtw_path(syn, rec)
+    # Null model: the same sounds in the wrong order (the synthetic speech reversed).
+    _, null_cost, _, _ = dtw_path(syn[::-1], rec)
+    confidence = path_confidence(path_cost, best, null_cost)
+    starts = _warp(np.array([p.start_s for p in phones]), path)
+    ends = _warp(np.array([p.end_s for p in phones]), path)
+    out = []
+    for p, s, e in zip(phones, starts, ends):
+        s, e = float(min(s, duration)), float(min(max(e, s), duration))
+        if e > s and p.symbol != "_":
+            out.append(Phone(p.symbol, s, e))
+    return AlignmentResult(out, confidence, "espeak-dtw", language)
+
+
+def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "auto") -> AlignmentResult:
+    """Phones of ``text`` in the 16 kHz recording ``wave16k``.
+
+    Args:
+        wave16k: (samples,) float waveform at 16 kHz, mono.
+        text: what is said (any length; punctuation is fine).
+        language: espeak-ng language code (``en``, ``es``, ``de``, ``pt-br``...).
+        method: "auto" (pocketsphinx for English, else DTW), "dtw" or "pocketsphinx".
+
+    Raises:
+        BadInputError: unsupported language, empty text or audio, espeak-ng failure.
+    """
+    language = check_language(language)
+    text = " ".join((text or "").split())
+    if not text:
+        raise BadInputError("transcript is empty")
+    wave16k = np.asarray(wave16k, dtype=np.float32).reshape(-1)
+    if wave16k.size < SAMPLE_RATE // 10:
+        raise BadInputError("audio for alignment is shorter than 0.1 s")
+    dtw = align_dtw(wave16k, text, language)
+    use_sphinx = method == "pocketsphinx" or (method == "auto" and is_english(language))
+    if not use_sphinx:
+        return dtw
+    from workers.audio.phonemes import align_transcript
+
+    try:
+        segments = align_transcript(wave16k, text)
+    except BadInputError as error:
+        logger.warning("pocketsphinx alignment failed (%s); using espeak + DTW timings", error)
+        return dtw
+    return AlignmentResult([Phone(s.phone, s.start_s, s.end_s) for s in segments], dtw.confidence,
+                           "pocketsphinx", language)

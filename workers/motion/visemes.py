@@ -1,0 +1,79 @@
+"""Transcript-aware mouth correction: aligned phones -> visemes blended into the motion.
+
+Any generator's motion latents (head pose, expression, blinks, gaze: all still from the
+audio) keep every channel but the six mouth channels of
+``workers.motion.articulation.MOUTH_CHANNELS``; those are blended toward the coarticulated
+viseme targets of the aligned phones (``mouth_targets``: Cohen-Massaro dominance blending,
+rounding, jaw height by vowel), and fully replaced on the enforced bilabial closures, so the
+lips meet on every p / b / m of the transcript.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from workers.face.latents import DYN_SLICE, DYNAMICS
+from workers.motion.articulation import CLOSED_PRESS, MOUTH_CHANNELS, MOUTH_DYN_INDEX, Phone, mouth_targets
+
+# Share of the viseme target in the blended mouth channels (1 - this stays from the audio).
+VISEME_WEIGHT = 0.8
+VERSION = "visemes-1"
+# Loudness scaling of the opening channels (see opening_gain).
+OPENING_CHANNELS = ("jaw_open", "lower_lip_depress")
+GAIN_QUIET = 1.0
+GAIN_LOUD = 2.0
+
+
+def opening_gain(energy_db: np.ndarray) -> np.ndarray:
+    """(T,) scale of the mouth-opening targets from loudness: ~GAIN_QUIET in quiet speech up
+    to GAIN_LOUD on the loudest syllables (stressed vowels open wider)."""
+    energy = np.asarray(energy_db, dtype=np.float64)
+    if energy.size == 0:
+        return np.ones(0)
+    relative = energy - np.percentile(energy, 95)
+    x = np.clip((relative + 32.0) / 24.0, 0.0, 1.0)
+    loud = x * x * (3.0 - 2.0 * x)
+    return GAIN_QUIET + (GAIN_LOUD - GAIN_QUIET) * loud
+
+
+def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, source_latent: np.ndarray,
+                  emotion: np.ndarray | None = None, weight: float | None = None,
+                  energy_db: np.ndarray | None = None) -> np.ndarray:
+    """Mouth channels of ``motion`` corrected toward the phones' visemes.
+
+    Args:
+        motion: (T, MOTION_DIM) motion latents from a generator.
+        phones: aligned phones (IPA or ARPAbet), times in seconds.
+        fps: video frame rate.
+        source_latent: (MOTION_DIM,) latent of the photo; its mouth channels (jaw_open
+            excepted, which generators drive from zero) are the rest position the targets
+            are added to, as in the training targets of ``jobs.build_corpus``.
+        emotion: (len(DYNAMICS),) expression offset, also added to the targets.
+        weight: share of the viseme target, in [0, 1].
+        energy_db: (T,) frame loudness (``AudioFeatures.energy_db``); scales the opening
+            channels (jaw_open, lower_lip_depress) by :func:`opening_gain`. None: no scaling.
+
+    Returns:
+        A new (T, MOTION_DIM) float32 array.
+    """
+    out = np.array(motion, dtype=np.float32, copy=True)
+    if not len(phones) or out.shape[0] == 0:
+        return out
+    targets = mouth_targets(phones, out.shape[0], fps)
+    emotion = np.zeros(len(DYNAMICS), np.float32) if emotion is None else np.asarray(emotion, np.float32)
+    press = MOUTH_CHANNELS.index("lip_press")
+    closure = targets[:, press] >= CLOSED_PRESS - 1e-6
+    if energy_db is not None and len(energy_db) == len(targets):
+        gain = np.where(closure, 1.0, opening_gain(energy_db))   # closures stay closed
+        for name in OPENING_CHANNELS:
+            k = MOUTH_CHANNELS.index(name)
+            targets[:, k] = np.clip(targets[:, k] * gain, 0.0, 1.0)
+    w = np.where(closure, 1.0, float(np.clip(VISEME_WEIGHT if weight is None else weight, 0.0, 1.0))).astype(np.float32)
+    for k, index in enumerate(MOUTH_DYN_INDEX):
+        column = DYN_SLICE.start + index
+        rest = 0.0 if MOUTH_CHANNELS[k] == "jaw_open" else float(source_latent[column])
+        target = rest + emotion[index] + targets[:, k]
+        out[:, column] = (1.0 - w) * out[:, column] + w * target
+    return out
