@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -99,14 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                f"{text}\n")
     print(section)
     if not args.no_write:
-        path = REPO / "BENCHMARKS.md"
-        current = path.read_text()
-        if SECTION in current:
-            current = re.sub(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", section.rstrip("\n") + "\n", current,
-                             flags=re.S)
-        else:
-            current = current.rstrip("\n") + "\n\n" + section
-        path.write_text(current)
+        from bench.benchmarks_file import replace_section
+
+        replace_section(SECTION, section)
     return 0
 
 

@@ -229,8 +229,6 @@ ul.flags{margin:4px 0;padding-left:18px;color:#b71c1c}
 
 def build_report(rows, stride: int = 2, measure: bool = True, title: str = "talkfarm job report") -> str:
     """The HTML text for manifest rows (see module docstring)."""
-    import numpy as np
-
     from pipeline.preview import contact_sheet
     from workers.quality.qc import DEFAULT_THRESHOLDS, METRICS, flagged_keys, format_metric
 

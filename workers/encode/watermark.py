@@ -30,7 +30,6 @@ in tests and ``bench/watermark.py``.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 

@@ -20,12 +20,11 @@ into the previous window over O frames, so any length works and windows join smo
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from workers.face.latents import DYNAMICS, MOTION_DIM
@@ -328,7 +327,3 @@ def stream_motion(model: MotionTransformer, audio_chunks: Iterator[np.ndarray], 
     rest = sampler.finish()
     if len(rest):
         yield rest
-
-
-def config_dict(config: DiffusionConfig) -> dict:
-    return asdict(config)
