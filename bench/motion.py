@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
 
     speed = speed_rows(assets, args.steps)
     quality, summary = quality_rows(assets, args.size, args.steps)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    from bench.common import cpu_model
+
+    cpu = cpu_model()
     section = "\n".join([
         SECTION, "",
         f"Produced by `.venv/bin/python bench/motion.py` ({date.today().isoformat()}; {os.cpu_count()} CPUs, {cpu}, "
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "", verdict(summary), "", *summary_rows(summary), "", *quality, ""])
     print(section)
     if not args.no_write:
-        from bench.benchmarks_file import replace_section
+        from bench.common import replace_section
 
         replace_section(SECTION, section)
     return 0

@@ -29,7 +29,6 @@ import argparse
 import datetime
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -43,23 +42,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.common import cpu_model, peak_rss_mib  # noqa: E402 - needs the repo on sys.path
+
 STAGES = ("alignment", "audio", "motion", "decode", "encode")
 IMAGES = ("face_grace_hopper.jpg", "face_astronaut_eileen_collins.png")
 AUDIOS = ("speech_cmu_arctic_a0007_4s.wav", "speech_cmu_arctic_a0009_3s.wav")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: KiB
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -371,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         ["(A) direct driver-side overhead: state + Ray calls", f"{direct:.2f}", f"{100 * direct / wall:.1f}%"],
         ["driver CPU seconds during the run (all of it is overhead)", f"{pipe['driver_cpu']:.2f}",
          f"{100 * pipe['driver_cpu'] / wall:.1f}%"],
-        [f"bottleneck pool work (max over pools of stage s / workers)", f"{bottleneck:.1f}",
+        ["bottleneck pool work (max over pools of stage s / workers)", f"{bottleneck:.1f}",
          f"{100 * bottleneck / wall:.0f}%"],
         ["(B) bottleneck idle = wall - bottleneck work (scheduling gaps, backpressure, fill/drain, Ray)",
          f"{idle:.1f}", f"{100 * idle / wall:.0f}%"],
@@ -392,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([f"{name} actor", str(pool["size"]), " / ".join(f"{r:.0f}" for r in pool["peak_rss"]),
                      " / ".join(pool["threads"])])
     all_actors = sum(r for p in pipe["pools"].values() for r in p["peak_rss"])
-    print(f"\nPeak memory (VmHWM per process; ffmpeg encoder subprocesses not included)\n")
+    print("\nPeak memory (VmHWM per process; ffmpeg encoder subprocesses not included)\n")
     print(table(["process", "count", "peak RSS MiB", "OS threads at end"], rows))
     print(f"\nsum of actor peaks {all_actors:.0f} MiB; in-process peak RSS "
           f"{base['peak_rss']:.0f} MiB" if base else f"\nsum of actor peaks {all_actors:.0f} MiB")

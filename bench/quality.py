@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{text}\n")
     print(section)
     if not args.no_write:
-        from bench.benchmarks_file import replace_section
+        from bench.common import replace_section
 
         replace_section(SECTION, section)
     return 0

@@ -15,7 +15,6 @@ import argparse
 import datetime
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.common import cpu_model, peak_rss_mib  # noqa: E402 - needs the repo on sys.path
+
 STAGES = ("alignment", "audio", "motion", "decode", "encode")
 RENDERS = (
     ("face_grace_hopper.jpg", "speech_cmu_arctic_a0007_4s.wav"),
@@ -35,20 +36,6 @@ RENDERS = (
     ("face_grace_hopper.jpg", "speech_asterisk_esMX_allison_28s_8k.wav"),
     ("face_astronaut_eileen_collins.png", "speech_cmu_arctic_a0007_4s.wav"),
 )
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: KiB
 
 
 def fmt(value, spec=".2f") -> str:

@@ -61,7 +61,7 @@ import scipy.signal
 from pipeline.storage import Storage, join_uri
 from workers.audio.decode import normalize_loudness
 from workers.audio.espeak import (MIN_PAUSE_S, EngineError, Espeak, EspeakEvent,  # noqa: F401 - re-exported
-                                  _run_forked, events_to_phones)
+                                  _run_forked, events_to_phones, to_16k)
 from workers.audio.features import AudioFeatures, compute_features
 from workers.face.latents import DYN_SLICE, DYNAMICS, EMOTIONS, MOTION_DIM, emotion_offset
 from workers.motion.articulation import MOUTH_CHANNELS, Phone, mouth_targets
@@ -337,14 +337,6 @@ class Synth:
     text: str
 
 
-def _to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    wave = np.asarray(samples, dtype=np.float32)
-    if rate != SAMPLE_RATE:
-        g = math.gcd(int(rate), SAMPLE_RATE)
-        wave = scipy.signal.resample_poly(wave, SAMPLE_RATE // g, int(rate) // g).astype(np.float32)
-    return wave
-
-
 def _read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     with wave.open(str(path), "rb") as handle:
         rate, channels, width = handle.getframerate(), handle.getnchannels(), handle.getsampwidth()
@@ -368,7 +360,7 @@ def synth_espeak(rng: np.random.Generator) -> Synth:
     samples, events = engine.synth_isolated(text, voice, rate, pitch, pitch_range, int(rng.integers(2 ** 31)))
     if samples.size < engine.sample_rate // 10:
         raise EngineError("espeak-ng produced no audio")
-    wave16 = _to_16k(samples, engine.sample_rate)
+    wave16 = to_16k(samples, engine.sample_rate)
     phones = events_to_phones(events, len(wave16) / SAMPLE_RATE)
     return Synth(wave16, phones, "ipa", f"{voice}@{rate}wpm", language, text)
 
@@ -413,7 +405,7 @@ def synth_festival(rng: np.random.Generator, voices: list[str], workdir: Path) -
     if result.returncode != 0 or not wav_path.exists():
         raise EngineError(f"festival failed: {result.stderr.decode(errors='replace')[-300:]}")
     samples, rate = _read_wav(wav_path)
-    wave16 = _to_16k(samples, rate)
+    wave16 = to_16k(samples, rate)
     duration = len(wave16) / SAMPLE_RATE
     phones, start = [], 0.0
     for line in result.stdout.decode(errors="replace").splitlines():
@@ -451,7 +443,7 @@ def synth_flite(rng: np.random.Generator, voices: list[str], workdir: Path) -> S
     if result.returncode != 0 or not wav_path.exists():
         raise EngineError(f"flite failed: {result.stderr.decode(errors='replace')[-300:]}")
     samples, rate = _read_wav(wav_path)
-    wave16 = _to_16k(samples, rate)
+    wave16 = to_16k(samples, rate)
     try:
         segments = align_transcript(wave16, text)
     except Exception as error:   # noqa: BLE001 - a failed alignment skips the utterance

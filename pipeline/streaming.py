@@ -116,8 +116,7 @@ def stream_render(image: str | os.PathLike, audio: str | os.PathLike,
     """
     from workers.alignment.stage import AlignmentStage
     from workers.decoder.renderer import DecoderConfig, FaceRenderer
-    from workers.face.latents import emotion_offset
-    from workers.motion.base import MotionControls
+    from workers.motion.base import motion_controls as to_motion_controls
     from workers.motion.learned import DiffusionMotion
 
     request = RenderRequest(id=Path(image).stem, image=str(image), audio=str(audio), output="-", controls=controls)
@@ -125,9 +124,7 @@ def stream_render(image: str | os.PathLike, audio: str | os.PathLike,
     AlignmentStage().process(task)
     renderer = FaceRenderer(task.face, DecoderConfig(device=device), distance=controls.distance,
                             paste_back=controls.paste_back)
-    motion_controls = MotionControls(seed=controls.seed, gaze=controls.gaze, distance=controls.distance,
-                                     emotion=emotion_offset(controls.emotion), sampling_steps=controls.sampling_steps,
-                                     audio_guidance=controls.audio_guidance, gaze_guidance=controls.gaze_guidance)
+    motion_controls = to_motion_controls(controls)
     generator = DiffusionMotion(device=device)
     for motion in generator.stream(stream_audio_rows(audio), task.face.model.source_latent, motion_controls):
         yield renderer.render(motion)

@@ -33,6 +33,15 @@ class MotionControls:
     gaze_guidance: float = 1.0
 
 
+def motion_controls(controls) -> MotionControls:
+    """The motion controls of a request's :class:`~pipeline.schemas.RenderControls`."""
+    from workers.face.latents import emotion_offset
+
+    return MotionControls(seed=controls.seed, gaze=controls.gaze, distance=controls.distance,
+                          emotion=emotion_offset(controls.emotion), sampling_steps=controls.sampling_steps,
+                          audio_guidance=controls.audio_guidance, gaze_guidance=controls.gaze_guidance)
+
+
 class MotionGenerator(Protocol):
     """Audio features -> motion latents (T, MOTION_DIM), one row per video frame."""
 

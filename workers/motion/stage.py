@@ -6,8 +6,8 @@ from typing import ClassVar
 
 from pipeline.stage import Resources, TaskStage
 from pipeline.task import RenderTask
-from workers.face.latents import emotion_offset
-from workers.motion.base import MotionControls, MotionGenerator
+from workers.motion.base import MotionGenerator
+from workers.motion.base import motion_controls as to_motion_controls
 from workers.motion.learned import DiffusionMotion
 from workers.motion.procedural import ProceduralMotion
 from workers.motion.visemes import VERSION as VISEME_VERSION
@@ -38,10 +38,7 @@ class MotionStage(TaskStage):
             self.setup()
         controls = task.request.controls
         generator = self._generators[controls.motion]
-        motion_controls = MotionControls(seed=controls.seed, gaze=controls.gaze, distance=controls.distance,
-                                         emotion=emotion_offset(controls.emotion),
-                                         sampling_steps=controls.sampling_steps,
-                                         audio_guidance=controls.audio_guidance, gaze_guidance=controls.gaze_guidance)
+        motion_controls = to_motion_controls(controls)
         task.motion = generator.generate(task.audio, task.face.model.source_latent, motion_controls)
         task.model_versions["motion"] = generator.version
         if controls.transcript:
