@@ -9,7 +9,7 @@ Spark / pandas without parsing:
   name *or* a vector, which no single Arrow type holds cleanly); ``seed`` is also a column.
 * ``warnings``: ``list<string>`` (e.g. "3 faces found; used the largest").
 * ``created_at`` / ``finished_at``: ``timestamp[us, UTC]``.
-* ``quality_json``: JSON text of the render's QC metrics (``workers.quality.qc.qc_for_batch``;
+* ``quality_json``: JSON text of the render's QC metrics (``workers.quality.qc.BatchQC`` in the encoder;
   null = not measured); ``quality_flags``: ``list<string>``, the thresholds it broke.
 * Ids, hashes and errors are nullable strings (a malformed request row has no render id and may
   have no request id -- :meth:`ManifestRow.for_invalid_row` names it ``row-<n>``).

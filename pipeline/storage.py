@@ -421,22 +421,19 @@ class Storage:
         return target
 
     @contextlib.contextmanager
-    def localized(self, uri: str | os.PathLike, dest_dir: str | os.PathLike) -> Iterator[Path]:
+    def localized(self, uri: str | os.PathLike) -> Iterator[Path]:
         """A local file with the object's bytes for the duration of a ``with`` block.
 
         Local paths are only checked against the allow-list and yielded as they are, so the
-        reader's own "file not found" message stays; S3 objects are downloaded and removed
-        afterwards, so long jobs do not fill the worker's disk.
+        reader's own "file not found" message stays; S3 objects are downloaded into a private
+        temporary folder that is removed afterwards, so long jobs do not fill the worker's disk.
         """
         parsed = self.check_allowed(uri)
         if parsed.scheme == "file":
             yield parsed.path
             return
-        local = self.fetch(uri, dest_dir)
-        try:
-            yield local
-        finally:
-            local.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(prefix="talkfarm-fetch-") as folder:
+            yield self.fetch(uri, folder)
 
     def read_bytes(self, uri: str | os.PathLike) -> bytes:
         """The whole object as bytes (for small things: request lists, manifests, JSON)."""

@@ -43,8 +43,9 @@ class RenderTask:
         provenance: the provenance record written beside the video (pipeline.provenance).
         phones: transcript phones aligned to the audio (workers.audio.align), when the request
             has a transcript that matched; the motion stage turns them into visemes.
-        quality, quality_flags: the batch QC of the finished video (workers.quality.qc_for_batch)
-            and the thresholds it broke; None when not measured.
+        quality, quality_flags: the batch QC of the finished video (workers.quality.qc.BatchQC,
+            measured by the encoder on the frames it wrote) and the thresholds it broke; None
+            when not measured.
         alignment: how the transcript was aligned: method, language, confidence, phones,
             used (False: it did not match the audio and the motion is audio-only).
     """

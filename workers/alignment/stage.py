@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from typing import ClassVar
 
 from pipeline.errors import BadInputError
@@ -31,7 +30,6 @@ class AlignmentStage(TaskStage):
         self.min_face_px = min_face_px
         self.storage = storage or Storage()
         self._detector: FaceMeshDetector | None = None
-        self._downloads = tempfile.mkdtemp(prefix="talkfarm-images-")
 
     def setup(self) -> None:
         self._detector = FaceMeshDetector()
@@ -40,7 +38,7 @@ class AlignmentStage(TaskStage):
         if self._detector is None:
             self.setup()
         path = task.request.image
-        with self.storage.localized(path, self._downloads) as local:
+        with self.storage.localized(path) as local:
             photo = load_image(local)
             task.image_sha256 = sha256_file(local)
         faces = self._detector.detect(photo)

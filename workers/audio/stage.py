@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from typing import ClassVar
 
 from pipeline.errors import BadInputError
@@ -39,10 +38,9 @@ class AudioFeatureStage(TaskStage):
     def __init__(self, max_seconds: float = MAX_AUDIO_SECONDS, storage: Storage | None = None):
         self.max_seconds = max_seconds
         self.storage = storage or Storage()
-        self._downloads = tempfile.mkdtemp(prefix="talkfarm-audio-")
 
     def process(self, task: RenderTask) -> None:
-        with self.storage.localized(task.request.audio, self._downloads) as local:
+        with self.storage.localized(task.request.audio) as local:
             wave = load_audio(local, SAMPLE_RATE, self.max_seconds)
             task.audio_sha256 = sha256_file(local)
         wave = normalize_loudness(wave, sample_rate=SAMPLE_RATE)

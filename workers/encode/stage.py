@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.errors import TransientError
 from pipeline.identity import sha256_file
@@ -25,11 +25,14 @@ from pipeline.task import FrameChunk, RenderTask, StageFailure
 from workers.encode import watermark
 from workers.encode.video import Mp4Writer
 
+if TYPE_CHECKING:   # imported when quality_check is on, so a plain encoder never loads MediaPipe
+    from workers.quality.qc import BatchQC
+
 
 @dataclass
 class _OpenVideo:
-    """A render being written: its ffmpeg writer, provenance record, render id and, for
-    remote outputs or fetched audio, the staging folder.
+    """A render being written: its ffmpeg writer, provenance record, render id, for remote
+    outputs or fetched audio the staging folder, and with quality_check its running QC.
 
     Kept here, in the encoder, because on Ray every chunk arrives with its own copy of the
     task: what the first chunk learnt must not live on that chunk's copy.
@@ -41,6 +44,7 @@ class _OpenVideo:
     staging: Path | None
     audio: str
     next_frame: int = 0
+    qc: "BatchQC | None" = None
 
 
 class EncodeStage(Stage[FrameChunk, FrameChunk]):
@@ -49,8 +53,11 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
     Chunks of one render must arrive in order (the runner and the Ray graph route all of a
     render's chunks to one encoder). A chunk starting at frame 0 begins the video afresh
     (a retried render never appends to a failed attempt's file). A failed task's chunk
-    aborts the writer, leaving no output. With ``quality_check`` (batch renders) each finished
-    video is measured by the batch QC (``workers.quality.qc_for_batch``) before it is placed.
+    aborts the writer, leaving no output. With ``quality_check`` (batch renders) every chunk's
+    frames, as written, also feed the batch QC (``workers.quality.qc.BatchQC``: landmarks on
+    every ``quality_stride``-th frame, flicker on all), whose metrics and flags are complete
+    when the last chunk closes the video, before it is placed; the video is never decoded
+    again. QC time is booked as its own stage, "qc", beside "encode".
     """
 
     name: ClassVar[str] = "encode"
@@ -58,11 +65,12 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
     resources: ClassVar[Resources] = Resources(cpus=1.0)
 
     def __init__(self, crf: int = 18, preset: str = "veryfast", storage: Storage | None = None,
-                 quality_check: bool = False):
+                 quality_check: bool = False, quality_stride: int | None = None):
         self.crf = crf
         self.preset = preset
         self.storage = storage or Storage()
         self.quality_check = quality_check
+        self.quality_stride = quality_stride    # None: workers.quality.qc.BATCH_STRIDE
         self._open: dict[tuple[str, str], _OpenVideo] = {}
 
     def __call__(self, batch: list[FrameChunk]) -> list[FrameChunk]:
@@ -81,11 +89,17 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
                 raise TransientError(f"encoder expected frame {expected} of {task.request.id}, got {chunk.start} "
                                      "(a chunk was lost)")
             started = time.perf_counter()
+            video = None
+            qc_before = 0.0
             try:
                 video = self._open[key] if key in self._open else self._begin(task, chunk, key)
+                qc_before = video.qc.seconds if video.qc is not None else 0.0
                 # the same pattern in every frame, so chunk.start needs no stride bookkeeping
-                video.writer.write(watermark.embed(chunk.frames, watermark.payload_for(video.render_id)))
-                chunk.frames = None          # written; free the memory now
+                marked = watermark.embed(chunk.frames, watermark.payload_for(video.render_id))
+                video.writer.write(marked)
+                if video.qc is not None:
+                    video.qc.add(marked)     # measured as written: what the viewer gets, less h264
+                chunk.frames = marked = None  # written; free the memory now
                 video.next_frame = chunk.stop
                 if chunk.is_last:
                     self._finish(task, self._open.pop(key))
@@ -93,9 +107,9 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
                 self.abort(key)
                 task.failure = StageFailure(stage=self.name, message=str(err))
             spent = {self.name: time.perf_counter() - started}
-            if chunk.is_last and task.quality is not None:
-                # the QC ran inside _finish: book it as its own stage
-                spent["qc"] = float(task.quality.get("qc_seconds") or 0.0)
+            if video is not None and video.qc is not None:
+                # QC ran inside this call (per chunk, and its finish on the last): book it apart
+                spent["qc"] = video.qc.seconds - qc_before
                 spent[self.name] -= spent["qc"]
             for seconds in (task.seconds, chunk.seconds):
                 for stage, value in spent.items():
@@ -117,7 +131,15 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
         height, width = chunk.frames.shape[1:3]
         writer = Mp4Writer(local, (width, height), task.request.controls.fps, audio, self.crf, self.preset,
                            metadata=mp4_metadata(record))
-        self._open[key] = video = _OpenVideo(writer, record, task.render_id, staging, audio)
+        qc = None
+        if self.quality_check:
+            from workers.quality.qc import BATCH_STRIDE, BatchQC
+
+            # The aligned portrait's landmarks stand for the photo: identity drift is measured
+            # after a similarity fit, so the crop's coordinates serve.
+            portrait = None if task.face is None else task.face.landmarks
+            qc = BatchQC(task.request.controls.fps, portrait, stride=self.quality_stride or BATCH_STRIDE)
+        self._open[key] = video = _OpenVideo(writer, record, task.render_id, staging, audio, qc=qc)
         return video
 
     def _finish(self, task: RenderTask, video: _OpenVideo) -> None:
@@ -125,13 +147,9 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
         task.render_id, task.provenance = video.render_id, video.record
         task.output_sha256 = sha256_file(local)
         task.provenance["output_sha256"] = task.output_sha256
-        if self.quality_check:
-            from workers.quality.qc import qc_for_batch
-
-            # The aligned portrait's landmarks stand for the photo: identity drift is measured
-            # after a similarity fit, so the crop's coordinates serve.
-            portrait = None if task.face is None else task.face.landmarks
-            task.quality, task.quality_flags = qc_for_batch(local, video.audio, portrait=portrait)
+        if video.qc is not None:
+            # the audio stage's frame levels give the envelope; the file only without them
+            task.quality, task.quality_flags = video.qc.finish(task.audio, video.audio)
         output = task.request.output
         try:
             if is_s3(output):
@@ -149,5 +167,7 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
         video = self._open.pop(key, None)
         if video is not None:
             video.writer.abort()
+            if video.qc is not None:
+                video.qc.close()
             if video.staging is not None:
                 shutil.rmtree(video.staging, ignore_errors=True)

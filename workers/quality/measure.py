@@ -152,9 +152,27 @@ def audio_envelope(wave16k: np.ndarray, fps: float, num_frames: int, sample_rate
     mean_square = np.where(counts > 0, (cumulative[bounds[1:]] - cumulative[bounds[:-1]]) / np.maximum(counts, 1), 0.0)
     if not db:
         return np.sqrt(mean_square)
-    level = 10.0 * np.log10(np.maximum(mean_square, 1e-12))
-    level -= np.percentile(level, 95)
-    return np.maximum(level, ENVELOPE_FLOOR_DB)
+    return relative_envelope_db(10.0 * np.log10(np.maximum(mean_square, 1e-12)))
+
+
+def relative_envelope_db(level_db: np.ndarray) -> np.ndarray:
+    """Frame levels (any dB scale, e.g. dBFS) -> dB re the clip's speech level, floored.
+
+    The speech level is the 95th-percentile frame (0 dB); the floor is ENVELOPE_FLOOR_DB
+    (-60). Shared by :func:`audio_envelope` (levels from the waveform) and the batch QC
+    (levels from ``AudioFeatures.energy_db``, the same frame RMS the audio stage computed),
+    so both give the same envelope whatever the recording gain.
+
+    Args:
+        level_db: (T,) frame RMS levels in dB.
+
+    Returns:
+        (T,) float64 in [-60, ~+5].
+    """
+    level = np.asarray(level_db, dtype=np.float64)
+    if level.size == 0:
+        return level
+    return np.maximum(level - np.percentile(level, 95), ENVELOPE_FLOOR_DB)
 
 
 # ---------------------------------------------------------------------------- lip sync
