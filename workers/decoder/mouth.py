@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import torch
 
 from workers.decoder.shapes import between_curves_distance, polyline_y, smoothstep, soft_inside
@@ -97,3 +99,62 @@ def mouth_light(crop: torch.Tensor, lip_box: tuple[int, int, int, int]) -> torch
     brightness = min(1.15, max(0.35, math.sqrt(luma / 0.55)))
     cast = (color / color.mean()).sqrt()
     return brightness * cast / cast.mean()
+
+
+# Closed lips meet on a faint dark line (the shadow between them); it keeps the closed mouth
+# readable as two lips, for people and for landmark trackers alike.
+SEAM_DARKEN = 0.5
+SEAM_WIDTH_PX = 2.0
+# The fill mirrors the lips about lines this far outside the inner lip lines, so the
+# anti-aliased edge pixels (half lip, half tooth) and the photo's dark lip rim go too.
+EDGE_MARGIN_PX = 1.5
+# Deepest lip row the mirror reaches, pixels beyond the mirror line: a band taller than twice
+# this is filled by stretching these rows, not by mirroring further (a thin lip would
+# otherwise bring its outer border and the skin beyond into the middle of the mouth).
+MIRROR_DEPTH_PX = 2.0
+
+
+def close_photo_mouth(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """The photo with its mouth interior replaced by lip texture, as the warp's source image.
+
+    The warp brings the inner lip lines together for a closed mouth, but a spline flow is
+    smooth: it squeezes the band between the photo's lips (teeth, cavity) into a strip a few
+    pixels tall instead of removing it, so a parted photo keeps showing its teeth. Filling the
+    band with the lips themselves -- the upper half mirrored from the upper lip, the lower
+    half from the lower lip, with a faint seam where they meet -- makes that strip lip. Where
+    the mouth is open in a frame, :func:`paint_mouth` covers the band anyway.
+
+    Args:
+        crop: (S, S, 3) uint8 RGB photo crop.
+        upper, lower: (11, 2) the photo's inner lip lines, crop pixels, right to left corner.
+
+    Returns:
+        (S, S, 3) uint8; the crop itself (not a copy) when the lips already touch.
+    """
+    size = crop.shape[0]
+    xs = np.arange(size, dtype=np.float64) + 0.5
+    order_u, order_l = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
+    left = max(upper[:, 0].min(), lower[:, 0].min())
+    right = min(upper[:, 0].max(), lower[:, 0].max())
+    top = np.interp(xs, upper[order_u, 0], upper[order_u, 1])                        # (S,)
+    bottom = np.interp(xs, lower[order_l, 0], lower[order_l, 1])
+    columns = (xs > left) & (xs < right) & (bottom - top > 0.5)
+    if not columns.any():
+        return crop
+    # Mirror about lines 1.5 px outside the inner lip lines: the anti-aliased edge pixels,
+    # half lip and half tooth, are replaced too.
+    top_axis, bottom_axis = top - EDGE_MARGIN_PX, bottom + EDGE_MARGIN_PX
+    middle = 0.5 * (top + bottom)
+    half = (middle - top_axis)[None, :]                                                   # (1, S)
+    squeeze = np.minimum(1.0, MIRROR_DEPTH_PX / np.maximum(half, 1e-6))
+    ys = np.arange(size, dtype=np.float64)[:, None] + 0.5
+    band = columns[None, :] & (ys > top_axis[None, :]) & (ys < bottom_axis[None, :])
+    source_y = np.where(ys < middle[None, :], top_axis[None, :] - squeeze * (ys - top_axis[None, :]),
+                        bottom_axis[None, :] + squeeze * (bottom_axis[None, :] - ys))
+    map_x = np.broadcast_to(xs[None, :] - 0.5, (size, size)).astype(np.float32)
+    map_y = np.where(band, source_y - 0.5, ys - 0.5).astype(np.float32)
+    mirrored = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
+    seam = 1.0 - SEAM_DARKEN * np.exp(-0.5 * ((ys - middle[None, :]) / SEAM_WIDTH_PX) ** 2)
+    filled = crop.astype(np.float64)
+    filled[band] = (mirrored * seam[..., None])[band]
+    return filled.round().clip(0, 255).astype(np.uint8)

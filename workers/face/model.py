@@ -21,7 +21,15 @@ from workers.face.latents import (
 )
 from workers.face.rig import EYEBALL_RADIUS, build_rig
 
-RIG_VERSION = "talkfarm-rig-1"
+RIG_VERSION = "talkfarm-rig-2"
+# Below this jaw opening in the photo, what the rig does not reproduce of the photo stays in
+# the identity instead of being folded into the jaw field (dividing by ~0 would blow it up).
+MIN_JAW_FOR_RESIDUAL = 0.05
+# Inner-lip landmark pairs (upper, lower) between the corners, right to left.
+_INNER_LIP_PAIRS = tuple(zip(topo.LIP_INNER_UPPER[1:-1], topo.LIP_INNER_LOWER[1:-1]))
+# Gaussian falloff (canonical units) of the lip closure into the lips and skin around them:
+# about one lip's thickness, so the outer lip line follows the inner one.
+LIP_CLOSE_SIGMA = 0.06
 # Coefficients that are signed (a frown is a negative smile, wide eyes a negative blink);
 # every other coefficient is one-sided, >= 0.
 DYNAMICS_LOWER_BOUND = {"smile_left": -1.0, "smile_right": -1.0, "blink_left": -1.0, "blink_right": -1.0}
@@ -85,18 +93,28 @@ class FaceModel:
         points = points.astype(np.float64)
         rot, origin, scale = frontal_frame(points)
         canonical = (points - origin) @ rot / scale
-        basis = build_rig(canonical)
-        dyn = np.zeros(len(DYNAMICS))
         # Neutralise what a photo commonly holds: parted lips and a smile. The identity is
         # the closed-mouth shape; the smile stays as the source's own expression baseline.
-        up, low = topo.LIP_CENTER_INNER
-        gap = canonical[low, 1] - canonical[up, 1]
-        jaw_gap = basis[DYNAMICS.index("jaw_open"), low, 1] - basis[DYNAMICS.index("jaw_open"), up, 1]
-        dyn[DYNAMICS.index("jaw_open")] = max(0.0, (gap - 0.01) / jaw_gap)
-        corner_lift = canonical[[up, low], 1].mean() - canonical[list(topo.MOUTH_CORNERS_OUTER), 1].mean()
-        smile = float(np.clip((corner_lift - 0.02) / 0.08, 0.0, 1.0))
-        dyn[DYNAMICS.index("smile_left")] = dyn[DYNAMICS.index("smile_right")] = smile
-        identity = canonical - np.tensordot(dyn, basis, 1)
+        photo_basis = build_rig(canonical)
+        dyn = _neutral_dynamics(canonical, photo_basis)
+        identity = canonical - np.tensordot(dyn, photo_basis, 1)
+        # The jaw field opens a lens; a photo's opening has its own shape (an open smile is
+        # wide and flat), so the jaw alone leaves the lips apart toward the corners. Close the
+        # rest explicitly: the identity's inner lips meet along the whole mouth.
+        identity = identity + close_lips(identity)
+        # The rig is built on the closed shape: fields that act on the lip lines (the press
+        # pulls each inner line toward the other) are then defined from lips that touch, and
+        # do not push a parted photo's lips through each other.
+        basis = build_rig(identity)
+        # Whatever the rig on the closed shape does not reproduce of the photo (mostly the
+        # closure above) becomes part of this face's jaw field, so the source latent decodes
+        # to the photo's own landmarks exactly and jaw_open = 0 closes the photo's own opening.
+        residual = canonical - identity - np.tensordot(dyn, basis, 1)
+        jaw = DYNAMICS.index("jaw_open")
+        if dyn[jaw] > MIN_JAW_FOR_RESIDUAL:
+            basis[jaw] += (residual / dyn[jaw]).astype(basis.dtype)
+        else:
+            identity = identity + residual
         # Gaze: mean iris offset from the eye-corner midpoints. Both irises move back by the
         # shared offset only, so each eye keeps its own small asymmetry.
         offsets = [identity[list(iris)].mean(0) - identity[list(corners)].mean(0)
@@ -164,6 +182,58 @@ class FaceModel:
             out[i, DYN_SLICE] = dyn
             out[i, GAZE_SLICE] = gaze
         return out
+
+
+def _neutral_dynamics(canonical: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Dynamics (len(DYNAMICS),) a photo's shape holds: jaw opening and smile.
+
+    canonical: (478, 3) the photo's landmarks in the canonical frame; basis: its rig.
+    """
+    dyn = np.zeros(len(DYNAMICS))
+    up, low = topo.LIP_CENTER_INNER
+    gap = canonical[low, 1] - canonical[up, 1]
+    jaw_gap = basis[DYNAMICS.index("jaw_open"), low, 1] - basis[DYNAMICS.index("jaw_open"), up, 1]
+    dyn[DYNAMICS.index("jaw_open")] = max(0.0, (gap - 0.01) / jaw_gap)
+    corner_lift = canonical[[up, low], 1].mean() - canonical[list(topo.MOUTH_CORNERS_OUTER), 1].mean()
+    smile = float(np.clip((corner_lift - 0.02) / 0.08, 0.0, 1.0))
+    dyn[DYNAMICS.index("smile_left")] = dyn[DYNAMICS.index("smile_right")] = smile
+    return dyn
+
+
+def close_lips(shape: np.ndarray) -> np.ndarray:
+    """Displacement (478, 3) that brings a shape's inner lip lines together.
+
+    Each inner-lip pair (upper, lower) moves to its midpoint, half the gap each; only parted
+    pairs move (lips already touching or overlapping stay). Each lip carries its own skin:
+    landmarks above the lips' meeting line follow the upper handles, those below the lower
+    ones, with a Gaussian falloff (sigma LIP_CLOSE_SIGMA), so the lips keep their thickness.
+    The rigid landmarks and irises never move.
+
+    shape: (478, 3) canonical units.
+    """
+    upper = np.array([u for u, _ in _INNER_LIP_PAIRS])
+    lower = np.array([l for _, l in _INNER_LIP_PAIRS])
+    gap = shape[lower] - shape[upper]                                              # (P, 3)
+    parted = (gap[:, 1] > 0.0)[:, None]
+    half = np.where(parted, 0.5 * gap, 0.0)
+    meet = 0.5 * (shape[upper] + shape[lower])                                     # (P, 3)
+    # Which lip each landmark belongs to: above or below the meeting line at its x.
+    order = np.argsort(meet[:, 0])
+    meet_y = np.interp(shape[:, 0], meet[order, 0], meet[order, 1])
+    below = shape[:, 1] > meet_y
+    below[upper] = False
+    below[lower] = True
+    out = np.zeros_like(shape)
+    for handles, vectors, side in ((upper, half, ~below), (lower, -half, below)):
+        d2 = ((shape[:, None, :] - shape[None, handles, :]) ** 2).sum(-1)          # (N, P)
+        k = np.exp(-d2 / (2.0 * LIP_CLOSE_SIGMA ** 2))
+        field = (k @ vectors) / np.maximum(1.0, k.sum(1, keepdims=True))
+        out[side] = field[side]
+    out[upper] = half
+    out[lower] = -half
+    out[list(topo.RIGID)] = 0.0
+    out[list(topo.RIGHT_IRIS + topo.LEFT_IRIS)] = 0.0
+    return out
 
 
 def _offset_from_gaze(gaze: np.ndarray) -> np.ndarray:
