@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/pipeline.py [--requests 40] [--size 512] [--out out/bench-pipeline]
                                        [--graph graph.yaml] [--no-baseline] [--baseline-threads N]
-                                       [--assets /work/shared/assets]
+                                       [--assets /work/shared/assets] [--no-qc]
 
 Builds N distinct requests from the shared assets (2 portraits x 2 short CMU Arctic clips,
 seed varied so every render id differs and nothing is reused), then
@@ -205,7 +205,7 @@ def run_inprocess(requests, size: int):
                 peak_rss=peak_rss_mib())
 
 
-def run_pipeline(requests, out: Path, graph_file: str | None):
+def run_pipeline(requests, out: Path, graph_file: str | None, quality_check: bool = True):
     from pipeline.batch import BatchConfig, BatchDriver, open_executor, write_job_manifest
     from pipeline.graph import GraphConfig
     from pipeline.jobstate import RequestSpec, open_job_store
@@ -224,7 +224,7 @@ def run_pipeline(requests, out: Path, graph_file: str | None):
     with open_job_store(None, state) as raw_store:
         raw_store.create_job(job_id, [RequestSpec(rid, None, 0) for rid in by_id], {"out": str(out)})
         started = time.perf_counter()
-        executor = TimedExecutor(open_executor(None, graph, storage))
+        executor = TimedExecutor(open_executor(None, graph, storage, quality_check=quality_check))
         startup = time.perf_counter() - started
 
         import ray
@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
     parser.add_argument("--graph", default=None, help="YAML/JSON pool layout, as `talkfarm batch --graph`")
     parser.add_argument("--no-baseline", action="store_true", help="skip the one-after-another in-process run")
+    parser.add_argument("--no-qc", action="store_true",
+                        help="encoders skip the batch QC (run with and without to measure its cost to a job)")
     parser.add_argument("--baseline-threads", type=int, default=None,
                         help="torch threads for the in-process run (default: torch's own, = cores)")
     args = parser.parse_args(argv)
@@ -303,8 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         base = run_inprocess(base_requests, args.size)
         print(f"  {base['done']} done in {base['wall']:.1f} s (model loading {base['setup']:.2f} s not included), "
               f"load average now {load_average()}", flush=True)
-    print("batch pipeline on local Ray (open_executor + BatchDriver + SQLite state + local storage) ...", flush=True)
-    pipe = run_pipeline(requests, out / stamp / "pipeline", args.graph)
+    print(f"batch pipeline on local Ray (open_executor + BatchDriver + SQLite state + local storage), "
+          f"batch QC {'off' if args.no_qc else 'on'} ...", flush=True)
+    pipe = run_pipeline(requests, out / stamp / "pipeline", args.graph, quality_check=not args.no_qc)
     print(f"  {pipe['done']} done, {pipe['failed']} failed, {pipe['reused']} reused in {pipe['wall']:.1f} s "
           f"(Ray start + actor setup {pipe['startup']:.1f} s and manifest {pipe['manifest_seconds']:.2f} s not "
           f"included), load average now {load_average()}\n")

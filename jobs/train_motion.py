@@ -10,6 +10,12 @@ step, RNG) and a loss curve ``loss.png``; running the same command again continu
 ``motion-diffusion.json`` (config, version, sha256 of the weights, corpus summary, training
 figures). The recipe is VASA-1's: predict clean x0 from a noisy window given audio, the
 previous K frames, gaze, distance and emotion, with condition dropout for guidance.
+
+The audio rows are normalised per utterance with the utterance's own statistics and carry
+the articulation cues (``workers.motion.conditioning.ClipNormalization``), and every
+utterance's formants are warped by a random factor (vocal tract length perturbation): the
+corpus holds synthetic voices only, and these two steps are what carry the lips over to
+recorded speech (BENCHMARKS.md, "Motion generators").
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import torch
 
 from pipeline.storage import Storage, join_uri
 from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
-from workers.motion.conditioning import AUDIO_DIM, audio_matrix, silence_matrix
+from workers.motion.conditioning import AUDIO_FEATURES, MODEL_AUDIO_DIM, ClipNormalization, audio_matrix, \
+    silence_matrix, warp_formants
 from workers.motion.diffusion import GAZE_SCALE_DEGREES, DiffusionConfig, MotionTransformer
 
 CHECKPOINT_NAME = "motion-diffusion"
@@ -40,6 +47,8 @@ PREVIOUS_DROP = 0.5
 # The mouth channels carry lip sync; weight their error up against head pose and blinks.
 MOUTH_WEIGHT = 2.0
 VELOCITY_WEIGHT = 0.5
+# Vocal tract length perturbation: each utterance's formants scaled by a factor in this range.
+FORMANT_WARP = (0.87, 1.13)
 
 
 @dataclass
@@ -47,10 +56,12 @@ class Corpus:
     """All shards in memory.
 
     Attributes:
-        audio: (N, AUDIO_DIM) float32 audio rows of every frame.
+        audio: (N, MODEL_AUDIO_DIM) float32 model audio rows of every frame, each utterance
+            normalised with its own statistics.
         motion: (N, MOTION_DIM) float32 target motion.
         offsets: (U + 1,) frame offsets of the utterances.
         controls: (U, CONTROL_DIM) control vectors (gaze zeroed and flagged 0 where none).
+        silence: (U, MODEL_AUDIO_DIM) a silent frame normalised like each utterance (padding).
         summary: the corpus summary.json.
     """
 
@@ -58,6 +69,7 @@ class Corpus:
     motion: np.ndarray
     offsets: np.ndarray
     controls: np.ndarray
+    silence: np.ndarray
     summary: dict
 
     @property
@@ -65,18 +77,26 @@ class Corpus:
         return np.diff(self.offsets)
 
 
-def load_corpus(uri: str, storage: Storage | None = None) -> Corpus:
-    """Read every ``shard-*.npz`` under ``uri`` (local folder or s3:// prefix)."""
+def load_corpus(uri: str, storage: Storage | None = None, seed: int = 0) -> Corpus:
+    """Read every ``shard-*.npz`` under ``uri`` (local folder or s3:// prefix); each utterance's
+    formants are warped by a seeded random factor in FORMANT_WARP, then its rows normalised."""
     storage = storage or Storage()
     summary = json.loads(storage.read_bytes(join_uri(uri, "summary.json")))
     names = sorted(u for u in storage.list(uri) if u.rsplit("/", 1)[-1].startswith("shard-") and u.endswith(".npz"))
     if not names:
         raise SystemExit(f"no shard-*.npz under {uri}")
-    audio, motion, offsets, controls = [], [], [0], []
+    rng = np.random.default_rng(seed)
+    audio, motion, offsets, controls, silence = [], [], [0], [], []
     for name in names:
         shard = np.load(io.BytesIO(storage.read_bytes(name)))
-        audio.append(audio_matrix(shard["log_mel"], shard["energy_db"], shard["pitch_hz"], shard["voicing"],
-                                  shard["band_energy_db"]))
+        bounds = shard["offsets"]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            log_mel = warp_formants(shard["log_mel"][lo:hi], rng.uniform(*FORMANT_WARP))
+            rows = audio_matrix(log_mel, shard["energy_db"][lo:hi], shard["pitch_hz"][lo:hi],
+                                shard["voicing"][lo:hi], shard["band_energy_db"][lo:hi])
+            normalization = ClipNormalization.fit(rows)
+            audio.append(normalization.apply(rows))
+            silence.append(normalization.apply(silence_matrix(1))[0])
         motion.append(shard["motion"].astype(np.float32))
         offsets.extend((offsets[-1] + shard["offsets"][1:]).tolist())
         gaze = shard["gaze"].astype(np.float32)
@@ -86,7 +106,7 @@ def load_corpus(uri: str, storage: Storage | None = None) -> Corpus:
                                         np.log(shard["distance"].astype(np.float32))[:, None],
                                         shard["emotion"].astype(np.float32)], axis=1))
     return Corpus(np.concatenate(audio), np.concatenate(motion), np.asarray(offsets, np.int64),
-                  np.concatenate(controls), summary)
+                  np.concatenate(controls), np.stack(silence), summary)
 
 
 class WindowBatches:
@@ -96,7 +116,6 @@ class WindowBatches:
         self.corpus = corpus
         self.config = config
         self.rng = np.random.default_rng(seed)
-        self.silence = silence_matrix(1)[0]
         lengths = corpus.lengths
         self.weights = lengths / lengths.sum()
 
@@ -112,7 +131,7 @@ class WindowBatches:
         rel = start[:, None] + np.arange(-k, w)[None]                       # (B, K + W)
         inside = (rel >= 0) & (rel < length[:, None])
         index = np.clip(c.offsets[utt][:, None] + rel, 0, len(c.audio) - 1)
-        audio = np.where(inside[..., None], c.audio[index], self.silence)
+        audio = np.where(inside[..., None], c.audio[index], c.silence[utt][:, None])
         motion = np.where(inside[..., None], c.motion[index], 0.0).astype(np.float32)
         has_previous = start >= k
         keep_previous = has_previous & (self.rng.random(batch) >= PREVIOUS_DROP)
@@ -204,7 +223,8 @@ def export(model: MotionTransformer, folder: Path, summary: dict, training: dict
         "parameters": params,
         "config": dataclasses.asdict(model.config),
         "fps": 25.0,
-        "audio_dim": AUDIO_DIM,
+        "audio_dim": MODEL_AUDIO_DIM,
+        "audio_features": AUDIO_FEATURES,
         "motion_dim": MOTION_DIM,
         "corpus": {k: summary.get(k) for k in ("hours", "utterances", "engines", "voices", "languages", "seed")},
         "training": training,
@@ -231,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     config = DiffusionConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DiffusionConfig)})
-    corpus = load_corpus(args.corpus)
+    corpus = load_corpus(args.corpus, seed=args.seed)
     print(f"corpus: {len(corpus.offsets) - 1} utterances, {len(corpus.audio) / 25 / 3600:.2f} h", flush=True)
     model = MotionTransformer(config)
     set_statistics(model, corpus)

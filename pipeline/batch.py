@@ -310,8 +310,9 @@ def default_job_id(storage: Storage, requests_uri: str, out_prefix: str) -> str:
 LOOPBACK_RAY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
-def open_executor(address: str | None, graph: GraphConfig, storage: Storage):
-    """Start (or join, with ``address``) a Ray cluster and build the actor pools."""
+def open_executor(address: str | None, graph: GraphConfig, storage: Storage, quality_check: bool = True):
+    """Start (or join, with ``address``) a Ray cluster and build the actor pools; with
+    ``quality_check`` the encoders measure every render they write (batch QC)."""
     import os
 
     import ray
@@ -330,4 +331,4 @@ def open_executor(address: str | None, graph: GraphConfig, storage: Storage):
             os.environ.setdefault(LOOPBACK_RAY_ENV, "0")
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
                      runtime_env=runtime_env)
-    return RayExecutor(stage_factories(storage), graph)
+    return RayExecutor(stage_factories(storage, quality_check=quality_check), graph)

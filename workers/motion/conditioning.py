@@ -1,20 +1,35 @@
 """The per-frame audio vector the motion diffusion model reads, from AudioFeatures or shards.
 
-Features are made speaker-neutral where it is cheap to do frame by frame (so streaming needs
-no whole-clip statistics): the log-mel spectrum is split into its shape (each frame minus its
-own mean over bins) and its level, pitch is on a log scale, band energies are relative to the
-frame's level. Global standardisation (mean / std over the training corpus) lives in the
-model checkpoint, not here.
+Two steps. :func:`audio_matrix` makes raw rows (T, AUDIO_DIM) frame by frame: the log-mel
+spectrum split into its shape (each frame minus its own mean over bins) and its level, log
+pitch, voicing and band energies relative to the frame's level. :class:`ClipNormalization`
+then removes what differs between voices and microphones, with statistics of the clip's own
+speech (as far as it has been heard, so streaming works): the mean spectral shape (cepstral
+mean normalisation in the mel domain), the speech level, the median pitch, the mean band
+balance; and appends the hand-built articulation cues of :mod:`workers.audio.cues`
+(MODEL_AUDIO_DIM columns in all). The model was trained on synthetic voices only; without
+this step its lips did not transfer to recorded speech. Global standardisation (mean / std
+over the training corpus) lives in the model checkpoint, not here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from workers.audio.features import NUM_MELS, AudioFeatures
+from workers.audio.cues import CUE_NAMES, CueStatistics, acoustic_cues
+from workers.audio.features import MEL_FMAX_HZ, NUM_MELS, AudioFeatures, hz_to_slaney_mel, slaney_mel_to_hz
 
 # log_mel shape (80) + mel level + energy dB + log pitch + voiced flag + voicing + 4 relative bands
 AUDIO_DIM = NUM_MELS + 1 + 1 + 1 + 1 + 1 + 4
+# Columns of the raw rows.
+LEVEL, ENERGY, LOG_PITCH, VOICED, VOICING = NUM_MELS, NUM_MELS + 1, NUM_MELS + 2, NUM_MELS + 3, NUM_MELS + 4
+BANDS = slice(NUM_MELS + 5, NUM_MELS + 9)
+# Normalised rows followed by one column per articulation cue.
+MODEL_AUDIO_DIM = AUDIO_DIM + len(CUE_NAMES)
+# Name of this feature recipe, stored in checkpoints: a model only reads the rows it was trained on.
+AUDIO_FEATURES = f"clip-normalized-cues-{MODEL_AUDIO_DIM}"
 # A frame quieter than this (dBFS, after loudness normalisation) is silence for padding.
 SILENCE_DB = -80.0
 
@@ -55,3 +70,88 @@ def silence_matrix(num_frames: int) -> np.ndarray:
     floor = np.full(num_frames, SILENCE_DB, dtype=np.float32)
     return audio_matrix(log_mel, floor, np.zeros(num_frames), np.zeros(num_frames),
                         np.full((num_frames, 4), SILENCE_DB, dtype=np.float32))
+
+
+def _speech_frames(energy_db: np.ndarray, voicing: np.ndarray, speech_level_db: float) -> np.ndarray:
+    """(T,) bool: voiced frames within 25 dB of the speech level (all frames when under 5 such)."""
+    speech = (np.clip(voicing * 1.4, 0.0, 1.0) > 0.5) & (energy_db - speech_level_db > -25.0)
+    return speech if speech.sum() >= 5 else np.ones_like(speech)
+
+
+@dataclass(frozen=True)
+class ClipNormalization:
+    """Voice and channel statistics of a clip, fitted on its raw rows (see the module doc).
+
+    Attributes:
+        cues: reference levels of the articulation cues.
+        mel_shape_mean: (80,) mean spectral shape over the speech frames (log power).
+        mel_level: 95th percentile of the frame mel level (log power).
+        log_pitch_median: median log2 pitch (re 150 Hz) over voiced speech frames.
+        band_mean: (4,) mean relative band level over the speech frames (/20 dB).
+    """
+
+    cues: CueStatistics
+    mel_shape_mean: np.ndarray
+    mel_level: float
+    log_pitch_median: float
+    band_mean: np.ndarray
+
+    @classmethod
+    def fit(cls, rows: np.ndarray) -> "ClipNormalization":
+        """Statistics of raw rows (T, AUDIO_DIM); silence-only or empty clips get neutral ones."""
+        rows = np.asarray(rows, np.float32)
+        if len(rows) == 0:
+            rows = silence_matrix(1)
+        energy, bands, voicing = _cue_inputs(rows)
+        cues = CueStatistics.fit(energy, bands, voicing)
+        speech = _speech_frames(energy, voicing, cues.speech_level_db)
+        voiced = speech & (rows[:, VOICED] > 0.5)
+        return cls(
+            cues=cues,
+            mel_shape_mean=rows[speech, :NUM_MELS].mean(axis=0),
+            mel_level=float(np.percentile(rows[:, LEVEL], 95)),
+            log_pitch_median=float(np.median(rows[voiced, LOG_PITCH])) if voiced.any() else 0.0,
+            band_mean=rows[speech][:, BANDS].mean(axis=0),
+        )
+
+    def apply(self, rows: np.ndarray, fps: float = 25.0) -> np.ndarray:
+        """Model rows (T, MODEL_AUDIO_DIM) float32 from raw rows (T, AUDIO_DIM) of this clip."""
+        rows = np.asarray(rows, np.float32)
+        out = rows.copy()
+        out[:, :NUM_MELS] -= self.mel_shape_mean
+        out[:, LEVEL] -= self.mel_level
+        out[:, ENERGY] -= self.cues.speech_level_db / 20.0
+        out[:, LOG_PITCH] = np.where(rows[:, VOICED] > 0.5, rows[:, LOG_PITCH] - self.log_pitch_median, 0.0)
+        out[:, BANDS] -= self.band_mean
+        energy, bands, voicing = _cue_inputs(rows)
+        cues = acoustic_cues(energy, bands, voicing, fps, self.cues)
+        return np.concatenate([out, np.stack([cues[name] for name in CUE_NAMES], axis=1)], axis=1).astype(np.float32)
+
+
+def _cue_inputs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Energy (T,) dBFS, band levels (T, 4) dBFS and voicing (T,) recovered from raw rows."""
+    energy = rows[:, ENERGY].astype(np.float64) * 20.0
+    return energy, rows[:, BANDS].astype(np.float64) * 20.0 + energy[:, None], rows[:, VOICING].astype(np.float64)
+
+
+def normalize_clip(rows: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    """Model rows (T, MODEL_AUDIO_DIM) of a whole clip's raw rows, with the clip's own statistics."""
+    return ClipNormalization.fit(rows).apply(rows, fps)
+
+
+def warp_formants(log_mel: np.ndarray, factor: float, sample_rate: int = 16000) -> np.ndarray:
+    """Vocal tract length perturbation of a log-mel spectrogram (T, 80): every frequency f
+    shows what was at f / factor, as if the speaker's vocal tract were 1 / factor as long.
+
+    Training augmentation: the synthetic voices span fewer vocal tracts than real speakers.
+    """
+    fmax = min(MEL_FMAX_HZ, sample_rate / 2)
+    edges = slaney_mel_to_hz(np.linspace(hz_to_slaney_mel(0.0), hz_to_slaney_mel(fmax), NUM_MELS + 2))
+    centres = edges[1:-1]
+    source = np.clip(centres / factor, centres[0], centres[-1])
+    index = np.interp(source, centres, np.arange(NUM_MELS))
+    lo = np.floor(index).astype(int)
+    hi = np.minimum(lo + 1, NUM_MELS - 1)
+    frac = (index - lo).astype(np.float32)
+    log_mel = np.asarray(log_mel, np.float32)
+    return (log_mel[:, lo] * (1 - frac) + log_mel[:, hi] * frac).astype(np.float32)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from workers.face.latents import DYNAMICS, MOTION_DIM
-from workers.motion.conditioning import AUDIO_DIM, silence_matrix
+from workers.motion.conditioning import AUDIO_DIM, MODEL_AUDIO_DIM, ClipNormalization, silence_matrix
 
 FPS = 25.0
 EMOTION_DIM = len(DYNAMICS)
@@ -144,7 +144,7 @@ class MotionTransformer(nn.Module):
         self.config = config
         width = config.width
         self.motion_in = nn.Linear(MOTION_DIM, width)
-        self.audio_in = nn.Sequential(nn.Conv1d(AUDIO_DIM, width, 5, padding=2), nn.GELU(),
+        self.audio_in = nn.Sequential(nn.Conv1d(MODEL_AUDIO_DIM, width, 5, padding=2), nn.GELU(),
                                       nn.Conv1d(width, width, 3, padding=1))
         self.null_audio = nn.Parameter(torch.zeros(width))
         self.null_previous = nn.Parameter(torch.zeros(width))
@@ -157,8 +157,8 @@ class MotionTransformer(nn.Module):
         self.out = nn.Linear(width, MOTION_DIM)
         self.register_buffer("motion_mean", torch.zeros(MOTION_DIM))
         self.register_buffer("motion_std", torch.ones(MOTION_DIM))
-        self.register_buffer("audio_mean", torch.zeros(AUDIO_DIM))
-        self.register_buffer("audio_std", torch.ones(AUDIO_DIM))
+        self.register_buffer("audio_mean", torch.zeros(MODEL_AUDIO_DIM))
+        self.register_buffer("audio_std", torch.ones(MODEL_AUDIO_DIM))
         self.register_buffer("alpha_bar", cosine_alpha_bar(config.diffusion_steps))
 
     def normalize_motion(self, motion: torch.Tensor) -> torch.Tensor:
@@ -175,7 +175,8 @@ class MotionTransformer(nn.Module):
         Args:
             noisy: (B, W, MOTION_DIM) standardised noisy motion x_t.
             t: (B,) integer diffusion steps.
-            audio: (B, K + W, AUDIO_DIM) raw audio rows of the context and the window.
+            audio: (B, K + W, MODEL_AUDIO_DIM) clip-normalised audio rows of the context and the
+                window (:class:`workers.motion.conditioning.ClipNormalization`).
             previous: (B, K, MOTION_DIM) standardised final motion of the K frames before.
             controls: (B, CONTROL_DIM) control vectors (gaze zeroed where not given).
             keep_audio, keep_previous: (B,) 1.0 to use that condition, 0.0 to drop it.
@@ -249,6 +250,9 @@ class WindowSampler:
         lo, hi = start - k, start + w
         rows = self.audio[max(lo, 0): min(hi, available)]
         rows = np.concatenate([silence_matrix(max(0, -lo)), rows, silence_matrix(max(0, hi - available))])
+        # Voice statistics of the audio up to the window's end: the same whether the clip came
+        # whole or in chunks, so streaming and whole-clip sampling give the same motion.
+        rows = ClipNormalization.fit(self.audio[: min(hi, available)]).apply(rows, FPS)
         has_previous = start > 0
         previous = np.zeros((k, MOTION_DIM), np.float32)
         if has_previous:

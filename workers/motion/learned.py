@@ -23,7 +23,7 @@ from pipeline.errors import BadInputError
 from workers.audio.features import AudioFeatures
 from workers.face.latents import DYN_SLICE, DYNAMICS, GAZE_SLICE, POSE_SLICE
 from workers.motion.base import MotionControls
-from workers.motion.conditioning import features_matrix
+from workers.motion.conditioning import AUDIO_FEATURES, features_matrix
 from workers.motion.diffusion import FPS, Conditions, DiffusionConfig, MotionTransformer, SamplingOptions, \
     sample_motion, stream_motion
 from workers.motion.procedural import HEAD_LIMIT_DEGREES
@@ -65,6 +65,10 @@ def load_model(checkpoint: Checkpoint, device: str | torch.device = "cpu") -> Mo
     """Build the transformer from the checkpoint's config and load its weights."""
     from safetensors.torch import load_file
 
+    features = checkpoint.meta.get("audio_features")
+    if features != AUDIO_FEATURES:
+        raise BadInputError(f"motion checkpoint reads audio features {features!r}; this code makes "
+                            f"{AUDIO_FEATURES!r} (retrain it with jobs/train_motion.py)", str(checkpoint.weights))
     model = MotionTransformer(DiffusionConfig(**checkpoint.meta["config"]))
     model.load_state_dict(load_file(str(checkpoint.weights)))
     return model.eval().to(device)

@@ -10,8 +10,9 @@ at a human rate and make small saccades. Kept as the baseline for learned genera
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
+from workers.audio.cues import CueStatistics, acoustic_cues, smoothstep
 from workers.audio.features import AudioFeatures
 from workers.face.latents import DYN_SLICE, DYNAMICS, GAZE_SLICE, POSE_SLICE
 from workers.motion.base import MotionControls
@@ -21,11 +22,6 @@ HEAD_DRIFT_DEGREES = (2.5, 1.6, 1.0)      # stationary std of yaw, pitch, roll d
 HEAD_DRIFT_SECONDS = 1.6                  # drift time constant
 NOD_DEGREES = 1.6                         # pitch impulse on a stressed syllable
 HEAD_LIMIT_DEGREES = np.array([8.0, 6.0, 5.0])   # yaw, pitch, roll range around the photo's pose
-
-
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def _ou_process(rng: np.random.Generator, n: int, fps: float, std: float, tau_s: float,
@@ -48,37 +44,11 @@ class ProceduralMotion:
     def mouth(self, audio: AudioFeatures) -> dict[str, np.ndarray]:
         """Speech-driven dynamics, each (T,): jaw_open, lip_press, lip_pucker, lip_stretch, ..."""
         fps = audio.fps
-        energy = audio.energy_db.astype(np.float64)
-        bands = audio.band_energy_db.astype(np.float64)              # (T, 4)
-        speech_level = np.percentile(energy, 95)
-        relative = energy - speech_level
-        loud = _smoothstep(-32.0, -8.0, relative)                    # 0 silence .. 1 loud vowel
-        voiced = np.clip(audio.voicing.astype(np.float64) * 1.4, 0.0, 1.0)
-        low, mid, f2, hiss = bands[:, 0], bands[:, 1], bands[:, 2], bands[:, 3]
-        # Spectral tilt differs between voices (a low male voice puts its harmonics below
-        # 300 Hz on every vowel), so the cues are ranked within the clip's own voiced speech.
-        speech = (voiced > 0.5) & (relative > -25.0)
-        reference = speech if speech.sum() >= 5 else np.ones_like(speech)
-
-        def ranked(cue: np.ndarray, low_pct: float, high_pct: float) -> np.ndarray:
-            lo, hi = np.percentile(cue[reference], [low_pct, high_pct])
-            return _smoothstep(lo, max(hi, lo + 1.0), cue)
-
-        # Open vowels put their first formant in 300-1000 Hz; nasals (m, n) and voiced
-        # closures (b) put their energy below 300 Hz with little above.
-        openness = ranked(mid - low, 15.0, 75.0)
-        nasal = voiced * ranked(low - mid, 55.0, 90.0) * _smoothstep(-40.0, -12.0, relative)
-        # A stop closure is a short dip well below the neighbouring syllables.
-        window = max(3, int(round(0.12 * fps)))
-        neighbours = maximum_filter1d(energy, size=2 * window + 1)
-        dip = _smoothstep(8.0, 18.0, neighbours - energy) * _smoothstep(-45.0, -20.0, neighbours - speech_level)
-        dip = dip * (minimum_filter1d(energy, size=3) >= energy - 0.5)   # at the bottom of the dip
-        closure = np.clip(np.maximum(nasal, dip), 0.0, 1.0)
-        # A lip closure lasts 60-100 ms: hold each detected closure frame for one more frame.
-        closure = np.maximum(closure, np.concatenate([closure[:1], closure[:-1]]))
-        fricative = _smoothstep(0.0, 10.0, hiss - mid) * loud
-        rounding = ranked(mid - f2, 60.0, 95.0) * loud * voiced
-        spread = ranked(f2 - mid, 60.0, 95.0) * loud * voiced
+        stats = CueStatistics.fit(audio.energy_db, audio.band_energy_db, audio.voicing)
+        cues = acoustic_cues(audio.energy_db, audio.band_energy_db, audio.voicing, fps, stats)
+        loud, openness, closure = cues["loud"], cues["openness"], cues["closure"]
+        fricative, rounding, spread = cues["fricative"], cues["rounding"], cues["spread"]
+        relative = audio.energy_db.astype(np.float64) - stats.speech_level_db
 
         sigma = 0.6 * fps / 25.0
 
@@ -112,7 +82,7 @@ class ProceduralMotion:
 
         # Head: slow drift that quietens in pauses, nods on stressed syllables.
         energy = audio.energy_db.astype(np.float64)
-        speaking = gaussian_filter1d(_smoothstep(-35.0, -15.0, energy - np.percentile(energy, 95)), 0.3 * fps)
+        speaking = gaussian_filter1d(smoothstep(-35.0, -15.0, energy - np.percentile(energy, 95)), 0.3 * fps)
         gain = 0.25 + 0.75 * speaking
         pose = motion[:, POSE_SLICE]
         for axis, std in enumerate(HEAD_DRIFT_DEGREES):
@@ -120,8 +90,8 @@ class ProceduralMotion:
         pitch = audio.pitch_hz.astype(np.float64)
         voiced_pitch = pitch[pitch > 0]
         if len(voiced_pitch) and n > 4:
-            high_pitch = _smoothstep(0.0, 0.25, np.where(pitch > 0, pitch / np.median(voiced_pitch) - 1.0, -1.0))
-            stress = high_pitch * _smoothstep(-10.0, -3.0, energy - np.percentile(energy, 95))
+            high_pitch = smoothstep(0.0, 0.25, np.where(pitch > 0, pitch / np.median(voiced_pitch) - 1.0, -1.0))
+            stress = high_pitch * smoothstep(-10.0, -3.0, energy - np.percentile(energy, 95))
             peaks = (stress > 0.3) & (stress == maximum_filter1d(stress, size=int(0.25 * fps) * 2 + 1))
             impulses = np.zeros(n)
             impulses[peaks] = NOD_DEGREES * stress[peaks]

@@ -288,6 +288,10 @@ class PhoneArticulation:
         contrast: median opening over open-vowel frames minus median over bilabial frames
             (fraction of mouth width; natural speech: ~0.15-0.3).
         bilabial_min_median / open_vowel_max_median: medians of the per-phone min / max.
+        target_r: Pearson r of the opening against the opening the phones call for (the
+            coarticulated viseme targets of ``workers.motion.articulation``: jaw opening times
+            one minus lip press) at the best lag within +-2 frames: does the mouth follow
+            every phone, not only the loud ones.
     """
 
     bilabials: int
@@ -297,6 +301,17 @@ class PhoneArticulation:
     contrast: float
     bilabial_min_median: float
     open_vowel_max_median: float
+    target_r: float = float("nan")
+
+
+def phone_target_opening(phones: Sequence, fps: float, num_frames: int) -> np.ndarray:
+    """(T,) opening the aligned ARPAbet phones call for, in [0, 1]: the viseme model's jaw
+    opening with the lips' press taken off (closed on P/B/M, widest on open vowels)."""
+    from workers.motion.articulation import MOUTH_CHANNELS, Phone, mouth_targets
+
+    segments = [Phone(p.phone, p.start_s, p.end_s) for p in phones]
+    targets = mouth_targets(segments, num_frames, fps, alphabet="arpabet")
+    return targets[:, MOUTH_CHANNELS.index("jaw_open")] * (1.0 - targets[:, MOUTH_CHANNELS.index("lip_press")])
 
 
 def _phone_frames(phone, fps: float, num_frames: int, margin: int) -> np.ndarray:
@@ -342,6 +357,9 @@ def phone_articulation(opening: np.ndarray, phones: Sequence, fps: float,
     def median(values):
         return float(np.median(values)) if len(values) else float("nan")
 
+    target = phone_target_opening(phones, fps, n) if n else np.zeros(0)
+    target_r = max((r for r in lagged_correlations(opening, target, 2).values() if np.isfinite(r)),
+                   default=float("nan"))
     return PhoneArticulation(
         bilabials=len(bil_min),
         bilabial_closed_fraction=frac(bil_min, lambda v: v < closed_threshold),
@@ -350,6 +368,7 @@ def phone_articulation(opening: np.ndarray, phones: Sequence, fps: float,
         contrast=median(vow_frames) - median(bil_frames),
         bilabial_min_median=median(bil_min),
         open_vowel_max_median=median(vow_max),
+        target_r=float(target_r),
     )
 
 

@@ -759,7 +759,7 @@ class StreamingQC:
                 phones = phone_articulation(opening, align_transcript(wave16k, transcript), fps)
                 m.update(bilabials=phones.bilabials, bilabial_closed_fraction=phones.bilabial_closed_fraction,
                          open_vowels=phones.open_vowels, open_vowel_open_fraction=phones.open_vowel_open_fraction,
-                         articulation_contrast=phones.contrast)
+                         articulation_contrast=phones.contrast, articulation_target_r=phones.target_r)
         for q in (5, 50, 95):
             m[f"opening_p{q:02d}"] = _nan_stat(opening, lambda v, q=q: np.percentile(v, q))
         m["opening_range"] = m["opening_p95"] - m["opening_p05"]
@@ -954,6 +954,7 @@ METRICS = (
     ("silent_frames", "frames", "{:d}", "silent frames"),
     ("bilabial_closed_fraction", "share", "{:.2f}", "P/B/M phones with closed lips (transcript)"),
     ("open_vowel_open_fraction", "share", "{:.2f}", "open vowels with parted lips (transcript)"),
+    ("articulation_target_r", "r", "{:.2f}", "mouth opening vs the opening the phones call for (transcript)"),
     ("opening_p95", "mouth widths", "{:.3f}", "95th percentile mouth opening"),
     ("opening_range", "mouth widths", "{:.3f}", "mouth opening p95 - p05"),
     ("head_motion_deg_per_frame", "deg/frame", "{:.3f}", "mean head rotation per frame"),

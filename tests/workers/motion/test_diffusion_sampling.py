@@ -92,6 +92,19 @@ def test_checkpoint_round_trip_reproduces_the_samples(model, rows, tmp_path):
                           sample_motion(model, rows[:50], Conditions(), 2, options))
 
 
+def test_checkpoint_of_other_audio_features_is_refused(model, tmp_path):
+    """A model trained on another feature recipe would read garbage: refuse it by name."""
+    from pipeline.errors import BadInputError
+
+    path = export(model, tmp_path, {"hours": 0.0, "utterances": 0}, {"steps": 0})
+    meta_path = tmp_path / "motion-diffusion.json"
+    meta = json.loads(meta_path.read_text())
+    meta["audio_features"] = "raw-89"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(BadInputError, match="reads audio features 'raw-89'"):
+        load_model(locate_checkpoint(path))
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     from pipeline.errors import BadInputError
 

@@ -19,6 +19,7 @@ from workers.quality.measure import (
     lipsync_correlation,
     mouth_opening,
     phone_articulation,
+    phone_target_opening,
     silence_closure,
     track_landmarks,
 )
@@ -153,6 +154,29 @@ def test_phone_articulation_on_a_hand_made_track():
     assert result.open_vowel_open_fraction == pytest.approx(0.5)
     assert result.bilabial_min_median == pytest.approx((0.0 + 0.08) / 2)   # M's +-1 frame reaches 0.08
     assert 0.0 < result.contrast < OPEN_OPENING + 0.2
+
+
+def test_target_r_rewards_the_mouth_the_phones_call_for():
+    """A track that opens on the vowels and shuts on P/M follows the phone targets; the same
+    track shifted by a syllable, or a mouth flapping with loudness on every phone, does not."""
+    fps = 25.0
+    word = [("P", 0.12), ("AA", 0.2), ("M", 0.1), ("AE", 0.2), ("S", 0.1), ("B", 0.1), ("IY", 0.16)]
+    phones, t = [], 0.2
+    for _ in range(3):
+        for symbol, length in word:
+            phones.append(PhoneSegment(symbol, t, t + length, "w"))
+            t += length
+        t += 0.3
+    n = int(t * fps) + 5
+    follows = phone_target_opening(phones, fps, n) * 0.4
+    shifted = np.roll(follows, 7)
+    flapping = np.zeros(n)
+    for p in phones:
+        flapping[int(p.start_s * fps): int(p.end_s * fps)] = 0.25
+    r_follow = phone_articulation(follows, phones, fps).target_r
+    assert r_follow > 0.99
+    assert phone_articulation(shifted, phones, fps).target_r < 0.5
+    assert phone_articulation(flapping, phones, fps).target_r < r_follow - 0.3
 
 
 def _rotation_z(degrees: float) -> np.ndarray:
