@@ -25,7 +25,7 @@ from workers.decoder.spline import ThinPlateGrid, fit_thin_plate
 from workers.face import topology as topo
 from workers.face.latents import POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-2"
+DECODER_VERSION = "talkfarm-warp-decoder-3"
 WARP_MAX_BLINK = 0.5
 _EYES = (
     (topo.RIGHT_IRIS, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
@@ -77,6 +77,11 @@ class FaceRenderer:
         self.source = self._image(warp_source)                                        # (1, 3, S, S)
         self.source_pose = source_motion[:, POSE_SLICE]
         self.control_index = torch.tensor(topo.WARP_CONTROL, device=device)
+        # Inner-lip partners, as positions in the control list: closed lips put each on one spot.
+        position = {landmark: i for i, landmark in enumerate(topo.WARP_CONTROL)}
+        self.meeting_pairs = torch.tensor([[position[u], position[l]] for u, l in
+                                           zip(topo.LIP_INNER_UPPER[1:-1], topo.LIP_INNER_LOWER[1:-1])],
+                                          dtype=torch.long, device=device)
         self.blink_index = [dyn_index("blink_left"), dyn_index("blink_right")]
 
         # The region that may change: a box around the face, grown for hair, neck and the
@@ -262,7 +267,7 @@ class FaceRenderer:
         target_controls = torch.cat([warp_target[:, self.control_index], ring, neck, anchors], 1)
         scale = float(self.size)
         coefficients = fit_thin_plate(target_controls / scale, (self.source_controls - target_controls) / scale,
-                                      self.config.regularization)
+                                      self.config.regularization, self.meeting_pairs)
         # Flow in grid_sample's normalised units (2 / size per pixel), tapered to zero at the edge.
         flow = self.flow_grid(target_controls / scale, coefficients * 2.0)               # (B, gh * gw, 2)
         flow = flow.reshape(batch, *self.grid_shape, 2).permute(0, 3, 1, 2) * self.taper  # (B, 2, gh, gw)

@@ -15,10 +15,10 @@ import torch
 
 def thin_plate_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """U(|a_i - b_j|) with U(r) = r^2 log r, for (..., P, 2) and (..., Q, 2) -> (..., P, Q)."""
-    # Kept on xlogy although _log_kernel is faster: this kernel feeds the fit, whose system is
-    # nearly singular when controls coincide (closed lips), and the last-bit differences
-    # between the two moved closed-mouth frames by up to 67 grey levels. The fit kernel is
-    # (N, N), a small share of the work; the (Q, N) evaluation uses _log_kernel.
+    # Kept on xlogy although _log_kernel is faster: the fit's system is nearly singular where
+    # controls coincide, and last-bit differences once moved closed-mouth frames by up to 67
+    # grey levels (share_values_of_coincident now keeps such pairs consistent). The fit kernel
+    # is (N, N), a small share of the work; the (Q, N) evaluation uses _log_kernel.
     d2 = torch.cdist(a, b).square_()
     return torch.xlogy(d2, d2).mul_(0.5)
 
@@ -28,7 +28,40 @@ def with_affine(points: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.ones_like(points[..., :1]), points], -1)
 
 
-def fit_thin_plate(points: torch.Tensor, values: torch.Tensor, regularization: float = 1e-6) -> torch.Tensor:
+# Paired controls closer than this (normalised units, ~1.5 px of a 512 crop) share their value.
+COINCIDENT = 0.003
+
+
+def share_values_of_coincident(points: torch.Tensor, values: torch.Tensor, pairs: torch.Tensor,
+                               radius: float = COINCIDENT) -> torch.Tensor:
+    """Values (B, N, C) where each pair of controls (B, N, 2) that meets blends to its mean.
+
+    Closed lips put two controls on one spot (an upper and a lower inner-lip point) that ask
+    for different values (the photo's parted lips): no spline passes through both, the fit
+    answers with huge opposite weights, and their rounding error shifted the whole warp from
+    frame to frame (the head jumped with every lip press). Each pair moves toward its mean by
+    max(0, 1 - d / radius) / 2, so values change continuously as a pair closes and pairs
+    further apart keep their own values.
+
+    Args:
+        pairs: (P, 2) long indices of controls that can meet (e.g. inner-lip partners).
+    """
+    if pairs.numel() == 0:
+        return values
+    a, b = pairs[:, 0], pairs[:, 1]
+    distance = (points[:, a] - points[:, b]).norm(dim=-1, keepdim=True)                # (B, P, 1)
+    share = 0.5 * (1.0 - distance / radius).clamp(min=0.0)
+    if not bool((share > 0).any()):
+        return values
+    values = values.clone()
+    va, vb = values[:, a], values[:, b]
+    values[:, a] = va + share * (vb - va)
+    values[:, b] = vb + share * (va - vb)
+    return values
+
+
+def fit_thin_plate(points: torch.Tensor, values: torch.Tensor, regularization: float = 1e-6,
+                   pairs: torch.Tensor | None = None) -> torch.Tensor:
     """Fit one spline per batch item through f(points) = values.
 
     Args:
@@ -36,11 +69,14 @@ def fit_thin_plate(points: torch.Tensor, values: torch.Tensor, regularization: f
         values: (B, N, C).
         regularization: smoothing on the kernel diagonal; makes coincident controls
             (closed lips, closed lids) well posed by averaging them.
+        pairs: (P, 2) indices of controls that can meet; see :func:`share_values_of_coincident`.
 
     Returns:
         (B, N + 3, C) coefficients: N kernel weights, then the affine part.
     """
     batch, n, _ = points.shape
+    if pairs is not None:
+        values = share_values_of_coincident(points, values, pairs)
     kernel = thin_plate_kernel(points, points)
     kernel.diagonal(dim1=1, dim2=2).add_(regularization)
     affine = with_affine(points)

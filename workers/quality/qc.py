@@ -86,6 +86,7 @@ IDENTITY_POINTS = tuple(sorted(set(RIGID) | set(NOSE)))
 # so measure.BLINK_EAR_FRACTION (0.6) misses them all; open-eye noise stays above 0.8.
 BLINK_FRACTION = 0.75
 LIP_MAX_LAG = 5                 # frames searched either side for the best lip-sync lag
+STILL_MOUTH_RANGE = 0.01        # opening p95 - p5 (mouth widths) below this: the mouth never moves
 DECODE_MAX_SIDE = 256           # Face Mesh sees a 192 px crop anyway; smaller frames decode faster
 
 
@@ -744,7 +745,12 @@ class StreamingQC:
                     given = np.asarray(level_db, dtype=np.float64)[:n]
                     level[:len(given)] = given
                     envelope = relative_envelope_db(level)
-                correlations = lagged_correlations(opening, envelope, LIP_MAX_LAG)
+                # A mouth that moves less than the tracker's own noise has no lip sync to
+                # measure: correlating that noise with speech can reach any r by chance.
+                spread = _nan_stat(opening, lambda v: np.percentile(v, 95) - np.percentile(v, 5))
+                still = not (spread >= STILL_MOUTH_RANGE)
+                correlations = ({lag: float("nan") for lag in range(-LIP_MAX_LAG, LIP_MAX_LAG + 1)} if still
+                                else lagged_correlations(opening, envelope, LIP_MAX_LAG))
                 finite = {lag: r for lag, r in correlations.items() if np.isfinite(r)}
                 if finite:
                     best = max(finite, key=lambda lag: (finite[lag], -abs(lag)))

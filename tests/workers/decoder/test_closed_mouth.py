@@ -113,3 +113,42 @@ def test_teeth_are_covered_when_the_lips_meet(astronaut, rendered):
         line = np.interp(xx, meet[order, 0], meet[order, 1])
         band = (np.abs(yy - line) < 3) & (np.abs(xx - center) < 0.6 * half_width)
         assert teeth_share(frame, band) < 0.08, label
+
+
+def test_a_lip_press_moves_only_the_lower_face(astronaut, rendered):
+    """Closed lips put two spline controls on one spot with different photo positions; the fit
+    once answered with huge opposite weights whose rounding shifted the whole head between
+    press 0 and press 1 (eyes and hair moved by several grey levels everywhere). Now the rows
+    above the nose are the same in both frames; only the mouth and chin change."""
+    frames, _, _ = rendered
+    closed, pressed = frames[1].astype(np.int32), frames[3].astype(np.int32)
+    nose_y = int(astronaut.landmarks[topo.NOSE[0], 1])       # the nose tip
+    above = np.abs(closed[: nose_y - 10] - pressed[: nose_y - 10]).max(-1)
+    below = np.abs(closed[nose_y + 10:] - pressed[nose_y + 10:]).max(-1)
+    assert np.mean(above > 8) < 0.002, np.mean(above > 8)
+    assert np.mean(below > 8) > 0.005          # the press itself is visible
+
+
+def test_coincident_controls_give_a_stable_spline():
+    """Two paired controls on one spot asking for different values: the fit is finite and
+    small, a one-in-a-million move of the pair leaves a far point of the spline where it was,
+    and a pair further apart than the radius keeps its own values."""
+    from workers.decoder.spline import ThinPlateGrid, fit_thin_plate, share_values_of_coincident
+
+    gen = torch.Generator().manual_seed(0)
+    points = torch.rand(1, 40, 2, generator=gen, dtype=torch.float64)
+    points[0, 1] = points[0, 0]
+    values = torch.rand(1, 40, 2, generator=gen, dtype=torch.float64) * 0.05
+    values[0, 1] = values[0, 0] + 0.03
+    far = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    nudged = points.clone()
+    nudged[0, 1] += 1e-6
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    out = []
+    for p in (points, nudged):
+        coefficients = fit_thin_plate(p, values, pairs=pairs)
+        assert torch.isfinite(coefficients).all() and coefficients.abs().max() < 50
+        out.append(ThinPlateGrid(far)(p, coefficients))
+    assert (out[0] - out[1]).abs().max() < 1e-4
+    shared = share_values_of_coincident(points, values, pairs)
+    assert torch.allclose(shared[0, 0], shared[0, 1]) and torch.allclose(shared[0, 2:], values[0, 2:])
