@@ -36,6 +36,14 @@ def _band_contrasts(bands_db: np.ndarray) -> dict[str, np.ndarray]:
     return {"openness": mid - low, "nasal": low - mid, "rounding": mid - f2, "spread": f2 - mid, "hiss": hiss - mid}
 
 
+def speech_frames(energy_db: np.ndarray, voicing: np.ndarray, speech_level_db: float) -> np.ndarray:
+    """(T,) bool: the clip's own voiced speech, frames voiced and within 25 dB of the speech
+    level; every frame when fewer than 5 qualify (a clip of silence or noise)."""
+    voiced = np.clip(np.asarray(voicing, np.float64) * 1.4, 0.0, 1.0)
+    speech = (voiced > 0.5) & (np.asarray(energy_db, np.float64) - speech_level_db > -25.0)
+    return speech if speech.sum() >= 5 else np.ones_like(speech)
+
+
 # cue -> (low, high) percentile of its band contrast over the clip's voiced speech
 _RANKS = {"openness": (15.0, 75.0), "nasal": (55.0, 90.0), "rounding": (60.0, 95.0), "spread": (60.0, 95.0)}
 
@@ -59,9 +67,7 @@ class CueStatistics:
         if len(energy) == 0:
             return cls(-30.0, {name: (0.0, 1.0) for name in _RANKS})
         speech_level = float(np.percentile(energy, 95))
-        voiced = np.clip(np.asarray(voicing, np.float64) * 1.4, 0.0, 1.0)
-        speech = (voiced > 0.5) & (energy - speech_level > -25.0)
-        reference = speech if speech.sum() >= 5 else np.ones_like(speech)
+        reference = speech_frames(energy, voicing, speech_level)
         contrasts = _band_contrasts(np.asarray(band_energy_db, np.float64))
         ranges = {}
         for name, (low_pct, high_pct) in _RANKS.items():

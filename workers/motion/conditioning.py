@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workers.audio.cues import CUE_NAMES, CueStatistics, acoustic_cues
+from workers.audio.cues import CUE_NAMES, CueStatistics, acoustic_cues, speech_frames
 from workers.audio.features import MEL_FMAX_HZ, NUM_MELS, AudioFeatures, hz_to_slaney_mel, slaney_mel_to_hz
 
 # log_mel shape (80) + mel level + energy dB + log pitch + voiced flag + voicing + 4 relative bands
@@ -72,12 +72,6 @@ def silence_matrix(num_frames: int) -> np.ndarray:
                         np.full((num_frames, 4), SILENCE_DB, dtype=np.float32))
 
 
-def _speech_frames(energy_db: np.ndarray, voicing: np.ndarray, speech_level_db: float) -> np.ndarray:
-    """(T,) bool: voiced frames within 25 dB of the speech level (all frames when under 5 such)."""
-    speech = (np.clip(voicing * 1.4, 0.0, 1.0) > 0.5) & (energy_db - speech_level_db > -25.0)
-    return speech if speech.sum() >= 5 else np.ones_like(speech)
-
-
 @dataclass(frozen=True)
 class ClipNormalization:
     """Voice and channel statistics of a clip, fitted on its raw rows (see the module doc).
@@ -104,7 +98,7 @@ class ClipNormalization:
             rows = silence_matrix(1)
         energy, bands, voicing = _cue_inputs(rows)
         cues = CueStatistics.fit(energy, bands, voicing)
-        speech = _speech_frames(energy, voicing, cues.speech_level_db)
+        speech = speech_frames(energy, voicing, cues.speech_level_db)
         voiced = speech & (rows[:, VOICED] > 0.5)
         return cls(
             cues=cues,

@@ -721,6 +721,9 @@ class StreamingQC:
                    "video_seconds": n / fps if fps else float("nan"),
                    "container_seconds": container_seconds if container_seconds is not None else float("nan"),
                    "face_found_fraction": found}
+        for q in (5, 50, 95):
+            m[f"opening_p{q:02d}"] = _nan_stat(opening, lambda v, q=q: np.percentile(v, q))
+        m["opening_range"] = m["opening_p95"] - m["opening_p05"]
         envelope = np.full(n, np.nan)
         m["audio_seconds"] = float("nan")
         m["duration_mismatch_s"] = float("nan")
@@ -747,8 +750,7 @@ class StreamingQC:
                     envelope = relative_envelope_db(level)
                 # A mouth that moves less than the tracker's own noise has no lip sync to
                 # measure: correlating that noise with speech can reach any r by chance.
-                spread = _nan_stat(opening, lambda v: np.percentile(v, 95) - np.percentile(v, 5))
-                still = not (spread >= STILL_MOUTH_RANGE)
+                still = not (m["opening_range"] >= STILL_MOUTH_RANGE)
                 correlations = ({lag: float("nan") for lag in range(-LIP_MAX_LAG, LIP_MAX_LAG + 1)} if still
                                 else lagged_correlations(opening, envelope, LIP_MAX_LAG))
                 finite = {lag: r for lag, r in correlations.items() if np.isfinite(r)}
@@ -766,9 +768,6 @@ class StreamingQC:
                 m.update(bilabials=phones.bilabials, bilabial_closed_fraction=phones.bilabial_closed_fraction,
                          open_vowels=phones.open_vowels, open_vowel_open_fraction=phones.open_vowel_open_fraction,
                          articulation_contrast=phones.contrast, articulation_target_r=phones.target_r)
-        for q in (5, 50, 95):
-            m[f"opening_p{q:02d}"] = _nan_stat(opening, lambda v, q=q: np.percentile(v, q))
-        m["opening_range"] = m["opening_p95"] - m["opening_p05"]
         m["head_motion_deg_per_frame"] = head_motion_intensity(landmarks, stride)
         pose = head_pose_angles(landmarks)
         spans = [_nan_stat(pose[:, k], lambda v: np.percentile(v, 95) - np.percentile(v, 5)) for k in range(3)]
