@@ -3,8 +3,9 @@
     .venv/bin/python bench/quality.py [--size 512] [--assets ../shared/assets] [--no-write]
 
 Each render is measured twice: by the batch QC inside the render (the encoder's
-``quality_check``: ``workers.quality.qc.BatchQC`` on the frames as they are encoded, every
-3rd frame tracked, nothing decoded again), whose seconds (the "qc" stage) are compared with
+``quality_check``: ``workers.quality.qc.BatchQC`` on the frames as they are encoded, Face
+Mesh on every 8th frame and calibrated mouth / eye patches between, nothing decoded again),
+whose seconds (the "qc" stage) are compared with
 the rest of the render's, and afterwards by the full ``talkfarm eval`` measurement of the
 written file (every frame, with the transcript where a ``speech_*.txt`` sits next to the
 audio) for the quality columns; "batch lip r" is the batch QC's lip-sync r beside the full
@@ -115,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                f"{os.cpu_count()} CPUs shared, Python {platform.python_version()}, {args.size} px, CPU decoder): "
                "every shared portrait x speech clip x motion generator rendered, then measured on its own frames "
                "with `talkfarm eval` (all frames; transcript where one exists). The batch QC ran inside each "
-               "render (the encoder measures the frames it writes, every 3rd frame tracked at 256 px, luma "
-               "flicker on all; `BatchQC`): \"batch lip r\" is its lip-sync r, \"render s\" the render without "
+               "render (the encoder measures the frames it writes: Face Mesh on every 8th frame at 256 px, mouth "
+               "and eyes of every frame from patches calibrated on those, luma flicker on one pair in 8; `BatchQC`): "
+               "\"batch lip r\" is its lip-sync r, \"render s\" the render without "
                "it and the last column its seconds and their share of that. Units and the real-video reference ranges: "
                "`workers/quality/README.md`. Real webcam clip for comparison: head 0.26 deg/frame, range 11.3 deg, "
                "blinks 5.9/min, identity 3.0 % IOD (vs its first frame), jitter 0.26 % IOD, flicker 0.33 grey.\n\n"

@@ -81,8 +81,10 @@ def test_manifest_quality_columns_round_trip(manifest):
     from pipeline.manifest import read_manifest
 
     rows = {row.request_id: row for row in read_manifest(str(manifest))}
+    from workers.quality.qc import BATCH_STRIDE
+
     metrics = json.loads(rows["grace"].quality_json)
-    assert metrics["face_found_fraction"] >= 0.95 and metrics["stride"] == 3
+    assert metrics["face_found_fraction"] >= 0.95 and metrics["stride"] == BATCH_STRIDE
     assert rows["grace"].quality_flags == []
     assert rows["eileen"].quality_json is None and rows["eileen"].quality_flags == []
 

@@ -55,7 +55,8 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
     (a retried render never appends to a failed attempt's file). A failed task's chunk
     aborts the writer, leaving no output. With ``quality_check`` (batch renders) every chunk's
     frames, as written, also feed the batch QC (``workers.quality.qc.BatchQC``: landmarks on
-    every ``quality_stride``-th frame, flicker on all), whose metrics and flags are complete
+    every ``quality_stride``-th frame, mouth and eyes of every frame from patches calibrated on
+    those, flicker on one pair per tracked frame), whose metrics and flags are complete
     when the last chunk closes the video, before it is placed; the video is never decoded
     again. QC time is booked as its own stage, "qc", beside "encode".
     """
@@ -72,6 +73,12 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
         self.quality_check = quality_check
         self.quality_stride = quality_stride    # None: workers.quality.qc.BATCH_STRIDE
         self._open: dict[tuple[str, str], _OpenVideo] = {}
+
+    def setup(self) -> None:
+        if self.quality_check:
+            from workers.quality.qc import warm_up_tracker
+
+            warm_up_tracker()
 
     def __call__(self, batch: list[FrameChunk]) -> list[FrameChunk]:
         for chunk in batch:

