@@ -1,6 +1,6 @@
 """Lip articulation on real speech that no benchmark or training run has seen.
 
-    .venv/bin/python bench/motion_heldout.py [--checkpoint PATH] [--seeds 3]
+    .venv/bin/python bench/motion_heldout.py [--checkpoint PATH] [--seeds 3] [--render]
 
 The shared speech assets are the test set of bench/motion.py, so they must not pick
 checkpoints or settings. This script scores motion generators on another set of real
@@ -10,6 +10,11 @@ transcripts are their file names. Score: Pearson r (best lag within +-2 frames) 
 generator's mouth opening (jaw_open x (1 - lip_press), in the latents) against the opening
 the pocketsphinx-aligned phones call for (``workers.quality.measure.phone_target_opening``),
 mean over the clips; diffusion samples averaged over seeds.
+
+``--render`` also renders every recording with each generator on each shared portrait (512 px,
+seed 0) and measures the video with ``talkfarm eval`` and the transcript: the phone-target r
+on the rendered frames, the share of open vowels whose lips part (the recordings hold no
+p / b / m) and the opening range.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="diffusion checkpoint (default: the shipped one)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--render", action="store_true", help="also render and measure the videos")
+    parser.add_argument("--assets", default=str(Path(__file__).resolve().parents[2] / "shared" / "assets"),
+                        help="folder with the face_* portraits (for --render)")
     args = parser.parse_args(argv)
 
     from workers.audio.decode import load_audio, normalize_loudness
@@ -72,7 +80,50 @@ def main(argv: list[str] | None = None) -> int:
             row.append(f"{r:.2f}")
         print(f"| {text} | {' | '.join(row)} |", flush=True)
     print(f"| mean | {np.mean(scores['procedural']):.3f} | {np.mean(scores['diffusion']):.3f} |")
+    if args.render:
+        render_rows(paths, Path(args.assets), args.checkpoint)
     return 0
+
+
+def render_rows(paths: list[Path], assets: Path, checkpoint: str | None) -> None:
+    """Render each recording with both generators on each portrait; print the measures of the videos."""
+    import os
+    import tempfile
+
+    from pipeline.runner import InProcessRunner
+    from pipeline.schemas import RenderControls, RenderRequest
+    from workers.decoder.renderer import DecoderConfig
+    from workers.quality.qc import evaluate
+
+    if checkpoint:
+        os.environ["TALKFARM_MOTION_CHECKPOINT"] = str(checkpoint)
+    portraits = sorted(p for p in assets.glob("face_*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    runner = InProcessRunner(DecoderConfig(device="cpu"))
+    runner.setup()
+    keys = ("articulation_target_r", "open_vowel_open_fraction", "opening_range", "lipsync_r")
+    scores: dict[str, dict[str, list[float]]] = {}
+    print("\n| motion | portrait | recording | phone-target r | vowels open | opening range | lip r |\n|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="talkfarm-heldout-") as folder:
+        for motion in ("procedural", "diffusion"):
+            for portrait in portraits:
+                for path in paths:
+                    out = Path(folder) / f"{motion}_{portrait.stem}_{path.stem}.mp4"
+                    request = RenderRequest(id=path.stem, image=str(portrait), audio=str(path), output=str(out),
+                                            controls=RenderControls(motion=motion))
+                    result = runner.render(request)
+                    if result.status != "done":
+                        print(f"| {motion} | {portrait.stem} | {path.stem} | failed: {result.error_message} |")
+                        continue
+                    m = evaluate(out, path, portrait, path.stem.replace("_", " ")).metrics
+                    values = [m.get(k) for k in keys]
+                    for key, value in zip(keys, values):
+                        if value is not None and np.isfinite(value):
+                            scores.setdefault(motion, {}).setdefault(key, []).append(float(value))
+                    cells = " | ".join("-" if v is None or not np.isfinite(v) else f"{v:.2f}" for v in values)
+                    print(f"| {motion} | {portrait.stem.removeprefix('face_')} | {path.stem} | {cells} |", flush=True)
+    for motion, by_key in scores.items():
+        means = " | ".join(f"{np.mean(by_key.get(k, [np.nan])):.3f}" for k in keys)
+        print(f"| {motion} | mean | | {means} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Build the synthetic (speech, motion) training corpus of the motion diffusion model.
 
     python -m jobs.build_corpus --out /data/corpus --hours 2 --seed 0 [--shard-utterances 200]
+    python -m jobs.build_corpus --out /data/corpus --retarget     # new mouth recipe, same speech
 
 Speech comes from three text-to-speech engines, each giving phone timings:
 
@@ -20,7 +21,9 @@ inference (loudness normalisation, then ``compute_features`` at 25 fps) on the a
 16 kHz audio. The target motion (T, 20) follows the latent layout of
 ``workers.face.latents`` relative to a neutral frontal source: head motion, blinks and
 saccades from ``ProceduralMotion`` driven by the clean audio; the six mouth channels from
-the phones (``workers.motion.articulation.mouth_targets``) plus the emotion offset.
+the phones (``workers.motion.articulation.mouth_targets``, jaw and lower lip opened up by
+ARTICULATION_GAIN: ``articulated_mouth``) plus the emotion offset. ``--retarget`` rewrites
+the mouth channels of an existing corpus from the phones its shards keep.
 
 Output under ``--out`` (local path or s3:// URI): ``shard-00000.npz``, ... each holding the
 concatenated frames of ~``--shard-utterances`` utterances::
@@ -33,7 +36,7 @@ concatenated frames of ~``--shard-utterances`` utterances::
                                   text, augmentations, seconds, phones [[symbol, start_s, end_s]]
 
 and ``summary.json`` (hours, utterances, counts per engine / voice / language, seed, fps,
-shards). Utterance i is drawn from its own generator seeded with (seed, i), so a seed
+articulation gain, shards). Utterance i is drawn from its own generator seeded with (seed, i), so a seed
 gives the same corpus on any machine with the same engines installed. An utterance whose
 engine fails is skipped and counted; the build never stops for one.
 """
@@ -64,7 +67,8 @@ from workers.audio.espeak import (MIN_PAUSE_S, EngineError, Espeak, EspeakEvent,
                                   _run_forked, events_to_phones, to_16k)
 from workers.audio.features import AudioFeatures, compute_features
 from workers.face.latents import DYN_SLICE, DYNAMICS, EMOTIONS, MOTION_DIM, emotion_offset
-from workers.motion.articulation import MOUTH_CHANNELS, Phone, mouth_targets
+from workers.motion.articulation import CLASSES, CLOSED_JAW, CLOSED_PRESS, MOUTH_CHANNELS, Phone, VisemeClass, \
+    mouth_targets
 from workers.motion.base import MotionControls
 from workers.motion.procedural import ProceduralMotion
 
@@ -75,6 +79,13 @@ FPS = 25.0
 ENGINE_WEIGHTS = {"espeak": 0.6, "festival": 0.2, "flite": 0.2}
 AUGMENT_PROBABILITY = {"noise": 0.35, "reverb": 0.3, "level": 0.4, "telephone": 0.15, "pitch": 0.35}
 NEUTRAL_PROBABILITY = 0.6
+# Jaw opening and lower-lip depression of the phone targets are scaled by this (articulated_mouth).
+ARTICULATION_GAIN = 1.6
+# The corpus's speakers rest with closed lips: the viseme model's silence (lip_press 0.15) taught
+# the model a mouth left ajar in pauses, which a photo with parted lips shows as open
+# (BENCHMARKS.md, "Motion generators": silence closed 0.0-0.5 on the astronaut).
+REST = VisemeClass("rest", (0.02, 0.00, 0.00, 0.60, 0.00, 0.00), CLASSES["silence"].dominance,
+                   CLASSES["silence"].theta_anticipatory, CLASSES["silence"].theta_carryover)
 MAX_SENTENCES = 3
 
 # --------------------------------------------------------------------------- texts
@@ -539,17 +550,41 @@ def sample_conditions(rng: np.random.Generator) -> tuple[str, np.ndarray, tuple[
     return name, vector, gaze, distance
 
 
+def articulated_mouth(phones: list[Phone], num_frames: int, alphabet: str,
+                      unknown: Counter | None = None) -> np.ndarray:
+    """(T, len(MOUTH_CHANNELS)) mouth targets of the phones, opened up by ARTICULATION_GAIN.
+
+    The viseme model's coarticulated jaw peaks sit near 0.45 on open vowels, and a face
+    rendered from them opens about 0.14 mouth widths (p95 - p5) where real talking video
+    opens 0.43 (BENCHMARKS.md, "Quality control"): the corpus asked for a mumble. The jaw and
+    the lower lip are scaled up; frames where the lips close on p / b / m stay closed; in
+    silence the lips rest closed (REST).
+    """
+    mouth = mouth_targets(phones, num_frames, FPS, alphabet=alphabet, unknown=unknown, rest=REST)
+    jaw, press = MOUTH_CHANNELS.index("jaw_open"), MOUTH_CHANNELS.index("lip_press")
+    lower = MOUTH_CHANNELS.index("lower_lip_depress")
+    closed = mouth[:, press] >= CLOSED_PRESS
+    for channel in (jaw, lower):
+        mouth[:, channel] = np.minimum(mouth[:, channel] * ARTICULATION_GAIN, 1.0)
+        mouth[closed, channel] = np.minimum(mouth[closed, channel], CLOSED_JAW)
+    return mouth
+
+
 def target_motion(clean: AudioFeatures, phones: list[Phone], alphabet: str, emotion: np.ndarray,
                   gaze: tuple[float, float] | None, distance: float, seed: int,
                   unknown: Counter | None = None) -> np.ndarray:
     """(T, MOTION_DIM) float32 motion relative to a neutral frontal source."""
     controls = MotionControls(seed=seed, gaze=gaze, distance=distance, emotion=emotion)
     motion = ProceduralMotion().generate(clean, np.zeros(MOTION_DIM, np.float32), controls)
-    mouth = mouth_targets(phones, clean.num_frames, clean.fps, alphabet=alphabet, unknown=unknown)
+    set_mouth(motion, articulated_mouth(phones, clean.num_frames, alphabet, unknown), emotion)
+    return motion.astype(np.float32)
+
+
+def set_mouth(motion: np.ndarray, mouth: np.ndarray, emotion: np.ndarray) -> None:
+    """Write the mouth targets (T, len(MOUTH_CHANNELS)) plus the emotion offset into motion (T, MOTION_DIM)."""
     for k, name in enumerate(MOUTH_CHANNELS):
         index = DYNAMICS.index(name)
         motion[:, DYN_SLICE.start + index] = mouth[:, k] + emotion[index]
-    return motion.astype(np.float32)
 
 
 # --------------------------------------------------------------------------- build
@@ -720,6 +755,8 @@ def build(out: str, hours: float, seed: int, shard_utterances: int = 200, progre
         "fps": FPS,
         "sample_rate": SAMPLE_RATE,
         "seed": seed,
+        "articulation_gain": ARTICULATION_GAIN,
+        "rest_press": REST.target[MOUTH_CHANNELS.index("lip_press")],
         "engines": dict(sorted(counts["engines"].items())),
         "voices": dict(sorted(counts["voices"].items())),
         "languages": dict(sorted(counts["languages"].items())),
@@ -734,15 +771,49 @@ def build(out: str, hours: float, seed: int, shard_utterances: int = 200, progre
     return summary
 
 
+def retarget(uri: str, storage: Storage | None = None) -> dict:
+    """Rewrite the mouth channels of every shard under ``uri`` with the current recipe
+    (articulated_mouth) from the phones each shard keeps; audio, head, blinks and gaze stay.
+
+    The same targets a fresh build with this code writes, without synthesising the speech
+    again. Returns the updated summary (also written back as summary.json).
+    """
+    storage = storage or Storage()
+    summary = json.loads(storage.read_bytes(join_uri(uri, "summary.json")))
+    for name in summary["shards"]:
+        shard = dict(np.load(io.BytesIO(storage.read_bytes(join_uri(uri, name)))))
+        meta = json.loads(str(shard["meta"]))
+        bounds = shard["offsets"]
+        for u, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            phones = [Phone(symbol, start, end) for symbol, start, end in meta[u]["phones"]]
+            mouth = articulated_mouth(phones, int(hi - lo), meta[u]["alphabet"])
+            set_mouth(shard["motion"][lo:hi], mouth, shard["emotion"][u])
+        buffer = io.BytesIO()
+        np.savez(buffer, **shard)
+        storage.write_bytes(join_uri(uri, name), buffer.getvalue())
+    summary["articulation_gain"] = ARTICULATION_GAIN
+    summary["rest_press"] = REST.target[MOUTH_CHANNELS.index("lip_press")]
+    storage.write_bytes(join_uri(uri, "summary.json"), json.dumps(summary, indent=2, ensure_ascii=False).encode())
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output prefix (local path or s3:// URI)")
-    parser.add_argument("--hours", type=float, required=True, help="hours of speech to build")
+    parser.add_argument("--hours", type=float, default=None, help="hours of speech to build")
+    parser.add_argument("--retarget", action="store_true",
+                        help="rewrite the mouth targets of the corpus already under --out (no new speech)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shard-utterances", type=int, default=200, help="utterances per shard (~)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.retarget:
+        summary = retarget(args.out)
+        print(f"retargeted {len(summary['shards'])} shards (articulation gain {summary['articulation_gain']})")
+        return 0
+    if args.hours is None:
+        parser.error("--hours is required to build a corpus")
     summary = build(args.out, args.hours, args.seed, args.shard_utterances, progress=not args.no_progress)
     print(f"corpus: {summary['hours']:.3f} h, {summary['utterances']} utterances, {len(summary['shards'])} shards "
           f"in {summary['build_seconds']:.0f} s ({summary['realtime_factor']:.1f}x real time), "

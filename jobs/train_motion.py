@@ -4,6 +4,9 @@
     python -m jobs.train_motion --corpus s3://bucket/corpus --run runs/motion --steps 4000 \
         --export workers/motion/checkpoints
 
+``--init CHECKPOINT`` starts a new run from a shipped checkpoint's weights (fine-tuning after
+the corpus targets changed; the standardisation is the new corpus's).
+
 Resumable: every ``--save-every`` steps the run folder gets ``state.pt`` (model, optimiser,
 step, RNG) and a loss curve ``loss.png``; running the same command again continues from it.
 ``--export`` writes the shipped checkpoint: ``motion-diffusion.safetensors`` plus
@@ -36,6 +39,7 @@ import torch
 
 from pipeline.storage import Storage, join_uri
 from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
+from workers.motion.articulation import CLOSED_PRESS, MOUTH_CHANNELS
 from workers.motion.conditioning import AUDIO_FEATURES, MODEL_AUDIO_DIM, ClipNormalization, audio_matrix, \
     silence_matrix, warp_formants
 from workers.motion.diffusion import GAZE_SCALE_DEGREES, DiffusionConfig, MotionTransformer
@@ -46,6 +50,9 @@ GAZE_DROP = 0.1
 PREVIOUS_DROP = 0.5
 # The mouth channels carry lip sync; weight their error up against head pose and blinks.
 MOUTH_WEIGHT = 2.0
+# Lips closed on p / b / m are brief (2-3 frames) and the audio of a stop is ambiguous (p, t
+# or k): without more weight the model half-presses them.
+CLOSURE_WEIGHT = 5.0
 VELOCITY_WEIGHT = 0.5
 # Vocal tract length perturbation: each utterance's formants scaled by a factor in this range.
 FORMANT_WARP = (0.87, 1.13)
@@ -149,10 +156,14 @@ class WindowBatches:
         }
 
 
+MOUTH_MASK = torch.zeros(MOTION_DIM)
+MOUTH_MASK[[DYN_SLICE.start + DYNAMICS.index(name) for name in MOUTH_CHANNELS]] = 1.0
+PRESS = DYN_SLICE.start + DYNAMICS.index("lip_press")
+
+
 def channel_weights() -> torch.Tensor:
-    weights = torch.ones(MOTION_DIM)
-    for name in ("jaw_open", "lip_stretch", "lip_pucker", "lip_press", "upper_lip_raise", "lower_lip_depress"):
-        weights[DYN_SLICE.start + DYNAMICS.index(name)] = MOUTH_WEIGHT
+    """(MOTION_DIM,) loss weight per channel, mean 1: the mouth's MOUTH_WEIGHT times the rest."""
+    weights = 1.0 + (MOUTH_WEIGHT - 1.0) * MOUTH_MASK
     return weights / weights.mean()
 
 
@@ -168,9 +179,11 @@ def training_loss(model: MotionTransformer, batch: dict[str, torch.Tensor], gene
     pred = model(noisy, t, batch["audio"], previous, batch["controls"], batch["keep_audio"],
                  batch["keep_previous"], batch["pad"])
     valid = batch["valid"][..., None]
+    closed = (batch["target"][..., PRESS] >= CLOSED_PRESS).float()[..., None]          # (B, W, 1)
+    weights = weights * (1.0 + (CLOSURE_WEIGHT - 1.0) * closed * MOUTH_MASK)
     err = ((pred - target) ** 2 * weights * valid).sum() / (valid.sum() * MOTION_DIM).clamp(min=1)
     vel_valid = valid[:, 1:] * valid[:, :-1]
-    vel = (((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])) ** 2 * weights * vel_valid).sum()
+    vel = (((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])) ** 2 * weights[:, 1:] * vel_valid).sum()
     vel = vel / (vel_valid.sum() * MOTION_DIM).clamp(min=1)
     return err + VELOCITY_WEIGHT * vel
 
@@ -226,7 +239,7 @@ def export(model: MotionTransformer, folder: Path, summary: dict, training: dict
         "audio_dim": MODEL_AUDIO_DIM,
         "audio_features": AUDIO_FEATURES,
         "motion_dim": MOTION_DIM,
-        "corpus": {k: summary.get(k) for k in ("hours", "utterances", "engines", "voices", "languages", "seed")},
+        "corpus": {k: summary.get(k) for k in ("hours", "utterances", "engines", "voices", "languages", "seed", "articulation_gain", "rest_press")},
         "training": training,
     }
     (folder / f"{CHECKPOINT_NAME}.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -245,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--export", type=Path, default=None, help="folder for the shipped safetensors + JSON")
+    parser.add_argument("--init", default=None,
+                        help="start a new run from this checkpoint's weights (path or URI of a shipped "
+                             "motion-diffusion.safetensors, or its folder): fine-tuning on a changed corpus")
     for f in dataclasses.fields(DiffusionConfig):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=f.default)
     args = parser.parse_args(argv)
@@ -271,6 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         generator.set_state(state["generator"])
         batches.rng.bit_generator.state = state["numpy_rng"]
         print(f"resumed at step {step}", flush=True)
+    elif args.init is not None:
+        from workers.motion.learned import load_model, locate_checkpoint
+
+        initial = load_model(locate_checkpoint(args.init))
+        if dataclasses.asdict(initial.config) != dataclasses.asdict(config):
+            raise SystemExit(f"--init checkpoint has {initial.config}; pass the same model options")
+        model.load_state_dict(initial.state_dict())
+        set_statistics(model, corpus)    # the corpus's own standardisation; the weights adapt to it
+        print(f"initialised from {args.init}", flush=True)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {config}", flush=True)
     weights = channel_weights()
     warmup = 200
@@ -311,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         recent = float(np.mean([v for _, v in losses[-200:]])) if losses else float("nan")
         path = export(model.eval(), args.export, corpus.summary,
                       {"steps": step, "batch": args.batch, "lr": args.lr, "seconds": round(seconds_trained),
+                       "initialised_from": args.init,
                        "final_loss": round(recent, 4), "seed": args.seed})
         print(f"exported {path}", flush=True)
     return 0

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="motion generator: diffusion (the trained transformer) or procedural (hand-made baseline)")
     render.add_argument("--sampling-steps", type=int, default=10, help="diffusion denoising steps per window (1-100)")
     render.add_argument("--audio-guidance", type=float, default=0.5,
-                        help="classifier-free guidance scale on the audio, lambda_A (diffusion)")
+                        help="classifier-free guidance scale on the audio, lambda_A, for the face (diffusion; "
+                             "the head pose is sampled without it)")
     render.add_argument("--gaze-guidance", type=float, default=1.0,
                         help="classifier-free guidance scale on the gaze direction, lambda_g (diffusion)")
     render.add_argument("--transcript", default=None, metavar="TEXT_OR_FILE",

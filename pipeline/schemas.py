@@ -33,7 +33,7 @@ class RenderControls(BaseModel):
     paste_back: bool = Field(False, description="render into the full original photo")
     motion: str = Field("procedural", description="motion generator")
     sampling_steps: int = Field(10, ge=1, le=100, description="diffusion denoising steps per window")
-    audio_guidance: float = Field(0.5, ge=0.0, le=5.0, description="classifier-free guidance on the audio (lambda_A)")
+    audio_guidance: float = Field(0.5, ge=0.0, le=5.0, description="classifier-free guidance on the audio (lambda_A), for the face; the head pose is sampled without it")
     gaze_guidance: float = Field(1.0, ge=0.0, le=5.0, description="classifier-free guidance on the gaze (lambda_g)")
     transcript: str | None = Field(
         None, max_length=20000,

@@ -10,7 +10,7 @@ import pytest
 
 from jobs import build_corpus as bc
 from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
-from workers.motion.articulation import MOUTH_CHANNELS, Phone, bilabial_centre_frames, classify
+from workers.motion.articulation import CLASSES, MOUTH_CHANNELS, Phone, bilabial_centre_frames, classify
 
 try:
     bc.Espeak.get()
@@ -130,6 +130,43 @@ def test_same_seed_same_arrays(corpus, tmp_path):
                 assert str(a[name]) == str(b[name])
             else:
                 np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@needs_espeak
+def test_retarget_rewrites_the_mouth_as_a_fresh_build_does(corpus, tmp_path, monkeypatch):
+    root, _, shards = corpus
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    # With the viseme model's own amplitude and rest the mouth changes and nothing else does ...
+    monkeypatch.setattr(bc, "ARTICULATION_GAIN", 1.0)
+    monkeypatch.setattr(bc, "REST", CLASSES["silence"])
+    assert bc.retarget(str(copy))["articulation_gain"] == 1.0
+    _, plain = load_shards(copy)
+    mouth = [DYN_SLICE.start + DYNAMICS.index(name) for name in MOUTH_CHANNELS]
+    others = np.setdiff1d(np.arange(MOTION_DIM), mouth)
+    for built, redone in zip(shards, plain):
+        for name in built:
+            if name == "meta":
+                assert str(built[name]) == str(redone[name])
+            elif name != "motion":
+                np.testing.assert_array_equal(built[name], redone[name], err_msg=name)
+        np.testing.assert_array_equal(built["motion"][:, others], redone["motion"][:, others])
+        offsets = built["offsets"]
+        for k, m in enumerate(json.loads(str(built["meta"]))):
+            n = offsets[k + 1] - offsets[k]
+            phones = [Phone(*p) for p in m["phones"]]
+            expected = bc.mouth_targets(phones, n, 25.0, alphabet=m["alphabet"]) + \
+                built["emotion"][k][[DYNAMICS.index(c) for c in MOUTH_CHANNELS]]
+            np.testing.assert_allclose(redone["motion"][offsets[k]:offsets[k + 1]][:, mouth], expected, atol=1e-5)
+        assert np.abs(built["motion"][:, JAW] - redone["motion"][:, JAW]).mean() > 0.02
+    # ... and back at the build's gain it gives the build's targets again (phone times are
+    # stored to 0.1 ms, so a frame at a phone boundary may differ a little).
+    monkeypatch.undo()
+    bc.retarget(str(copy))
+    _, again = load_shards(copy)
+    for built, redone in zip(shards, again):
+        difference = np.abs(built["motion"] - redone["motion"])
+        assert difference.mean() < 1e-4 and difference.max() < 0.05
 
 
 @needs_espeak

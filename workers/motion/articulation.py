@@ -233,8 +233,10 @@ def viseme_class(symbol: str, alphabet: str = "auto") -> VisemeClass:
 
 
 def _expand(segments: Iterable[Phone], duration_s: float, alphabet: str,
-            unknown: Counter[str] | None) -> list[tuple[VisemeClass, float, float]]:
-    """(class, start_s, end_s) spans in time order, silence filling the gaps and the edges."""
+            unknown: Counter[str] | None, rest: VisemeClass | None = None) -> list[tuple[VisemeClass, float, float]]:
+    """(class, start_s, end_s) spans in time order, ``rest`` (the silence class) filling the
+    gaps and the edges and standing for silence symbols."""
+    rest = rest or CLASSES["silence"]
     spans: list[tuple[VisemeClass, float, float]] = []
     for phone in sorted(segments, key=lambda p: (p.start_s, p.end_s)):
         start, end = float(phone.start_s), float(phone.end_s)
@@ -250,10 +252,10 @@ def _expand(segments: Iterable[Phone], duration_s: float, alphabet: str,
             continue
         step = (end - start) / len(names)
         for k, name in enumerate(names):
-            spans.append((CLASSES[name], start + k * step, start + (k + 1) * step))
+            spans.append((rest if name == "silence" else CLASSES[name], start + k * step, start + (k + 1) * step))
     filled: list[tuple[VisemeClass, float, float]] = []
     cursor = 0.0
-    silence = CLASSES["silence"]
+    silence = rest
     for span in spans:
         if span[1] - cursor >= MIN_GAP_S:
             filled.append((silence, cursor, span[1]))
@@ -267,7 +269,7 @@ def _expand(segments: Iterable[Phone], duration_s: float, alphabet: str,
 
 def mouth_targets(segments: Sequence[Phone], num_frames: int, fps: float = 25.0, *,
                   alphabet: str = "auto", lead_s: float = LIP_LEAD_S,
-                  unknown: Counter[str] | None = None) -> np.ndarray:
+                  unknown: Counter[str] | None = None, rest: VisemeClass | None = None) -> np.ndarray:
     """Coarticulated mouth targets on the video frame grid.
 
     Dominance model (Cohen & Massaro): phone s with target T_s, peak dominance alpha_s and
@@ -290,6 +292,7 @@ def mouth_targets(segments: Sequence[Phone], num_frames: int, fps: float = 25.0,
             articulation of audio time t + lead_s).
         unknown: optional counter that receives unknown symbols (they are also counted in
             the process-wide :data:`UNKNOWN_PHONES`).
+        rest: the mouth in silence (default ``CLASSES["silence"]``, lips just touching).
 
     Returns:
         (num_frames, 6) float32 values of :data:`MOUTH_CHANNELS` in [0, 1].
@@ -299,7 +302,7 @@ def mouth_targets(segments: Sequence[Phone], num_frames: int, fps: float = 25.0,
     if num_frames <= 0:
         return out
     times = (np.arange(num_frames) + 0.5) / fps + lead_s       # audio time shown by each frame
-    spans = _expand(segments, num_frames / fps, alphabet, unknown)
+    spans = _expand(segments, num_frames / fps, alphabet, unknown, rest)
     weighted = np.zeros((num_frames, len(MOUTH_CHANNELS)))
     total = np.full(num_frames, 1e-12)
     for cls, start, end in spans:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from workers.face.latents import GAZE_SLICE, MOTION_DIM
+from workers.face.latents import GAZE_SLICE, MOTION_DIM, POSE_SLICE
 from workers.motion.conditioning import AUDIO_DIM, silence_matrix
 from workers.motion.diffusion import Conditions, DiffusionConfig, MotionTransformer, SamplingOptions, \
     sample_motion, stream_motion
@@ -78,6 +78,15 @@ def test_guidance_scales_change_the_sample(model, rows):
     unguided = sample_motion(model, rows[:60], Conditions(gaze=(15.0, 0.0)), seed=0,
                              options=SamplingOptions(steps=4, audio_guidance=0.0, gaze_guidance=0.0))
     assert np.abs(base - unguided).mean() > 1e-4
+
+
+def test_audio_guidance_reaches_the_head_pose_only_when_asked(model, rows):
+    def sample(pose_guidance):
+        return sample_motion(model, rows[:60], Conditions(), seed=0,
+                             options=SamplingOptions(steps=4, audio_guidance=0.5, pose_audio_guidance=pose_guidance))
+
+    face_only, with_pose = sample(0.0), sample(0.5)
+    assert np.abs(face_only[:, POSE_SLICE] - with_pose[:, POSE_SLICE]).mean() > 1e-4
 
 
 def test_checkpoint_round_trip_reproduces_the_samples(model, rows, tmp_path):
