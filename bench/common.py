@@ -36,3 +36,19 @@ def cpu_model() -> str:
 def peak_rss_mib() -> float:
     """Peak resident memory of this process, MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: KiB
+
+
+def render_and_measure(runner, portrait: Path, audio: Path, out: Path, motion: str,
+                       transcript: str | None = None, **controls) -> dict | str:
+    """Render ``audio`` on ``portrait`` with the ``motion`` generator through ``runner`` (a set-up
+    ``InProcessRunner``) and measure the video as ``talkfarm eval`` does (with ``transcript``
+    for the phone measures). Returns the metrics, or the failure as "stage: message"."""
+    from pipeline.schemas import RenderControls, RenderRequest
+    from workers.quality.qc import evaluate
+
+    request = RenderRequest(id=out.stem, image=str(portrait), audio=str(audio), output=str(out),
+                            controls=RenderControls(motion=motion, **controls))
+    result = runner.render(request)
+    if result.status != "done":
+        return f"{result.error_stage}: {result.error_message}"
+    return evaluate(out, audio, portrait, transcript).metrics

@@ -85,10 +85,9 @@ def speed_rows(assets: Path, steps: int) -> list[str]:
 
 
 def quality_rows(assets: Path, size: int, steps: int) -> tuple[list[str], dict]:
+    from bench.common import render_and_measure
     from pipeline.runner import InProcessRunner
-    from pipeline.schemas import RenderControls, RenderRequest
     from workers.decoder.renderer import DecoderConfig
-    from workers.quality.qc import evaluate
 
     portraits = sorted(p for p in assets.glob("face_*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     speech = sorted(assets.glob("speech_*.wav"))
@@ -103,16 +102,13 @@ def quality_rows(assets: Path, size: int, steps: int) -> tuple[list[str], dict]:
             for portrait in portraits:
                 for audio in speech:
                     name = f"{portrait.stem.removeprefix('face_')}__{audio.stem.removeprefix('speech_')}"
-                    out = Path(folder) / f"{motion}_{name}.mp4"
-                    request = RenderRequest(id=name, image=str(portrait), audio=str(audio), output=str(out),
-                                            controls=RenderControls(size=size, motion=motion, sampling_steps=steps))
-                    result = runner.render(request)
-                    if result.status != "done":
-                        rows.append(f"| {motion} | {name} | failed: {result.error_stage}: {result.error_message} |")
-                        continue
                     transcript_file = audio.with_suffix(".txt")
                     transcript = transcript_file.read_text() if transcript_file.is_file() else None
-                    m = evaluate(out, audio, portrait, transcript).metrics
+                    m = render_and_measure(runner, portrait, audio, Path(folder) / f"{motion}_{name}.mp4", motion,
+                                           transcript, size=size, sampling_steps=steps)
+                    if isinstance(m, str):
+                        rows.append(f"| {motion} | {name} | failed: {m} |")
+                        continue
                     for key in ("lipsync_r", "silence_closed_fraction", "opening_range", "head_motion_deg_per_frame",
                                 "blinks_per_minute", "bilabial_closed_fraction", "open_vowel_open_fraction",
                                 "articulation_contrast", "articulation_target_r"):

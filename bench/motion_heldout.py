@@ -90,10 +90,9 @@ def render_rows(paths: list[Path], assets: Path, checkpoint: str | None) -> None
     import os
     import tempfile
 
+    from bench.common import render_and_measure
     from pipeline.runner import InProcessRunner
-    from pipeline.schemas import RenderControls, RenderRequest
     from workers.decoder.renderer import DecoderConfig
-    from workers.quality.qc import evaluate
 
     if checkpoint:
         os.environ["TALKFARM_MOTION_CHECKPOINT"] = str(checkpoint)
@@ -107,14 +106,11 @@ def render_rows(paths: list[Path], assets: Path, checkpoint: str | None) -> None
         for motion in ("procedural", "diffusion"):
             for portrait in portraits:
                 for path in paths:
-                    out = Path(folder) / f"{motion}_{portrait.stem}_{path.stem}.mp4"
-                    request = RenderRequest(id=path.stem, image=str(portrait), audio=str(path), output=str(out),
-                                            controls=RenderControls(motion=motion))
-                    result = runner.render(request)
-                    if result.status != "done":
-                        print(f"| {motion} | {portrait.stem} | {path.stem} | failed: {result.error_message} |")
+                    m = render_and_measure(runner, portrait, path, Path(folder) / f"{motion}_{portrait.stem}_{path.stem}.mp4",
+                                           motion, path.stem.replace("_", " "))
+                    if isinstance(m, str):
+                        print(f"| {motion} | {portrait.stem} | {path.stem} | failed: {m} |")
                         continue
-                    m = evaluate(out, path, portrait, path.stem.replace("_", " ")).metrics
                     values = [m.get(k) for k in keys]
                     for key, value in zip(keys, values):
                         if value is not None and np.isfinite(value):

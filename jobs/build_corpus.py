@@ -67,8 +67,8 @@ from workers.audio.espeak import (MIN_PAUSE_S, EngineError, Espeak, EspeakEvent,
                                   _run_forked, events_to_phones, to_16k)
 from workers.audio.features import AudioFeatures, compute_features
 from workers.face.latents import DYN_SLICE, DYNAMICS, EMOTIONS, MOTION_DIM, emotion_offset
-from workers.motion.articulation import CLASSES, CLOSED_JAW, CLOSED_PRESS, MOUTH_CHANNELS, Phone, VisemeClass, \
-    mouth_targets
+from workers.motion.articulation import CLASSES, CLOSED_JAW, CLOSED_PRESS, MOUTH_CHANNELS, MOUTH_DYN_INDEX, Phone, \
+    VisemeClass, mouth_targets
 from workers.motion.base import MotionControls
 from workers.motion.procedural import ProceduralMotion
 
@@ -582,8 +582,7 @@ def target_motion(clean: AudioFeatures, phones: list[Phone], alphabet: str, emot
 
 def set_mouth(motion: np.ndarray, mouth: np.ndarray, emotion: np.ndarray) -> None:
     """Write the mouth targets (T, len(MOUTH_CHANNELS)) plus the emotion offset into motion (T, MOTION_DIM)."""
-    for k, name in enumerate(MOUTH_CHANNELS):
-        index = DYNAMICS.index(name)
+    for k, index in enumerate(MOUTH_DYN_INDEX):
         motion[:, DYN_SLICE.start + index] = mouth[:, k] + emotion[index]
 
 

@@ -39,7 +39,7 @@ import torch
 
 from pipeline.storage import Storage, join_uri
 from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
-from workers.motion.articulation import CLOSED_PRESS, MOUTH_CHANNELS
+from workers.motion.articulation import CLOSED_PRESS, MOUTH_DYN_INDEX
 from workers.motion.conditioning import AUDIO_FEATURES, MODEL_AUDIO_DIM, ClipNormalization, audio_matrix, \
     silence_matrix, warp_formants
 from workers.motion.diffusion import GAZE_SCALE_DEGREES, DiffusionConfig, MotionTransformer
@@ -157,7 +157,7 @@ class WindowBatches:
 
 
 MOUTH_MASK = torch.zeros(MOTION_DIM)
-MOUTH_MASK[[DYN_SLICE.start + DYNAMICS.index(name) for name in MOUTH_CHANNELS]] = 1.0
+MOUTH_MASK[[DYN_SLICE.start + index for index in MOUTH_DYN_INDEX]] = 1.0
 PRESS = DYN_SLICE.start + DYNAMICS.index("lip_press")
 
 

@@ -374,15 +374,17 @@ def phone_articulation(opening: np.ndarray, phones: Sequence, fps: float,
 
 # ---------------------------------------------------------------------------- head and eyes
 
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle in degrees of the best rotation taking point set a onto b (similarity Procrustes)."""
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    u, _, vt = np.linalg.svd(a.T @ b)
-    d = np.sign(np.linalg.det(u @ vt))
-    rotation = u @ np.diag([1.0, 1.0, d]) @ vt
-    cos = (np.trace(rotation) - 1.0) / 2.0
-    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+def rotation_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(K,) degrees of the best rotation taking each point set a[k] onto b[k], both (K, N, 3)
+    (Procrustes, one batched SVD)."""
+    a = a - a.mean(-2, keepdims=True)
+    b = b - b.mean(-2, keepdims=True)
+    u, _, vt = np.linalg.svd(np.swapaxes(a, -1, -2) @ b)
+    d = np.ones((len(a), 3))
+    d[:, -1] = np.sign(np.linalg.det(u @ vt))
+    rotation = (u * d[:, None, :]) @ vt
+    cos = (np.trace(rotation, axis1=-2, axis2=-1) - 1.0) / 2.0
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 def head_motion(landmarks: np.ndarray) -> np.ndarray:
@@ -394,10 +396,11 @@ def head_motion(landmarks: np.ndarray) -> np.ndarray:
     """
     rigid = np.asarray(landmarks, dtype=np.float64)[:, list(RIGID)]
     out = np.full(max(len(rigid) - 1, 0), np.nan)
-    for i in range(len(out)):
-        a, b = rigid[i], rigid[i + 1]
-        if np.all(np.isfinite(a)) and np.all(np.isfinite(b)):
-            out[i] = _rotation_between(a, b)
+    if len(out):
+        a, b = rigid[:-1], rigid[1:]
+        ok = np.all(np.isfinite(a.reshape(len(a), -1)), axis=1) & np.all(np.isfinite(b.reshape(len(b), -1)), axis=1)
+        if ok.any():
+            out[ok] = rotation_angles(a[ok], b[ok])
     return out
 
 

@@ -101,6 +101,7 @@ from workers.quality.measure import (
     lagged_correlations,
     mouth_opening,
     phone_articulation,
+    rotation_angles,
     silence_closure,
 )
 
@@ -474,19 +475,6 @@ def _similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray,
     return scale[..., None, None] * a @ rotation + mu_t, rotation
 
 
-def _rotation_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(K,) degrees of the best rotation taking each point set a[k] onto b[k] ((K, N, 3)):
-    measure._rotation_between, batched."""
-    a = a - a.mean(-2, keepdims=True)
-    b = b - b.mean(-2, keepdims=True)
-    u, _, vt = np.linalg.svd(np.swapaxes(a, -1, -2) @ b)
-    d = np.ones((len(a), 3))
-    d[:, -1] = np.sign(np.linalg.det(u @ vt))
-    rotation = (u * d[:, None, :]) @ vt
-    cos = (np.trace(rotation, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
 # ---------------------------------------------------------------------------- new metrics
 
 def identity_drift(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -678,7 +666,7 @@ def head_motion_intensity(landmarks: np.ndarray, stride: int = 1, span: int = HE
     ok = np.all(np.isfinite(a.reshape(len(a), -1)), axis=1) & np.all(np.isfinite(b.reshape(len(b), -1)), axis=1)
     if not ok.any():
         return float("nan")
-    return float(np.mean(_rotation_angles(a[ok], b[ok]) / span))
+    return float(np.mean(rotation_angles(a[ok], b[ok]) / span))
 
 
 def head_pose_angles(landmarks: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
