@@ -2,6 +2,7 @@
 
     python -m jobs.build_corpus --out /data/corpus --hours 2 --seed 0 [--shard-utterances 200]
     python -m jobs.build_corpus --out /data/corpus --retarget     # new mouth recipe, same speech
+    python -m jobs.build_corpus --out /data/recorded --recordings DIR --transcripts LIST [--copies 2] [--exclude NAME ...]
 
 Speech comes from three text-to-speech engines, each giving phone timings:
 
@@ -25,6 +26,11 @@ the phones (``workers.motion.articulation.mouth_targets``, jaw and lower lip ope
 ARTICULATION_GAIN: ``articulated_mouth``) plus the emotion offset. ``--retarget`` rewrites
 the mouth channels of an existing corpus from the phones its shards keep.
 
+``--recordings`` builds from recorded speech instead (real voices; ``jobs/recordings.py``):
+each recording with a transcript is force-aligned with pocketsphinx and goes through the
+same augmentation and targets, ``--copies`` times with different augmentations. Train on
+both corpora together (``jobs/train_motion.py --corpus SYNTH RECORDED``).
+
 Output under ``--out`` (local path or s3:// URI): ``shard-00000.npz``, ... each holding the
 concatenated frames of ~``--shard-utterances`` utterances::
 
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import logging
 import math
@@ -71,6 +78,7 @@ from workers.motion.articulation import CLASSES, CLOSED_JAW, CLOSED_PRESS, MOUTH
     VisemeClass, mouth_targets
 from workers.motion.base import MotionControls
 from workers.motion.procedural import ProceduralMotion
+from jobs.recordings import Recording
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +95,11 @@ ARTICULATION_GAIN = 1.6
 REST = VisemeClass("rest", (0.02, 0.00, 0.00, 0.60, 0.00, 0.00), CLASSES["silence"].dominance,
                    CLASSES["silence"].theta_anticipatory, CLASSES["silence"].theta_carryover)
 MAX_SENTENCES = 3
+# Pauses around each utterance (add_pauses), and a breath before the speech in some leading ones.
+PAUSE_PROBABILITY = 0.6
+MAX_PAUSE_S = 0.8
+BREATH_PROBABILITY = 0.5
+BREATH_LEVEL_DB = (-36.0, -20.0)    # relative to the speech's power
 
 # --------------------------------------------------------------------------- texts
 
@@ -494,6 +507,37 @@ def _speech_power(wave: np.ndarray) -> float:
     return float(active.mean()) + 1e-12
 
 
+def breath_noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n,) unit-power inhalation-like noise: band-limited (0.5-4 kHz) with a rise and fall."""
+    sos = scipy.signal.butter(2, [500.0, 4000.0], btype="bandpass", fs=SAMPLE_RATE, output="sos")
+    noise = scipy.signal.sosfilt(sos, rng.standard_normal(n + 400))[400:]
+    noise *= np.sin(np.linspace(0.0, np.pi, n)) ** 2
+    return (noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)).astype(np.float32)
+
+
+def add_pauses(wave: np.ndarray, phones: list[Phone], rng: np.random.Generator
+               ) -> tuple[np.ndarray, list[Phone], list[str]]:
+    """Pauses before and after the speech (each with PAUSE_PROBABILITY, 0.1-MAX_PAUSE_S long),
+    sometimes with a breath in the leading one; phone times move with the speech.
+
+    Synthesised speech starts at once; recordings start out of a pause, often after an audible
+    inhalation. Without such onsets in the corpus the model parted the lips in the silence
+    before recorded speech (BENCHMARKS.md, "Motion diffusion").
+    """
+    lead, tail = (float(rng.uniform(0.1, MAX_PAUSE_S)) if rng.random() < PAUSE_PROBABILITY else 0.0 for _ in range(2))
+    n_lead, n_tail = int(lead * SAMPLE_RATE), int(tail * SAMPLE_RATE)
+    out = np.concatenate([np.zeros(n_lead, np.float32), np.asarray(wave, np.float32), np.zeros(n_tail, np.float32)])
+    applied = [f"pause={lead + tail:.2f}"] if n_lead + n_tail else []
+    if lead >= 0.35 and rng.random() < BREATH_PROBABILITY:
+        end = n_lead - int(rng.uniform(0.03, 0.12) * SAMPLE_RATE)
+        start = max(0, end - int(rng.uniform(0.2, 0.5) * SAMPLE_RATE))
+        level_db = float(rng.uniform(*BREATH_LEVEL_DB))
+        out[start:end] += breath_noise(rng, end - start) * np.float32(np.sqrt(_speech_power(wave)) * 10 ** (level_db / 20))
+        applied.append(f"breath={level_db:.0f}dB")
+    shift = n_lead / SAMPLE_RATE
+    return out, [Phone(p.symbol, p.start_s + shift, p.end_s + shift) for p in phones], applied
+
+
 def pitch_shift(wave: np.ndarray, factor: float) -> np.ndarray:
     """Resample so playback is ``factor`` times higher and faster (duration / factor)."""
     down = int(round(100 * factor))
@@ -604,8 +648,13 @@ class Builder:
     workdir: Path
     engines: dict[str, list[str]] = field(default_factory=dict)
     unknown_phones: Counter = field(default_factory=Counter)
+    recorded: bool = False
+    # The last recording's wave and aligned phones, shared by its augmented copies.
+    alignments: dict[str, tuple[np.ndarray, list[Phone]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.recorded:
+            return
         if not self.engines:
             self.engines = available_engines()
         if not self.engines:
@@ -623,7 +672,30 @@ class Builder:
             synth = synth_festival(synth_rng, self.engines["festival"], self.workdir)
         else:
             synth = synth_flite(synth_rng, self.engines["flite"], self.workdir)
+        return self.speech_utterance(rng, synth, engine)
 
+    def recorded_utterance(self, index: int, recording: Recording, copy: int) -> Utterance:
+        """Utterance ``index`` of a corpus of recordings: augmented copy ``copy`` of ``recording``
+        (aligned once, on its first copy)."""
+        rng = np.random.default_rng([self.seed, index])
+        if recording.name not in self.alignments:
+            from workers.audio.decode import load_audio
+            from workers.audio.phonemes import align_transcript
+
+            wave16 = load_audio(recording.path, SAMPLE_RATE)
+            try:
+                segments = align_transcript(wave16, recording.text)
+            except Exception as error:   # noqa: BLE001 - a failed alignment skips the recording
+                raise EngineError(f"alignment failed: {error}") from None
+            self.alignments = {recording.name: (wave16, [Phone(s.phone, s.start_s, s.end_s) for s in segments])}
+        wave16, phones = self.alignments[recording.name]
+        synth = Synth(wave16, phones, "arpabet", recording.speaker, "en", recording.text)
+        utterance = self.speech_utterance(rng, synth, "recorded")
+        utterance.meta["recording"] = recording.name
+        return utterance
+
+    def speech_utterance(self, rng: np.random.Generator, synth: Synth, engine: str) -> Utterance:
+        """Augment one utterance's speech and make its audio features and target motion."""
         wave16, phones = synth.wave, synth.phones
         augmentations = []
         if rng.random() < AUGMENT_PROBABILITY["pitch"]:
@@ -631,6 +703,8 @@ class Builder:
             wave16 = pitch_shift(wave16, factor)
             phones = [Phone(p.symbol, p.start_s / factor, p.end_s / factor) for p in phones]
             augmentations.append(f"pitch={factor:.3f}")
+        wave16, phones, paused = add_pauses(wave16, phones, rng)
+        augmentations += paused
         duration = len(wave16) / SAMPLE_RATE
         phones = [Phone(p.symbol, min(p.start_s, duration), min(p.end_s, duration)) for p in phones]
         phones = [p for p in phones if p.end_s > p.start_s]
@@ -691,19 +765,24 @@ def shard_arrays(utterances: list[Utterance]) -> dict[str, np.ndarray]:
     }
 
 
-def build(out: str, hours: float, seed: int, shard_utterances: int = 200, progress: bool = True,
-          storage: Storage | None = None) -> dict:
-    """Build the corpus under ``out``; returns the summary (also written as summary.json)."""
+def build(out: str, hours: float | None, seed: int, shard_utterances: int = 200, progress: bool = True,
+          storage: Storage | None = None, recordings: list[Recording] | None = None, copies: int = 1,
+          recorded_from: dict | None = None) -> dict:
+    """Build the corpus under ``out``; returns the summary (also written as summary.json).
+
+    Synthesised speech until ``hours`` of it, or, with ``recordings``, ``copies`` differently
+    augmented copies of each recording (jobs/recordings.py); ``recorded_from`` (where they
+    came from, which were left out) goes into the summary.
+    """
     from tqdm import tqdm
 
     storage = storage or Storage()
-    target_s = hours * 3600.0
     started = time.monotonic()
     counts = {"engines": Counter(), "voices": Counter(), "languages": Counter(), "augmentations": Counter()}
     skipped: Counter = Counter()
     shards: list[str] = []
     pending: list[Utterance] = []
-    total_s, total_frames, utterances, index = 0.0, 0, 0, 0
+    total_s, total_frames, utterances = 0.0, 0, 0
 
     def flush() -> None:
         nonlocal pending
@@ -717,19 +796,27 @@ def build(out: str, hours: float, seed: int, shard_utterances: int = 200, progre
         pending = []
 
     with tempfile.TemporaryDirectory(prefix="build_corpus_") as tmp:
-        builder = Builder(seed, Path(tmp))
-        bar = tqdm(total=round(target_s), unit="s", desc="corpus audio", disable=not progress, smoothing=0.05)
-        while total_s < target_s:
+        builder = Builder(seed, Path(tmp), recorded=recordings is not None)
+        if recordings is None:
+            target = round(hours * 3600.0)
+            bar = tqdm(total=target, unit="s", desc="corpus audio", disable=not progress, smoothing=0.05)
+            makers = (lambda i=i: builder.utterance(i) for i in itertools.count())
+        else:
+            target = len(recordings) * copies
+            bar = tqdm(total=target, unit="utt", desc="recordings", disable=not progress, smoothing=0.05)
+            makers = (lambda i=i, r=r, c=c: builder.recorded_utterance(i, r, c)
+                      for i, (r, c) in enumerate(itertools.product(recordings, range(copies))))
+        for index, make in enumerate(makers):
+            if recordings is None and total_s >= target:
+                break
             try:
-                utterance = builder.utterance(index)
+                utterance = make()
             except Exception as error:   # noqa: BLE001 - one failed utterance never stops the build
                 skipped[type(error).__name__] += 1
                 logger.warning("utterance %d skipped: %s", index, error)
-                index += 1
                 if sum(skipped.values()) > 100 + index // 2:
                     raise SystemExit("too many failed utterances; giving up") from error
                 continue
-            index += 1
             meta = utterance.meta
             pending.append(utterance)
             utterances += 1
@@ -740,7 +827,7 @@ def build(out: str, hours: float, seed: int, shard_utterances: int = 200, progre
             counts["languages"][meta["language"]] += 1
             for aug in meta["augmentations"] or ["none"]:
                 counts["augmentations"][aug.split("=")[0].split("_")[0]] += 1
-            bar.update(min(round(total_s), round(target_s)) - bar.n)
+            bar.update(min(round(total_s), target) - bar.n if recordings is None else 1)
             if len(pending) >= shard_utterances:
                 flush()
         flush()
@@ -755,6 +842,7 @@ def build(out: str, hours: float, seed: int, shard_utterances: int = 200, progre
         "sample_rate": SAMPLE_RATE,
         "seed": seed,
         "articulation_gain": ARTICULATION_GAIN,
+        **({"recordings": {**(recorded_from or {}), "copies": copies}} if recordings is not None else {}),
         "rest_press": REST.target[MOUTH_CHANNELS.index("lip_press")],
         "engines": dict(sorted(counts["engines"].items())),
         "voices": dict(sorted(counts["voices"].items())),
@@ -804,6 +892,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="rewrite the mouth targets of the corpus already under --out (no new speech)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shard-utterances", type=int, default=200, help="utterances per shard (~)")
+    parser.add_argument("--recordings", type=Path, default=None,
+                        help="folder of recorded speech to use instead of synthesis (see jobs/recordings.py)")
+    parser.add_argument("--transcripts", type=Path, default=None, help="transcript list of --recordings ('name: text' lines)")
+    parser.add_argument("--copies", type=int, default=2, help="differently augmented copies of each recording")
+    parser.add_argument("--exclude", nargs="*", default=[], metavar="NAME",
+                        help="recordings to leave out (names as in --transcripts), e.g. the source of a benchmark clip")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -811,14 +905,32 @@ def main(argv: list[str] | None = None) -> int:
         summary = retarget(args.out)
         print(f"retargeted {len(summary['shards'])} shards (articulation gain {summary['articulation_gain']})")
         return 0
-    if args.hours is None:
-        parser.error("--hours is required to build a corpus")
-    summary = build(args.out, args.hours, args.seed, args.shard_utterances, progress=not args.no_progress)
+    if args.recordings:
+        if not args.transcripts:
+            parser.error("--recordings needs --transcripts")
+        from jobs.recordings import find_recordings, read_transcripts
+        from workers.audio.phonemes import in_dictionary
+
+        recordings, left_out = find_recordings(args.recordings, read_transcripts(args.transcripts),
+                                               known_word=in_dictionary, exclude=frozenset(args.exclude))
+        if not recordings:
+            raise SystemExit(f"no usable recording under {args.recordings} ({dict(left_out)})")
+        summary = build(args.out, None, args.seed, args.shard_utterances, progress=not args.no_progress,
+                        recordings=recordings, copies=args.copies,
+                        recorded_from={"folder": str(args.recordings), "transcripts": str(args.transcripts),
+                                       "used": len(recordings), "left_out": dict(left_out)})
+    elif args.hours is None:
+        parser.error("--hours (synthesised speech) or --recordings is required to build a corpus")
+    else:
+        summary = build(args.out, args.hours, args.seed, args.shard_utterances, progress=not args.no_progress)
     print(f"corpus: {summary['hours']:.3f} h, {summary['utterances']} utterances, {len(summary['shards'])} shards "
           f"in {summary['build_seconds']:.0f} s ({summary['realtime_factor']:.1f}x real time), "
           f"skipped {sum(summary['skipped'].values())}")
     for key in ("engines", "languages", "voices", "augmentations"):
         print(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in summary[key].items()))
+    if "recordings" in summary:
+        print(f"  recordings: {summary['recordings']['used']} used x {summary['recordings']['copies']} copies, left out: "
+              + ", ".join(f"{k}={v}" for k, v in summary["recordings"]["left_out"].items()))
     if summary["unknown_phones"]:
         print("  unknown phones: " + ", ".join(f"{k!r}={v}" for k, v in summary["unknown_phones"].items()))
     return 0

@@ -3,6 +3,7 @@
     python -m jobs.train_motion --corpus /work/corpus --run runs/motion --minutes 50
     python -m jobs.train_motion --corpus s3://bucket/corpus --run runs/motion --steps 4000 \
         --export workers/motion/checkpoints
+    python -m jobs.train_motion --corpus /work/synthetic /work/recorded ...   # trained on together
 
 ``--init CHECKPOINT`` starts a new run from a shipped checkpoint's weights (fine-tuning after
 the corpus targets changed; the standardisation is the new corpus's).
@@ -17,8 +18,9 @@ previous K frames, gaze, distance and emotion, with condition dropout for guidan
 The audio rows are normalised per utterance with the utterance's own statistics and carry
 the articulation cues (``workers.motion.conditioning.ClipNormalization``), and every
 utterance's formants are warped by a random factor (vocal tract length perturbation): the
-corpus holds synthetic voices only, and these two steps are what carry the lips over to
-recorded speech (BENCHMARKS.md, "Motion generators").
+synthetic voices are few next to real speakers, and these two steps are what carried the lips
+over to recorded speech (BENCHMARKS.md, "Motion generators"). Recorded speech, built with
+``jobs/build_corpus.py --recordings``, trains alongside the synthetic corpus.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,14 +87,20 @@ class Corpus:
         return np.diff(self.offsets)
 
 
-def load_corpus(uri: str, storage: Storage | None = None, seed: int = 0) -> Corpus:
-    """Read every ``shard-*.npz`` under ``uri`` (local folder or s3:// prefix); each utterance's
-    formants are warped by a seeded random factor in FORMANT_WARP, then its rows normalised."""
+def load_corpus(uri: str | list[str], storage: Storage | None = None, seed: int = 0) -> Corpus:
+    """Read every ``shard-*.npz`` under ``uri`` (local folder or s3:// prefix, or a list of
+    them: one corpus of all); each utterance's formants are warped by a seeded random factor
+    in FORMANT_WARP, then its rows normalised."""
     storage = storage or Storage()
-    summary = json.loads(storage.read_bytes(join_uri(uri, "summary.json")))
-    names = sorted(u for u in storage.list(uri) if u.rsplit("/", 1)[-1].startswith("shard-") and u.endswith(".npz"))
-    if not names:
-        raise SystemExit(f"no shard-*.npz under {uri}")
+    uris = [uri] if isinstance(uri, str) else list(uri)
+    summaries = [json.loads(storage.read_bytes(join_uri(u, "summary.json"))) for u in uris]
+    names = []
+    for u in uris:
+        found = sorted(n for n in storage.list(u) if n.rsplit("/", 1)[-1].startswith("shard-") and n.endswith(".npz"))
+        if not found:
+            raise SystemExit(f"no shard-*.npz under {u}")
+        names += found
+    summary = merge_summaries(summaries)
     rng = np.random.default_rng(seed)
     audio, motion, offsets, controls, silence = [], [], [0], [], []
     for name in names:
@@ -114,6 +123,27 @@ def load_corpus(uri: str, storage: Storage | None = None, seed: int = 0) -> Corp
                                         shard["emotion"].astype(np.float32)], axis=1))
     return Corpus(np.concatenate(audio), np.concatenate(motion), np.asarray(offsets, np.int64),
                   np.concatenate(controls), np.stack(silence), summary)
+
+
+def merge_summaries(summaries: list[dict]) -> dict:
+    """One summary for several corpora trained on together: totals added, counts merged."""
+    if len(summaries) == 1:
+        return summaries[0]
+    merged: dict = {"hours": round(sum(s.get("hours", 0.0) for s in summaries), 4),
+                    "utterances": sum(s.get("utterances", 0) for s in summaries),
+                    "seed": [s.get("seed") for s in summaries],
+                    "parts": [{k: v for k, v in s.items() if k not in ("shards", "voices")} for s in summaries]}
+    for key in ("engines", "voices", "languages"):
+        counts: Counter = Counter()
+        for s in summaries:
+            counts.update(s.get(key, {}))
+        merged[key] = dict(sorted(counts.items()))
+    for key in ("articulation_gain", "rest_press"):
+        values = {s.get(key) for s in summaries}
+        if len(values) > 1:
+            raise SystemExit(f"the corpora were built with different {key}: {sorted(map(str, values))}")
+        merged[key] = values.pop()
+    return merged
 
 
 class WindowBatches:
@@ -239,7 +269,7 @@ def export(model: MotionTransformer, folder: Path, summary: dict, training: dict
         "audio_dim": MODEL_AUDIO_DIM,
         "audio_features": AUDIO_FEATURES,
         "motion_dim": MOTION_DIM,
-        "corpus": {k: summary.get(k) for k in ("hours", "utterances", "engines", "voices", "languages", "seed", "articulation_gain", "rest_press")},
+        "corpus": {k: summary.get(k) for k in ("hours", "utterances", "engines", "voices", "languages", "seed", "articulation_gain", "rest_press", "recordings", "parts")},
         "training": training,
     }
     (folder / f"{CHECKPOINT_NAME}.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -248,7 +278,8 @@ def export(model: MotionTransformer, folder: Path, summary: dict, training: dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.train_motion", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", required=True, help="corpus prefix (folder or s3:// URI) with shard-*.npz")
+    parser.add_argument("--corpus", required=True, nargs="+",
+                        help="corpus prefix (folder or s3:// URI) with shard-*.npz; several are trained on together")
     parser.add_argument("--run", required=True, type=Path, help="run folder: state.pt, loss.png, log")
     parser.add_argument("--steps", type=int, default=100_000, help="stop after this many steps in all")
     parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of this call")
@@ -275,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     batches = WindowBatches(corpus, config, args.seed)
     step, losses, seconds_trained = 0, [], 0.0
+    initialised_from = None
     args.run.mkdir(parents=True, exist_ok=True)
     state_path = args.run / "state.pt"
     if state_path.exists():
@@ -284,13 +316,16 @@ def main(argv: list[str] | None = None) -> int:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, losses, seconds_trained = state["step"], state["losses"], state["seconds"]
+        initialised_from = state.get("initialised_from")
         generator.set_state(state["generator"])
         batches.rng.bit_generator.state = state["numpy_rng"]
         print(f"resumed at step {step}", flush=True)
     elif args.init is not None:
         from workers.motion.learned import load_model, locate_checkpoint
 
-        initial = load_model(locate_checkpoint(args.init))
+        init_checkpoint = locate_checkpoint(args.init)
+        initial = load_model(init_checkpoint)
+        initialised_from = init_checkpoint.version
         if dataclasses.asdict(initial.config) != dataclasses.asdict(config):
             raise SystemExit(f"--init checkpoint has {initial.config}; pass the same model options")
         model.load_state_dict(initial.state_dict())
@@ -303,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "losses": losses, "seconds": seconds_trained, "config": dataclasses.asdict(config),
-                    "generator": generator.get_state(), "numpy_rng": batches.rng.bit_generator.state},
+                    "generator": generator.get_state(), "numpy_rng": batches.rng.bit_generator.state,
+                    "initialised_from": initialised_from},
                    state_path.with_suffix(".tmp"))
         state_path.with_suffix(".tmp").replace(state_path)
         if losses:
@@ -336,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         recent = float(np.mean([v for _, v in losses[-200:]])) if losses else float("nan")
         path = export(model.eval(), args.export, corpus.summary,
                       {"steps": step, "batch": args.batch, "lr": args.lr, "seconds": round(seconds_trained),
-                       "initialised_from": args.init,
+                       "initialised_from": initialised_from,
                        "final_loss": round(recent, 4), "seed": args.seed})
         print(f"exported {path}", flush=True)
     return 0

@@ -12,13 +12,7 @@ from jobs import build_corpus as bc
 from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
 from workers.motion.articulation import CLASSES, MOUTH_CHANNELS, Phone, bilabial_centre_frames, classify
 
-try:
-    bc.Espeak.get()
-    HAVE_ESPEAK = True
-except OSError:
-    HAVE_ESPEAK = False
-
-needs_espeak = pytest.mark.skipif(not HAVE_ESPEAK, reason="libespeak-ng.so.1 not installed")
+needs_espeak = pytest.mark.skipif(not bc.Espeak.installed(), reason="libespeak-ng.so.1 not installed")
 HOURS, SEED = 0.02, 1
 JAW = DYN_SLICE.start + DYNAMICS.index("jaw_open")
 PRESS = DYN_SLICE.start + DYNAMICS.index("lip_press")
@@ -155,7 +149,7 @@ def test_retarget_rewrites_the_mouth_as_a_fresh_build_does(corpus, tmp_path, mon
         for k, m in enumerate(json.loads(str(built["meta"]))):
             n = offsets[k + 1] - offsets[k]
             phones = [Phone(*p) for p in m["phones"]]
-            expected = bc.mouth_targets(phones, n, 25.0, alphabet=m["alphabet"]) + \
+            expected = bc.articulated_mouth(phones, n, m["alphabet"]) + \
                 built["emotion"][k][[DYNAMICS.index(c) for c in MOUTH_CHANNELS]]
             np.testing.assert_allclose(redone["motion"][offsets[k]:offsets[k + 1]][:, mouth], expected, atol=1e-5)
         assert np.abs(built["motion"][:, JAW] - redone["motion"][:, JAW]).mean() > 0.02
@@ -212,3 +206,30 @@ def test_augment_and_pitch_shift():
     for _ in range(20):
         out, applied = bc.augment(wave, rng)
         assert out.shape == wave.shape and out.dtype == np.float32 and np.all(np.abs(out) <= 1.0)
+
+
+def test_pauses_around_the_speech_and_a_breath_before_it():
+    rng = np.random.default_rng(0)
+    speech = (0.3 * np.sin(2 * np.pi * 180 * np.arange(16000) / 16000)).astype(np.float32)
+    phones = [Phone("a", 0.1, 0.9)]
+    seen = set()
+    for _ in range(60):
+        wave, moved, applied = bc.add_pauses(speech, phones, rng)
+        lead = moved[0].start_s - 0.1
+        n_lead = int(round(lead * 16000))
+        assert lead >= 0 and moved[0].end_s - moved[0].start_s == pytest.approx(0.8)
+        np.testing.assert_array_equal(wave[n_lead:n_lead + len(speech)], speech)
+        assert not wave[n_lead + len(speech):].any()              # the trailing pause is silent
+        breath = wave[:n_lead]
+        if any(a.startswith("breath") for a in applied):
+            seen.add("breath")
+            level_db = float(applied[-1].removeprefix("breath=").removesuffix("dB"))
+            active = breath[np.abs(breath) > 0]
+            # Quieter than the speech by about the drawn level, and over before the speech.
+            power_db = 10 * np.log10(np.mean(active ** 2) / np.mean(speech ** 2))
+            assert level_db - 4 < power_db < level_db + 4
+            assert not breath[-int(0.03 * 16000):].any()
+        else:
+            assert not breath.any()
+        seen.add("lead" if n_lead else "none")
+    assert seen == {"breath", "lead", "none"}

@@ -127,6 +127,15 @@ class Espeak:
             cls._instance = cls()
         return cls._instance
 
+    @classmethod
+    def installed(cls) -> bool:
+        """Whether libespeak-ng loads on this machine."""
+        try:
+            cls.get()
+        except OSError:
+            return False
+        return True
+
     def _on_synth(self, wav, num_samples, events) -> int:
         if num_samples > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())

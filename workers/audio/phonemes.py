@@ -8,6 +8,7 @@ a word-level pass with the transcript as the only allowed path, then a sub-word 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -63,6 +64,16 @@ def normalize_transcript(text: str) -> list[str]:
 def _new_decoder() -> Decoder:
     # loglevel FATAL keeps pocketsphinx's (C-level, stderr) logging out of worker logs.
     return Decoder(samprate=ALIGN_SAMPLE_RATE, loglevel="FATAL")
+
+
+@functools.lru_cache(maxsize=1)
+def _dictionary_decoder() -> Decoder:
+    return _new_decoder()
+
+
+def in_dictionary(word: str) -> bool:
+    """Whether a lower-case word (as :func:`normalize_transcript` gives it) can be aligned."""
+    return _dictionary_decoder().lookup_word(word) is not None
 
 
 def align_transcript(wave16k: np.ndarray, text: str) -> list[PhoneSegment]:

@@ -45,9 +45,12 @@ class Checkpoint:
 
 
 def locate_checkpoint(uri: str | os.PathLike | None = None) -> Checkpoint:
-    """Find the checkpoint (argument, then $TALKFARM_MOTION_CHECKPOINT, then the shipped one);
-    a storage URI is fetched to a temporary folder first. The JSON must sit beside the weights."""
+    """Find the checkpoint (argument, then $TALKFARM_MOTION_CHECKPOINT, then the shipped one): the
+    ``.safetensors`` path or URI, or a local folder holding ``motion-diffusion.safetensors``; a
+    storage URI is fetched to a temporary folder first. The JSON must sit beside the weights."""
     uri = str(uri or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT)
+    if "://" not in uri and Path(uri).is_dir():
+        uri = str(Path(uri) / DEFAULT_CHECKPOINT.name)
     meta_uri = uri[: -len(".safetensors")] + ".json" if uri.endswith(".safetensors") else uri + ".json"
     if "://" in uri and not uri.startswith("file://"):
         from pipeline.storage import Storage
