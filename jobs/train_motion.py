@@ -296,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=f.default)
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    if torch.get_num_threads() != args.threads:
+        # Changing the thread count after torch has run parallel work can deadlock MKL's LU solver
+        # in the same process later on; leave it alone when it already matches.
+        torch.set_num_threads(args.threads)
     config = DiffusionConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DiffusionConfig)})
     corpus = load_corpus(args.corpus, seed=args.seed)
     print(f"corpus: {len(corpus.offsets) - 1} utterances, {len(corpus.audio) / 25 / 3600:.2f} h", flush=True)

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from jobs import build_corpus as bc
 from jobs import train_motion as tm
@@ -50,7 +51,9 @@ def test_corpora_with_other_mouth_recipes_are_refused(two_corpora, tmp_path):
 
 def test_short_run_on_two_corpora_exports_a_checkpoint(two_corpora, tmp_path):
     a, b = two_corpora
-    small = ["--width", "32", "--layers", "1", "--heads", "2", "--window", "20", "--context", "4", "--overlap", "2"]
+    # The process's own thread count: a test must not change it for the tests after it.
+    small = ["--width", "32", "--layers", "1", "--heads", "2", "--window", "20", "--context", "4", "--overlap", "2",
+             "--threads", str(torch.get_num_threads())]
     assert tm.main(["--corpus", str(a), str(b), "--run", str(tmp_path / "run"), "--steps", "3", "--batch", "4",
                     "--export", str(tmp_path / "export"), *small]) == 0
     meta = json.loads((tmp_path / "export" / "motion-diffusion.json").read_text())
