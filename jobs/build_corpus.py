@@ -649,8 +649,9 @@ class Builder:
     engines: dict[str, list[str]] = field(default_factory=dict)
     unknown_phones: Counter = field(default_factory=Counter)
     recorded: bool = False
-    # The last recording's wave and aligned phones, shared by its augmented copies.
-    alignments: dict[str, tuple[np.ndarray, list[Phone]]] = field(default_factory=dict)
+    # (name, wave, aligned phones or the alignment's error) of the last recording: its
+    # augmented copies come one after another and share it.
+    last_recording: tuple[str, np.ndarray, list[Phone] | str] | None = None
 
     def __post_init__(self) -> None:
         if self.recorded:
@@ -674,21 +675,23 @@ class Builder:
             synth = synth_flite(synth_rng, self.engines["flite"], self.workdir)
         return self.speech_utterance(rng, synth, engine)
 
-    def recorded_utterance(self, index: int, recording: Recording, copy: int) -> Utterance:
-        """Utterance ``index`` of a corpus of recordings: augmented copy ``copy`` of ``recording``
-        (aligned once, on its first copy)."""
+    def recorded_utterance(self, index: int, recording: Recording) -> Utterance:
+        """Utterance ``index`` of a corpus of recordings: one augmented copy of ``recording``
+        (loaded and aligned once, on its first copy; a failed alignment fails every copy)."""
         rng = np.random.default_rng([self.seed, index])
-        if recording.name not in self.alignments:
+        if self.last_recording is None or self.last_recording[0] != recording.name:
             from workers.audio.decode import load_audio
             from workers.audio.phonemes import align_transcript
 
             wave16 = load_audio(recording.path, SAMPLE_RATE)
             try:
-                segments = align_transcript(wave16, recording.text)
+                aligned = [Phone(s.phone, s.start_s, s.end_s) for s in align_transcript(wave16, recording.text)]
             except Exception as error:   # noqa: BLE001 - a failed alignment skips the recording
-                raise EngineError(f"alignment failed: {error}") from None
-            self.alignments = {recording.name: (wave16, [Phone(s.phone, s.start_s, s.end_s) for s in segments])}
-        wave16, phones = self.alignments[recording.name]
+                aligned = f"alignment failed: {error}"
+            self.last_recording = (recording.name, wave16, aligned)
+        _, wave16, phones = self.last_recording
+        if isinstance(phones, str):
+            raise EngineError(phones)
         synth = Synth(wave16, phones, "arpabet", recording.speaker, "en", recording.text)
         utterance = self.speech_utterance(rng, synth, "recorded")
         utterance.meta["recording"] = recording.name
@@ -804,8 +807,8 @@ def build(out: str, hours: float | None, seed: int, shard_utterances: int = 200,
         else:
             target = len(recordings) * copies
             bar = tqdm(total=target, unit="utt", desc="recordings", disable=not progress, smoothing=0.05)
-            makers = (lambda i=i, r=r, c=c: builder.recorded_utterance(i, r, c)
-                      for i, (r, c) in enumerate(itertools.product(recordings, range(copies))))
+            makers = (lambda i=i, r=r: builder.recorded_utterance(i, r)
+                      for i, (r, _) in enumerate(itertools.product(recordings, range(copies))))
         for index, make in enumerate(makers):
             if recordings is None and total_s >= target:
                 break

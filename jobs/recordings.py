@@ -129,16 +129,18 @@ def find_recordings(folder: str | Path, transcripts: dict[str, str], held_out: b
             files.setdefault(path.relative_to(folder).with_suffix("").as_posix(), path)
     usable, skipped = [], Counter()
     for name, text in sorted(transcripts.items()):
+        spoken = spell_out(text)
+        words = normalize_transcript(spoken)
         if name in exclude:
             skipped["excluded"] += 1
         elif name not in files:
             skipped["no audio file"] += 1
         elif is_held_out(name) != held_out:
             skipped["held out" if not held_out else "training"] += 1
-        elif DESCRIPTION.search(text) or not normalize_transcript(spell_out(text)):
+        elif DESCRIPTION.search(text) or not words:
             skipped["not speech"] += 1
-        elif known_word is not None and not all(known_word(w) for w in normalize_transcript(spell_out(text))):
+        elif known_word is not None and not all(known_word(w) for w in words):
             skipped["word not in dictionary"] += 1
         else:
-            usable.append(Recording(name, files[name], spell_out(text), folder.resolve().name))
+            usable.append(Recording(name, files[name], spoken, folder.resolve().name))
     return usable, skipped

@@ -78,13 +78,12 @@ import math
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from workers.face.topology import (
-    FACE_OVAL,
     LEFT_EYE_CORNERS,
     LIPS_ALL,
     MOUTH_CORNERS_OUTER,
