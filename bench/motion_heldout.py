@@ -11,7 +11,11 @@ recordings with transcripts:
   names; a speaker no corpus holds;
 * the held-out tenth of a recordings folder (``jobs/recordings.py``; by default Debian's
   ``asterisk-core-sounds-en-g722``, Allison Smith's IVR prompts): never trained on, but the
-  other nine tenths are in the recorded corpus, so this set measures a known voice.
+  other nine tenths are in the recorded corpus, so this set measures a known voice;
+* the held-out tenth of the French, Italian and Russian asterisk prompts (Debian's
+  ``asterisk-core-sounds-{fr,it,ru}-g722``: June, Carlo and a Russian IVR voice), when installed:
+  speech in other languages; scored on the envelope and silences only (the phone measures
+  need the English aligner).
 
 In the latents, per clip (diffusion averaged over seeds), of the generator's mouth opening
 (jaw_open x (1 - lip_press)): Pearson r (best lag within +-2 frames) against the opening the
@@ -38,7 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
-ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+ASTERISK_ROOT = Path("/usr/share/asterisk/sounds")
+ASTERISK_SOUNDS = ASTERISK_ROOT / "en_US_f_Allison"
+# Other languages' prompts (another speaker each): held-out tenths scored without transcripts.
+OTHER_LANGUAGES = {"fr": "fr_CA_f_June", "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
 ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 
 
@@ -66,13 +73,20 @@ def main(argv: list[str] | None = None) -> int:
         held_out, _ = find_recordings(args.recordings, read_transcripts(args.transcripts), held_out=True,
                                       known_word=in_dictionary)
         sets[f"{Path(args.recordings).name} held-out tenth"] = [(r.path, r.text) for r in held_out]
+    for language, folder in OTHER_LANGUAGES.items():
+        transcripts = Path(f"/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz")
+        if (ASTERISK_ROOT / folder).is_dir() and transcripts.is_file():
+            held_out, _ = find_recordings(ASTERISK_ROOT / folder, read_transcripts(transcripts), held_out=True,
+                                          language=language)
+            sets[f"{folder} held-out tenth"] = [(r.path, None) for r in held_out]
     scorer = LatentScorer(args.checkpoint, args.seeds)
     print("| recordings | clips | generator | phone-target r | envelope r | P/B/M closed | silence closed |\n"
           "|---|---|---|---|---|---|---|")
     for name, clips in sets.items():
         scores = scorer.score_set(clips)
         for generator, values in scores.items():
-            cells = " | ".join(f"{np.nanmean(values[k]):.3f}" for k in LatentScorer.MEASURES)
+            cells = " | ".join(f"{np.nanmean(values[k]):.3f}" if np.isfinite(values[k]).any() else "-"
+                               for k in LatentScorer.MEASURES)
             print(f"| {name} | {len(values['phone-target r'])} | {generator} | {cells} |", flush=True)
     if args.render:
         render_rows(paths, Path(args.assets), args.checkpoint)
@@ -105,7 +119,9 @@ class LatentScorer:
         return {"procedural": [mouth["jaw_open"] * (1 - mouth["lip_press"])],
                 "diffusion": [s[:, self.jaw] * (1 - s[:, self.press]) for s in samples]}
 
-    def score_set(self, clips: list[tuple[Path, str]]) -> dict[str, dict[str, list[float]]]:
+    def score_set(self, clips: list[tuple[Path, str | None]]) -> dict[str, dict[str, list[float]]]:
+        """Measures per generator, one value per clip; a clip without a transcript (None) gets
+        the envelope and silence measures only, a clip that cannot be read or aligned none."""
         from workers.audio.decode import load_audio, normalize_loudness
         from workers.audio.features import compute_features
         from workers.audio.phonemes import BILABIALS, align_transcript
@@ -118,20 +134,20 @@ class LatentScorer:
 
         scores: dict[str, dict[str, list[float]]] = {}
         for path, text in clips:
-            wave = normalize_loudness(load_audio(path))
-            features = compute_features(wave)
             try:
-                phones = align_transcript(wave, text)
-            except Exception:   # noqa: BLE001 - a clip the aligner cannot place is left out
+                wave = normalize_loudness(load_audio(path))
+                phones = align_transcript(wave, text) if text is not None else None
+            except Exception:   # noqa: BLE001 - a silent clip, or one the aligner cannot place, is left out
                 continue
-            target = phone_target_opening(phones, features.fps, features.num_frames)
+            features = compute_features(wave)
+            target = phone_target_opening(phones, features.fps, features.num_frames) if phones else None
             envelope = audio_envelope(wave, features.fps, features.num_frames)
-            bilabials = [p for p in phones if p.phone in BILABIALS]
+            bilabials = [p for p in phones if p.phone in BILABIALS] if phones else []
             for generator, openings in self.openings(features).items():
                 out = scores.setdefault(generator, {k: [] for k in self.MEASURES})
                 per_seed = {k: [] for k in self.MEASURES}
                 for opening in openings:
-                    per_seed["phone-target r"].append(best_r(opening, target))
+                    per_seed["phone-target r"].append(best_r(opening, target) if target is not None else float("nan"))
                     per_seed["envelope r"].append(best_r(opening, envelope))
                     closed = [opening[max(0, int(p.start_s * 25) - 1): int(p.end_s * 25) + 2].min() < self.CLOSED
                               for p in bilabials]

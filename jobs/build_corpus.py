@@ -23,19 +23,22 @@ inference (loudness normalisation, then ``compute_features`` at 25 fps) on the a
 ``workers.face.latents`` relative to a neutral frontal source: head motion, blinks and
 saccades from ``ProceduralMotion`` driven by the clean audio; the six mouth channels from
 the phones (``workers.motion.articulation.mouth_targets``, jaw and lower lip opened up by
-ARTICULATION_GAIN: ``articulated_mouth``) plus the emotion offset. ``--retarget`` rewrites
-the mouth channels of an existing corpus from the phones its shards keep.
+ARTICULATION_GAIN and following the clean speech's loudness down to EFFORT_FLOOR:
+``articulated_mouth``) plus the emotion offset. ``--retarget`` rewrites the mouth channels of
+an existing corpus from the phones and clean levels its shards keep.
 
 ``--recordings`` builds from recorded speech instead (real voices; ``jobs/recordings.py``):
-each recording with a transcript is force-aligned with pocketsphinx and goes through the
-same augmentation and targets, ``--copies`` times with different augmentations. Train on
-both corpora together (``jobs/train_motion.py --corpus SYNTH RECORDED``).
+each recording with a transcript is force-aligned (pocketsphinx in English; espeak-ng +
+DTW in the ``--language`` given, alignments under MIN_TRAINING_CONFIDENCE refused) and goes
+through the same augmentation and targets, ``--copies`` times with different augmentations.
+Train on the corpora together (``jobs/train_motion.py --corpus SYNTH RECORDED ...``).
 
 Output under ``--out`` (local path or s3:// URI): ``shard-00000.npz``, ... each holding the
 concatenated frames of ~``--shard-utterances`` utterances::
 
     log_mel float16 (F, 80)       energy_db float16 (F,)      pitch_hz float16 (F,)
     voicing float16 (F,)          band_energy_db float16 (F, 4)
+    clean_energy_db float16 (F,)  frame level of the speech before augmentation (the targets' vocal effort)
     motion float32 (F, 20)        offsets int64 (U + 1,)      frame boundaries of utterances
     emotion float32 (U, 12)       gaze float32 (U, 2)         NaN rows: no gaze condition
     distance float32 (U,)         meta: JSON string, per utterance engine, voice, language,
@@ -94,12 +97,21 @@ ARTICULATION_GAIN = 1.6
 # (BENCHMARKS.md, "Motion generators": silence closed 0.0-0.5 on the astronaut).
 REST = VisemeClass("rest", (0.02, 0.00, 0.00, 0.60, 0.00, 0.00), CLASSES["silence"].dominance,
                    CLASSES["silence"].theta_anticipatory, CLASSES["silence"].theta_carryover)
+# Vocal effort: the jaw and lower lip of the phone targets open this share of their extent on the
+# quietest speech and all of it at the utterance's speech level (``vocal_effort``). Louder speech
+# opens the jaw wider; with phone targets alone the jaw held one height per vowel whatever the
+# loudness, and the targets followed the speech envelope less than the procedural generator on
+# French, Italian and Russian recordings (BENCHMARKS.md, "Motion diffusion").
+EFFORT_FLOOR = 0.3
 MAX_SENTENCES = 3
 # Pauses around each utterance (add_pauses), and a breath before the speech in some leading ones.
 PAUSE_PROBABILITY = 0.6
 MAX_PAUSE_S = 0.8
 BREATH_PROBABILITY = 0.5
 BREATH_LEVEL_DB = (-36.0, -20.0)    # relative to the speech's power
+# espeak + DTW alignments of recordings below this confidence are not trained on: stricter than
+# the aligner's own accept threshold (0.18), since a misplaced phone teaches a wrong mouth.
+MIN_TRAINING_CONFIDENCE = 0.25
 
 # --------------------------------------------------------------------------- texts
 
@@ -594,23 +606,39 @@ def sample_conditions(rng: np.random.Generator) -> tuple[str, np.ndarray, tuple[
     return name, vector, gaze, distance
 
 
-def articulated_mouth(phones: list[Phone], num_frames: int, alphabet: str,
+def vocal_effort(clean_energy_db: np.ndarray) -> np.ndarray:
+    """(T,) in [EFFORT_FLOOR, 1]: how far the jaw opens from its phone target's extent, from the
+    clean speech's frame level (dBFS, (T,)) relative to the utterance's speech level (its 95th
+    percentile): the procedural generator's ``loud`` cue (-32..-8 dB), floored."""
+    from workers.audio.cues import smoothstep
+
+    energy = np.asarray(clean_energy_db, np.float64)
+    if not len(energy):
+        return energy
+    loud = smoothstep(-32.0, -8.0, energy - np.percentile(energy, 95))
+    return EFFORT_FLOOR + (1.0 - EFFORT_FLOOR) * loud
+
+
+def articulated_mouth(phones: list[Phone], num_frames: int, alphabet: str, clean_energy_db: np.ndarray,
                       unknown: Counter | None = None) -> np.ndarray:
-    """(T, len(MOUTH_CHANNELS)) mouth targets of the phones, opened up by ARTICULATION_GAIN.
+    """(T, len(MOUTH_CHANNELS)) mouth targets of the phones, opened up by ARTICULATION_GAIN and
+    scaled by the speech's vocal effort (``clean_energy_db`` (T,) dBFS per frame).
 
     The viseme model's coarticulated jaw peaks sit near 0.45 on open vowels, and a face
     rendered from them opens about 0.14 mouth widths (p95 - p5) where real talking video
     opens 0.43 (BENCHMARKS.md, "Quality control"): the corpus asked for a mumble. The jaw and
     the lower lip are scaled up; frames where the lips close on p / b / m stay closed; in
-    silence the lips rest closed (REST).
+    silence the lips rest closed (REST). Then both follow the loudness (vocal_effort).
     """
     mouth = mouth_targets(phones, num_frames, FPS, alphabet=alphabet, unknown=unknown, rest=REST)
     jaw, press = MOUTH_CHANNELS.index("jaw_open"), MOUTH_CHANNELS.index("lip_press")
     lower = MOUTH_CHANNELS.index("lower_lip_depress")
     closed = mouth[:, press] >= CLOSED_PRESS
+    effort = vocal_effort(np.asarray(clean_energy_db)[:num_frames])
     for channel in (jaw, lower):
         mouth[:, channel] = np.minimum(mouth[:, channel] * ARTICULATION_GAIN, 1.0)
         mouth[closed, channel] = np.minimum(mouth[closed, channel], CLOSED_JAW)
+        mouth[: len(effort), channel] *= effort
     return mouth
 
 
@@ -620,7 +648,7 @@ def target_motion(clean: AudioFeatures, phones: list[Phone], alphabet: str, emot
     """(T, MOTION_DIM) float32 motion relative to a neutral frontal source."""
     controls = MotionControls(seed=seed, gaze=gaze, distance=distance, emotion=emotion)
     motion = ProceduralMotion().generate(clean, np.zeros(MOTION_DIM, np.float32), controls)
-    set_mouth(motion, articulated_mouth(phones, clean.num_frames, alphabet, unknown), emotion)
+    set_mouth(motion, articulated_mouth(phones, clean.num_frames, alphabet, clean.energy_db, unknown), emotion)
     return motion.astype(np.float32)
 
 
@@ -635,6 +663,7 @@ def set_mouth(motion: np.ndarray, mouth: np.ndarray, emotion: np.ndarray) -> Non
 @dataclass
 class Utterance:
     features: AudioFeatures
+    clean_energy_db: np.ndarray     # (T,) dBFS of the speech before augmentation (vocal_effort)
     motion: np.ndarray
     emotion: np.ndarray
     gaze: np.ndarray
@@ -681,18 +710,18 @@ class Builder:
         rng = np.random.default_rng([self.seed, index])
         if self.last_recording is None or self.last_recording[0] != recording.name:
             from workers.audio.decode import load_audio
-            from workers.audio.phonemes import align_transcript
 
             wave16 = load_audio(recording.path, SAMPLE_RATE)
             try:
-                aligned = [Phone(s.phone, s.start_s, s.end_s) for s in align_transcript(wave16, recording.text)]
+                aligned = align_recording(wave16, recording)
             except Exception as error:   # noqa: BLE001 - a failed alignment skips the recording
                 aligned = f"alignment failed: {error}"
             self.last_recording = (recording.name, wave16, aligned)
         _, wave16, phones = self.last_recording
         if isinstance(phones, str):
             raise EngineError(phones)
-        synth = Synth(wave16, phones, "arpabet", recording.speaker, "en", recording.text)
+        alphabet = "arpabet" if recording.language == "en" else "ipa"
+        synth = Synth(wave16, phones, alphabet, recording.speaker, recording.language, recording.text)
         utterance = self.speech_utterance(rng, synth, "recorded")
         utterance.meta["recording"] = recording.name
         return utterance
@@ -726,7 +755,24 @@ class Builder:
             "phones": [[p.symbol, round(p.start_s, 4), round(p.end_s, 4)] for p in phones],
         }
         gaze_row = np.full(2, np.nan, np.float32) if gaze is None else np.asarray(gaze, np.float32)
-        return Utterance(features, motion, emotion.astype(np.float32), gaze_row, float(distance), meta)
+        return Utterance(features, clean.energy_db, motion, emotion.astype(np.float32), gaze_row, float(distance),
+                         meta)
+
+
+def align_recording(wave16: np.ndarray, recording: Recording) -> list[Phone]:
+    """The phones of a recording's transcript with their times in it: pocketsphinx for English
+    (ARPAbet), espeak-ng + DTW for other languages (espeak's IPA names), refused below
+    MIN_TRAINING_CONFIDENCE."""
+    if recording.language == "en":
+        from workers.audio.phonemes import align_transcript
+
+        return [Phone(s.phone, s.start_s, s.end_s) for s in align_transcript(wave16, recording.text)]
+    from workers.audio.align import align_dtw, check_language
+
+    aligned = align_dtw(wave16, recording.text, check_language(recording.language))
+    if aligned.confidence < MIN_TRAINING_CONFIDENCE:
+        raise EngineError(f"alignment confidence {aligned.confidence:.2f} < {MIN_TRAINING_CONFIDENCE}")
+    return aligned.phones
 
 
 def available_engines() -> dict[str, list[str]]:
@@ -759,6 +805,7 @@ def shard_arrays(utterances: list[Utterance]) -> dict[str, np.ndarray]:
         "pitch_hz": cat("pitch_hz"),
         "voicing": cat("voicing"),
         "band_energy_db": cat("band_energy_db"),
+        "clean_energy_db": np.concatenate([u.clean_energy_db for u in utterances]).astype(np.float16),
         "motion": np.concatenate([u.motion for u in utterances]).astype(np.float32),
         "offsets": offsets,
         "emotion": np.stack([u.emotion for u in utterances]).astype(np.float32),
@@ -847,6 +894,7 @@ def build(out: str, hours: float | None, seed: int, shard_utterances: int = 200,
         "articulation_gain": ARTICULATION_GAIN,
         **({"recordings": {**(recorded_from or {}), "copies": copies}} if recordings is not None else {}),
         "rest_press": REST.target[MOUTH_CHANNELS.index("lip_press")],
+        "effort_floor": EFFORT_FLOOR,
         "engines": dict(sorted(counts["engines"].items())),
         "voices": dict(sorted(counts["voices"].items())),
         "languages": dict(sorted(counts["languages"].items())),
@@ -874,15 +922,18 @@ def retarget(uri: str, storage: Storage | None = None) -> dict:
         shard = dict(np.load(io.BytesIO(storage.read_bytes(join_uri(uri, name)))))
         meta = json.loads(str(shard["meta"]))
         bounds = shard["offsets"]
+        if "clean_energy_db" not in shard:
+            raise SystemExit(f"{name} predates the vocal-effort targets (no clean_energy_db): build the corpus again")
         for u, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
             phones = [Phone(symbol, start, end) for symbol, start, end in meta[u]["phones"]]
-            mouth = articulated_mouth(phones, int(hi - lo), meta[u]["alphabet"])
+            mouth = articulated_mouth(phones, int(hi - lo), meta[u]["alphabet"], shard["clean_energy_db"][lo:hi])
             set_mouth(shard["motion"][lo:hi], mouth, shard["emotion"][u])
         buffer = io.BytesIO()
         np.savez(buffer, **shard)
         storage.write_bytes(join_uri(uri, name), buffer.getvalue())
     summary["articulation_gain"] = ARTICULATION_GAIN
     summary["rest_press"] = REST.target[MOUTH_CHANNELS.index("lip_press")]
+    summary["effort_floor"] = EFFORT_FLOOR
     storage.write_bytes(join_uri(uri, "summary.json"), json.dumps(summary, indent=2, ensure_ascii=False).encode())
     return summary
 
@@ -898,6 +949,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recordings", type=Path, default=None,
                         help="folder of recorded speech to use instead of synthesis (see jobs/recordings.py)")
     parser.add_argument("--transcripts", type=Path, default=None, help="transcript list of --recordings ('name: text' lines)")
+    parser.add_argument("--language", default="en",
+                        help="espeak-ng code of the recordings' language: en is aligned with pocketsphinx, "
+                             "others with espeak-ng + DTW (workers/audio/align.py)")
     parser.add_argument("--copies", type=int, default=2, help="differently augmented copies of each recording")
     parser.add_argument("--exclude", nargs="*", default=[], metavar="NAME",
                         help="recordings to leave out (names as in --transcripts), e.g. the source of a benchmark clip")
@@ -915,12 +969,13 @@ def main(argv: list[str] | None = None) -> int:
         from workers.audio.phonemes import in_dictionary
 
         recordings, left_out = find_recordings(args.recordings, read_transcripts(args.transcripts),
-                                               known_word=in_dictionary, exclude=frozenset(args.exclude))
+                                               known_word=in_dictionary if args.language == "en" else None,
+                                               exclude=frozenset(args.exclude), language=args.language)
         if not recordings:
             raise SystemExit(f"no usable recording under {args.recordings} ({dict(left_out)})")
         summary = build(args.out, None, args.seed, args.shard_utterances, progress=not args.no_progress,
                         recordings=recordings, copies=args.copies,
-                        recorded_from={"folder": str(args.recordings), "transcripts": str(args.transcripts),
+                        recorded_from={"folder": str(args.recordings), "transcripts": str(args.transcripts), "language": args.language,
                                        "used": len(recordings), "left_out": dict(left_out)})
     elif args.hours is None:
         parser.error("--hours (synthesised speech) or --recordings is required to build a corpus")

@@ -3,8 +3,9 @@
 The synthetic corpus knows every phone's timing exactly, but its voices are synthetic; the
 model trained on it alone missed lip closures in recorded speech (BENCHMARKS.md, "Motion
 diffusion"). A folder of recordings plus a transcript list adds real voices: each recording
-is force-aligned to its transcript with pocketsphinx, and the aligned phones give its mouth
-targets exactly as the flite voices' do.
+is force-aligned to its transcript (pocketsphinx in English; espeak-ng + DTW,
+``workers.audio.align``, in any other language espeak-ng speaks), and the aligned phones give
+its mouth targets exactly as the synthetic voices' do.
 
 Transcript list: one ``name: text`` line per recording, ``name`` being the recording's path
 under the folder without its extension (``dictate/paused``); ``;`` starts a comment; the
@@ -55,14 +56,16 @@ class Recording:
     Attributes:
         name: path under the recordings folder without extension, e.g. ``dictate/paused``.
         path: the audio file.
-        text: the transcript spelled as spoken (numerals and keypad symbols as words).
+        text: the transcript as spoken (English numerals and keypad symbols spelled as words).
         speaker: the recordings folder's name (``en_US_f_Allison``).
+        language: espeak-ng language code of the speech (``en``, ``fr``, ``it``...).
     """
 
     name: str
     path: Path
     text: str
     speaker: str
+    language: str = "en"
 
 
 def number_words(number: int) -> str:
@@ -109,8 +112,21 @@ def is_held_out(name: str) -> bool:
     return int(hashlib.sha1(name.encode()).hexdigest(), 16) % HELD_OUT_EVERY == 0
 
 
+def spoken_words(text: str, language: str) -> tuple[str, list[str]]:
+    """The transcript as it is spoken and its lower-case words. English numerals and keypad
+    symbols are spelled for pocketsphinx's dictionary; other languages keep their digits,
+    which espeak-ng reads in the language when it speaks the text for alignment."""
+    if language == "en":
+        from workers.audio.phonemes import normalize_transcript
+
+        spoken = spell_out(text)
+        return spoken, normalize_transcript(spoken)
+    return text, re.findall(r"\w+", text.lower())
+
+
 def find_recordings(folder: str | Path, transcripts: dict[str, str], held_out: bool = False,
-                    known_word=None, exclude: frozenset[str] = frozenset()) -> tuple[list[Recording], Counter]:
+                    known_word=None, exclude: frozenset[str] = frozenset(),
+                    language: str = "en") -> tuple[list[Recording], Counter]:
     """The usable recordings of ``folder`` in name order, and a count of the reasons for the others.
 
     Args:
@@ -119,9 +135,8 @@ def find_recordings(folder: str | Path, transcripts: dict[str, str], held_out: b
             accepts every word.
         exclude: names left out whatever their split (e.g. a prompt whose translation is a
             benchmark clip).
+        language: espeak-ng code of the recordings' language.
     """
-    from workers.audio.phonemes import normalize_transcript
-
     folder = Path(folder)
     files: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
@@ -129,8 +144,7 @@ def find_recordings(folder: str | Path, transcripts: dict[str, str], held_out: b
             files.setdefault(path.relative_to(folder).with_suffix("").as_posix(), path)
     usable, skipped = [], Counter()
     for name, text in sorted(transcripts.items()):
-        spoken = spell_out(text)
-        words = normalize_transcript(spoken)
+        spoken, words = spoken_words(text, language)
         if name in exclude:
             skipped["excluded"] += 1
         elif name not in files:
@@ -142,5 +156,5 @@ def find_recordings(folder: str | Path, transcripts: dict[str, str], held_out: b
         elif known_word is not None and not all(known_word(w) for w in words):
             skipped["word not in dictionary"] += 1
         else:
-            usable.append(Recording(name, files[name], spoken, folder.resolve().name))
+            usable.append(Recording(name, files[name], spoken, folder.resolve().name, language))
     return usable, skipped

@@ -138,7 +138,7 @@ def merge_summaries(summaries: list[dict]) -> dict:
         for s in summaries:
             counts.update(s.get(key, {}))
         merged[key] = dict(sorted(counts.items()))
-    for key in ("articulation_gain", "rest_press"):
+    for key in ("articulation_gain", "rest_press", "effort_floor"):
         values = {s.get(key) for s in summaries}
         if len(values) > 1:
             raise SystemExit(f"the corpora were built with different {key}: {sorted(map(str, values))}")
@@ -269,7 +269,7 @@ def export(model: MotionTransformer, folder: Path, summary: dict, training: dict
         "audio_dim": MODEL_AUDIO_DIM,
         "audio_features": AUDIO_FEATURES,
         "motion_dim": MOTION_DIM,
-        "corpus": {k: summary.get(k) for k in ("hours", "utterances", "engines", "voices", "languages", "seed", "articulation_gain", "rest_press", "recordings", "parts")},
+        "corpus": {k: summary.get(k) for k in ("hours", "utterances", "engines", "voices", "languages", "seed", "articulation_gain", "rest_press", "effort_floor", "recordings", "parts")},
         "training": training,
     }
     (folder / f"{CHECKPOINT_NAME}.json").write_text(json.dumps(meta, indent=2) + "\n")

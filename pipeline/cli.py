@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"expression offset: {', '.join(EMOTION_NAMES)}, or 12 comma-separated dynamics offsets")
     render.add_argument("--paste-back", action="store_true",
                         help="render the head back into the full original photo instead of the face crop")
-    render.add_argument("--motion", choices=MOTION_GENERATORS, default="procedural",
-                        help="motion generator: diffusion (the trained transformer) or procedural (hand-made baseline)")
+    render.add_argument("--motion", choices=MOTION_GENERATORS, default="diffusion",
+                        help="motion generator: diffusion (the trained transformer, default) or procedural "
+                             "(hand-made baseline)")
     render.add_argument("--sampling-steps", type=int, default=10, help="diffusion denoising steps per window (1-100)")
     render.add_argument("--audio-guidance", type=float, default=0.5,
                         help="classifier-free guidance scale on the audio, lambda_A, for the face (diffusion; "

@@ -31,7 +31,7 @@ class RenderControls(BaseModel):
         "neutral", description="named expression offset or a vector of facial-dynamics offsets"
     )
     paste_back: bool = Field(False, description="render into the full original photo")
-    motion: str = Field("procedural", description="motion generator")
+    motion: str = Field("diffusion", description="motion generator: diffusion (trained) or procedural (baseline)")
     sampling_steps: int = Field(10, ge=1, le=100, description="diffusion denoising steps per window")
     audio_guidance: float = Field(0.5, ge=0.0, le=5.0, description="classifier-free guidance on the audio (lambda_A), for the face; the head pose is sampled without it")
     gaze_guidance: float = Field(1.0, ge=0.0, le=5.0, description="classifier-free guidance on the gaze (lambda_g)")

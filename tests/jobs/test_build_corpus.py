@@ -42,13 +42,13 @@ def test_shard_layout(corpus):
     assert sorted(p.name for p in root.glob("shard-*.npz")) == summary["shards"]
     assert len(shards) >= 2
     for s in shards:
-        assert set(s) == {"log_mel", "energy_db", "pitch_hz", "voicing", "band_energy_db", "motion", "offsets",
-                          "emotion", "gaze", "distance", "meta"}
+        assert set(s) == {"log_mel", "energy_db", "pitch_hz", "voicing", "band_energy_db", "clean_energy_db", "motion",
+                          "offsets", "emotion", "gaze", "distance", "meta"}
         offsets = s["offsets"]
         frames, utts = int(offsets[-1]), len(offsets) - 1
         assert offsets.dtype == np.int64 and offsets[0] == 0 and np.all(np.diff(offsets) > 0)
         for name, shape in (("log_mel", (frames, 80)), ("energy_db", (frames,)), ("pitch_hz", (frames,)),
-                            ("voicing", (frames,)), ("band_energy_db", (frames, 4))):
+                            ("voicing", (frames,)), ("band_energy_db", (frames, 4)), ("clean_energy_db", (frames,))):
             assert s[name].dtype == np.float16 and s[name].shape == shape, name
         assert s["motion"].dtype == np.float32 and s["motion"].shape == (frames, MOTION_DIM)
         assert s["emotion"].dtype == np.float32 and s["emotion"].shape == (utts, len(DYNAMICS))
@@ -149,7 +149,7 @@ def test_retarget_rewrites_the_mouth_as_a_fresh_build_does(corpus, tmp_path, mon
         for k, m in enumerate(json.loads(str(built["meta"]))):
             n = offsets[k + 1] - offsets[k]
             phones = [Phone(*p) for p in m["phones"]]
-            expected = bc.articulated_mouth(phones, n, m["alphabet"]) + \
+            expected = bc.articulated_mouth(phones, n, m["alphabet"], built["clean_energy_db"][offsets[k]:offsets[k + 1]]) + \
                 built["emotion"][k][[DYNAMICS.index(c) for c in MOUTH_CHANNELS]]
             np.testing.assert_allclose(redone["motion"][offsets[k]:offsets[k + 1]][:, mouth], expected, atol=1e-5)
         assert np.abs(built["motion"][:, JAW] - redone["motion"][:, JAW]).mean() > 0.02
@@ -233,3 +233,20 @@ def test_pauses_around_the_speech_and_a_breath_before_it():
             assert not breath.any()
         seen.add("lead" if n_lead else "none")
     assert seen == {"breath", "lead", "none"}
+
+
+def test_louder_speech_opens_the_jaw_wider():
+    """The same phones with the speech 20 dB quieter in their second half: the jaw opens less there,
+    never below EFFORT_FLOOR of its extent, and the lip closures and the rest are untouched."""
+    phones = [Phone(symbol, 0.2 + 0.2 * k, 0.4 + 0.2 * k) for k, symbol in enumerate(["AA", "M", "AA", "AA", "M", "AA"])]
+    n = 40
+    level = np.full(n, -80.0)
+    level[5:25], level[25:35] = -20.0, -40.0
+    flat = bc.articulated_mouth(phones, n, "arpabet", np.where(level > -80, -20.0, -80.0))
+    mouth = bc.articulated_mouth(phones, n, "arpabet", level)
+    jaw = MOUTH_CHANNELS.index("jaw_open")
+    np.testing.assert_allclose(mouth[:25, jaw], flat[:25, jaw], atol=1e-6)   # at the speech level: unchanged
+    quiet = slice(27, 33)
+    assert np.all(mouth[quiet, jaw] < 0.7 * flat[quiet, jaw])
+    assert np.all(mouth[quiet, jaw] >= bc.EFFORT_FLOOR * flat[quiet, jaw] - 1e-6)
+    np.testing.assert_array_equal(mouth[:, MOUTH_CHANNELS.index("lip_press")], flat[:, MOUTH_CHANNELS.index("lip_press")])

@@ -127,3 +127,31 @@ def test_build_from_recordings(recordings_folder, tmp_path):
     assert len(bilabials) == 5
     for start, end in bilabials:
         assert press[int(start * 25): int(np.ceil(end * 25))].max() >= 0.9, (start, end)
+
+
+@needs_espeak
+def test_recordings_in_another_language_align_with_espeak_and_dtw(tmp_path):
+    """French 'recordings' (a klatt voice the aligner does not speak with): digits stay for espeak-ng
+    to read in French, the phones are espeak's IPA, the lips close on the p / b / m, and a
+    recording whose transcript is another sentence is refused by the alignment's confidence."""
+    engine = bc.Espeak.get()
+    names = training_names(2, "fr-")
+    said = ["Bonjour, composez le 3 pour parler à Paul.", "Merci de votre appel, au revoir."]
+    for name, text in zip(names, said):
+        samples, _ = engine.synth_isolated(text, "fr+klatt3", 140, 40, 50, seed=0)
+        write_wav(tmp_path / "voice" / f"{name}.wav", samples, engine.sample_rate)
+    transcripts = {names[0]: said[0], names[1]: "Le mot de passe est incorrect, veuillez recommencer plus tard."}
+    usable, skipped = find_recordings(tmp_path / "voice", transcripts, language="fr")
+    assert [r.text for r in usable] == [said[0], transcripts[names[1]]] and not skipped
+    assert {r.language for r in usable} == {"fr"}
+    summary = bc.build(str(tmp_path / "corpus"), None, seed=1, shard_utterances=4, progress=False,
+                       recordings=usable, copies=1, recorded_from={"folder": str(tmp_path / "voice")})
+    assert summary["utterances"] == 1 and sum(summary["skipped"].values()) == 1
+    with np.load(tmp_path / "corpus" / summary["shards"][0]) as shard:
+        (meta,) = json.loads(str(shard["meta"]))
+        press = shard["motion"][:, PRESS] - shard["emotion"][0][PRESS - DYN_SLICE.start]
+    assert meta["language"] == "fr" and meta["alphabet"] == "ipa" and meta["recording"] == names[0]
+    bilabials = [(start, end) for symbol, start, end in meta["phones"] if symbol in ("b", "p", "m")]
+    assert len(bilabials) >= 3          # comPosez, Pour, Paul (+ bonjour)
+    closed = [press[int(start * 25): int(np.ceil(end * 25)) + 1].max() >= 0.9 for start, end in bilabials]
+    assert np.mean(closed) >= 0.75, closed

@@ -58,7 +58,8 @@ TOLERANCE = {
 
 @pytest.fixture(scope="module")
 def rendered(shared_assets, tmp_path_factory):
-    """(RenderResult with the in-memory batch QC, full eval of its file)."""
+    """(RenderResult with the in-memory batch QC, full eval of its file). Procedural motion, as in
+    bench/qc_tracking.py whose figures set the thresholds: a retrained motion model must not move them."""
     from pipeline.runner import InProcessRunner
     from pipeline.schemas import RenderControls, RenderRequest
     from workers.decoder.renderer import DecoderConfig
@@ -68,7 +69,7 @@ def rendered(shared_assets, tmp_path_factory):
     runner.encode.quality_check = True
     runner.setup()
     result = runner.render(RenderRequest(id="grace", image=str(shared_assets / IMAGE), audio=str(shared_assets / AUDIO),
-                                         output=str(out)))
+                                         output=str(out), controls=RenderControls(motion="procedural")))
     assert result.status == "done", result.error_message
     full = evaluate(out, shared_assets / AUDIO, shared_assets / IMAGE)
     return result, full
