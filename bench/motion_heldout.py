@@ -46,7 +46,14 @@ ASTERISK_ROOT = Path("/usr/share/asterisk/sounds")
 ASTERISK_SOUNDS = ASTERISK_ROOT / "en_US_f_Allison"
 # Other languages' prompts (another speaker each): held-out tenths scored without transcripts.
 OTHER_LANGUAGES = {"fr": "fr_CA_f_June", "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
-ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+
+
+def asterisk_transcripts(language: str) -> Path:
+    """Where Debian's asterisk-core-sounds-LANGUAGE package installs its transcript list."""
+    return Path(f"/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz")
+
+
+ASTERISK_TRANSCRIPTS = asterisk_transcripts("en")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                       known_word=in_dictionary)
         sets[f"{Path(args.recordings).name} held-out tenth"] = [(r.path, r.text) for r in held_out]
     for language, folder in OTHER_LANGUAGES.items():
-        transcripts = Path(f"/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz")
+        transcripts = asterisk_transcripts(language)
         if (ASTERISK_ROOT / folder).is_dir() and transcripts.is_file():
             held_out, _ = find_recordings(ASTERISK_ROOT / folder, read_transcripts(transcripts), held_out=True,
                                           language=language)

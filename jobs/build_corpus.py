@@ -609,14 +609,13 @@ def sample_conditions(rng: np.random.Generator) -> tuple[str, np.ndarray, tuple[
 def vocal_effort(clean_energy_db: np.ndarray) -> np.ndarray:
     """(T,) in [EFFORT_FLOOR, 1]: how far the jaw opens from its phone target's extent, from the
     clean speech's frame level (dBFS, (T,)) relative to the utterance's speech level (its 95th
-    percentile): the procedural generator's ``loud`` cue (-32..-8 dB), floored."""
-    from workers.audio.cues import smoothstep
+    percentile, as ``CueStatistics``): the procedural generator's ``loud`` cue, floored."""
+    from workers.audio.cues import loudness
 
     energy = np.asarray(clean_energy_db, np.float64)
     if not len(energy):
         return energy
-    loud = smoothstep(-32.0, -8.0, energy - np.percentile(energy, 95))
-    return EFFORT_FLOOR + (1.0 - EFFORT_FLOOR) * loud
+    return EFFORT_FLOOR + (1.0 - EFFORT_FLOOR) * loudness(energy, float(np.percentile(energy, 95)))
 
 
 def articulated_mouth(phones: list[Phone], num_frames: int, alphabet: str, clean_energy_db: np.ndarray,
@@ -678,9 +677,9 @@ class Builder:
     engines: dict[str, list[str]] = field(default_factory=dict)
     unknown_phones: Counter = field(default_factory=Counter)
     recorded: bool = False
-    # (name, wave, aligned phones or the alignment's error) of the last recording: its
-    # augmented copies come one after another and share it.
-    last_recording: tuple[str, np.ndarray, list[Phone] | str] | None = None
+    # (name, wave, (aligned phones, their alphabet) or the alignment's error) of the last
+    # recording: its augmented copies come one after another and share it.
+    last_recording: tuple[str, np.ndarray, tuple[list[Phone], str] | str] | None = None
 
     def __post_init__(self) -> None:
         if self.recorded:
@@ -717,10 +716,10 @@ class Builder:
             except Exception as error:   # noqa: BLE001 - a failed alignment skips the recording
                 aligned = f"alignment failed: {error}"
             self.last_recording = (recording.name, wave16, aligned)
-        _, wave16, phones = self.last_recording
-        if isinstance(phones, str):
-            raise EngineError(phones)
-        alphabet = "arpabet" if recording.language == "en" else "ipa"
+        _, wave16, aligned = self.last_recording
+        if isinstance(aligned, str):
+            raise EngineError(aligned)
+        phones, alphabet = aligned
         synth = Synth(wave16, phones, alphabet, recording.speaker, recording.language, recording.text)
         utterance = self.speech_utterance(rng, synth, "recorded")
         utterance.meta["recording"] = recording.name
@@ -759,20 +758,20 @@ class Builder:
                          meta)
 
 
-def align_recording(wave16: np.ndarray, recording: Recording) -> list[Phone]:
-    """The phones of a recording's transcript with their times in it: pocketsphinx for English
-    (ARPAbet), espeak-ng + DTW for other languages (espeak's IPA names), refused below
-    MIN_TRAINING_CONFIDENCE."""
-    if recording.language == "en":
+def align_recording(wave16: np.ndarray, recording: Recording) -> tuple[list[Phone], str]:
+    """The phones of a recording's transcript with their times in it, and their alphabet:
+    pocketsphinx for English ("arpabet"), espeak-ng + DTW for other languages (espeak's "ipa"
+    names), refused below MIN_TRAINING_CONFIDENCE."""
+    from workers.audio.align import align_dtw, is_english
+
+    if is_english(recording.language):
         from workers.audio.phonemes import align_transcript
 
-        return [Phone(s.phone, s.start_s, s.end_s) for s in align_transcript(wave16, recording.text)]
-    from workers.audio.align import align_dtw, check_language
-
-    aligned = align_dtw(wave16, recording.text, check_language(recording.language))
+        return [Phone(s.phone, s.start_s, s.end_s) for s in align_transcript(wave16, recording.text)], "arpabet"
+    aligned = align_dtw(wave16, recording.text, recording.language)
     if aligned.confidence < MIN_TRAINING_CONFIDENCE:
         raise EngineError(f"alignment confidence {aligned.confidence:.2f} < {MIN_TRAINING_CONFIDENCE}")
-    return aligned.phones
+    return aligned.phones, "ipa"
 
 
 def available_engines() -> dict[str, list[str]]:
@@ -966,17 +965,23 @@ def main(argv: list[str] | None = None) -> int:
         if not args.transcripts:
             parser.error("--recordings needs --transcripts")
         from jobs.recordings import find_recordings, read_transcripts
+        from pipeline.errors import BadInputError
+        from workers.audio.align import check_language, is_english
         from workers.audio.phonemes import in_dictionary
 
+        try:
+            args.language = check_language(args.language)
+        except BadInputError as error:
+            parser.error(str(error))
         recordings, left_out = find_recordings(args.recordings, read_transcripts(args.transcripts),
-                                               known_word=in_dictionary if args.language == "en" else None,
+                                               known_word=in_dictionary if is_english(args.language) else None,
                                                exclude=frozenset(args.exclude), language=args.language)
         if not recordings:
             raise SystemExit(f"no usable recording under {args.recordings} ({dict(left_out)})")
         summary = build(args.out, None, args.seed, args.shard_utterances, progress=not args.no_progress,
                         recordings=recordings, copies=args.copies,
-                        recorded_from={"folder": str(args.recordings), "transcripts": str(args.transcripts), "language": args.language,
-                                       "used": len(recordings), "left_out": dict(left_out)})
+                        recorded_from={"folder": str(args.recordings), "transcripts": str(args.transcripts),
+                                       "language": args.language, "used": len(recordings), "left_out": dict(left_out)})
     elif args.hours is None:
         parser.error("--hours (synthesised speech) or --recordings is required to build a corpus")
     else:

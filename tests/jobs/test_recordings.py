@@ -155,3 +155,15 @@ def test_recordings_in_another_language_align_with_espeak_and_dtw(tmp_path):
     assert len(bilabials) >= 3          # comPosez, Pour, Paul (+ bonjour)
     closed = [press[int(start * 25): int(np.ceil(end * 25)) + 1].max() >= 0.9 for start, end in bilabials]
     assert np.mean(closed) >= 0.75, closed
+
+
+@needs_espeak
+def test_an_unknown_language_is_refused_before_anything_is_built(recordings_folder, tmp_path, capsys):
+    folder, _, _ = recordings_folder
+    (tmp_path / "list.txt").write_text("a: hello\n")
+    with pytest.raises(SystemExit) as exit_info:
+        bc.main(["--out", str(tmp_path / "corpus"), "--recordings", str(folder), "--transcripts",
+                 str(tmp_path / "list.txt"), "--language", "zz"])
+    assert exit_info.value.code == 2
+    assert "unsupported language code 'zz'" in capsys.readouterr().err
+    assert not (tmp_path / "corpus").exists()

@@ -31,6 +31,12 @@ def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
+def loudness(energy_db: np.ndarray, speech_level_db: float) -> np.ndarray:
+    """The ``loud`` cue, (T,) in [0, 1]: 0 at 32 dB or more under the speech level (silence), 1
+    within 8 dB of it (a loud vowel); energy_db (T,) in dBFS."""
+    return smoothstep(-32.0, -8.0, np.asarray(energy_db, np.float64) - speech_level_db)
+
+
 def _band_contrasts(bands_db: np.ndarray) -> dict[str, np.ndarray]:
     low, mid, f2, hiss = bands_db[:, 0], bands_db[:, 1], bands_db[:, 2], bands_db[:, 3]
     return {"openness": mid - low, "nasal": low - mid, "rounding": mid - f2, "spread": f2 - mid, "hiss": hiss - mid}
@@ -85,7 +91,7 @@ def acoustic_cues(energy_db: np.ndarray, band_energy_db: np.ndarray, voicing: np
     """
     energy = np.asarray(energy_db, np.float64)
     relative = energy - stats.speech_level_db
-    loud = smoothstep(-32.0, -8.0, relative)
+    loud = loudness(energy, stats.speech_level_db)
     voiced = np.clip(np.asarray(voicing, np.float64) * 1.4, 0.0, 1.0)
     contrasts = _band_contrasts(np.asarray(band_energy_db, np.float64))
 
