@@ -45,6 +45,10 @@ What batch tracking (:class:`BatchQC`, BATCH_STRIDE = 8) changes, measured by
 bench/qc_tracking.py against Face Mesh on every frame of the same frames (8 renders of the
 shared portraits x speech, and the webcam clip):
 
+* Each tracked frame is read as the every-frame eval reads it: Face Mesh first sees the frame
+  before it (:meth:`StreamingQC.add`), since the crop it reads a frame through comes from the
+  last frame it saw, and a wide-open mouth read through an 8-frame-old crop came out up to 0.08
+  mouth widths wider (on an AMD EPYC the batch read the opening range 0.26, the eval 0.20).
 * Mouth opening and eye aspect ratio are per-frame curves again, not samples: Face Mesh's
   values on the tracked frames, and in between a ridge fit of mouth / eye patch statistics
   (per clip, on the tracked frames). Carrying lip and lid landmarks with optical flow
@@ -67,8 +71,9 @@ shared portraits x speech, and the webcam clip):
   clip, whose head turns more.
 * Flicker: one frame pair per tracked frame, not every pair: within 0.13 grey (0.27 vs 0.32 on
   the real clip); global flicker within 0.03.
-* Cost (CPU, all threads, median over the clips): 0.60 ms a frame against 1.47 for tracking
-  every 3rd frame (2.5x less) and 3.5 for every frame; Face Mesh is ~75 % of it.
+* Cost (CPU, all threads, median over the clips): about a quarter of tracking every frame (two
+  Face Mesh passes per 8 frames, the primer included) and 0.4x of tracking every 3rd frame;
+  Face Mesh is most of it. Figures per machine in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -958,14 +963,18 @@ class StreamingQC:
             (see above); only meaningful with stride > 1.
         flicker_every: measure the flicker on the pairs (t, t+1) with t a multiple of this
             (1: every pair; the batch: one pair per tracked frame, whose scaled frame exists).
+        prime_tracker: with stride > 1, show Face Mesh the frame before each tracked frame
+            too (landmarks not kept), so it reads the tracked frame through the crop it would
+            have tracking every frame (see :meth:`add`); False only to measure what that buys.
     """
 
     def __init__(self, fps: float, stride: int = 1, max_side: int | None = DECODE_MAX_SIDE,
                  portrait: np.ndarray | None = None, thresholds: QualityThresholds | None = None,
                  thumbs: int = 0, num_frames: int | None = None, patches: bool = False,
-                 flicker_every: int = 1):
+                 flicker_every: int = 1, prime_tracker: bool = True):
         self.fps = float(fps)
         self.stride = max(1, int(stride))
+        self.prime_tracker = prime_tracker
         self.max_side = max_side
         self.portrait = portrait
         self.thresholds = thresholds
@@ -995,6 +1004,14 @@ class StreamingQC:
             # only the frames measured are scaled (in colour, area-averaged): tracked frames, and
             # both frames of a flicker pair, so a pair's two lumas are made the same way
             small = None
+            if self.prime_tracker and self.stride > 1 and index % self.stride == self.stride - 1:
+                # Face Mesh reads a frame through a crop placed by the landmarks it found on the
+                # frame it saw last, and the crop changes what it reads: tracked 8 frames apart,
+                # a wide-open mouth reads up to 0.08 mouth widths wider than when tracked frame
+                # by frame, as the eval does. Seeing the frame before each tracked one gives it
+                # the eval's crop (anchors within 0.016 of the eval's on the shared render,
+                # 0.08 without; bench/qc_tracking.py). Its landmarks are not kept.
+                self._tracker(fit_frame(frame, self._size))
             if index % self.stride == 0:
                 small = fit_frame(frame, self._size)
                 self._tracked.append(self._tracker(small))
