@@ -239,3 +239,26 @@ def test_output_made_read_only_mid_job(ray_session, team_job, tmp_path):
     job = lines[-1].split("talkfarm status ")[-1].strip()
     counts = SQLiteJobStore(state).job_status(job).counts
     assert counts["pending"] == counts["running"] == 0 and counts["done"] + counts["failed"] == 3, counts
+
+
+@pytest.mark.slow
+def test_reuse_never_reads_another_jobs_output(ray_session, team_job, tmp_path):
+    """Job B renders the same content as job A, into another output prefix that cannot read
+    A's: it renders afresh instead of copying A's video (or dying on the refusal)."""
+    state = tmp_path / "state.sqlite"
+    first = talkfarm("batch", team_job / "r.csv", "--out", tmp_path / "out-a", "--state", state,
+                     "--address", ray_session, "--quiet")
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+    second = talkfarm("batch", team_job / "r.csv", "--out", tmp_path / "out-b", "--state", state,
+                      "--address", ray_session, "--quiet")
+    stdout, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err
+    assert str(tmp_path / "out-a") not in err
+    rows = _manifest(stdout.strip())
+    assert {rid: (row.status, row.attempts) for rid, row in rows.items()} == {
+        "r0": ("done", 1), "r1": ("done", 1), "row-4": ("failed", 0)}
+    store = SQLiteJobStore(state)
+    job = Path(stdout.strip()).stem.removeprefix("manifest-")
+    assert [state.result["reused"] for state in store.request_states(job)[:2]] == [False, False]
+    for rid in ("r0", "r1"):
+        assert (tmp_path / "out-b" / f"{rid}.mp4").stat().st_ino != (tmp_path / "out-a" / f"{rid}.mp4").stat().st_ino
