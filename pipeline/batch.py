@@ -292,7 +292,6 @@ def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderReques
     return rows
 
 
-
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 

@@ -195,6 +195,9 @@ def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, po
         row = invalid_rows.get(state.request_id)
         if row is not None and state.status == "pending":
             store.mark_failed(job_id, state.request_id, "request", f"row {row.row_number}: {row.message}")
+        elif row is None and state.request_id not in requests and state.status in ("pending", "running"):
+            # the job was given another file under the same --job-id: its rows cannot render now
+            store.mark_failed(job_id, state.request_id, "request", "no longer in the request file")
     print(f"job {job_id}: {len(requests)} requests, {len(parsed.invalid)} malformed rows; {policy.describe()}",
           file=sys.stderr)
     manifest_uri = _join(out_prefix, f"manifest-{job_id}.parquet")

@@ -128,6 +128,20 @@ def test_unknown_jobs_and_held_jobs_are_one_line_exit_2(refused_job, cli, monkey
     assert [line for line in err if "error" in line] == err[-1:], err
 
 
+def test_rows_no_longer_in_the_file_fail_instead_of_crashing_the_driver(refused_job, cli):
+    from pipeline.access import AccessPolicy
+
+    team, state = refused_job
+    policy = AccessPolicy.for_job(str(team / "r.csv"), str(team / "out"))
+    SQLiteJobStore(state).create_job("renamed", [("ghost", None, 0)], {"requests": str(team / "old.csv"),
+                                                                       "out": str(team / "out"),
+                                                                       "access": policy.to_meta()})
+    code, out, err = cli("batch", team / "r.csv", "--out", team / "out", "--state", state, "--job-id", "renamed")
+    assert code == 0, err
+    ghost = next(s for s in SQLiteJobStore(state).request_states("renamed") if s.request_id == "ghost")
+    assert (ghost.status, ghost.error_message) == ("failed", "no longer in the request file")
+
+
 def test_header_only_file_starts_no_ray(tmp_path, cli):
     (tmp_path / "r.csv").write_text("id,image,audio\n")
     code, out, err = cli("batch", tmp_path / "r.csv", "--out", tmp_path / "out", "--state", tmp_path / "s.sqlite")
@@ -262,3 +276,26 @@ def test_reuse_never_reads_another_jobs_output(ray_session, team_job, tmp_path):
     assert [state.result["reused"] for state in store.request_states(job)[:2]] == [False, False]
     for rid in ("r0", "r1"):
         assert (tmp_path / "out-b" / f"{rid}.mp4").stat().st_ino != (tmp_path / "out-a" / f"{rid}.mp4").stat().st_ino
+
+
+@pytest.mark.slow
+def test_killed_driver_is_taken_over(ray_session, team_job, tmp_path):
+    """kill -9 of a driver mid-render: a second driver, waiting on the lease, takes the job over
+    once the lease expires and finishes it; nothing half-written is left."""
+    out, state = tmp_path / "out", tmp_path / "state.sqlite"
+    common = ("batch", team_job / "r.csv", "--out", out, "--state", state, "--address", ray_session, "--quiet",
+              "--lease-seconds", "3")
+    doomed = talkfarm(*common)
+    _wait_for(lambda: (out.is_dir() and any(out.glob(".*.partial"))) or doomed.poll() is not None)
+    assert doomed.poll() is None, doomed.communicate()
+    doomed.kill()
+    doomed.wait()
+    successor = talkfarm(*common, "--wait")
+    stdout, err = successor.communicate(timeout=600)
+    assert successor.returncode == 0, err
+    rows = _manifest(stdout.strip())
+    assert {rid: row.status for rid, row in rows.items()} == {"r0": "done", "r1": "done", "row-4": "failed"}
+    assert max(rows["r0"].attempts, rows["r1"].attempts) == 2          # the killed driver's attempt counted
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"manifest-{Path(stdout.strip()).stem.removeprefix('manifest-')}.parquet", "r0.mp4", "r1.mp4",
+         "r0.mp4.provenance.json", "r1.mp4.provenance.json"])
