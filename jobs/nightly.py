@@ -10,7 +10,8 @@ What it does:
     is the same Ray job, so a re-run of the CronJob (or of this command) never submits it
     twice -- it reports / follows the job that already exists instead;
   * submits ``talkfarm batch <list> --out <prefix> --job-id <submission id> ...`` (or any
-    ``--entrypoint``) with a runtime env (``--runtime-env`` YAML/JSON file and ``--env K=V``)
+    ``--entrypoint``), with the job's access policy (``--allow PREFIX``, ``--allow-any``: the
+    batch is confined to the list's own folder, the allowed prefixes and ``--out`` otherwise) with a runtime env (``--runtime-env`` YAML/JSON file and ``--env K=V``)
     and the priority (job metadata ``priority`` and ``TALKFARM_JOB_PRIORITY`` in its env);
   * follows the job's logs until it ends (``--no-follow`` to return right after submitting);
   * exit code 0 when the job succeeded (or was submitted, with ``--no-follow``), 1 when it
@@ -60,6 +61,8 @@ class Submission:
     graph: str | None = None
     max_attempts: int = 3
     entrypoint: str | None = None           # default: the talkfarm batch command
+    allow: list[str] = field(default_factory=list)      # extra prefixes the batch may read
+    allow_any: bool = False                 # no confinement (recorded in the job and its manifest)
     token: str | None = None
     name: str = "talkfarm-nightly"
     agent_wait_s: float = 120.0             # how long to retry while the head's job agent starts
@@ -112,6 +115,10 @@ def batch_entrypoint(sub: Submission, job_id: str) -> str:
         command += ["--redis", sub.redis_url]
     if sub.graph:
         command += ["--graph", sub.graph]
+    for prefix in sub.allow:
+        command += ["--allow", prefix]
+    if sub.allow_any:
+        command.append("--allow-any")
     return shlex.join(command)
 
 
@@ -130,7 +137,8 @@ def submit(sub: Submission, client=None, log=None) -> tuple[str, bool]:
     date = sub.date or dt.datetime.now(dt.timezone.utc).date().isoformat()
     # `{date}` in the list URI / output prefix is the night (e.g. s3://bucket/lists/{date}.csv).
     sub = dataclasses.replace(sub, requests_uri=sub.requests_uri.replace("{date}", date),
-                              out_prefix=sub.out_prefix.replace("{date}", date))
+                              out_prefix=sub.out_prefix.replace("{date}", date),
+                              allow=[prefix.replace("{date}", date) for prefix in sub.allow])
     job_id = submission_id(Storage().read_bytes(sub.requests_uri), date, sub.name)
     client = client or make_client(sub.address, sub.token)
     existing = _job_info(client, job_id)
@@ -224,6 +232,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graph", default=None, help="pool layout YAML path on the cluster")
     parser.add_argument("--max-attempts", type=int, default=3, help="runs per request before a failure is final")
     parser.add_argument("--entrypoint", default=None, help="run this command instead of `talkfarm batch ...`")
+    from pipeline.batch_cli import add_policy_arguments
+
+    add_policy_arguments(parser)
     parser.add_argument("--token-file", default=None,
                         help="Ray auth token file (default: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)")
     parser.add_argument("--name", default="talkfarm-nightly", help="submission id prefix")
@@ -235,6 +246,7 @@ def from_args(args: argparse.Namespace) -> Submission:
         requests_uri=args.requests, out_prefix=args.out, address=args.address, date=args.date,
         priority=args.priority, runtime_env=load_runtime_env(args.runtime_env, args.env), redis_url=args.redis,
         graph=args.graph, max_attempts=args.max_attempts, entrypoint=args.entrypoint,
+        allow=list(args.allow or []), allow_any=args.allow_any,
         token=find_token(args.token_file), name=args.name)
 
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from pipeline.errors import TalkfarmError
 from pipeline.graph import GraphConfig, Handle
 from pipeline.identity import model_versions, render_id
 from pipeline.jobstate import JobStore
-from pipeline.manifest import ManifestRow, write_manifest
+from pipeline.manifest import ManifestRow, history_lines, write_manifest
 from pipeline.provenance import SIDECAR_SUFFIX
 from pipeline.runner import frame_chunks, result_of
 from pipeline.schemas import RenderRequest, RenderResult
@@ -88,16 +89,20 @@ class BatchDriver:
         graph: pool layout and chunk size (must match the executor's).
         config: retries and in-flight bounds.
         on_progress: called with a :class:`BatchProgress` after every change.
+        lease: the job's :class:`~pipeline.lease.DriverLease`, held by this driver; checked on
+            every turn of the loop, so a driver that lost it stops before it claims again.
     """
 
     def __init__(self, executor, store: JobStore, storage: Storage, graph: GraphConfig = GraphConfig(),
-                 config: BatchConfig = BatchConfig(), on_progress: Callable[[BatchProgress], None] | None = None):
+                 config: BatchConfig = BatchConfig(), on_progress: Callable[[BatchProgress], None] | None = None,
+                 lease=None):
         self.executor = executor
         self.store = store
         self.storage = storage
         self.graph = graph
         self.config = config
         self.on_progress = on_progress
+        self.lease = lease
 
     def run(self, job_id: str, requests: dict[str, RenderRequest]) -> BatchProgress:
         """Render every pending request of ``job_id`` (``requests``: id -> request)."""
@@ -107,6 +112,8 @@ class BatchDriver:
         handles: list[Handle] = []
         self._retry_at: dict[str, float] = {}
         while True:
+            if self.lease is not None:
+                self.lease.check()
             if not self.store.is_cancelled(job_id):
                 free = self.config.max_requests_in_flight - len(active)
                 for request_id in self.store.claim_next(job_id, free) if free > 0 else []:
@@ -201,7 +208,18 @@ class BatchDriver:
         """Make a finished render's video and provenance available at the request's output;
         False if either is gone (then the render runs again)."""
         source, output = previous["result"].get("output"), request.output
-        if not source or not self.storage.exists(source) or not self.storage.exists(source + SIDECAR_SUFFIX):
+        if not source:
+            return False
+        if not (self.storage.is_allowed(source) and self.storage.is_allowed(source + SIDECAR_SUFFIX)):
+            return False       # another job's output, outside this job's prefixes: render afresh
+        try:
+            return self._copy_previous(source, output, request)
+        except (TalkfarmError, OSError, ValueError) as err:   # gone, unreadable or a bad sidecar
+            log.warning("request %s: not reusing an earlier render (%s); rendering it", request.id, _describe(err))
+            return False
+
+    def _copy_previous(self, source: str, output: str, request: RenderRequest) -> bool:
+        if not self.storage.exists(source) or not self.storage.exists(source + SIDECAR_SUFFIX):
             return False
         if source != output:
             record = json.loads(self.storage.read_bytes(source + SIDECAR_SUFFIX))
@@ -269,7 +287,8 @@ def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderReques
             job_id, request, result, render_id=state.render_id, image_sha256=record.get("image_sha256"),
             audio_sha256=record.get("audio_sha256"), attempts=state.attempts,
             watermark_payload=result.watermark_payload if hasattr(result, "watermark_payload") else None,
-            created_at=_parse_time(record.get("created_at")), finished_at=_parse_time(record.get("finished_at"))))
+            created_at=_parse_time(record.get("created_at")), finished_at=_parse_time(record.get("finished_at")),
+            attempt_history=history_lines(state.history)))
     return rows
 
 
@@ -278,9 +297,10 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def write_job_manifest(job_id: str, store: JobStore, storage: Storage, requests: dict[str, RenderRequest],
-                       uri: str, extra_rows: list[ManifestRow] = ()) -> str:
-    """Write the job's manifest (plus rows for malformed request-file lines) to ``uri``."""
-    return write_manifest([*manifest_rows(job_id, store, requests), *extra_rows], uri, storage)
+                       uri: str, extra_rows: list[ManifestRow] = (), metadata: dict[str, str] | None = None) -> str:
+    """Write the job's manifest (plus rows for malformed request-file lines) to ``uri``;
+    ``metadata``: extra schema metadata (e.g. the job's access policy)."""
+    return write_manifest([*manifest_rows(job_id, store, requests), *extra_rows], uri, storage, metadata=metadata)
 
 
 @dataclass(frozen=True)

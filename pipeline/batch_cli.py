@@ -1,4 +1,16 @@
-"""`talkfarm batch / status / cancel / retry`: bulk renders on Ray with job state."""
+"""`talkfarm batch / status / cancel / retry`: bulk renders on Ray with job state.
+
+Exit codes (every failure is one line on stderr, never a traceback):
+
+* 0: the job ran to its end; the manifest (printed last) lists every row, failed ones included.
+* 1: the job could not finish: its state was lost from the job store, this driver lost its
+  lease to another, the cluster could not place the pools, or the manifest could not be written
+  (the rows' outcomes stay in the job store: ``talkfarm status JOB``).
+* 2: refused before anything ran: bad arguments or request file (unknown columns with
+  ``--strict``), an output prefix that cannot be written or lies outside the policy, an unknown
+  job, another driver holding the job, or a policy that differs from the one the job was
+  created with.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.errors import BadInputError
+from pipeline.errors import BadInputError, JobFailedError
 
 DEFAULT_STATE = Path.home() / ".cache" / "talkfarm" / "jobs.sqlite"
 
@@ -19,8 +31,13 @@ def add_batch_commands(commands) -> None:
     batch = commands.add_parser(
         "batch", help="render every request of a CSV / JSONL / Parquet list on Ray",
         description="Render a request list (columns: id, image, audio, and optional seed, gaze_yaw, gaze_pitch, "
-                    "distance, emotion, priority) on a local or existing Ray cluster. Writes one video and "
-                    "provenance sidecar per request and a Parquet manifest; prints the manifest URI last.",
+                    "distance, emotion, priority, size, fps, paste_back, motion, transcript, language) on a local "
+                    "or existing Ray cluster. Writes one video and provenance sidecar per request and a Parquet "
+                    "manifest; prints the manifest URI last. Confined by default: inputs are read only under the "
+                    "request file's own folder (or bucket prefix) and --allow prefixes, outputs written only "
+                    "under --out. One driver per job (a lease in the job store). Exit code 0: the job ran to its "
+                    "end (failed rows are in the manifest); 1: the job could not finish; 2: refused (bad input, "
+                    "policy, job held by another driver).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     batch.add_argument("requests", help="request list: local path or s3:// URI (.csv, .jsonl, .parquet)")
     batch.add_argument("--out", required=True, help="output prefix: local folder or s3://bucket/prefix")
@@ -30,13 +47,16 @@ def add_batch_commands(commands) -> None:
     batch.add_argument("--job-id", default=None, help="job id (default: derived from the request list and --out)")
     batch.add_argument("--graph", default=None, help="YAML/JSON pool layout (sizes, cpus, gpus, accelerator_type)")
     batch.add_argument("--max-attempts", type=int, default=3, help="runs per request before a failure is final")
-    batch.add_argument("--allow", action="append", default=None, metavar="PREFIX",
-                       help="only read and write under these prefixes (repeatable)")
+    _add_policy_arguments(batch)
+    batch.add_argument("--strict", action="store_true",
+                       help="refuse a request file with columns talkfarm does not know (default: warn)")
+    _add_lease_arguments(batch)
     batch.add_argument("--quiet", action="store_true", help="no progress line")
     batch.set_defaults(handler=_batch)
 
-    for name, text in (("status", "show a job's progress and failures"), ("cancel", "stop scheduling a job's rows"),
-                       ("retry", "re-run a job's failed rows")):
+    for name, text in (("status", "show a job's progress, failures and access policy"),
+                       ("cancel", "stop scheduling a job's rows"),
+                       ("retry", "re-run a job's failed rows under the job's stored access policy")):
         command = commands.add_parser(name, help=text, description=text + ".")
         command.add_argument("job", help="job id (printed by `talkfarm batch`)")
         command.add_argument("--redis", default=None, help=state_help)
@@ -45,70 +65,238 @@ def add_batch_commands(commands) -> None:
             command.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "retry":
             command.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+            _add_lease_arguments(command)
         command.set_defaults(handler={"status": _status, "cancel": _cancel, "retry": _retry}[name])
+
+
+def _add_policy_arguments(parser) -> None:
+    parser.add_argument("--allow", action="append", default=None, metavar="PREFIX",
+                        help="also read inputs under this folder or s3://bucket/prefix (repeatable); the request "
+                             "file's own folder is always allowed, writes go only under --out")
+    parser.add_argument("--allow-any", action="store_true",
+                        help="no confinement: rows may read anything the worker's credentials reach (recorded in "
+                             "the job and its manifest)")
+
+
+def add_policy_arguments(parser) -> None:
+    """``--allow`` / ``--allow-any`` as `talkfarm batch` takes them (for `talkfarm submit`)."""
+    _add_policy_arguments(parser)
+
+
+def _add_lease_arguments(parser) -> None:
+    from pipeline.lease import DEFAULT_TTL_S
+
+    parser.add_argument("--wait", action="store_true",
+                        help="if another driver holds the job, wait for it to finish instead of exiting 2")
+    parser.add_argument("--lease-seconds", type=float, default=DEFAULT_TTL_S,
+                        help="driver lease time-to-live, renewed every third of it: a killed driver's job is taken "
+                             "over this long after it died")
 
 
 def _store(args):
     from pipeline.jobstate import open_job_store
 
     Path(args.state).parent.mkdir(parents=True, exist_ok=True)
-    return open_job_store(args.redis, args.state)
+    try:
+        return open_job_store(args.redis, args.state)
+    except ValueError as err:         # an unsupported job-store URL
+        raise BadInputError(str(err)) from None
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from pipeline.storage import Storage
+    from pipeline.access import AccessPolicy, absolute_uri
+    from pipeline.batch import default_job_id
 
-    storage = Storage(args.allow)
+    requests_uri, out_prefix = absolute_uri(args.requests), absolute_uri(args.out)
+    policy = AccessPolicy.for_job(requests_uri, out_prefix, args.allow or (), args.allow_any)
     graph = None
     if args.graph:
         from pipeline.settings import GraphSettings
 
         graph = GraphSettings.from_file(args.graph).config()
+    job_id = args.job_id or default_job_id(policy.storage(), requests_uri, out_prefix)
     with _store(args) as store:
-        return _run(args, storage, store, args.requests, args.out, args.job_id, graph, args.max_attempts)
+        stored = _stored_policy(store, job_id)
+        if stored is not None and stored != policy:
+            raise BadInputError(f"job {job_id} was created with another access policy ({stored.describe()}); "
+                                "give the same --allow / --allow-any, or a new --job-id")
+        with _lease(args, store, job_id) as lease:
+            return _run(args, store, lease, job_id, requests_uri, out_prefix, policy, graph, args.max_attempts)
 
 
-def _run(args, storage, store, requests_uri: str, out_prefix: str, job_id: str | None, graph, max_attempts: int) -> int:
-    from pipeline.batch import BatchConfig, BatchDriver, default_job_id, open_executor, write_job_manifest
+def _stored_policy(store, job_id: str):
+    from pipeline.access import AccessPolicy
+    from pipeline.jobstate import JobNotFoundError
+
+    try:
+        return AccessPolicy.from_meta(store.job_status(job_id).meta)
+    except JobNotFoundError:
+        return None
+
+
+def _lease(args, store, job_id: str):
+    """Take the job's driver lease (waiting with --wait) and return it, held."""
+    from pipeline.lease import DriverLease
+
+    lease = DriverLease(store, job_id, ttl_s=args.lease_seconds)
+    lease.acquire(wait=args.wait, on_wait=lambda holder, left: print(
+        f"job {job_id}: driver {holder} holds it; waiting (its lease runs {left:.0f} s more unless renewed)",
+        file=sys.stderr))
+    return lease
+
+
+def _check_output_writable(out_prefix: str) -> None:
+    """Refuse, before anything runs, a local output folder that cannot be created or written."""
+    import tempfile
+
+    from pipeline.storage import parse_uri
+
+    parsed = parse_uri(out_prefix)
+    if parsed.scheme != "file":
+        return
+    try:
+        parsed.path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parsed.path, prefix=".talkfarm-probe-"):
+            pass
+    except OSError as err:
+        raise BadInputError(f"output folder cannot be written ({err.strerror or type(err).__name__})",
+                            out_prefix) from None
+
+
+def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, policy, graph, max_attempts: int,
+         before_create=None) -> int:
+    """Read the request file, register the job, render what is pending, write the manifest.
+
+    ``before_create`` runs once the request file has been read and before the job is touched
+    (`talkfarm retry` requeues there, so a retry that cannot read the file changes nothing).
+    """
     from pipeline.graph import GraphConfig
     from pipeline.jobstate import RequestSpec
-    from pipeline.manifest import ManifestRow
     from pipeline.request_files import read_request_file
-    from pipeline.storage import join_uri
 
     graph = graph or GraphConfig()
+    storage = policy.storage()
     parsed = read_request_file(requests_uri, out_prefix, storage)
-    job_id = job_id or default_job_id(storage, requests_uri, out_prefix)
+    if parsed.ignored_columns:
+        unknown = ", ".join(repr(column) for column in parsed.ignored_columns)
+        if getattr(args, "strict", False):
+            raise BadInputError(f"request file has columns talkfarm does not know: {unknown} (--strict)", requests_uri)
+        print(f"talkfarm: warning: ignoring request-file columns talkfarm does not know: {unknown}", file=sys.stderr)
+    _check_output_writable(out_prefix)
     requests = {request.id: request for request, _ in parsed.valid}
     specs = [RequestSpec(request.id, None, priority) for request, priority in parsed.valid]
-    invalid_ids = {row.request_id or f"row-{row.row_number}": row for row in parsed.invalid}
-    specs += [RequestSpec(request_id, None, 0) for request_id in invalid_ids if request_id not in requests]
-    store.create_job(job_id, specs, {"requests": requests_uri, "out": out_prefix, "max_attempts": max_attempts})
+    invalid_rows = _invalid_rows_by_id(parsed.invalid, requests)
+    specs += [RequestSpec(request_id, None, 0) for request_id in invalid_rows]
+    if before_create is not None:
+        before_create()
+    store.create_job(job_id, specs, {"requests": requests_uri, "out": out_prefix, "max_attempts": max_attempts,
+                                     "access": policy.to_meta()})
     for state in store.request_states(job_id):
-        row = invalid_ids.get(state.request_id)
-        if row is not None and state.request_id not in requests and state.status == "pending":
+        row = invalid_rows.get(state.request_id)
+        if row is not None and state.status == "pending":
             store.mark_failed(job_id, state.request_id, "request", f"row {row.row_number}: {row.message}")
-    print(f"job {job_id}: {len(requests)} requests, {len(parsed.invalid)} malformed rows", file=sys.stderr)
+        elif row is None and state.request_id not in requests and state.status in ("pending", "running"):
+            # the job was given another file under the same --job-id: its rows cannot render now
+            store.mark_failed(job_id, state.request_id, "request", "no longer in the request file")
+    print(f"job {job_id}: {len(requests)} requests, {len(parsed.invalid)} malformed rows; {policy.describe()}",
+          file=sys.stderr)
+    manifest_uri = _join(out_prefix, f"manifest-{job_id}.parquet")
+    counts = store.job_status(job_id).counts
+    if counts["pending"] + counts["running"]:      # nothing to render (a header-only file): no Ray
+        _render(args, store, lease, storage, graph, job_id, requests, max_attempts, manifest_uri, policy, len(specs))
+    _write_manifest(job_id, store, storage, requests, invalid_rows, manifest_uri, policy)
+    status = store.job_status(job_id)
+    print(f"job {job_id}: " + (", ".join(f"{count} {name}" for name, count in status.counts.items() if count)
+                               or "no rows"), file=sys.stderr)
+    print(manifest_uri)
+    return 0
 
-    executor = open_executor(getattr(args, "address", None), graph, storage)
-    progress_line = None if getattr(args, "quiet", False) else _progress_printer(len(specs))
+
+def _join(prefix: str, name: str) -> str:
+    from pipeline.storage import join_uri
+
+    return join_uri(prefix, name)
+
+
+def _invalid_rows_by_id(invalid, requests: dict) -> dict:
+    """Malformed rows by the id they get in the job: their own id when it is free, else
+    ``row-<n>`` (a duplicate id, or no id at all), so each is a failed row of its own."""
+    by_id: dict = {}
+    for row in invalid:
+        request_id = row.request_id
+        if not request_id or request_id in requests or request_id in by_id:
+            request_id = f"row-{row.row_number}"
+        by_id[request_id] = row
+    return by_id
+
+
+def _render(args, store, lease, storage, graph, job_id: str, requests: dict, max_attempts: int, manifest_uri: str,
+            policy, total: int) -> None:
+    from pipeline.batch import BatchConfig, BatchDriver, open_executor
+    from pipeline.jobstate import JobNotFoundError
+
+    try:
+        executor = open_executor(getattr(args, "address", None), graph, storage)
+    except RuntimeError as err:            # pools the cluster cannot place
+        raise JobFailedError(f"job {job_id}: {err}") from None
+    progress_line = None if getattr(args, "quiet", False) else _progress_printer(total)
     driver = BatchDriver(executor, store, storage, graph, BatchConfig(max_attempts=max_attempts),
-                         on_progress=progress_line)
+                         on_progress=progress_line, lease=lease)
     try:
         driver.run(job_id, requests)
+    except JobNotFoundError:
+        # The store lost the job (a Redis restarted without its data): what each row came to is
+        # unknown here; say so in a manifest rather than guess.
+        written = _write_lost_manifest(job_id, storage, requests, manifest_uri, policy)
+        raise JobFailedError(f"job {job_id}: its state vanished from the job store mid-run (restarted without its "
+                             f"data?); finished videos stay under {policy.write}; "
+                             + (f"manifest with every row 'unknown': {written}" if written else "no manifest written")
+                             ) from None
     finally:
         executor.shutdown()
-    if progress_line is not None:
-        print(file=sys.stderr)
+        if progress_line is not None:
+            print(file=sys.stderr)
+
+
+def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, policy) -> str:
+    import json
+
+    from pipeline.batch import write_job_manifest
+    from pipeline.errors import TalkfarmError
+    from pipeline.manifest import ManifestRow, history_lines
+
+    history = {state.request_id: state.history for state in store.request_states(job_id)}
     extra = [ManifestRow.for_invalid_row(job_id, row.row_number, request_id, row.message)
-             for request_id, row in invalid_ids.items() if request_id not in requests]
-    manifest = write_job_manifest(job_id, store, storage, requests, join_uri(out_prefix, f"manifest-{job_id}.parquet"),
-                                  extra)
-    status = store.job_status(job_id)
-    print(f"job {job_id}: " + ", ".join(f"{count} {name}" for name, count in status.counts.items() if count),
-          file=sys.stderr)
-    print(manifest)
-    return 0
+             for request_id, row in invalid_rows.items()]
+    for row in extra:
+        row.attempt_history = history_lines(history.get(row.request_id, []))
+    try:
+        return write_job_manifest(job_id, store, storage, requests, uri, extra,
+                                  metadata={"talkfarm.access": json.dumps(policy.to_meta(), sort_keys=True)})
+    except (OSError, TalkfarmError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise JobFailedError(f"job {job_id}: cannot write the manifest to {uri} ({reason}); every row's outcome is "
+                             f"in the job store: talkfarm status {job_id}") from None
+
+
+def _write_lost_manifest(job_id, storage, requests: dict, uri: str, policy) -> str | None:
+    import json
+    from datetime import datetime, timezone
+
+    from pipeline.errors import TalkfarmError
+    from pipeline.manifest import ManifestRow, write_manifest
+
+    now = datetime.now(timezone.utc)
+    rows = [ManifestRow(job_id=job_id, request_id=request.id, status="unknown", image_uri=request.image,
+                        audio_uri=request.audio, output_uri=request.output, error_stage="jobstate",
+                        error_message="job state lost from the job store mid-run", seed=request.controls.seed,
+                        controls=request.controls.model_dump_json(), created_at=now, finished_at=now)
+            for request in requests.values()]
+    try:
+        return write_manifest(rows, uri, storage, metadata={"talkfarm.access": json.dumps(policy.to_meta(),
+                                                                                        sort_keys=True)})
+    except (OSError, TalkfarmError):
+        return None
 
 
 def _progress_printer(total: int):
@@ -127,44 +315,62 @@ def _progress_printer(total: int):
     return show
 
 
-def _status(args: argparse.Namespace) -> int:
+def _job_meta(store, job_id: str) -> dict:
     from pipeline.jobstate import JobNotFoundError
 
+    try:
+        return store.job_status(job_id).meta
+    except JobNotFoundError:
+        raise BadInputError("no such job", job_id) from None
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pipeline.access import AccessPolicy
+
     with _store(args) as store:
-        try:
-            status = store.job_status(args.job)
-        except JobNotFoundError:
-            raise BadInputError("no such job", args.job) from None
-        failures = [state for state in store.request_states(args.job) if state.status == "failed"]
+        meta = _job_meta(store, args.job)
+        status = store.job_status(args.job)
+        policy = AccessPolicy.from_meta(meta) if "requests" in meta else None
+        states = store.request_states(args.job)
+        failures = [state for state in states if state.status == "failed"]
         if args.json:
             print(json.dumps({"job": args.job, "counts": status.counts, "cancelled": status.cancelled,
-                              "failed": [{"id": s.request_id, "stage": s.error_stage, "message": s.error_message}
-                                         for s in failures]}, indent=2))
+                              "access": None if policy is None else policy.to_meta(),
+                              "failed": [{"id": s.request_id, "stage": s.error_stage, "message": s.error_message,
+                                          "history": s.history} for s in failures]}, indent=2))
             return 0
         print(f"job {args.job}{' (cancelled)' if status.cancelled else ''}: "
               + ", ".join(f"{count} {name}" for name, count in status.counts.items()))
+        if policy is not None:
+            print(f"  {policy.describe()}")
         for state in failures:
             print(f"  failed {state.request_id}: {state.error_stage}: {state.error_message}")
     return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    from pipeline.jobstate import JobNotFoundError
+
     with _store(args) as store:
-        count = store.cancel(args.job)
+        try:
+            count = store.cancel(args.job)
+        except JobNotFoundError:
+            raise BadInputError("no such job", args.job) from None
     print(f"job {args.job}: cancelled; {count} pending rows will not run (finished outputs stay)")
     return 0
 
 
 def _retry(args: argparse.Namespace) -> int:
-    from pipeline.jobstate import JobNotFoundError
-    from pipeline.storage import Storage
+    from pipeline.access import AccessPolicy
 
     with _store(args) as store:
-        try:
-            meta = store.job_status(args.job).meta
-        except JobNotFoundError:
-            raise BadInputError("no such job", args.job) from None
-        count = store.requeue_failed(args.job)
-        print(f"job {args.job}: {count} rows queued again", file=sys.stderr)
-        return _run(args, Storage(), store, meta["requests"], meta["out"], args.job, None,
-                    int(meta.get("max_attempts", 3)))
+        meta = _job_meta(store, args.job)
+        policy = AccessPolicy.from_meta(meta)
+
+        def requeue() -> None:
+            count = store.requeue_failed(args.job)
+            print(f"job {args.job}: {count} rows queued again", file=sys.stderr)
+
+        with _lease(args, store, args.job) as lease:
+            return _run(args, store, lease, args.job, meta["requests"], meta["out"], policy, None,
+                        int(meta.get("max_attempts", 3)), before_create=requeue)

@@ -7,9 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.errors import BadInputError
+from pipeline.errors import BadInputError, TalkfarmError
 from pipeline.schemas import EMOTION_NAMES, MOTION_GENERATORS
 
+EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -243,6 +244,10 @@ def _silence_native_stderr() -> None:
     sys.stderr = os.fdopen(terminal, "w", buffering=1)
 
 
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     parser = build_parser()
@@ -253,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BadInputError, CliError) as err:
         print(f"talkfarm: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except TalkfarmError as err:    # the job could not finish: state / lease lost, manifest unwritable
+        print(f"talkfarm: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_JOB_FAILED
     except KeyboardInterrupt:
         print("talkfarm: interrupted", file=sys.stderr)
         return 130

@@ -30,3 +30,7 @@ class BadInputError(TalkfarmError):
 
 class TransientError(TalkfarmError):
     """A failure that may pass on retry (storage hiccup, worker lost)."""
+
+
+class JobFailedError(TalkfarmError):
+    """A batch job could not finish (state lost, lease lost, manifest unwritable): exit code 1."""

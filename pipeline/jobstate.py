@@ -15,9 +15,11 @@ One interface, :class:`JobStore`, two backends:
                                                   seq, c:<status> counters
       talkfarm:job:{J}:ids                 list   request ids in submission order
       talkfarm:job:{J}:req:<request_id>    hash   render_id, status, priority, seq, attempts,
-                                                  error_stage, error_message, result (JSON), updated_at
+                                                  error_stage, error_message, result (JSON), updated_at,
+                                                  history (JSON: earlier runs' outcomes, kept by requeue)
       talkfarm:job:{J}:pending             zset   pending request ids, score = -priority * 2**32 + seq
       talkfarm:job:{J}:dead                list   dead letters (JSON)
+      talkfarm:job:{J}:lease               string the driver holding the job (expires: PX)
       talkfarm:render:<render_id>          string idempotency record (JSON: output uri, sha256...)
 
 Life of a request::
@@ -30,6 +32,11 @@ Life of a request::
 
 ``attempts`` counts claims, so ``mark_failed(..., max_attempts=3)`` gives a request three runs.
 Claims are highest priority first, then submission order.
+
+One driver per job: :meth:`JobStore.acquire_lease` gives the job to one driver for ``ttl_s``
+seconds; the holder renews it (:meth:`JobStore.renew_lease`) well before it expires and
+releases it when done. A driver that dies stops renewing, so its lease expires and another
+driver may take the job over (``pipeline.lease`` wraps this).
 
 Idempotency across jobs: :meth:`JobStore.record_render` remembers a finished render id with its
 result; :meth:`JobStore.lookup_render` lets the graph skip a render already done anywhere
@@ -105,6 +112,8 @@ class RequestState:
     error_message: str | None = None
     result: dict[str, Any] | None = None
     updated_at: datetime | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Earlier runs requeued by ``talkfarm retry``: status, attempts, error stage and message, time."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,13 @@ def _utc(ts: float | str | None) -> datetime | None:
     if ts is None or ts == "":
         return None
     return datetime.fromtimestamp(float(ts), tz=timezone.utc)
+
+
+def _history_entry(status: str | None, attempts: Any, stage: str | None, message: str | None,
+                   at: float | None) -> dict[str, Any]:
+    """One earlier run of a request, as kept in :attr:`RequestState.history`."""
+    return {"status": status, "attempts": int(attempts or 0), "stage": stage or None, "message": message or None,
+            "at": at}
 
 
 def _check_job_id(job_id: str) -> str:
@@ -234,8 +250,9 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def requeue_failed(self, job_id: str, *, include_cancelled: bool = True) -> int:
         """For ``talkfarm retry``: failed (and, by default, cancelled) requests back to pending
-        with attempts reset; clears the dead letters, and un-cancels the job when
-        ``include_cancelled``. Returns how many were requeued."""
+        with attempts reset, each one's outcome so far appended to its ``history``; clears the
+        dead letters, and un-cancels the job when ``include_cancelled``. Returns how many were
+        requeued."""
 
     @abc.abstractmethod
     def cancel(self, job_id: str) -> int:
@@ -253,6 +270,26 @@ class JobStore(abc.ABC):
         With ``max_attempts``, a request that already used all its attempts (a poison pill that
         keeps killing workers) goes to ``failed`` with stage ``worker`` instead.
         """
+
+    # -- the driver lease ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def acquire_lease(self, job_id: str, holder: str, ttl_s: float) -> tuple[str, float]:
+        """Give the job's driver lease to ``holder`` for ``ttl_s`` seconds if nobody else holds
+        a live one (an expired lease is taken over; the holder's own is extended).
+
+        Returns ``(holder of the lease now, seconds it has left)``: the caller has the lease
+        when the returned holder is its own. Works for a job not created yet.
+        """
+
+    @abc.abstractmethod
+    def renew_lease(self, job_id: str, holder: str, ttl_s: float) -> bool:
+        """Extend ``holder``'s lease to ``ttl_s`` seconds from now; False if it no longer holds
+        it (expired and taken over, or lost with the store's data)."""
+
+    @abc.abstractmethod
+    def release_lease(self, job_id: str, holder: str) -> None:
+        """Give the lease up (only if ``holder`` still has it)."""
 
     # -- render idempotency ----------------------------------------------------------------
 
@@ -293,6 +330,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     stage TEXT NOT NULL, message TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS dead_letters_by_job ON dead_letters (job_id, id);
 CREATE TABLE IF NOT EXISTS renders (render_id TEXT PRIMARY KEY, result TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (job_id TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
 """
 
 
@@ -314,7 +352,10 @@ class SQLiteJobStore(JobStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             try:
-                self._db().executescript(_SCHEMA)
+                db = self._db()
+                db.executescript(_SCHEMA)
+                if "history" not in {row["name"] for row in db.execute("PRAGMA table_info(requests)")}:
+                    db.execute("ALTER TABLE requests ADD COLUMN history TEXT")   # a store from before history
             except sqlite3.OperationalError as exc:
                 raise TransientError(f"job store {self.path} is busy: {exc}") from exc
 
@@ -437,7 +478,8 @@ class SQLiteJobStore(JobStore):
                              priority=r["priority"], attempts=r["attempts"], error_stage=r["error_stage"],
                              error_message=r["error_message"],
                              result=None if r["result"] is None else json.loads(r["result"]),
-                             updated_at=_utc(r["updated_at"])) for r in rows]
+                             updated_at=_utc(r["updated_at"]), history=json.loads(r["history"] or "[]"))
+                for r in rows]
 
     def dead_letters(self, job_id) -> list[DeadLetter]:
         with self._tx() as db:
@@ -508,13 +550,17 @@ class SQLiteJobStore(JobStore):
         statuses = ("failed", "cancelled") if include_cancelled else ("failed", "failed")
         with self._tx() as db:
             self._job_row(db, job_id)
-            cur = db.execute("UPDATE requests SET status='pending', attempts=0, updated_at=?"
-                             " WHERE job_id=? AND status IN (?,?)", (now, job_id, *statuses))
+            rows = db.execute("SELECT * FROM requests WHERE job_id=? AND status IN (?,?)", (job_id, *statuses)).fetchall()
+            for r in rows:
+                history = [*json.loads(r["history"] or "[]"), _history_entry(r["status"], r["attempts"],
+                                                                            r["error_stage"], r["error_message"], now)]
+                db.execute("UPDATE requests SET status='pending', attempts=0, history=?, updated_at=?"
+                           " WHERE job_id=? AND request_id=?", (json.dumps(history), now, job_id, r["request_id"]))
             db.execute("DELETE FROM dead_letters WHERE job_id=?", (job_id,))
             if include_cancelled:
                 db.execute("UPDATE jobs SET cancelled=0 WHERE job_id=?", (job_id,))
             self._touch(db, job_id, now)
-        return cur.rowcount
+        return len(rows)
 
     def cancel(self, job_id) -> int:
         now = time.time()
@@ -552,6 +598,29 @@ class SQLiteJobStore(JobStore):
                     reset += back == "pending"
             self._touch(db, job_id, now)
         return reset
+
+    # -- lease
+
+    def acquire_lease(self, job_id, holder, ttl_s) -> tuple[str, float]:
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT holder, expires_at FROM leases WHERE job_id=?", (job_id,)).fetchone()
+            if row is not None and row["holder"] != holder and row["expires_at"] > now:
+                return row["holder"], row["expires_at"] - now
+            db.execute("INSERT OR REPLACE INTO leases (job_id, holder, expires_at) VALUES (?,?,?)",
+                       (job_id, holder, now + ttl_s))
+        return holder, ttl_s
+
+    def renew_lease(self, job_id, holder, ttl_s) -> bool:
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute("UPDATE leases SET expires_at=? WHERE job_id=? AND holder=? AND expires_at>?",
+                             (now + ttl_s, job_id, holder, now))
+        return cur.rowcount == 1
+
+    def release_lease(self, job_id, holder) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM leases WHERE job_id=? AND holder=?", (job_id, holder))
 
     # -- idempotency
 
@@ -692,6 +761,14 @@ for _, rid in ipairs(redis.call('LRANGE', ids, 0, -1)) do
   local rkey = prefix .. rid
   local st = redis.call('HGET', rkey, 'status')
   if st == 'failed' or (inc and st == 'cancelled') then
+    local raw = redis.call('HGET', rkey, 'history')
+    local history = {}
+    if raw then history = cjson.decode(raw) end
+    local entry = {status = st, attempts = tonumber(redis.call('HGET', rkey, 'attempts')), at = tonumber(now)}
+    entry['stage'] = redis.call('HGET', rkey, 'error_stage') or nil
+    entry['message'] = redis.call('HGET', rkey, 'error_message') or nil
+    table.insert(history, entry)
+    redis.call('HSET', rkey, 'history', cjson.encode(history))
     set_status(job, rkey, 'pending', now)
     redis.call('HSET', rkey, 'attempts', 0)
     redis.call('ZADD', pending, score(rkey), rid)
@@ -741,6 +818,28 @@ for _, rid in ipairs(redis.call('LRANGE', ids, 0, -1)) do
 end
 redis.call('HSET', job, 'updated_at', now)
 return n
+"""
+
+
+# KEYS: lease   ARGV: holder, ttl_ms   -> {holder now, ms left}
+_LEASE = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return {current, redis.call('PTTL', KEYS[1])} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return {ARGV[1], tonumber(ARGV[2])}
+"""
+
+# KEYS: lease   ARGV: holder, ttl_ms   -> 1 renewed, 0 not the holder
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+# KEYS: lease   ARGV: holder
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -803,7 +902,8 @@ class RedisJobStore(JobStore):
                         retry=Retry(NoBackoff(), 0))  # retries are ours (_call), with a deadline
                     self._scripts = {name: client.register_script(src) for name, src in (
                         ("create", _CREATE), ("claim", _CLAIM), ("done", _DONE), ("failed", _FAILED),
-                        ("requeue", _REQUEUE), ("cancel", _CANCEL), ("reset", _RESET))}
+                        ("requeue", _REQUEUE), ("cancel", _CANCEL), ("reset", _RESET),
+                        ("lease", _LEASE), ("renew", _RENEW), ("release", _RELEASE))}
                     self._client = client
         return self._client
 
@@ -875,7 +975,7 @@ class RedisJobStore(JobStore):
         self.job_status(job_id)
         ids = self._call(lambda: self.redis.lrange(self._k(job_id, ":ids"), 0, -1))
         keys = [self._k(job_id, f":req:{rid}") for rid in ids]
-        keys += [self._k(job_id, p) for p in ("", ":pending", ":ids", ":dead")]
+        keys += [self._k(job_id, p) for p in ("", ":pending", ":ids", ":dead", ":lease")]
         for start in range(0, len(keys), 1000):
             self._call(lambda: self.redis.delete(*keys[start:start + 1000]))
         self._call(lambda: self.redis.zrem(f"{self.prefix}jobs", job_id))
@@ -906,7 +1006,9 @@ class RedisJobStore(JobStore):
                     request_id=rid, render_id=h.get("render_id") or None, status=h.get("status", "pending"),
                     priority=int(h.get("priority", 0)), attempts=int(h.get("attempts", 0)),
                     error_stage=h.get("error_stage") or None, error_message=h.get("error_message") or None,
-                    result=json.loads(h["result"]) if h.get("result") else None, updated_at=_utc(h.get("updated_at"))))
+                    result=json.loads(h["result"]) if h.get("result") else None, updated_at=_utc(h.get("updated_at")),
+                    history=[_history_entry(e.get("status"), e.get("attempts"), e.get("stage"), e.get("message"),
+                                            e.get("at")) for e in json.loads(h.get("history") or "[]")]))
         return states
 
     def dead_letters(self, job_id) -> list[DeadLetter]:
@@ -957,6 +1059,19 @@ class RedisJobStore(JobStore):
     def reset_running(self, job_id, *, max_attempts=None) -> int:
         return self._run("reset", job_id, ("", ":pending", ":ids", ":dead"),
                          [repr(time.time()), self._k(job_id, ":req:"), max_attempts or 0])
+
+    # -- lease
+
+    def acquire_lease(self, job_id, holder, ttl_s) -> tuple[str, float]:
+        _check_job_id(job_id)
+        current, left_ms = self._run("lease", job_id, (":lease",), [holder, int(ttl_s * 1000)])
+        return current, int(left_ms) / 1000.0
+
+    def renew_lease(self, job_id, holder, ttl_s) -> bool:
+        return self._run("renew", job_id, (":lease",), [holder, int(ttl_s * 1000)]) == 1
+
+    def release_lease(self, job_id, holder) -> None:
+        self._run("release", job_id, (":lease",), [holder])
 
     # -- idempotency
 

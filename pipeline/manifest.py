@@ -9,12 +9,15 @@ Spark / pandas without parsing:
   name *or* a vector, which no single Arrow type holds cleanly); ``seed`` is also a column.
 * ``warnings``: ``list<string>`` (e.g. "3 faces found; used the largest").
 * ``created_at`` / ``finished_at``: ``timestamp[us, UTC]``.
+* ``attempt_history``: ``list<string>``, one line per earlier run that ``talkfarm retry`` requeued
+  (``failed after 3 attempts: decode: ...``), oldest first.
 * ``quality_json``: JSON text of the render's QC metrics (``workers.quality.qc.BatchQC`` in the encoder;
   null = not measured); ``quality_flags``: ``list<string>``, the thresholds it broke.
 * Ids, hashes and errors are nullable strings (a malformed request row has no render id and may
   have no request id -- :meth:`ManifestRow.for_invalid_row` names it ``row-<n>``).
 
-The file carries ``talkfarm.manifest_version`` in its schema metadata; :func:`read_manifest`
+The file carries ``talkfarm.manifest_version`` in its schema metadata (and, from a batch job,
+``talkfarm.access``: the JSON access policy the job ran under, ``allow_any`` included); :func:`read_manifest`
 fills columns missing from older files with their defaults.
 """
 
@@ -32,7 +35,7 @@ import pyarrow.parquet as pq
 from pipeline.schemas import RenderControls, RenderRequest, RenderResult
 
 __all__ = ["ManifestRow", "MANIFEST_SCHEMA", "MANIFEST_VERSION", "write_manifest", "read_manifest",
-           "manifest_table", "rows_to_jsonl"]
+           "manifest_table", "rows_to_jsonl", "history_lines"]
 
 MANIFEST_VERSION = "1"
 
@@ -64,6 +67,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("finished_at", pa.timestamp("us", tz="UTC")),
         pa.field("quality_json", pa.string()),
         pa.field("quality_flags", pa.list_(pa.string())),
+        pa.field("attempt_history", pa.list_(pa.string())),
     ],
     metadata={"talkfarm.manifest_version": MANIFEST_VERSION},
 )
@@ -112,6 +116,7 @@ class ManifestRow:
     finished_at: datetime | None = None
     quality_json: str | None = None
     quality_flags: list[str] = field(default_factory=list)
+    attempt_history: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.created_at = _as_utc(self.created_at)
@@ -137,7 +142,7 @@ class ManifestRow:
                 kwargs.pop(key, None)
             elif isinstance(value, list):
                 kwargs[key] = dict(value)
-        for key in ("warnings", "quality_flags"):
+        for key in ("warnings", "quality_flags", "attempt_history"):
             if kwargs.get(key) is None:
                 kwargs.pop(key, None)
         if kwargs.get("attempts") is None:
@@ -165,6 +170,7 @@ class ManifestRow:
         watermark_payload: str | None = None,
         created_at: datetime | None = None,
         finished_at: datetime | None = None,
+        attempt_history: list[str] | None = None,
     ) -> "ManifestRow":
         """A row from a request and its :class:`RenderResult` (``total_seconds`` = sum of stages
         unless both times are given, then ``finished_at - created_at``)."""
@@ -183,7 +189,7 @@ class ManifestRow:
             watermark_payload=watermark_payload, warnings=list(result.warnings),
             created_at=created_at, finished_at=finished_at,
             quality_json=None if result.quality is None else json.dumps(result.quality, sort_keys=True),
-            quality_flags=list(result.quality_flags),
+            quality_flags=list(result.quality_flags), attempt_history=list(attempt_history or []),
         )
 
     @classmethod
@@ -196,27 +202,38 @@ class ManifestRow:
                    created_at=now, finished_at=now)
 
 
-def manifest_table(rows: Iterable[ManifestRow]) -> pa.Table:
-    """The rows as an Arrow table with ``MANIFEST_SCHEMA``."""
+def history_lines(history: Iterable[dict[str, Any]]) -> list[str]:
+    """A request's earlier runs (``RequestState.history``) as ``attempt_history`` lines:
+    ``failed after 3 attempts: decode: gpu lost``."""
+    return [f"{entry.get('status')} after {entry.get('attempts', 0)} attempts"
+            + (f": {entry['stage']}: {entry['message']}" if entry.get("stage") else "") for entry in history]
+
+
+def manifest_table(rows: Iterable[ManifestRow], metadata: dict[str, str] | None = None) -> pa.Table:
+    """The rows as an Arrow table with ``MANIFEST_SCHEMA`` (plus ``metadata`` in its schema metadata)."""
     columns: dict[str, list[Any]] = {f.name: [] for f in MANIFEST_SCHEMA}
     for row in rows:
         for name, value in asdict(row).items():
             if name in ("seconds_per_stage", "model_versions"):
                 value = list(value.items()) if value else []
             columns[name].append(value)
-    return pa.Table.from_pydict(columns, schema=MANIFEST_SCHEMA)
+    schema = MANIFEST_SCHEMA
+    if metadata:
+        schema = schema.with_metadata({**schema.metadata, **{key.encode(): value.encode() for key, value in metadata.items()}})
+    return pa.Table.from_pydict(columns, schema=schema)
 
 
-def write_manifest(rows: Iterable[ManifestRow], uri: str, storage=None) -> str:
+def write_manifest(rows: Iterable[ManifestRow], uri: str, storage=None, metadata: dict[str, str] | None = None) -> str:
     """Write the manifest Parquet file to ``uri`` atomically (via :meth:`Storage.write_bytes`).
 
-    ``storage`` defaults to a plain :class:`~pipeline.storage.Storage`. Returns ``uri``.
+    ``storage`` defaults to a plain :class:`~pipeline.storage.Storage`; ``metadata`` is added to
+    the schema metadata. Returns ``uri``.
     """
     from pipeline.storage import Storage
 
     storage = storage or Storage()
     buffer = io.BytesIO()
-    pq.write_table(manifest_table(rows), buffer, compression="zstd")
+    pq.write_table(manifest_table(rows, metadata), buffer, compression="zstd")
     return storage.write_bytes(uri, buffer.getvalue())
 
 

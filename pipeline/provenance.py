@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -78,9 +78,13 @@ def mp4_metadata(record: dict) -> dict[str, str]:
 
 
 def write_sidecar(output: str | os.PathLike, record: dict) -> Path:
-    """Write ``<output>.provenance.json`` atomically (temporary file in the same folder, then rename)."""
+    """Write ``<output>.provenance.json`` atomically (temporary file in the same folder, then rename),
+    with the same permissions as the video (0666 less the umask)."""
     target = sidecar_path(output)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    # Created 0666 less the umask, as the video beside it is (mkstemp's 0600 hid sidecars
+    # from the readers of the videos); O_EXCL: the name is this writer's alone.
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "w") as stream:
             json.dump(record, stream, indent=2, sort_keys=True)

@@ -25,12 +25,13 @@ language       no        espeak-ng language code of the speech (default ``en``;
                          ``espeak-ng --voices`` lists them)
 =============  ========  ===================================================================
 
-Empty cells / nulls mean "use the default". Other columns are ignored (reported in
-:attr:`RequestFile.ignored_columns`). Relative ``image`` / ``audio`` entries are resolved
+Empty cells / nulls mean "use the default". Other columns are ignored and reported in
+:attr:`RequestFile.ignored_columns` (``talkfarm batch`` warns about them, and refuses the file
+with ``--strict``). Relative ``image`` / ``audio`` entries are resolved
 against the request file's folder (or its S3 "folder").
 
 A malformed row never sinks the file: it becomes an :class:`InvalidRow` with a message, and
-the rest is read. Duplicate ids: the first row with an id owns it (valid or not); later rows
+the rest is read; so does a CSV / JSONL line that is not valid UTF-8. Duplicate ids: the first row with an id owns it (valid or not); later rows
 with the same id are invalid. Row numbers are the line numbers of CSV / JSONL files (the CSV
 header is line 1) and the 1-based row index of Parquet files.
 
@@ -54,7 +55,7 @@ from pydantic import ValidationError
 from pipeline.errors import BadInputError
 from pipeline.jobstate import PRIORITY_LIMIT
 from pipeline.schemas import RenderControls, RenderRequest
-from pipeline.storage import Storage, join_uri, parse_uri
+from pipeline.storage import OUTSIDE_MESSAGE, Storage, join_uri, parse_uri
 
 __all__ = ["read_request_file", "parse_request_rows", "RequestFile", "InvalidRow", "REQUEST_COLUMNS"]
 
@@ -64,6 +65,8 @@ OPTIONAL_COLUMNS = ("seed", "gaze_yaw", "gaze_pitch", "distance", "emotion", "pr
 REQUEST_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 _BAD_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
+_UNDECODED = re.compile("[\udc80-\udcff]")     # bytes that were not UTF-8 (surrogateescape)
+NOT_UTF8 = "row is not UTF-8 text (undecodable bytes)"
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -255,8 +258,8 @@ def parse_request_rows(
             request, priority = _parse_row({**row, "id": rid}, out_prefix, base, defaults)
             if storage is not None:
                 for uri in (request.image, request.audio):
-                    if not storage.is_allowed(uri):
-                        raise _RowError(f"{uri} is outside the allowed buckets/paths")
+                    if not storage.is_allowed(uri):      # decided on the URI alone: nothing is looked up
+                        raise _RowError(f"{uri}: {OUTSIDE_MESSAGE}")
         except _RowError as exc:
             result.invalid.append(InvalidRow(number, rid, str(exc)))
             continue
@@ -309,8 +312,8 @@ def read_request_file(
     fmt = (fmt or _detect_format(uri)).lower()
     if fmt not in ("csv", "jsonl", "parquet"):
         raise BadInputError(f"unknown request file format {fmt!r}", uri)
-    if not storage.is_allowed(out_prefix):
-        raise BadInputError("output prefix is outside the allowed buckets/paths", out_prefix)
+    if not storage.is_writable(out_prefix):
+        raise BadInputError(f"output prefix is {OUTSIDE_MESSAGE}", out_prefix)
     data = storage.read_bytes(uri)
     parsed = parse_uri(uri)
     if parsed.scheme == "s3":
@@ -319,12 +322,12 @@ def read_request_file(
         base = str(parsed.path.parent)
 
     if fmt == "csv":
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise BadInputError(f"request file is not UTF-8 text: {exc}", uri) from None
+        # Undecodable bytes become lone surrogates, so one bad byte fails its own row only.
+        text = data.decode("utf-8-sig", errors="surrogateescape")
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = [c.strip() for c in (reader.fieldnames or [])]
+        if any(_UNDECODED.search(c) for c in header):
+            raise BadInputError("request file header is not UTF-8 text", uri)
         reader.fieldnames = header
         ignored = _check_header(header, uri)
 
@@ -342,18 +345,21 @@ def read_request_file(
                     continue
                 if all(_blank(v) for v in row.values()):
                     continue  # blank line
+                if any(isinstance(v, str) and _UNDECODED.search(v) for v in row.values()):
+                    yield reader.line_num, NOT_UTF8
+                    continue
                 yield reader.line_num, row
 
     elif fmt == "jsonl":
-        try:
-            lines = data.decode("utf-8-sig").splitlines()
-        except UnicodeDecodeError as exc:
-            raise BadInputError(f"request file is not UTF-8 text: {exc}", uri) from None
+        lines = data.decode("utf-8-sig", errors="surrogateescape").splitlines()
         keys: set[str] = set()
 
         def rows() -> Iterator[tuple[int, dict[str, Any] | str]]:
             for number, line in enumerate(lines, start=1):
                 if not line.strip():
+                    continue
+                if _UNDECODED.search(line):
+                    yield number, NOT_UTF8
                     continue
                 try:
                     obj = json.loads(line)

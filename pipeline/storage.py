@@ -19,7 +19,8 @@ Guarantees:
   there is one retry policy, this one.
 * **Clear permanent errors** -- a missing object raises
   ``BadInputError("object not found", uri)``; a URI outside ``allowed_prefixes`` raises
-  ``BadInputError("... outside the allowed buckets/paths", uri)``; other 4xx (access denied,
+  ``BadInputError("outside the allowed prefixes", uri)`` before anything is looked up, so the
+  message never tells whether such an object exists; other 4xx (access denied,
   no such bucket) raise ``BadInputError`` with S3's message.
 * **Picklable** -- the boto3 client is created lazily and dropped on pickling, so a
   ``Storage`` can be passed into Ray actors / tasks; each process builds its own client.
@@ -50,12 +51,16 @@ __all__ = [
     "is_s3",
     "join_uri",
     "PARTIAL_MARKER",
+    "OUTSIDE_MESSAGE",
 ]
 
 T = TypeVar("T")
 
 PARTIAL_MARKER = ".partial-"
 """Infix of temporary objects written by atomic puts (``<key>.partial-<uuid>``)."""
+
+OUTSIDE_MESSAGE = "outside the allowed prefixes"
+"""The one refusal for a URI a confined job may not touch (whether or not it exists)."""
 
 _MiB = 1024 * 1024
 _READ_BLOCK = 1 * _MiB
@@ -150,6 +155,9 @@ class Storage:
             others raise ``BadInputError``. Prefixes match whole path components:
             ``s3://b/in`` allows ``s3://b/in/x.wav`` but not ``s3://b/inbox/x.wav``. Local
             paths are compared after resolving symlinks and ``..``. ``None`` allows everything.
+        writable_prefixes: when given, writes and deletes must lie under one of these (and
+            reads under one of these or of ``allowed_prefixes``): a confined batch job reads its
+            inputs and writes only its output prefix (``pipeline.access``).
         max_attempts: tries per S3 operation before raising ``TransientError``.
         backoff_s: first retry delay; doubles each attempt (with jitter), capped at ``max_backoff_s``.
         max_backoff_s: largest single retry delay.
@@ -163,6 +171,7 @@ class Storage:
         self,
         allowed_prefixes: Iterable[str] | None = None,
         *,
+        writable_prefixes: Iterable[str] | None = None,
         max_attempts: int = 5,
         backoff_s: float = 0.25,
         max_backoff_s: float = 8.0,
@@ -187,7 +196,11 @@ class Storage:
         self.read_timeout = read_timeout
         self._client: Any = None
         self._lock = threading.Lock()
+        self.writable_prefixes: list[str] | None = None if writable_prefixes is None else list(writable_prefixes)
+        self._writable = None if self.writable_prefixes is None else [self._norm_prefix(p) for p in self.writable_prefixes]
         self._allowed = None if self.allowed_prefixes is None else [self._norm_prefix(p) for p in self.allowed_prefixes]
+        if self._allowed is not None and self._writable is not None:
+            self._allowed += self._writable       # a job reads back what it may write (reuse, resume)
 
     # ------------------------------------------------------------------ pickling / client
 
@@ -202,7 +215,7 @@ class Storage:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Storage(allowed_prefixes={self.allowed_prefixes!r})"
+        return f"Storage(allowed_prefixes={self.allowed_prefixes!r}, writable_prefixes={self.writable_prefixes!r})"
 
     @property
     def client(self):
@@ -241,15 +254,25 @@ class Storage:
         return "file", str(Path(parsed.key).expanduser().resolve())
 
     def is_allowed(self, uri: str | os.PathLike) -> bool:
-        """True when ``uri`` lies under an allowed prefix (always True without an allow-list)."""
-        if self._allowed is None:
+        """True when ``uri`` may be read: under an allowed (or writable) prefix, or no allow-list."""
+        return self._under(uri, self._allowed)
+
+    def is_writable(self, uri: str | os.PathLike) -> bool:
+        """True when ``uri`` may be written: under a writable prefix (without any, the read rule)."""
+        return self._under(uri, self._writable if self._writable is not None else self._allowed)
+
+    @staticmethod
+    def _under(uri: str | os.PathLike, prefixes: list[tuple[str, str]] | None) -> bool:
+        if prefixes is None:
             return True
         parsed = parse_uri(uri)
         if parsed.scheme == "s3":
             target = f"{parsed.bucket}/{parsed.key}"
         else:
+            # strict=False: a missing path resolves the same way as an existing one, so the
+            # verdict (and its message) never depends on whether the file exists
             target = str(Path(parsed.key).expanduser().resolve())
-        for scheme, prefix in self._allowed:
+        for scheme, prefix in prefixes:
             if scheme != parsed.scheme:
                 continue
             if scheme == "file" and prefix == os.sep:
@@ -259,10 +282,17 @@ class Storage:
         return False
 
     def check_allowed(self, uri: str | os.PathLike) -> ParsedURI:
-        """Parse ``uri`` and raise ``BadInputError`` if it is outside the allow-list."""
+        """Parse ``uri`` and raise ``BadInputError`` if it may not be read."""
         parsed = parse_uri(uri)
         if not self.is_allowed(uri):
-            raise BadInputError("URI is outside the allowed buckets/paths", os.fspath(uri))
+            raise BadInputError(OUTSIDE_MESSAGE, os.fspath(uri))
+        return parsed
+
+    def check_writable(self, uri: str | os.PathLike) -> ParsedURI:
+        """Parse ``uri`` and raise ``BadInputError`` if it may not be written."""
+        parsed = parse_uri(uri)
+        if not self.is_writable(uri):
+            raise BadInputError(OUTSIDE_MESSAGE, os.fspath(uri))
         return parsed
 
     # ------------------------------------------------------------------ retry machinery
@@ -463,7 +493,7 @@ class Storage:
         src = Path(local_path)
         if not src.is_file():
             raise BadInputError("object not found", str(src))
-        parsed = self.check_allowed(uri)
+        parsed = self.check_writable(uri)
         if parsed.scheme == "file":
             with open(src, "rb") as handle:
                 self._local_atomic_write(parsed.path, lambda out: shutil.copyfileobj(handle, out, _READ_BLOCK))
@@ -475,7 +505,7 @@ class Storage:
 
     def write_bytes(self, uri: str | os.PathLike, data: bytes) -> str:
         """Write ``data`` to ``uri`` atomically (same guarantees as :meth:`put`); return ``uri``."""
-        parsed = self.check_allowed(uri)
+        parsed = self.check_writable(uri)
         if parsed.scheme == "file":
             self._local_atomic_write(parsed.path, lambda out: out.write(data))
             return os.fspath(uri)
@@ -490,7 +520,7 @@ class Storage:
 
     def delete(self, uri: str | os.PathLike) -> None:
         """Remove the object; deleting a missing object is not an error."""
-        parsed = self.check_allowed(uri)
+        parsed = self.check_writable(uri)
         if parsed.scheme == "file":
             parsed.path.unlink(missing_ok=True)
             return

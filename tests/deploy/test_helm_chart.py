@@ -198,8 +198,19 @@ def test_nightly_cronjob_submits_through_jobs_api(chart):
 
     parsed = build_parser().parse_args(command[1:])
     assert parsed.priority == 10 and parsed.out == "s3://renders-prod/out/{date}"
+    assert parsed.allow == ["s3://renders-prod/portraits", "s3://renders-prod/voices"] and not parsed.allow_any
     env = {e["name"] for e in container["env"]}
     assert {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "AWS_REGION"} <= env
+
+
+def test_ray_cron_job_carries_the_access_policy(chart):
+    docs = _render(chart, VALUE_FILES["raycronjob"])
+    entrypoint = next(doc for doc in docs if doc["kind"] == "RayCronJob")["spec"]["jobTemplate"]["entrypoint"]
+    assert entrypoint.startswith("talkfarm batch ")
+    assert '--allow "s3://talkfarm/portraits/$(date -u +%F)"' in entrypoint and "--allow-any" not in entrypoint
+    docs = _render(chart, _merge(VALUE_FILES["raycronjob"], {"nightly": {"allowAny": True}}))
+    assert next(doc for doc in docs if doc["kind"] == "RayCronJob")["spec"]["jobTemplate"]["entrypoint"].endswith(
+        " --allow-any")
 
 
 def test_external_redis_and_no_service_monitor(chart):

@@ -151,3 +151,14 @@ def test_missing_token_is_refused(ray_head, tmp_path):
 def test_unreadable_list_is_bad_input(ray_head, tmp_path):
     result = _submit(ray_head, tmp_path / "missing.csv", timeout=60)
     assert result.returncode == 2 and "not found" in result.stderr
+
+
+def test_the_batch_command_carries_the_access_policy():
+    from jobs.nightly import Submission, batch_entrypoint
+
+    plain = batch_entrypoint(Submission("s3://b/lists/x.csv", "s3://b/out"), "job-1")
+    assert "--allow" not in plain
+    confined = batch_entrypoint(Submission("s3://b/lists/x.csv", "s3://b/out", allow=["s3://b/faces", "s3://b/voices"]),
+                                "job-1")
+    assert confined.endswith("--allow s3://b/faces --allow s3://b/voices")
+    assert batch_entrypoint(Submission("s3://b/x.csv", "s3://b/out", allow_any=True), "job-1").endswith("--allow-any")

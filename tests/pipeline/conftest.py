@@ -106,3 +106,22 @@ def s3_bucket(moto_server, monkeypatch) -> str:
     bucket = f"tf-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket=bucket)
     return bucket
+
+
+@pytest.fixture(scope="module")
+def ray_session(moto_server):
+    """One local Ray for the module: 2 CPUs, 2 fake GPUs and a custom node resource to pin on;
+    yields its address (other drivers join it with ``--address``).
+
+    The moto endpoint and test credentials go to every worker through the runtime env.
+    """
+    ray = pytest.importorskip("ray")
+    env = {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_REGION": "us-east-1"}
+    os.environ.update(env)
+    context = ray.init(num_cpus=2, num_gpus=2, resources={"gpu_node": 2}, _node_ip_address="127.0.0.1",
+                       include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    yield context.address_info["gcs_address"]
+    ray.shutdown()
+    for key in env:
+        os.environ.pop(key, None)

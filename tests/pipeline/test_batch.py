@@ -33,23 +33,6 @@ SMALL = RenderControls(size=256)
 
 
 @pytest.fixture(scope="module")
-def ray_session(moto_server):
-    """One local Ray for the module: 2 CPUs, 2 fake GPUs and a custom node resource to pin on.
-
-    The moto endpoint and test credentials go to every worker through the runtime env.
-    """
-    env = {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_REGION": "us-east-1"}
-    os.environ.update(env)
-    ray.init(num_cpus=2, num_gpus=2, resources={"gpu_node": 2}, _node_ip_address="127.0.0.1",
-             include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
-    yield
-    ray.shutdown()
-    for key in env:
-        os.environ.pop(key, None)
-
-
-@pytest.fixture(scope="module")
 def executor(ray_session):
     executor = RayExecutor(stage_factories(Storage()), GraphConfig())
     yield executor

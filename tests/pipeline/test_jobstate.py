@@ -204,3 +204,20 @@ def test_open_job_store(tmp_path, monkeypatch, redis_server):
     assert isinstance(open_job_store(None, tmp_path / "a.sqlite"), RedisJobStore)
     with pytest.raises(ValueError):
         open_job_store("mysql://x")
+
+
+def test_requeue_keeps_each_rows_earlier_runs(store):
+    store.create_job("j", [("a", None, 0), ("b", None, 0), ("c", None, 0)])
+    assert store.claim_next("j", 2) == ["a", "b"]
+    store.mark_failed("j", "a", "alignment", "no face found")
+    store.mark_done("j", "b", {})
+    store.cancel("j")
+    assert store.requeue_failed("j") == 2
+    history = {s.request_id: s.history for s in store.request_states("j")}
+    assert [(e["status"], e["attempts"], e["stage"], e["message"]) for e in history["a"]] == [
+        ("failed", 1, "alignment", "no face found")]
+    assert [(e["status"], e["stage"]) for e in history["c"]] == [("cancelled", None)] and history["b"] == []
+    assert store.claim_next("j", 1) == ["a"]
+    store.mark_failed("j", "a", "audio", "silent")
+    store.requeue_failed("j")
+    assert [e["message"] for e in store.request_states("j")[0].history] == ["no face found", "silent"]

@@ -134,3 +134,18 @@ def test_allow_list_and_file_errors(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     with pytest.raises(BadInputError, match="not a readable Parquet"):
         read_request_file(str(tmp_path / "bad.parquet"), "/out")
+
+
+def test_an_undecodable_row_fails_alone(tmp_path):
+    csv_path, jsonl_path = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    csv_path.write_bytes(b"id,image,audio\nok,a.jpg,a.wav\nbad,caf\xe9.jpg,a.wav\nalso-ok,b.jpg,b.wav\n")
+    jsonl_path.write_bytes(b'{"id": "ok", "image": "a.jpg", "audio": "a.wav"}\n'
+                           b'{"id": "bad", "image": "caf\xe9.jpg", "audio": "a.wav"}\n')
+    for path, valid in ((csv_path, ["ok", "also-ok"]), (jsonl_path, ["ok"])):
+        result = read_request_file(str(path), str(tmp_path / "out"))
+        assert [request.id for request, _ in result.valid] == valid
+        assert [(row.row_number, row.message) for row in result.invalid] == [
+            (3 if path == csv_path else 2, "row is not UTF-8 text (undecodable bytes)")]
+    (tmp_path / "h.csv").write_bytes(b"id,ima\xffge,audio\n")
+    with pytest.raises(BadInputError, match="header is not UTF-8"):
+        read_request_file(str(tmp_path / "h.csv"), str(tmp_path / "out"))

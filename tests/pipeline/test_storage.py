@@ -66,7 +66,7 @@ def test_allow_list(tmp_path):
     assert st.read_bytes(inside / "a.wav") == b"a"
     for uri in (tmp_path / "inbox" / "b.wav", inside / ".." / "inbox" / "b.wav", "s3://evil/x.wav",
                 "s3://good-bucket/rendersX/x.mp4", "s3://good-bucket-2/renders/x.mp4"):
-        with pytest.raises(BadInputError, match="outside the allowed buckets/paths"):
+        with pytest.raises(BadInputError, match="outside the allowed prefixes"):
             st.exists(uri)
     assert st.is_allowed("s3://good-bucket/renders/job/x.mp4")
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import re
+import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +18,30 @@ import imageio_ffmpeg
 import numpy as np
 
 from pipeline.errors import BadInputError
+
+STALE_PARTIAL_S = 3600.0
+"""A temporary video untouched this long belongs to a dead writer and may be removed."""
+
+_WRITER = re.compile(r"(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{32}\.partial")
+
+
+def _writer_gone(temporary: Path, output: Path) -> bool:
+    """True when the process writing ``temporary`` (of ``output``) is dead (same host) or it is stale."""
+    try:
+        if time.time() - temporary.stat().st_mtime > STALE_PARTIAL_S:
+            return True
+    except OSError:
+        return False
+    match = _WRITER.fullmatch(temporary.name[len(output.name) + 2:])     # after ".<output name>."
+    if match is None or match["host"] != socket.gethostname():
+        return False          # another host's writer (shared folder), or an older name: age decides
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:   # alive, another user's
+        return False
+    return False
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -52,11 +80,17 @@ class Mp4Writer:
                  metadata: dict[str, str] | None = None):
         self.path = Path(path)
         self.size = size
-        self.temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
-        # A writer that died mid-video (its worker killed) left its temporary behind; this
-        # writer now owns the output, so clear them.
+        # Unique per attempt and named by its writer (host, pid): two writers of one output
+        # never touch each other's file.
+        self.temporary = self.path.with_name(
+            f".{self.path.name}.{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}.partial")
+        # A writer that died mid-video (its worker killed) left its temporary behind: clear those
+        # whose writer process is gone, or that nobody has written to for STALE_PARTIAL_S. A live
+        # writer's (another attempt, another job with the same output) is left alone.
         for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.partial"):
-            stale.unlink(missing_ok=True)
+            if _writer_gone(stale, self.path):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
         width, height = size
         video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
         streams = [video.video]

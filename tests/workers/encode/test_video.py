@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -76,14 +80,38 @@ def test_check_writable(tmp_path):
     assert list(tmp_path.iterdir()) == []          # the probe file is gone
 
 
+DIE_WRITING = """
+import os, signal, sys
+import numpy as np
+from workers.encode.video import Mp4Writer
+writer = Mp4Writer(sys.argv[1], (64, 64), 10.0)
+writer.write(np.zeros((30, 64, 64, 3), np.uint8))
+writer._process.stdin.close()                      # ffmpeg finishes the temporary...
+writer._process.wait()
+print(writer.temporary, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)               # ...and its worker dies before placing it
+"""
+
+
 def test_a_dead_writers_temporary_is_cleared_by_the_next_writer(tmp_path):
     path = tmp_path / "clip.mp4"
-    dead = Mp4Writer(path, (64, 64), 10.0)
-    dead.write(synthetic_frames(30, 64, 64))
-    dead._process.stdin.close()                     # its worker died: ffmpeg finishes the temporary
-    dead._process.wait()
-    assert dead.temporary.exists()
+    died = subprocess.run([sys.executable, "-c", DIE_WRITING, str(path)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[3])
+    assert died.returncode == -9 and Path(died.stdout.strip()).exists(), died.stderr
     writer = Mp4Writer(path, (64, 64), 10.0)
     writer.write(synthetic_frames(4, 64, 64))
     writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_two_live_writers_of_one_output_never_touch_each_others_file(tmp_path):
+    path = tmp_path / "clip.mp4"
+    first = Mp4Writer(path, (64, 64), 10.0)
+    first.write(synthetic_frames(6, 64, 64))
+    second = Mp4Writer(path, (64, 64), 10.0)       # another attempt / job writing the same output
+    assert first.temporary.exists() and first.temporary != second.temporary
+    second.write(synthetic_frames(4, 64, 64))
+    first.write(synthetic_frames(6, 64, 64))
+    assert first.close() == path and probe_video(path)["duration_s"] == pytest.approx(1.2, abs=0.15)
+    assert second.close() == path and probe_video(path)["duration_s"] == pytest.approx(0.4, abs=0.15)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
