@@ -129,3 +129,5 @@ class RenderResult(BaseModel):
     watermark_payload: str | None = Field(None, description="what the video's invisible watermark says")
     quality: dict | None = Field(None, description="QC metrics measured on the finished video (batch renders)")
     quality_flags: list[str] = Field(default_factory=list, description="QC thresholds the video broke")
+    transcript: dict | None = Field(None, description="the render's transcript: text, source (given or recognised), "
+                                                      "language, recogniser confidence, used")
