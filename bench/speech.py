@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -49,9 +50,15 @@ def spelled_errors(reference: str, hypothesis: str) -> tuple[int, int]:
 
 
 def timed(function, *args, **kwargs):
-    started = time.perf_counter()
+    """(value, wall seconds). The CPU seconds of the call (all threads) go to CPU_SECONDS: on
+    a machine shared with other jobs wall time overstates the cost, CPU time does not."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     value = function(*args, **kwargs)
+    CPU_SECONDS.append(time.process_time() - cpu_started)
     return value, time.perf_counter() - started
+
+
+CPU_SECONDS: list[float] = []
 
 
 def clip_rows(clips: list[tuple[str, np.ndarray, str | None, str]]) -> list[dict]:
@@ -63,24 +70,27 @@ def clip_rows(clips: list[tuple[str, np.ndarray, str | None, str]]) -> list[dict
         probability, vad_s = timed(speech_probability, wave, 25.0)
         speech_s = speech_mask(probability, 25.0).sum() / 25.0
         _, encoder_s = timed(encoder.frame_features, wave, 25.0, 2)
+        encoder_cpu = CPU_SECONDS[-1]
         result, asr_s = timed(recognise, wave, language, speech_s)
+        asr_cpu = CPU_SECONDS[-1]
         errors, words = spelled_errors(reference, result.text) if reference else (None, None)
         rows.append({"name": name, "seconds": seconds, "language": language, "model": result.model,
                      "recognised_language": result.language, "confidence": result.confidence,
                      "usable": result.usable, "errors": errors, "words": words, "text": result.text,
-                     "vad": vad_s / seconds, "encoder": encoder_s / seconds, "asr": asr_s / seconds})
+                     "vad": vad_s / seconds, "encoder": encoder_s / seconds, "asr": asr_s / seconds,
+                     "encoder_cpu": encoder_cpu / seconds, "asr_cpu": asr_cpu / seconds})
     return rows
 
 
 def print_rows(title: str, rows: list[dict]) -> None:
     print(f"\n### {title}\n")
-    print("| clip | s | lang -> model | confidence | used | WER | VAD s/s | encoder s/s | ASR s/s | text |")
+    print("| clip | s | lang -> model | confidence | used | WER | VAD s/s | encoder s/s (CPU) | ASR s/s (CPU) | text |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         wer = "" if r["errors"] is None else f"{r['errors']}/{r['words']} = {r['errors'] / max(r['words'], 1):.3f}"
         print(f"| {r['name']} | {r['seconds']:.1f} | {r['language']} -> {r['model']} ({r['recognised_language']}) | "
-              f"{r['confidence']:.2f} | {r['usable']} | {wer} | {r['vad']:.3f} | {r['encoder']:.3f} | "
-              f"{r['asr']:.3f} | {r['text'][:70]} |")
+              f"{r['confidence']:.2f} | {r['usable']} | {wer} | {r['vad']:.3f} | {r['encoder']:.3f} ({r['encoder_cpu']:.3f}) | "
+              f"{r['asr']:.3f} ({r['asr_cpu']:.3f}) | {r['text'][:70]} |")
     scored = [r for r in rows if r["errors"] is not None]
     if scored:
         total_errors, total_words = sum(r["errors"] for r in scored), sum(r["words"] for r in scored)
@@ -90,9 +100,10 @@ def print_rows(title: str, rows: list[dict]) -> None:
     def cost(key: str) -> float:
         return sum(r[key] * r["seconds"] for r in rows) / audio_s
 
-    print(f"cost per audio second: VAD {cost('vad'):.3f}, encoder {cost('encoder'):.3f}, "
-          f"recognition {cost('asr'):.3f}, encoder + recognition {cost('encoder') + cost('asr'):.3f} "
-          f"(over {audio_s:.0f} s of audio)")
+    print(f"wall seconds per audio second: VAD {cost('vad'):.3f}, encoder {cost('encoder'):.3f}, "
+          f"recognition {cost('asr'):.3f}, encoder + recognition {cost('encoder') + cost('asr'):.3f}; CPU seconds "
+          f"(all threads): encoder {cost('encoder_cpu'):.3f}, recognition {cost('asr_cpu'):.3f} "
+          f"(over {audio_s:.0f} s of audio; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 def heldout_clips(language: str, count: int) -> list[tuple[str, np.ndarray, str, str]]:
