@@ -134,8 +134,8 @@ def probe_layers(clips: list[tuple[str, np.ndarray, str, str]]) -> None:
         num_frames = max(1, int(round(len(wave) / 16000 * 25)))
         mouth = mouth_targets(result.phones, num_frames, 25.0)
         targets.append(mouth[:, [MOUTH_CHANNELS.index("jaw_open"), MOUTH_CHANNELS.index("lip_press")]])
-        for layer in layers:
-            features[layer].append(encoder.frame_features(wave, 25.0, None if layer == encoder.num_layers else layer))
+        for layer, pooled in zip(layers, encoder.frame_features_by_layer(wave, 25.0)):
+            features[layer].append(pooled)
     half = len(targets) // 2
     print(f"\n### Encoder layer probe (tiny.en, {len(targets)} aligned prompts: fit on {half}, scored on the rest)\n")
     print("| layer | jaw r | lip-closure r |")
@@ -156,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assets", type=Path, default=REPO.parent / "shared" / "assets")
     parser.add_argument("--heldout", type=int, default=20, help="held-out asterisk prompts per language")
+    parser.add_argument("--languages", nargs="+", default=["en", "fr"], choices=sorted(ASTERISK),
+                        help="held-out prompt sets to score")
+    parser.add_argument("--shared", action=argparse.BooleanOptionalAction, default=True,
+                        help="score the shared recordings")
     parser.add_argument("--probe", type=int, default=0, help="English prompts for the encoder-layer probe")
     args = parser.parse_args(argv)
 
@@ -175,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     spanish = load_audio(args.assets / "speech_asterisk_esMX_allison_28s_8k.wav", 16000, 60)
     shared.append(("speech_asterisk_esMX_allison_28s_8k.wav", spanish, None, "es"))
     shared.append(("speech_asterisk_esMX_allison_28s_8k.wav", spanish, None, "en"))
-    print_rows("Shared recordings", clip_rows(shared))
-    for language in ("en", "fr"):
+    if args.shared:
+        print_rows("Shared recordings", clip_rows(shared))
+    for language in args.languages if args.heldout else []:
         clips = heldout_clips(language, args.heldout)
         if clips:
             print_rows(f"Held-out asterisk prompts ({language}, {len(clips)})", clip_rows(clips))

@@ -27,9 +27,10 @@ from workers.audio.whisper import PACKAGES, SAMPLE_RATE, model_files
 logger = logging.getLogger(__name__)
 
 VERSION = "asr-1-faster-whisper-1.2.1"
-# Mean word probability below which a transcript is not trusted. Measured (bench/transcript.py
-# --recognise): real read speech 0.80-0.93 with tiny.en; espeak-ng speech 0.6-0.8; Spanish
-# decoded as English 0.4-0.6; noise and tones give no words or < 0.45.
+# Mean word probability below which a transcript is not trusted. Measured (bench/speech.py):
+# real English read speech 0.89-0.93 with tiny.en (shared clips, held-out asterisk prompts);
+# espeak-ng English 0.72-0.78; the shared Spanish clip decoded by tiny.en as English 0.61;
+# noise and tones give no words at all.
 MIN_CONFIDENCE = 0.7
 # A detected language must be at least this probable to switch away from the request's.
 MIN_LANGUAGE_PROBABILITY = 0.5
@@ -99,9 +100,11 @@ def _decode(wave16k: np.ndarray, name: str, language: str | None) -> Recognition
     model = _model(name)
     segments, info = model.transcribe(wave16k, language=language, beam_size=BEAM_SIZE, word_timestamps=True,
                                       condition_on_previous_text=False, vad_filter=False)
+    segments = list(segments)       # a generator: decoding happens here
     words = tuple(RecognisedWord(w.word.strip(), float(w.start), float(w.end), float(w.probability))
                   for segment in segments for w in (segment.words or []) if w.word.strip())
-    text = " ".join(word.text for word in words)
+    # The segments' own text keeps elisions whole ("n'êtes"), which joining the words would split.
+    text = " ".join(segment.text.strip() for segment in segments if segment.text.strip())
     confidence = float(np.mean([w.probability for w in words])) if words else 0.0
     return Recognition(text=text, language=info.language, words=words, confidence=confidence, model=name,
                        model_version=PACKAGES[name].version,

@@ -15,8 +15,10 @@ CTranslate2's ``model.bin`` is a flat container (``ctranslate2/specs/model_spec.
 ``_serialize``): a version, the spec name and revision, then for each variable its name,
 shape, dtype id and raw bytes, then aliases. :func:`read_ctranslate2` reads it into numpy;
 :class:`WhisperEncoder` loads the ``encoder/...`` variables into torch modules, so the
-encoder runs batched on whatever device torch has (the motion pool's GPU) and gives
-per-layer features, which ctranslate2 does not expose.
+encoder can run batched on whatever device torch has (``device=``) and gives per-layer
+features, which ctranslate2 does not expose. It matches ctranslate2's own encoder to ~1e-6
+relative (``tests/workers/audio/test_whisper.py``). No motion checkpoint reads these
+features yet (the diffusion model has not been retrained on them).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ MEL_HOP_SAMPLES = 160
 WINDOW_FRAMES = 3000
 # The encoder's second convolution has stride 2: one output every 20 ms (50 per second).
 ENCODER_HOP_S = 0.020
+# The state motion features should take: the output of tiny.en's third of four blocks. A ridge
+# probe onto the aligned transcript's mouth targets (bench/speech.py --probe, 27 held-out
+# prompts) scored r 0.719 (jaw) / 0.585 (lip closure) here, against 0.697 / 0.541 for the
+# final output and 0.652 / 0.279 for the convolutional front end: the last block and the final
+# norm already trade phonetic detail for what the decoder needs.
+MOTION_FEATURE_LAYER = 3
 # dtype ids of the CTranslate2 container (include/ctranslate2/types.h order).
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
@@ -221,15 +229,17 @@ def _torch_encoder_class():
             self.layers = nn.ModuleList(EncoderLayer(width, heads) for _ in range(layers))
             self.final_norm = nn.LayerNorm(width)
 
-        def forward(self, mel, output_layer: int):
+        def forward(self, mel, last_layer: int):
+            """States [input of block 0, ..., input of block last_layer], the input of block
+            len(layers) being the final normed output."""
             x = functional.gelu(self.conv1(mel))
             x = functional.gelu(self.conv2(x)).transpose(1, 2)
-            x = x + self.positions[: x.shape[1]]
-            for index, layer in enumerate(self.layers):
-                if index == output_layer:
-                    return x
-                x = layer(x)
-            return self.final_norm(x)
+            states = [x + self.positions[: x.shape[1]]]
+            for layer in self.layers[:last_layer]:
+                states.append(layer(states[-1]))
+            if last_layer == len(self.layers):
+                states[-1] = self.final_norm(states[-1])
+            return states
 
     return Encoder
 
@@ -292,16 +302,21 @@ class WhisperEncoder:
         Returns:
             (windows, 1500, width) float32, one row per 20 ms.
         """
+        return self.encode_layers(mel_windows, output_layer)[-1]
+
+    def encode_layers(self, mel_windows: np.ndarray, last_layer: int | None = None) -> list[np.ndarray]:
+        """All states up to ``last_layer`` (see :meth:`encode`) from one pass: element k is the
+        input of block k, element num_layers the final output; each (windows, 1500, width)."""
         import torch
 
-        layer = self.num_layers if output_layer is None else int(output_layer)
+        layer = self.num_layers if last_layer is None else int(last_layer)
         if not 0 <= layer <= self.num_layers:
-            raise ValueError(f"output_layer must be in [0, {self.num_layers}], got {output_layer}")
+            raise ValueError(f"output_layer must be in [0, {self.num_layers}], got {last_layer}")
         with torch.inference_mode():
             mel = torch.from_numpy(np.ascontiguousarray(mel_windows, dtype=np.float32)).to(self.device)
-            return self.module(mel, layer).float().cpu().numpy()
+            return [state.float().cpu().numpy() for state in self.module(mel, layer)]
 
-    def frame_features(self, wave16k: np.ndarray, fps: float, output_layer: int | None = None) -> np.ndarray:
+    def frame_features(self, wave16k: np.ndarray, fps: float, output_layer: int | None = MOTION_FEATURE_LAYER) -> np.ndarray:
         """Encoder states of a clip pooled onto the video frame grid.
 
         Encoder row k is centred at k * 20 ms; frame i of [i / fps, (i + 1) / fps) takes the
@@ -310,22 +325,26 @@ class WhisperEncoder:
         Args:
             wave16k: (samples,) float waveform at 16 kHz.
             fps: video frame rate.
-            output_layer: see :meth:`encode`.
+            output_layer: see :meth:`encode`; default MOTION_FEATURE_LAYER.
 
         Returns:
             (num_frames, width) float32 with num_frames = max(1, round(seconds * fps)).
         """
+        return self.frame_features_by_layer(wave16k, fps, output_layer)[-1]
+
+    def frame_features_by_layer(self, wave16k: np.ndarray, fps: float, last_layer: int | None = None) -> list[np.ndarray]:
+        """:meth:`frame_features` of every state up to ``last_layer`` from one encoder pass
+        (element k: input of block k; element num_layers: the final output)."""
         from workers.audio.features import _HopPooling
 
         windows, num_mel_frames = log_mel_windows(wave16k)
-        states = self.encode(windows, output_layer)
         # Windows are consecutive, so their rows concatenate; rows past the audio (the
         # padded end of the last window) are dropped.
         num_rows = max(1, (num_mel_frames + 1) // 2)
-        rows = states.reshape(-1, self.width)[:num_rows]
         num_frames = max(1, int(round(len(wave16k) / SAMPLE_RATE * fps)))
-        pooling = _HopPooling(np.arange(len(rows)) * ENCODER_HOP_S, num_frames, fps)
-        return pooling.mean(rows).astype(np.float32)
+        pooling = _HopPooling(np.arange(num_rows) * ENCODER_HOP_S, num_frames, fps)
+        return [pooling.mean(states.reshape(-1, self.width)[:num_rows]).astype(np.float32)
+                for states in self.encode_layers(windows, last_layer)]
 
 
 @lru_cache(maxsize=2)

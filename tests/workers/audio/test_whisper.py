@@ -41,6 +41,8 @@ def test_frame_features_are_on_the_video_grid_and_follow_the_speech(librivox_wav
     assert np.isfinite(features).all()
     # Consecutive frames of speech differ; the features are not a constant.
     assert np.median(np.linalg.norm(np.diff(features, axis=0), axis=1)) > 0.05 * np.median(np.linalg.norm(features, axis=1))
+    by_layer = encoder.frame_features_by_layer(librivox_wave, 25.0)
+    assert len(by_layer) == encoder.num_layers + 1 and np.allclose(by_layer[2], features, atol=1e-5)
     with pytest.raises(ValueError):
         encoder.encode(np.zeros((1, 80, 3000), np.float32), output_layer=9)
 
