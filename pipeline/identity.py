@@ -43,11 +43,11 @@ def model_versions(controls: RenderControls) -> dict[str, str]:
 
     versions["voice_activity"] = VAD_VERSION
     versions["silences"] = SILENCES_VERSION
-    if controls.transcript is None:
+    if controls.transcript is None and controls.recognise:
         from workers.audio.recognise import VERSION as RECOGNITION_VERSION
 
         versions["speech_recognition"] = RECOGNITION_VERSION
-    else:
+    elif controls.transcript is not None:
         from workers.audio.align import VERSION as TRANSCRIPT_ALIGNMENT_VERSION
         from workers.motion.visemes import VERSION as VISEME_VERSION
 

@@ -39,6 +39,8 @@ class RenderControls(BaseModel):
         None, max_length=20000,
         description="text of the speech; aligned to the audio to shape the lips (visemes); None: audio only")
     language: str = Field("en", description="espeak-ng language code of the speech and transcript")
+    recognise: bool = Field(True, description="without a transcript, recognise the speech (Whisper) and shape the "
+                                              "lips by its words; False: audio-only lips, no recognition cost")
 
     @field_validator("size")
     @classmethod

@@ -80,6 +80,16 @@ def test_text_that_does_not_match_falls_back_with_a_manifest_warning(librivox, s
     assert json.loads(row.transcript_json)["source"] == "given"
 
 
+def test_recognition_can_be_turned_off(shared_assets):
+    audio = shared_assets / "speech_cmu_arctic_a0009_3s.wav"
+    request = RenderRequest(id="quiet", image=str(shared_assets / "face_grace_hopper.jpg"), audio=str(audio),
+                            output="/tmp/unused.mp4", controls=RenderControls(size=256, recognise=False))
+    task = RenderTask(request)
+    AudioFeatureStage()([task])
+    assert task.failure is None and task.transcript is None and task.phones is None
+    assert "speech_recognition" not in task.model_versions and task.audio.speech_probability is not None
+
+
 def test_transcript_and_language_batch_columns(tmp_path):
     from pipeline.request_files import parse_request_rows
 

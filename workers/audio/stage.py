@@ -37,6 +37,7 @@ class AudioFeatureStage(TaskStage):
     recognition that is not confident (music, noise, an unknown language) leaves
     ``task.phones`` empty (audio-only motion) with a warning, never a failed render; an
     unsupported ``language`` given with a transcript fails the request.
+    ``controls.recognise`` False skips recognition (audio-only lips, no transcript).
     """
 
     name: ClassVar[str] = "audio"
@@ -61,7 +62,7 @@ class AudioFeatureStage(TaskStage):
         if controls.transcript:
             task.transcript = {"text": controls.transcript, "source": "given", "language": controls.language}
             self._align(task, wave, controls.transcript, controls.language)
-        else:
+        elif controls.recognise:
             self._recognise(task, wave)
         # The encoder muxes the original speech; it fetches remote audio itself.
         task.audio_path = None if is_s3(task.request.audio) else str(local)

@@ -4,9 +4,10 @@ Silences come from the voice activity detector (``AudioFeatures.speech_probabili
 silero-vad via ``workers.audio.vad.speech_mask``), not from loudness: breaths, room noise
 and music are loud without being speech.
 
-* **Mouth at rest:** in a silence of at least :data:`MIN_REST_S`, the six mouth channels
-  ease (over :data:`EASE_S`) to the resting mouth of ``articulation.CLASSES["silence"]``
-  (lips together), on top of the photo's own mouth and the emotion offset.
+* **Mouth at rest:** in a silence of at least :data:`MIN_REST_S`, the mouth-opening channels
+  (:data:`REST_CHANNELS`) ease (over :data:`EASE_S`) to the resting mouth of
+  ``articulation.CLASSES["silence"]`` (lips together), on top of the photo's own mouth and the
+  emotion offset.
 * **Head settling:** there the head's pose follows a slow (``SETTLE_SIGMA_S``) smoothing of
   itself, so nods and jitter stop while the head still drifts.
 * **Blinks:** people blink 10-30 times a minute in conversation (about 26 while talking).
@@ -24,6 +25,9 @@ from workers.face.latents import DYN_SLICE, DYNAMICS, POSE_SLICE
 from workers.motion.articulation import CLASSES, MOUTH_DYN_INDEX
 
 VERSION = "silences-1"
+# The mouth channels eased to rest: those that open the mouth. Pressing, stretching and
+# rounding stay the generator's: real mouths keep small movements in pauses.
+REST_CHANNELS = ("jaw_open", "lower_lip_depress")
 MIN_REST_S = 0.3
 EASE_S = 0.12
 SETTLE_SIGMA_S = 0.4
@@ -87,6 +91,8 @@ def rest_in_silences(motion: np.ndarray, speaking: np.ndarray, fps: float, sourc
     emotion = np.zeros(len(DYNAMICS)) if emotion is None else np.asarray(emotion, dtype=np.float64)
     rest_targets = CLASSES["silence"].target
     for k, index in enumerate(MOUTH_DYN_INDEX):
+        if DYNAMICS[index] not in REST_CHANNELS:
+            continue
         column = DYN_SLICE.start + index
         rest = 0.0 if DYNAMICS[index] == "jaw_open" else float(source_latent[column])
         target = rest + emotion[index] + rest_targets[k]
