@@ -31,8 +31,8 @@ REST_CHANNELS = ("jaw_open", "lower_lip_depress")
 MIN_REST_S = 0.3
 EASE_S = 0.12
 SETTLE_SIGMA_S = 0.4
-SETTLE_WEIGHT = 0.8
-MIN_BLINKS_PER_MINUTE = 12.0
+SETTLE_WEIGHT = 0.5
+MIN_BLINKS_PER_MINUTE = 15.0
 MAX_BLINKS_PER_MINUTE = 30.0
 # A blink is the mean lid closure rising through this level.
 BLINK_LEVEL = 0.5
