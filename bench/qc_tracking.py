@@ -76,6 +76,7 @@ def render_clips(assets: Path, cache: Path, size: int) -> list[tuple[str, Path, 
                 print(f"rendering {out.name} ...", file=sys.stderr, flush=True)
                 subprocess.run([sys.executable, "-m", "pipeline.cli", "render", "--image", str(portrait),
                                 "--audio", str(audio), "-o", str(out), "--size", str(size), "--motion", "procedural",
+                                "--no-recognise",
                                 "--quiet"], check=True, cwd=REPO)
             clips.append((name, out, audio, portrait))
     return clips

@@ -9,7 +9,9 @@ Other languages: speech synthesized by espeak-ng voices the system was not tuned
 variants +klatt3 / +klatt4, absent from the training corpus and from the aligner); the
 same frame measurements (``evaluate`` + ``phone_articulation``) on the synthesis's own,
 exact phone times (bilabial class -> P/B/M, open / open-rounded vowels -> open vowels).
-One wrong-text render checks the fallback. Prints a Markdown table.
+Transcript "none" renders recognise the speech (Whisper, ``workers.audio.recognise``) and
+align what they heard; "yes" renders are given the text. One wrong-text render checks the
+fallback. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -93,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         return out, result, time.perf_counter() - started
 
     def row(label, language, mode, m, art, result, seconds):
-        alignment = "; ".join(result.warnings) if result.warnings else (
-            "used" if mode != "none" else "-")
+        # Without text the render recognises the speech (workers.audio.recognise).
+        heard = result.transcript or {}
+        recognised = (f"recognised ({heard.get('confidence', 0.0):.2f}): {heard.get('text', '')[:40]!r}; "
+                      if heard.get("source") == "recognised" else "")
+        alignment = recognised + ("; ".join(result.warnings) if result.warnings else "used")
         rows.append(f"| {label} | {language} | {mode} | {art['n']} | {art['closed']:.2f} | {art['open']:.2f} "
                     f"| {art['contrast']:.3f} | {m['lipsync_r']:.2f} | {alignment} | {seconds:.1f} |")
         print(rows[-1], flush=True)

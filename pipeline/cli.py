@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--language", default="en",
                         help="language of the speech and transcript, an espeak-ng code (en, es, de, fr, pt-br, ...; "
                              "`espeak-ng --voices` lists them)")
+    render.add_argument("--no-recognise", dest="recognise", action="store_false",
+                        help="without --transcript, do not recognise the speech: audio-only lip sync (faster)")
     render.add_argument("--device", default=None, help="torch device for decoding (default: cuda if available, else cpu)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
@@ -121,7 +123,7 @@ def _render(args: argparse.Namespace) -> int:
                                   distance=args.distance, emotion=args.emotion, paste_back=args.paste_back,
                                   motion=args.motion, sampling_steps=args.sampling_steps,
                                   audio_guidance=args.audio_guidance, gaze_guidance=args.gaze_guidance,
-                                  transcript=transcript, language=args.language)
+                                  transcript=transcript, language=args.language, recognise=args.recognise)
         request = RenderRequest(id=Path(args.output).stem, image=args.image, audio=args.audio,
                                 output=args.output, controls=controls)
     except ValidationError as err:

@@ -37,7 +37,17 @@ def model_versions(controls: RenderControls) -> dict[str, str]:
         "motion": motion_generators()[controls.motion].version,
         "decoder": DECODER_VERSION,
     }
-    if controls.transcript is not None:
+    from workers.audio.vad import VERSION as VAD_VERSION
+
+    from workers.motion.silences import VERSION as SILENCES_VERSION
+
+    versions["voice_activity"] = VAD_VERSION
+    versions["silences"] = SILENCES_VERSION
+    if controls.transcript is None and controls.recognise:
+        from workers.audio.recognise import VERSION as RECOGNITION_VERSION
+
+        versions["speech_recognition"] = RECOGNITION_VERSION
+    elif controls.transcript is not None:
         from workers.audio.align import VERSION as TRANSCRIPT_ALIGNMENT_VERSION
         from workers.motion.visemes import VERSION as VISEME_VERSION
 

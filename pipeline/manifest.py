@@ -13,6 +13,8 @@ Spark / pandas without parsing:
   (``failed after 3 attempts: decode: ...``), oldest first.
 * ``quality_json``: JSON text of the render's QC metrics (``workers.quality.qc.BatchQC`` in the encoder;
   null = not measured); ``quality_flags``: ``list<string>``, the thresholds it broke.
+* ``transcript_json``: JSON text of the render's transcript (text, ``source`` given or
+  recognised, language, recogniser confidence, ``used``); null when the audio stage did not run.
 * Ids, hashes and errors are nullable strings (a malformed request row has no render id and may
   have no request id -- :meth:`ManifestRow.for_invalid_row` names it ``row-<n>``).
 
@@ -68,6 +70,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("quality_json", pa.string()),
         pa.field("quality_flags", pa.list_(pa.string())),
         pa.field("attempt_history", pa.list_(pa.string())),
+        pa.field("transcript_json", pa.string()),
     ],
     metadata={"talkfarm.manifest_version": MANIFEST_VERSION},
 )
@@ -117,6 +120,7 @@ class ManifestRow:
     quality_json: str | None = None
     quality_flags: list[str] = field(default_factory=list)
     attempt_history: list[str] = field(default_factory=list)
+    transcript_json: str | None = None
 
     def __post_init__(self) -> None:
         self.created_at = _as_utc(self.created_at)
@@ -190,6 +194,8 @@ class ManifestRow:
             created_at=created_at, finished_at=finished_at,
             quality_json=None if result.quality is None else json.dumps(result.quality, sort_keys=True),
             quality_flags=list(result.quality_flags), attempt_history=list(attempt_history or []),
+            transcript_json=None if result.transcript is None else json.dumps(result.transcript, sort_keys=True,
+                                                                              ensure_ascii=False),
         )
 
     @classmethod

@@ -39,6 +39,8 @@ class RenderControls(BaseModel):
         None, max_length=20000,
         description="text of the speech; aligned to the audio to shape the lips (visemes); None: audio only")
     language: str = Field("en", description="espeak-ng language code of the speech and transcript")
+    recognise: bool = Field(True, description="without a transcript, recognise the speech (Whisper) and shape the "
+                                              "lips by its words; False: audio-only lips, no recognition cost")
 
     @field_validator("size")
     @classmethod
@@ -129,3 +131,5 @@ class RenderResult(BaseModel):
     watermark_payload: str | None = Field(None, description="what the video's invisible watermark says")
     quality: dict | None = Field(None, description="QC metrics measured on the finished video (batch renders)")
     quality_flags: list[str] = Field(default_factory=list, description="QC thresholds the video broke")
+    transcript: dict | None = Field(None, description="the render's transcript: text, source (given or recognised), "
+                                                      "language, recogniser confidence, used")

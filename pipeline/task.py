@@ -48,6 +48,9 @@ class RenderTask:
             when not measured.
         alignment: how the transcript was aligned: method, language, confidence, phones,
             used (False: it did not match the audio and the motion is audio-only).
+        transcript: the render's transcript: text, source ("given" by the request or
+            "recognised" by workers.audio.recognise), language and, when recognised, the
+            recogniser's confidence, model and whether it was used.
     """
 
     request: RenderRequest
@@ -66,6 +69,7 @@ class RenderTask:
     provenance: dict | None = None
     phones: "list[Phone] | None" = None
     alignment: dict | None = None
+    transcript: dict | None = None
     quality: dict | None = None
     quality_flags: list[str] = field(default_factory=list)
 

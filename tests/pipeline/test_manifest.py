@@ -66,3 +66,18 @@ def test_empty_manifest(tmp_path):
     uri = str(tmp_path / "empty.parquet")
     write_manifest([], uri)
     assert read_manifest(uri) == []
+
+
+def test_transcript_column_round_trips(tmp_path):
+    import json
+
+    request = RenderRequest(id="r1", image="/a.jpg", audio="/a.wav", output="/r1.mp4")
+    transcript = {"text": "Marque el número uno", "source": "recognised", "language": "es", "confidence": 0.91,
+                  "model": "whisper-base-ct2-d01c3014881c", "words": 4, "used": True, "problem": None}
+    result = RenderResult(request_id="r1", status="done", output="/r1.mp4", frames=25, transcript=transcript)
+    rows = [ManifestRow.from_result("job1", request, result),
+            ManifestRow.from_result("job1", request, RenderResult(request_id="r1", status="failed"))]
+    uri = write_manifest(rows, str(tmp_path / "manifest.parquet"))
+    assert pq.read_schema(uri).field("transcript_json").type == pa.string()
+    done, failed = read_manifest(uri)
+    assert json.loads(done.transcript_json) == transcript and failed.transcript_json is None

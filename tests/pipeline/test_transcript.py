@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -31,24 +32,33 @@ def runner():
     return run
 
 
-def test_transcript_closes_lips_and_raises_articulation_contrast(runner, librivox, shared_assets, tmp_path):
+def test_recognised_transcript_closes_lips_like_a_given_one(runner, librivox, shared_assets, tmp_path):
+    """Without text the speech is recognised and its words shape the lips; the measures are
+    taken against the true text."""
     from workers.quality.qc import evaluate
 
     audio, text = librivox
-    metrics, ids = {}, {}
-    for name, transcript in (("audio_only", None), ("transcript", text)):
+    metrics, results = {}, {}
+    for name, transcript in (("recognised", None), ("given", text)):
         request = RenderRequest(id=name, image=str(shared_assets / "face_grace_hopper.jpg"), audio=str(audio),
                                 output=str(tmp_path / f"{name}.mp4"),
                                 controls=RenderControls(size=256, transcript=transcript))
-        result = runner.render(request)
+        results[name] = result = runner.render(request)
         assert result.status == "done" and result.warnings == [], result
-        ids[name] = result.render_id
         metrics[name] = evaluate(result.output, audio, transcript=text).metrics
-    assert ids["audio_only"] != ids["transcript"]
-    with_text, without = metrics["transcript"], metrics["audio_only"]
-    assert with_text["bilabials"] >= 5
-    assert with_text["bilabial_closed_fraction"] >= 0.8
-    assert with_text["articulation_contrast"] > without["articulation_contrast"], (with_text, without)
+        sidecar = json.loads((tmp_path / f"{name}.mp4.provenance.json").read_text())
+        assert sidecar["transcript"] == result.transcript
+    assert results["recognised"].render_id != results["given"].render_id
+    given, recognised = results["given"].transcript, results["recognised"].transcript
+    assert given == {"text": text, "source": "given", "language": "en"}
+    assert recognised["source"] == "recognised" and recognised["used"] and recognised["confidence"] >= 0.7
+    assert "dashwood" in recognised["text"].lower()
+    assert "speech_recognition" in results["recognised"].model_versions
+    assert "speech_recognition" not in results["given"].model_versions        # a given transcript wins
+    for name, measured in metrics.items():
+        assert measured["bilabials"] >= 5, name
+        assert measured["bilabial_closed_fraction"] >= 0.8, (name, measured)
+    assert metrics["recognised"]["articulation_contrast"] >= 0.8 * metrics["given"]["articulation_contrast"], metrics
 
 
 def test_text_that_does_not_match_falls_back_with_a_manifest_warning(librivox, shared_assets):
@@ -60,10 +70,24 @@ def test_text_that_does_not_match_falls_back_with_a_manifest_warning(librivox, s
     assert task.failure is None and task.phones is None
     assert task.alignment["used"] is False and task.alignment["confidence"] < 0.18
     assert any("does not match the audio" in w for w in task.warnings), task.warnings
+    # The given text wins: the speech is not recognised in its place.
+    assert task.transcript == {"text": WRONG_TEXT, "source": "given", "language": "en"}
+    assert "speech_recognition" not in task.model_versions
     from pipeline.runner import result_of
 
     row = ManifestRow.from_result("job", request, result_of(task))
     assert any("lip sync from the audio only" in w for w in row.warnings)
+    assert json.loads(row.transcript_json)["source"] == "given"
+
+
+def test_recognition_can_be_turned_off(shared_assets):
+    audio = shared_assets / "speech_cmu_arctic_a0009_3s.wav"
+    request = RenderRequest(id="quiet", image=str(shared_assets / "face_grace_hopper.jpg"), audio=str(audio),
+                            output="/tmp/unused.mp4", controls=RenderControls(size=256, recognise=False))
+    task = RenderTask(request)
+    AudioFeatureStage()([task])
+    assert task.failure is None and task.transcript is None and task.phones is None
+    assert "speech_recognition" not in task.model_versions and task.audio.speech_probability is not None
 
 
 def test_transcript_and_language_batch_columns(tmp_path):

@@ -54,6 +54,8 @@ class AudioFeatures:
             silence), averaged over the frame's hops.
         band_energy_db: (num_frames, 4) float32 power in 0-300, 300-1000, 1000-2500 and
             2500-8000 Hz in dBFS (the four bands sum to the frame's mean square), floor -80.
+        speech_probability: (num_frames,) float32 voice activity in [0, 1] from silero-vad
+            (``workers.audio.vad``), filled by the audio stage; None where not computed.
     """
 
     fps: float
@@ -65,6 +67,7 @@ class AudioFeatures:
     pitch_hz: np.ndarray
     voicing: np.ndarray
     band_energy_db: np.ndarray
+    speech_probability: np.ndarray | None = None
 
 
 def compute_features(wave: np.ndarray, sample_rate: int = 16000, fps: float = 25.0) -> AudioFeatures:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import ClassVar
+
+import numpy as np
 
 from pipeline.errors import BadInputError
 from pipeline.identity import sha256_file
@@ -22,14 +25,19 @@ MAX_AUDIO_SECONDS = 600.0
 class AudioFeatureStage(TaskStage):
     """Decodes the speech (ffmpeg, 16 kHz mono), normalises loudness, computes features.
 
-    Fills ``task.audio`` and ``task.audio_path``. Empty, silent, non-audio or over-long
-    files fail the request with a clear message.
+    Fills ``task.audio`` (with silero-vad's speech probability per frame) and
+    ``task.audio_path``. Empty, silent, non-audio or over-long files fail the request with a
+    clear message.
 
-    With a transcript (``controls.transcript``) it also aligns the text to the speech
-    (``workers.audio.align``) and fills ``task.phones`` and ``task.alignment``. Text that
-    does not match the audio (confidence below ``MIN_CONFIDENCE``) or that cannot be
-    aligned leaves ``task.phones`` empty (audio-only motion) with a warning; an unsupported
-    language fails the request.
+    Every render gets a transcript (``task.transcript``): the request's own
+    (``controls.transcript``, which always wins) or, without one, what the recogniser
+    (``workers.audio.recognise``, Whisper) hears. The text is aligned to the speech
+    (``workers.audio.align``), filling ``task.phones`` and ``task.alignment``. Text that does
+    not match the audio (confidence below ``MIN_CONFIDENCE``), that cannot be aligned, or a
+    recognition that is not confident (music, noise, an unknown language) leaves
+    ``task.phones`` empty (audio-only motion) with a warning, never a failed render; an
+    unsupported ``language`` given with a transcript fails the request.
+    ``controls.recognise`` False skips recognition (audio-only lips, no transcript).
     """
 
     name: ClassVar[str] = "audio"
@@ -40,25 +48,56 @@ class AudioFeatureStage(TaskStage):
         self.storage = storage or Storage()
 
     def process(self, task: RenderTask) -> None:
+        from workers.audio.vad import VERSION as VAD_VERSION
+        from workers.audio.vad import speech_probability
+
+        controls = task.request.controls
         with self.storage.localized(task.request.audio) as local:
             wave = load_audio(local, SAMPLE_RATE, self.max_seconds)
             task.audio_sha256 = sha256_file(local)
         wave = normalize_loudness(wave, sample_rate=SAMPLE_RATE)
-        task.audio = compute_features(wave, SAMPLE_RATE, task.request.controls.fps)
-        if task.request.controls.transcript:
-            self._align(task, wave)
+        features = compute_features(wave, SAMPLE_RATE, controls.fps)
+        task.audio = dataclasses.replace(features, speech_probability=speech_probability(wave, controls.fps))
+        task.model_versions["voice_activity"] = VAD_VERSION
+        if controls.transcript:
+            task.transcript = {"text": controls.transcript, "source": "given", "language": controls.language}
+            self._align(task, wave, controls.transcript, controls.language)
+        elif controls.recognise:
+            self._recognise(task, wave)
         # The encoder muxes the original speech; it fetches remote audio itself.
         task.audio_path = None if is_s3(task.request.audio) else str(local)
 
+    def _recognise(self, task: RenderTask, wave: np.ndarray) -> None:
+        """Transcribe the speech; a confident transcript is aligned as a given one would be."""
+        from workers.audio.recognise import VERSION, recognise
+        from workers.audio.vad import speech_mask
+        from workers.audio.whisper import ModelUnavailableError
+
+        fps = task.audio.fps
+        speech_seconds = float(speech_mask(task.audio.speech_probability, fps).sum()) / fps
+        try:
+            recognition = recognise(wave, task.request.controls.language, speech_seconds)
+        except ModelUnavailableError as error:      # an install problem: render without a transcript
+            task.warnings.append(f"no transcript: {error}; lip sync from the audio only")
+            return
+        task.model_versions["speech_recognition"] = VERSION
+        if recognition.model_version:
+            task.model_versions["speech_recognition_model"] = recognition.model_version
+        task.transcript = recognition.summary()
+        if not recognition.usable:
+            task.warnings.append(f"no transcript: {recognition.problem}; lip sync from the audio only")
+            return
+        self._align(task, wave, recognition.text, recognition.language)
+        task.transcript["used"] = bool(task.phones)
+
     @staticmethod
-    def _align(task: RenderTask, wave) -> None:
+    def _align(task: RenderTask, wave, text: str, language_code: str) -> None:
         from workers.audio.align import MIN_CONFIDENCE, VERSION, align, check_language
 
-        controls = task.request.controls
-        language = check_language(controls.language)   # BadInputError: fails the request
+        language = check_language(language_code)   # BadInputError: fails the request
         task.model_versions["transcript_alignment"] = VERSION
         try:
-            result = align(wave, controls.transcript, language)
+            result = align(wave, text, language)
         except BadInputError as error:
             task.alignment = {"method": None, "language": language, "confidence": 0.0, "phones": 0, "used": False}
             task.warnings.append(f"transcript not used: it could not be aligned ({error}); lip sync from the audio only")

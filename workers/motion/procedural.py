@@ -16,6 +16,7 @@ from workers.audio.cues import CueStatistics, acoustic_cues, smoothstep
 from workers.audio.features import AudioFeatures
 from workers.face.latents import DYN_SLICE, DYNAMICS, GAZE_SLICE, POSE_SLICE
 from workers.motion.base import MotionControls
+from workers.motion.silences import blink_profile
 
 BLINKS_PER_MINUTE = 17.0
 HEAD_DRIFT_DEGREES = (2.5, 1.6, 1.0)      # stationary std of yaw, pitch, roll drift
@@ -82,7 +83,13 @@ class ProceduralMotion:
 
         # Head: slow drift that quietens in pauses, nods on stressed syllables.
         energy = audio.energy_db.astype(np.float64)
-        speaking = gaussian_filter1d(smoothstep(-35.0, -15.0, energy - np.percentile(energy, 95)), 0.3 * fps)
+        if audio.speech_probability is not None:     # the VAD's speech, when the audio stage ran it
+            from workers.audio.vad import speech_mask
+
+            speech = speech_mask(audio.speech_probability, fps).astype(np.float64)
+        else:
+            speech = smoothstep(-35.0, -15.0, energy - np.percentile(energy, 95))
+        speaking = gaussian_filter1d(speech, 0.3 * fps)
         gain = 0.25 + 0.75 * speaking
         pose = motion[:, POSE_SLICE]
         for axis, std in enumerate(HEAD_DRIFT_DEGREES):
@@ -116,7 +123,7 @@ class ProceduralMotion:
         """Add blinks to both lids in place: gamma-distributed intervals averaging
         BLINKS_PER_MINUTE, each moved to a pause when one starts within half a second."""
         n = len(dyn)
-        profile = np.interp(np.arange(0, 0.28, 1 / fps), [0.0, 0.06, 0.1, 0.18, 0.28], [0.2, 1.0, 0.9, 0.35, 0.0])
+        profile = blink_profile(fps)
         mean_interval = 60.0 / BLINKS_PER_MINUTE
         pause_starts = np.flatnonzero((speaking[1:] < 0.5) & (speaking[:-1] >= 0.5)) + 1
         t = rng.uniform(0.2, 1.0) * mean_interval

@@ -10,6 +10,8 @@ from workers.motion.base import MotionGenerator
 from workers.motion.base import motion_controls as to_motion_controls
 from workers.motion.learned import DiffusionMotion
 from workers.motion.procedural import ProceduralMotion
+from workers.motion.silences import VERSION as SILENCES_VERSION
+from workers.motion.silences import ensure_blinks, rest_in_silences
 from workers.motion.visemes import VERSION as VISEME_VERSION
 from workers.motion.visemes import apply_visemes
 
@@ -22,7 +24,9 @@ def motion_generators() -> dict[str, MotionGenerator]:
 class MotionStage(TaskStage):
     """Samples motion latents (T, MOTION_DIM) for each task with its chosen generator, then,
     when the audio stage aligned a transcript (``task.phones``), corrects the six mouth
-    channels toward its visemes (``workers.motion.visemes``)."""
+    channels toward its visemes (``workers.motion.visemes``); finally, where the voice
+    activity detector found silences, rests the mouth and settles the head there, and makes
+    sure the eyes blink at a human rate (``workers.motion.silences``)."""
 
     name: ClassVar[str] = "motion"
     resources: ClassVar[Resources] = Resources(cpus=0.5)
@@ -41,9 +45,17 @@ class MotionStage(TaskStage):
         motion_controls = to_motion_controls(controls)
         task.motion = generator.generate(task.audio, task.face.model.source_latent, motion_controls)
         task.model_versions["motion"] = generator.version
-        if controls.transcript:
+        if controls.transcript or task.phones:
             task.model_versions["visemes"] = VISEME_VERSION
         if task.phones:
             # Transcript visemes correct the mouth of whichever generator ran.
             task.motion = apply_visemes(task.motion, task.phones, task.audio.fps, task.face.model.source_latent,
                                         motion_controls.emotion, energy_db=task.audio.energy_db)
+        if task.audio.speech_probability is not None:
+            from workers.audio.vad import speech_mask
+
+            speaking = speech_mask(task.audio.speech_probability, task.audio.fps)
+            task.motion = rest_in_silences(task.motion, speaking, task.audio.fps, task.face.model.source_latent,
+                                           motion_controls.emotion)
+            task.motion = ensure_blinks(task.motion, speaking, task.audio.fps, controls.seed)
+            task.model_versions["silences"] = SILENCES_VERSION

@@ -1,0 +1,75 @@
+"""Speech recognition (packaged Whisper via faster-whisper) and voice activity (silero-vad)
+on the shared real recordings, synthesized noise and tones, and espeak-ng speech with pauses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workers.audio.decode import load_audio
+from workers.audio.recognise import MIN_CONFIDENCE, recognise, word_errors
+from workers.audio.vad import speech_mask, speech_probability
+
+ARCTIC_A0009 = "He turned sharply, and faced Gregson across the table."
+
+
+def test_english_speech_gets_a_confident_transcript_with_word_times(shared_assets):
+    wave = load_audio(shared_assets / "speech_librivox_austen_7s.wav", 16000, 60)
+    reference = (shared_assets / "speech_librivox_austen_7s.txt").read_text()
+    result = recognise(wave, "en")
+    assert result.usable and result.model == "tiny.en" and result.language == "en", result
+    assert result.confidence >= MIN_CONFIDENCE
+    errors, count = word_errors(reference, result.text)
+    assert errors / count <= 0.1, result.text
+    starts = [w.start_s for w in result.words]
+    assert starts == sorted(starts) and 0.0 <= starts[0] and result.words[-1].end_s <= len(wave) / 16000 + 0.05
+    # The first word starts after the recording's leading silence that the VAD finds too.
+    mask = speech_mask(speech_probability(wave, 25.0), 25.0)
+    assert abs(result.words[0].start_s - np.argmax(mask) / 25.0) < 0.3
+
+
+def test_spanish_speech_is_recognised_with_the_multilingual_model(shared_assets):
+    wave = load_audio(shared_assets / "speech_asterisk_esMX_allison_28s_8k.wav", 16000, 60)[: 9 * 16000]
+    given = recognise(wave, "es")
+    assert given.usable and given.model == "base" and given.language == "es", given
+    assert "número" in given.text.lower() and "grabar" in given.text.lower(), given.text
+    # Left at the default English, the English model is not confident and the language is detected.
+    detected = recognise(wave, "en")
+    assert detected.usable and detected.language == "es" and detected.model == "base", detected
+    assert detected.language_probability >= 0.5
+
+
+@pytest.mark.parametrize("kind", ["noise", "tones", "silence"])
+def test_noise_music_and_silence_give_no_transcript_and_no_error(kind):
+    rng = np.random.default_rng(0)
+    t = np.arange(16000 * 4) / 16000
+    wave = {"noise": rng.standard_normal(len(t)) * 0.05,
+            "tones": 0.2 * np.sin(2 * np.pi * 440 * t) * (np.sin(2 * np.pi * 2 * t) > 0) + 0.1 * np.sin(2 * np.pi * 660 * t),
+            "silence": np.zeros(len(t))}[kind].astype(np.float32)
+    speech_seconds = speech_mask(speech_probability(wave, 25.0), 25.0).sum() / 25.0
+    result = recognise(wave, "en", speech_seconds)
+    assert not result.usable and result.problem, result
+
+
+def test_an_unknown_whisper_language_is_a_problem_not_an_error(shared_assets):
+    wave = load_audio(shared_assets / "speech_cmu_arctic_a0009_3s.wav", 16000, 60)
+    result = recognise(wave, "xx-yy")
+    assert not result.usable and "not one Whisper recognises" in result.problem
+
+
+def test_voice_activity_finds_the_pause_between_two_phrases():
+    from workers.audio.espeak import synthesize
+
+    first, _ = synthesize("Good morning, everybody.", "en-us", rate_wpm=160, seed=0)
+    second, _ = synthesize("Shall we begin the meeting?", "en-us", rate_wpm=160, seed=0)
+    pause = np.random.default_rng(2).standard_normal(16000).astype(np.float32) * 0.002   # 1 s of room noise
+    wave = np.concatenate([pause[:8000], first, pause, second, pause[:8000]])
+    probability = speech_probability(wave, 25.0)
+    mask = speech_mask(probability, 25.0)
+    assert len(mask) == round(len(wave) / 16000 * 25)
+    # Frames: 0.5 s of noise (12.5), the first phrase, 1 s of noise (25), the second phrase.
+    first_end = 12.5 + len(first) / 16000 * 25
+    assert not mask[:10].any() and mask[15:int(first_end) - 2].all()
+    # The pause is silence once the VAD's hangover (~0.2 s) is past; the second phrase is speech.
+    assert not mask[int(first_end) + 8:int(first_end) + 23].any()
+    assert mask[int(first_end) + 28:int(first_end) + 25 + int(len(second) / 16000 * 25) - 3].all()

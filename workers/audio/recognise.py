@@ -1,0 +1,184 @@
+"""Speech recognition: a transcript with word times and a confidence for every render.
+
+faster-whisper (CTranslate2, CPU) decodes with the packaged Whisper models of
+:mod:`workers.audio.whisper` (loaded from memory after their sha256 check, nothing
+downloaded): ``tiny.en`` when the request's language is English, ``base`` (99 languages) for
+any other language, and ``base`` with language detection when English decoding is not
+confident (a request left at the default ``en`` with speech in another language).
+
+Confidence is the mean of the decoder's word probabilities. Below :data:`MIN_CONFIDENCE`, or
+when the result is no speech, only sound descriptions ("(music)", "♪"), or a language
+neither Whisper nor espeak-ng can align, the transcript is not used: the render goes on with
+audio-only lip sync and a warning (:attr:`Recognition.problem`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+
+from workers.audio.whisper import PACKAGES, SAMPLE_RATE, model_files
+
+logger = logging.getLogger(__name__)
+
+VERSION = "asr-1-faster-whisper-1.2.1"
+# Mean word probability below which a transcript is not trusted. Measured (bench/speech.py):
+# real English read speech 0.89-0.93 with tiny.en (shared clips, held-out asterisk prompts);
+# espeak-ng English 0.72-0.78; the shared Spanish clip decoded by tiny.en as English 0.61;
+# noise and tones give no words at all.
+MIN_CONFIDENCE = 0.7
+# A detected language must be at least this probable to switch away from the request's.
+MIN_LANGUAGE_PROBABILITY = 0.5
+# Less speech than this (seconds, from the VAD) is not worth recognising.
+MIN_SPEECH_SECONDS = 0.3
+# Greedy decoding: beam search (5) costs ~2.5x for no measured WER gain on the shared clips.
+BEAM_SIZE = 1
+_DESCRIPTION = re.compile(r"[\(\[][^\)\]]*[\)\]]|[♪♫*]")
+
+
+@dataclass(frozen=True)
+class RecognisedWord:
+    """One word as decoded: text, start and end in seconds of the clip, probability in [0, 1]."""
+
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """What the recogniser made of a clip.
+
+    Attributes:
+        text: the transcript ("" when nothing was recognised).
+        language: ISO 639-1 code of the text (``en``, ``es``...).
+        words: the words with their times.
+        confidence: mean word probability in [0, 1] (0 without words).
+        model: packaged model name that decoded it (``tiny.en`` or ``base``).
+        model_version: that model's version (file sha256 prefix).
+        problem: why the transcript must not drive the lips; None when it may.
+        language_probability: Whisper's probability of ``language`` when it was detected.
+    """
+
+    text: str
+    language: str
+    words: tuple[RecognisedWord, ...]
+    confidence: float
+    model: str
+    model_version: str
+    problem: str | None = None
+    language_probability: float | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None
+
+    def summary(self) -> dict:
+        """JSON-ready record for the manifest and the provenance."""
+        return {"text": self.text, "source": "recognised", "language": self.language,
+                "confidence": round(self.confidence, 3), "model": self.model_version,
+                "words": len(self.words), "used": self.usable, "problem": self.problem}
+
+
+@lru_cache(maxsize=2)
+def _model(name: str):
+    from faster_whisper import WhisperModel
+
+    threads = max(1, min(4, os.cpu_count() or 1))
+    return WhisperModel(name, device="cpu", compute_type="int8", cpu_threads=threads,
+                        files=dict(model_files(name)))
+
+
+def _decode(wave16k: np.ndarray, name: str, language: str | None) -> Recognition:
+    """One faster-whisper pass; ``language`` None detects it (multilingual models only)."""
+    model = _model(name)
+    segments, info = model.transcribe(wave16k, language=language, beam_size=BEAM_SIZE, word_timestamps=True,
+                                      condition_on_previous_text=False, vad_filter=False)
+    segments = list(segments)       # a generator: decoding happens here
+    words = tuple(RecognisedWord(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+                  for segment in segments for w in (segment.words or []) if w.word.strip())
+    # The segments' own text keeps elisions whole ("n'êtes"), which joining the words would split.
+    text = " ".join(segment.text.strip() for segment in segments if segment.text.strip())
+    confidence = float(np.mean([w.probability for w in words])) if words else 0.0
+    return Recognition(text=text, language=info.language, words=words, confidence=confidence, model=name,
+                       model_version=PACKAGES[name].version,
+                       language_probability=None if language else float(info.language_probability))
+
+
+def _judge(result: Recognition, alignable: bool) -> Recognition:
+    """The result with ``problem`` set when it must not be used."""
+    spoken = _DESCRIPTION.sub(" ", result.text)
+    problem = None
+    if not re.search(r"\w", spoken):
+        problem = "no speech recognised"
+    elif result.confidence < MIN_CONFIDENCE:
+        problem = f"speech recognition confidence {result.confidence:.2f} < {MIN_CONFIDENCE:.2f}"
+    elif not alignable:
+        problem = f"recognised language {result.language!r} has no espeak-ng voice to align it"
+    if problem is None:
+        return result
+    return replace(result, problem=problem)
+
+
+def _alignable(language: str) -> bool:
+    from workers.audio.align import supported_languages
+
+    return language == "en" or language in supported_languages()
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words of a text, punctuation dropped (apostrophes kept), for scoring."""
+    return re.sub(r"[^\w' ]", " ", text.lower().replace("-", " ")).split()
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(word edit distance: substitutions + insertions + deletions, number of reference
+    words); the word error rate is their ratio."""
+    ref, hyp = words_of(reference), words_of(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, heard in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != heard))
+    return row[-1], len(ref)
+
+
+def recognise(wave16k: np.ndarray, language: str = "en", speech_seconds: float | None = None) -> Recognition:
+    """Transcribe a clip (see the module docstring for the model choice).
+
+    Args:
+        wave16k: (samples,) float waveform at 16 kHz, mono.
+        language: the request's espeak-ng language code (``en``, ``es``, ``pt-br``...); its
+            first part names the Whisper language.
+        speech_seconds: seconds of speech found by the VAD; below MIN_SPEECH_SECONDS nothing
+            is decoded.
+
+    Returns:
+        A Recognition; never raises for what the audio holds (music, noise, silence, an
+        unknown language): those come back with ``problem`` set.
+    """
+    wave16k = np.ascontiguousarray(wave16k, dtype=np.float32).reshape(-1)
+    whisper_language = (language or "en").split("-")[0].lower()
+    if speech_seconds is not None and speech_seconds < MIN_SPEECH_SECONDS or len(wave16k) < SAMPLE_RATE // 10:
+        return Recognition("", whisper_language, (), 0.0, "", "", f"no speech found ({speech_seconds or 0.0:.1f} s)")
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    if whisper_language == "en":
+        english = _judge(_decode(wave16k, "tiny.en", "en"), True)
+        if english.usable:
+            return english
+        # Perhaps not English at all: let the multilingual model name the language.
+        detected = _decode(wave16k, "base", None)
+        if detected.language != "en" and (detected.language_probability or 0.0) >= MIN_LANGUAGE_PROBABILITY:
+            return _judge(detected, _alignable(detected.language))
+        return english
+    if whisper_language not in _LANGUAGE_CODES:
+        return Recognition("", whisper_language, (), 0.0, "", "",
+                           f"language {language!r} is not one Whisper recognises")
+    return _judge(_decode(wave16k, "base", whisper_language), True)
