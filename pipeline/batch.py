@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from monitoring.metrics import MULTIPROC_ENV, metrics
 from pipeline.graph import GraphConfig, Handle
 from pipeline.identity import model_versions, render_id
 from pipeline.jobstate import JobStore
@@ -37,14 +38,15 @@ class BatchConfig:
 
     Attributes:
         max_attempts: runs per request before a transient failure becomes final.
-        max_requests_in_flight: requests between claim and finish at any time.
+        max_requests_in_flight: requests between claim and finish at any time; None: the
+            graph's (``GraphConfig.requests_in_flight()``, derived from the pool sizes).
         poll_seconds: longest wait for a result before re-checking cancellation.
         retry_backoff_s: a request retried after a transient failure waits this long, doubled
             per attempt, so a crashed worker has time to come back.
     """
 
     max_attempts: int = 3
-    max_requests_in_flight: int = 4
+    max_requests_in_flight: int | None = None
     poll_seconds: float = 0.5
     retry_backoff_s: float = 3.0
 
@@ -106,9 +108,16 @@ class BatchDriver:
         active: dict[str, _Active] = {}
         handles: list[Handle] = []
         self._retry_at: dict[str, float] = {}
+        limit = self.config.max_requests_in_flight or self.graph.requests_in_flight()
+        with metrics().job_running():
+            self._loop(job_id, requests, limit, progress, active, handles)
+        return progress
+
+    def _loop(self, job_id: str, requests: dict[str, RenderRequest], limit: int, progress: BatchProgress,
+              active: dict[str, _Active], handles: list[Handle]) -> None:
         while True:
             if not self.store.is_cancelled(job_id):
-                free = self.config.max_requests_in_flight - len(active)
+                free = limit - len(active)
                 for request_id in self.store.claim_next(job_id, free) if free > 0 else []:
                     active[request_id] = _Active(requests[request_id], datetime.now(timezone.utc))
             for request_id, item in active.items():
@@ -117,6 +126,7 @@ class BatchDriver:
                     handles.append(self.executor.submit("alignment", [RenderTask(item.request)], tag=item))
             handles.extend(self._feed_decoders(active))
             progress.running = len(active)
+            metrics().observe_executor(self.executor)
             if not handles:
                 if not active:
                     break
@@ -127,7 +137,7 @@ class BatchDriver:
                 handles.extend(self._advance(job_id, handle, active, progress))
             if self.on_progress is not None:
                 self.on_progress(progress)
-        return progress
+        metrics().observe_executor(self.executor)
 
     def _feed_decoders(self, active: dict[str, _Active]) -> list[Handle]:
         """Submit waiting frame chunks while the decode and encode pools have room.
@@ -221,6 +231,8 @@ class BatchDriver:
             self.store.record_render(task.render_id, record)
         progress.done += 1
         del active[task.request.id]
+        metrics().render_finished("reused" if reused else "done", result.frames, result.audio_seconds,
+                                  seconds=(datetime.now(timezone.utc) - item.created_at).total_seconds())
 
     def _fail(self, job_id: str, request_id: str, active: dict[str, _Active], progress: BatchProgress,
               stage: str, message: str, transient: bool) -> list[Handle]:
@@ -238,6 +250,8 @@ class BatchDriver:
             self._retry_at[request_id] = time.monotonic() + self.config.retry_backoff_s * 2 ** max(0, attempts - 1)
         if status == "failed":
             progress.failed += 1
+        if status in ("pending", "failed"):
+            metrics().request_failed(stage, final=status == "failed")
         log.warning("request %s: %s failed (%s)%s", request_id, stage, message,
                     "; will retry" if status == "pending" else "")
         return cleanup
@@ -320,8 +334,9 @@ def open_executor(address: str | None, graph: GraphConfig, storage: Storage, qua
     from pipeline.graph import RayExecutor, stage_factories
 
     if not ray.is_initialized():
-        # Actors reach S3 with the driver's standard AWS settings.
-        env = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
+        # Actors reach S3 with the driver's standard AWS settings, and record metrics into the
+        # driver's metrics folder (pipeline.metrics_endpoint).
+        env = {key: value for key, value in os.environ.items() if key.startswith("AWS_") or key == MULTIPROC_ENV}
         runtime_env = {"env_vars": env} if env else None
         if address:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
@@ -331,4 +346,4 @@ def open_executor(address: str | None, graph: GraphConfig, storage: Storage, qua
             os.environ.setdefault(LOOPBACK_RAY_ENV, "0")
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
                      runtime_env=runtime_env)
-    return RayExecutor(stage_factories(storage, quality_check=quality_check), graph)
+    return RayExecutor(stage_factories(storage, quality_check=quality_check, graph=graph), graph)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import BadInputError
+from pipeline.metrics_endpoint import add_metrics_arguments, serve_driver_metrics
 
 DEFAULT_STATE = Path.home() / ".cache" / "talkfarm" / "jobs.sqlite"
 
@@ -33,6 +34,7 @@ def add_batch_commands(commands) -> None:
     batch.add_argument("--allow", action="append", default=None, metavar="PREFIX",
                        help="only read and write under these prefixes (repeatable)")
     batch.add_argument("--quiet", action="store_true", help="no progress line")
+    add_metrics_arguments(batch)
     batch.set_defaults(handler=_batch)
 
     for name, text in (("status", "show a job's progress and failures"), ("cancel", "stop scheduling a job's rows"),
@@ -45,6 +47,7 @@ def add_batch_commands(commands) -> None:
             command.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "retry":
             command.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+            add_metrics_arguments(command)
         command.set_defaults(handler={"status": _status, "cancel": _cancel, "retry": _retry}[name])
 
 
@@ -90,6 +93,7 @@ def _run(args, storage, store, requests_uri: str, out_prefix: str, job_id: str |
             store.mark_failed(job_id, state.request_id, "request", f"row {row.row_number}: {row.message}")
     print(f"job {job_id}: {len(requests)} requests, {len(parsed.invalid)} malformed rows", file=sys.stderr)
 
+    endpoint = serve_driver_metrics(args)     # before Ray starts: a local Ray's actors inherit the folder
     executor = open_executor(getattr(args, "address", None), graph, storage)
     progress_line = None if getattr(args, "quiet", False) else _progress_printer(len(specs))
     driver = BatchDriver(executor, store, storage, graph, BatchConfig(max_attempts=max_attempts),
@@ -107,7 +111,8 @@ def _run(args, storage, store, requests_uri: str, out_prefix: str, job_id: str |
     status = store.job_status(job_id)
     print(f"job {job_id}: " + ", ".join(f"{count} {name}" for name, count in status.counts.items() if count),
           file=sys.stderr)
-    print(manifest)
+    print(manifest, flush=True)
+    endpoint.linger()
     return 0
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import unquote, urlparse
 
+from monitoring.metrics import metrics
 from pipeline.errors import BadInputError, TransientError
 
 __all__ = [
@@ -304,6 +305,7 @@ class Storage:
             if attempt + 1 < self.max_attempts:
                 delay = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
                 time.sleep(delay * (0.5 + random.random() / 2))
+        metrics().storage_error(what)
         raise TransientError(f"{uri}: {what} failed after {self.max_attempts} attempts: {last}") from last
 
     # ------------------------------------------------------------------ queries
@@ -382,6 +384,7 @@ class Storage:
             try:
                 for block in body.iter_chunks(_READ_BLOCK):
                     d.update(block)
+                    metrics().storage_bytes("read", len(block))
             finally:
                 body.close()
             return d.hexdigest()
@@ -416,6 +419,7 @@ class Storage:
         try:
             self._call(parsed.uri(), "download", _download)
             os.replace(tmp, target)
+            metrics().storage_bytes("read", target.stat().st_size)
         finally:
             tmp.unlink(missing_ok=True)
         return target
@@ -450,7 +454,9 @@ class Storage:
             finally:
                 body.close()
 
-        return self._call(parsed.uri(), "read", _get)
+        data = self._call(parsed.uri(), "read", _get)
+        metrics().storage_bytes("read", len(data))
+        return data
 
     # ------------------------------------------------------------------ writes
 
@@ -471,6 +477,7 @@ class Storage:
         tmp_key = f"{parsed.key}{PARTIAL_MARKER}{uuid.uuid4().hex}"
         self._s3_atomic(parsed, tmp_key, lambda: self.client.upload_file(
             str(src), parsed.bucket, tmp_key, Config=self._transfer_config()))
+        metrics().storage_bytes("write", src.stat().st_size)
         return os.fspath(uri)
 
     def write_bytes(self, uri: str | os.PathLike, data: bytes) -> str:
@@ -486,6 +493,7 @@ class Storage:
                 return self.put(handle.name, uri)
         tmp_key = f"{parsed.key}{PARTIAL_MARKER}{uuid.uuid4().hex}"
         self._s3_atomic(parsed, tmp_key, lambda: self.client.put_object(Bucket=parsed.bucket, Key=tmp_key, Body=data))
+        metrics().storage_bytes("write", len(data))
         return os.fspath(uri)
 
     def delete(self, uri: str | os.PathLike) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from pipeline.batch import BatchConfig, BatchDriver, write_job_manifest
+from pipeline.devices import pool_device
 from pipeline.graph import GraphConfig, PoolSpec, RayExecutor, stage_factories
 from pipeline.jobstate import RedisJobStore, RequestSpec, SQLiteJobStore
 from pipeline.manifest import read_manifest
@@ -246,11 +247,15 @@ def test_gpu_pools_are_pinned_to_gpu_nodes(ray_session):
     pools = {name: PoolSpec(1, Resources(cpus=0.01)) for name in ("alignment", "audio", "encode")}
     pools["motion"] = PoolSpec(1, Resources(cpus=0.01, gpus=0.5, custom={"gpu_node": 0.5}))
     pools["decode"] = PoolSpec(2, Resources(cpus=0.01, gpus=0.5, custom={"gpu_node": 0.5}))
-    executor = RayExecutor(stage_factories(Storage()), GraphConfig(pools))
+    executor = RayExecutor(stage_factories(Storage(), graph=GraphConfig(pools)), GraphConfig(pools))
     try:
         for stage in ("motion", "decode"):
             for granted in executor.assigned_resources(stage):
                 assert granted.get("GPU") == 0.5 and granted.get("gpu_node") == 0.5, granted
+            # The workers chose their device themselves: the GPUs here are a scheduler resource only,
+            # torch in the actor sees no CUDA, so they run on the CPU instead of failing.
+            devices = ray.get([actor.device.remote() for actor in executor.actors[stage]])
+            assert devices == [pool_device(0.5)] * len(devices)
         assert all("GPU" not in granted for granted in executor.assigned_resources("encode"))
     finally:
         executor.shutdown()
