@@ -9,11 +9,12 @@ to ``max_attempts``) and finally writes the Parquet manifest.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +25,7 @@ from pipeline.identity import model_versions, render_id
 from pipeline.jobstate import JobStore
 from pipeline.manifest import ManifestRow, write_manifest
 from pipeline.provenance import SIDECAR_SUFFIX
+from pipeline.reuse import InputHashes
 from pipeline.runner import frame_chunks, result_of
 from pipeline.schemas import RenderRequest, RenderResult
 from pipeline.storage import Storage
@@ -100,6 +102,7 @@ class BatchDriver:
         self.graph = graph
         self.config = config
         self.on_progress = on_progress
+        self.input_hashes = InputHashes(storage)
 
     def run(self, job_id: str, requests: dict[str, RenderRequest]) -> BatchProgress:
         """Render every pending request of ``job_id`` (``requests``: id -> request)."""
@@ -116,10 +119,13 @@ class BatchDriver:
     def _loop(self, job_id: str, requests: dict[str, RenderRequest], limit: int, progress: BatchProgress,
               active: dict[str, _Active], handles: list[Handle]) -> None:
         while True:
+            claimed = []
             if not self.store.is_cancelled(job_id):
                 free = limit - len(active)
-                for request_id in self.store.claim_next(job_id, free) if free > 0 else []:
+                claimed = self.store.claim_next(job_id, free) if free > 0 else []
+                for request_id in claimed:
                     active[request_id] = _Active(requests[request_id], datetime.now(timezone.utc))
+                    self._reuse_early(job_id, active[request_id], active, progress)
             for request_id, item in active.items():
                 if not item.started and time.monotonic() >= self._retry_at.get(request_id, 0.0):
                     item.started = True
@@ -128,9 +134,10 @@ class BatchDriver:
             progress.running = len(active)
             metrics().observe_executor(self.executor)
             if not handles:
-                if not active:
+                if not active and not claimed:     # claimed rows may all have finished by reuse
                     break
-                time.sleep(min(self.config.poll_seconds, 0.1))     # only retries waiting out their backoff
+                if not claimed:
+                    time.sleep(min(self.config.poll_seconds, 0.1))     # only retries waiting out their backoff
                 continue
             for handle in self.executor.wait(handles, timeout=self.config.poll_seconds):
                 handles.remove(handle)
@@ -195,17 +202,34 @@ class BatchDriver:
     def _after_audio(self, job_id: str, item: _Active, task: RenderTask, active: dict[str, _Active],
                      progress: BatchProgress) -> list[Handle]:
         """Name the render by its contents; reuse an identical finished render if there is one."""
+        self.input_hashes.learn(task.request.image, task.image_sha256)
+        self.input_hashes.learn(task.request.audio, task.audio_sha256)
         task.render_id = render_id(task.image_sha256, task.audio_sha256, task.request.controls,
                                    model_versions(task.request.controls))
-        self.store.set_render_id(job_id, task.request.id, task.render_id)
-        previous = self.store.lookup_render(task.render_id)
-        if previous is not None and self._reuse(previous, task.request):
-            result = RenderResult.model_validate({**previous["result"], "request_id": task.request.id,
-                                                  "output": task.request.output})
-            progress.reused += 1
-            self._finish(job_id, item, result, task, active, progress, reused=True)
+        if self._try_reuse(job_id, item, task, active, progress):
             return []
         return [self.executor.submit("motion", [task], tag=item)]
+
+    def _reuse_early(self, job_id: str, item: _Active, active: dict[str, _Active], progress: BatchProgress) -> None:
+        """Finish a just-claimed request by reuse before any stage runs, when its inputs were
+        hashed earlier in this job and unchanged (``pipeline.reuse``) and the render exists."""
+        known = self.input_hashes.render_id(item.request)
+        if known is not None:
+            task = RenderTask(item.request, render_id=known[0], image_sha256=known[1], audio_sha256=known[2])
+            self._try_reuse(job_id, item, task, active, progress)
+
+    def _try_reuse(self, job_id: str, item: _Active, task: RenderTask, active: dict[str, _Active],
+                   progress: BatchProgress) -> bool:
+        """Record the task's render id; if that render is finished, reuse it and finish the request."""
+        self.store.set_render_id(job_id, task.request.id, task.render_id)
+        previous = self.store.lookup_render(task.render_id)
+        if previous is None or not self._reuse(previous, task.request):
+            return False
+        result = RenderResult.model_validate({**previous["result"], "request_id": task.request.id,
+                                              "output": task.request.output})
+        progress.reused += 1
+        self._finish(job_id, item, result, task, active, progress, reused=True)
+        return True
 
     def _reuse(self, previous: dict[str, Any], request: RenderRequest) -> bool:
         """Make a finished render's video and provenance available at the request's output;
@@ -218,7 +242,7 @@ class BatchDriver:
             record["request_id"] = request.id
             # sidecar first: a video that exists always has its provenance beside it
             self.storage.write_bytes(output + SIDECAR_SUFFIX, json.dumps(record, indent=2, sort_keys=True).encode())
-            self.storage.write_bytes(output, self.storage.read_bytes(source))
+            self.storage.copy(source, output)     # server-side / a hard link: the video never passes through here
         return True
 
     def _finish(self, job_id: str, item: _Active, result: RenderResult, task: RenderTask,
@@ -266,9 +290,9 @@ def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {text[-1] if text else ''}"[:500]
 
 
-def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderRequest]) -> list[ManifestRow]:
-    """One manifest row per request of the job, from the job store's records."""
-    rows = []
+def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderRequest]) -> Iterator[ManifestRow]:
+    """One manifest row per request of the job, from the job store's records (made one at a
+    time, so the manifest writer streams them into row groups)."""
     for state in store.request_states(job_id):
         request = requests.get(state.request_id)
         record = state.result or {}
@@ -279,12 +303,11 @@ def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderReques
         else:
             result = RenderResult(request_id=request.id, status="failed", error_stage=state.error_stage or state.status,
                                   error_message=state.error_message or f"request {state.status}")
-        rows.append(ManifestRow.from_result(
+        yield ManifestRow.from_result(
             job_id, request, result, render_id=state.render_id, image_sha256=record.get("image_sha256"),
             audio_sha256=record.get("audio_sha256"), attempts=state.attempts,
             watermark_payload=result.watermark_payload if hasattr(result, "watermark_payload") else None,
-            created_at=_parse_time(record.get("created_at")), finished_at=_parse_time(record.get("finished_at"))))
-    return rows
+            created_at=_parse_time(record.get("created_at")), finished_at=_parse_time(record.get("finished_at")))
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -294,7 +317,7 @@ def _parse_time(value: str | None) -> datetime | None:
 def write_job_manifest(job_id: str, store: JobStore, storage: Storage, requests: dict[str, RenderRequest],
                        uri: str, extra_rows: list[ManifestRow] = ()) -> str:
     """Write the job's manifest (plus rows for malformed request-file lines) to ``uri``."""
-    return write_manifest([*manifest_rows(job_id, store, requests), *extra_rows], uri, storage)
+    return write_manifest(itertools.chain(manifest_rows(job_id, store, requests), extra_rows), uri, storage)
 
 
 @dataclass(frozen=True)

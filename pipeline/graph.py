@@ -106,6 +106,15 @@ class StageWorker:
         """The torch device the stage runs on ("cpu" for stages without models on a device)."""
         return str(getattr(self.stage, "device", "cpu"))
 
+    def node_id(self) -> str | None:
+        """The Ray node this worker runs on (None in-process)."""
+        try:
+            import ray
+
+            return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        except ImportError:
+            return None
+
     def assigned_resources(self) -> dict[str, float]:
         """What the scheduler gave this worker (on Ray; empty in-process)."""
         try:

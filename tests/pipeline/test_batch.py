@@ -1,5 +1,5 @@
 """The batch pipeline on a real local Ray: mixed good and bad rows, idempotent resubmission,
-worker crashes, a Redis restart, cancellation, S3 (moto over HTTP) and GPU-pool pinning.
+worker crashes, a Redis restart, cancellation and GPU-pool pinning.
 
 Renders are 256 px (the graph and the failure handling do not depend on the size) so the
 module stays around a few minutes on 2 cores.
@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
 
@@ -34,20 +33,13 @@ SMALL = RenderControls(size=256)
 
 
 @pytest.fixture(scope="module")
-def ray_session(moto_server):
+def ray_session():
     """One local Ray for the module: 2 CPUs, 2 fake GPUs and a custom node resource to pin on.
-
-    The moto endpoint and test credentials go to every worker through the runtime env.
-    """
-    env = {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_REGION": "us-east-1"}
-    os.environ.update(env)
+    (S3 runs through `talkfarm batch` itself: test_batch_s3.py.)"""
     ray.init(num_cpus=2, num_gpus=2, resources={"gpu_node": 2}, _node_ip_address="127.0.0.1",
-             include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+             include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-    for key in env:
-        os.environ.pop(key, None)
 
 
 @pytest.fixture(scope="module")
@@ -218,26 +210,6 @@ def test_cancel_stops_scheduling_and_keeps_finished_outputs(executor, shared_ass
         assert video.exists() == (state.status == "done")
         if video.exists():
             assert abs(probe_video(video)["duration_s"] - 3.1) < 0.1
-
-
-def test_s3_inputs_and_outputs(executor, shared_assets, s3_bucket, tmp_path):
-    s3 = boto3.client("s3")
-    s3.upload_file(str(shared_assets / "face_grace_hopper.jpg"), s3_bucket, "in/grace.jpg")
-    s3.upload_file(str(shared_assets / "speech_cmu_arctic_a0009_3s.wav"), s3_bucket, "in/a0009.wav")
-    request = RenderRequest(id="s3-row", image=f"s3://{s3_bucket}/in/grace.jpg", audio=f"s3://{s3_bucket}/in/a0009.wav",
-                            output=f"s3://{s3_bucket}/out/s3-row.mp4", controls=SMALL)
-    store = SQLiteJobStore(tmp_path / "jobs.sqlite")
-    storage = Storage()
-    progress = _run(executor, store, "s3-job", {"s3-row": request}, storage=storage)
-    assert progress.done == 1
-    keys = sorted(obj["Key"] for obj in s3.list_objects_v2(Bucket=s3_bucket, Prefix="out/")["Contents"])
-    assert keys == ["out/s3-row.mp4", "out/s3-row.mp4.provenance.json"]
-    local = tmp_path / "s3-row.mp4"
-    s3.download_file(s3_bucket, "out/s3-row.mp4", str(local))
-    assert abs(probe_video(local)["duration_s"] - 3.1) < 0.1
-    manifest = write_job_manifest("s3-job", store, storage, {"s3-row": request},
-                                  f"s3://{s3_bucket}/out/manifest.parquet")
-    assert read_manifest(manifest, storage)[0].output_sha256 == storage.sha256(f"s3://{s3_bucket}/out/s3-row.mp4")
 
 
 def test_gpu_pools_are_pinned_to_gpu_nodes(ray_session):
