@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from monitoring.metrics import metrics
@@ -140,7 +140,7 @@ class LocalExecutor:
 
     def __init__(self, factories: dict[str, Callable[[], Stage]], config: GraphConfig = GraphConfig()):
         self.config = config
-        self.workers = {name: StageWorker(factories[name]) for name in STAGES}
+        self.workers = {name: StageWorker(_for_pool(factories[name], config.pools[name])) for name in STAGES}
 
     def capacity(self, stage: str) -> int:
         return 1
@@ -197,7 +197,7 @@ class RayExecutor:
                 options["accelerator_type"] = spec.resources.accelerator_type
             if spec.resources.custom:
                 options["resources"] = dict(spec.resources.custom)
-            self.actors[name] = [remote_worker.options(name=None, **options).remote(factories[name])
+            self.actors[name] = [remote_worker.options(name=None, **options).remote(_for_pool(factories[name], spec))
                                  for _ in range(spec.size)]
             self.in_flight[name] = [0] * spec.size
         self._wait_until_placed(start_timeout_s)
@@ -296,6 +296,14 @@ class OnPoolDevice:
 
     def __call__(self) -> Stage:
         return self.factory(device=self.device())
+
+
+def _for_pool(factory: Callable[[], Stage], spec: PoolSpec) -> Callable[[], Stage]:
+    """The factory bound to the GPUs of the pool it is actually built in (factories made for
+    another graph would otherwise pick the device of that graph's pool)."""
+    if isinstance(factory, OnPoolDevice):
+        return replace(factory, gpus=spec.resources.gpus)
+    return factory
 
 
 def _stage_class(factory: Callable[[], Stage]) -> type:

@@ -44,6 +44,19 @@ def test_workers_build_their_stage_on_the_pool_device():
     assert StageWorker(gpu_graph["encode"]).device() == "cpu"
 
 
+def test_the_pool_a_worker_is_built_in_decides():
+    """Factories made for one graph, run in an executor of another: the executor's pools win."""
+    from pipeline.graph import LocalExecutor, _for_pool
+    from pipeline.storage import Storage
+
+    graph = _graph(motion_gpus=0.0, decode_gpus=1.0)
+    factories = stage_factories(Storage(), quality_check=False)          # made for the default, CPU-only graph
+    assert _for_pool(factories["decode"], graph.pools["decode"]).gpus == 1.0
+    executor = LocalExecutor(factories, graph)
+    assert executor.workers["decode"].device() == ("cuda" if CUDA else "cpu")
+    assert executor.workers["motion"].device() == "cpu"
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 def test_gpu_pool_decodes_on_cuda_like_the_cpu(grace_task):
