@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from pipeline.devices import local_device
     from pipeline.preview import save_contact_sheet
     from pipeline.runner import InProcessRunner
     from pipeline.schemas import RenderRequest
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     assets, out = Path(args.assets), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or local_device()
 
     print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
           f"torch threads {torch.get_num_threads()}, decoder device {device}")

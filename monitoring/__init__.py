@@ -1,5 +1,5 @@
 """Operations: Prometheus metrics (``monitoring.metrics``), the Grafana dashboard and alert rules."""
 
-from monitoring.metrics import METRICS, TalkfarmMetrics, metrics, serve_from_env, start_http_server
+from monitoring.metrics import METRICS, TalkfarmMetrics, metrics, start_http_server
 
-__all__ = ["METRICS", "TalkfarmMetrics", "metrics", "serve_from_env", "start_http_server"]
+__all__ = ["METRICS", "TalkfarmMetrics", "metrics", "start_http_server"]

@@ -8,8 +8,9 @@ raylet's environment, so setting the variable before Ray starts (``start_http_se
 it for a local run; the Helm chart sets it on every Ray pod) is all the actors need.
 
 Endpoints:
-  * local run: the driver's ``start_http_server(port)`` serves ``/metrics`` for the driver
-    and all actors of the node (a local Ray is one node).
+  * ``talkfarm batch --metrics-port N`` (or ``TALKFARM_METRICS_PORT``): the driver's
+    ``start_http_server(port)`` (``pipeline.metrics_endpoint``) serves ``/metrics`` for the driver
+    and all actors writing to its folder (a local Ray's actors inherit it).
   * cluster: every Ray pod runs ``python -m monitoring.metrics serve --port 9464`` (the
     chart's ``metrics-exporter`` sidecar) over the pod's shared metrics folder; the
     ServiceMonitor scrapes port ``metrics`` (9464) on head and workers.
@@ -339,15 +340,6 @@ def start_http_server(port: int = 9464, addr: str = "127.0.0.1", multiproc_dir: 
     registry.register(_TalkfarmOnly(multiprocess.MultiProcessCollector(None)))
     server, _thread = _serve(port, addr=addr, registry=registry)
     return int(server.server_port)
-
-
-def serve_from_env() -> int | None:
-    """Start the endpoint if ``TALKFARM_METRICS_PORT`` is set (address ``TALKFARM_METRICS_ADDR``,
-    default 127.0.0.1); returns the port or None."""
-    port = os.environ.get(PORT_ENV)
-    if not port:
-        return None
-    return start_http_server(int(port), os.environ.get(ADDR_ENV, "127.0.0.1"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,21 +9,24 @@ to ``max_attempts``) and finally writes the Parquet manifest.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from monitoring.metrics import MULTIPROC_ENV, metrics
 from pipeline.errors import TalkfarmError
 from pipeline.graph import GraphConfig, Handle
 from pipeline.identity import model_versions, render_id
 from pipeline.jobstate import JobStore
 from pipeline.manifest import ManifestRow, history_lines, write_manifest
 from pipeline.provenance import SIDECAR_SUFFIX
+from pipeline.reuse import InputHashes
 from pipeline.runner import frame_chunks, result_of
 from pipeline.schemas import RenderRequest, RenderResult
 from pipeline.storage import Storage
@@ -38,14 +41,15 @@ class BatchConfig:
 
     Attributes:
         max_attempts: runs per request before a transient failure becomes final.
-        max_requests_in_flight: requests between claim and finish at any time.
+        max_requests_in_flight: requests between claim and finish at any time; None: the
+            graph's (``GraphConfig.requests_in_flight()``, derived from the pool sizes).
         poll_seconds: longest wait for a result before re-checking cancellation.
         retry_backoff_s: a request retried after a transient failure waits this long, doubled
             per attempt, so a crashed worker has time to come back.
     """
 
     max_attempts: int = 3
-    max_requests_in_flight: int = 4
+    max_requests_in_flight: int | None = None
     poll_seconds: float = 0.5
     retry_backoff_s: float = 3.0
 
@@ -103,6 +107,7 @@ class BatchDriver:
         self.config = config
         self.on_progress = on_progress
         self.lease = lease
+        self.input_hashes = InputHashes(storage)
 
     def run(self, job_id: str, requests: dict[str, RenderRequest]) -> BatchProgress:
         """Render every pending request of ``job_id`` (``requests``: id -> request)."""
@@ -111,30 +116,42 @@ class BatchDriver:
         active: dict[str, _Active] = {}
         handles: list[Handle] = []
         self._retry_at: dict[str, float] = {}
+        limit = self.config.max_requests_in_flight or self.graph.requests_in_flight()
+        with metrics().job_running():
+            self._loop(job_id, requests, limit, progress, active, handles)
+        return progress
+
+    def _loop(self, job_id: str, requests: dict[str, RenderRequest], limit: int, progress: BatchProgress,
+              active: dict[str, _Active], handles: list[Handle]) -> None:
         while True:
             if self.lease is not None:
                 self.lease.check()
+            claimed = []
             if not self.store.is_cancelled(job_id):
-                free = self.config.max_requests_in_flight - len(active)
-                for request_id in self.store.claim_next(job_id, free) if free > 0 else []:
+                free = limit - len(active)
+                claimed = self.store.claim_next(job_id, free) if free > 0 else []
+                for request_id in claimed:
                     active[request_id] = _Active(requests[request_id], datetime.now(timezone.utc))
+                    self._reuse_early(job_id, active[request_id], active, progress)
             for request_id, item in active.items():
                 if not item.started and time.monotonic() >= self._retry_at.get(request_id, 0.0):
                     item.started = True
                     handles.append(self.executor.submit("alignment", [RenderTask(item.request)], tag=item))
             handles.extend(self._feed_decoders(active))
             progress.running = len(active)
+            metrics().observe_executor(self.executor)
             if not handles:
-                if not active:
+                if not active and not claimed:     # claimed rows may all have finished by reuse
                     break
-                time.sleep(min(self.config.poll_seconds, 0.1))     # only retries waiting out their backoff
+                if not claimed:
+                    time.sleep(min(self.config.poll_seconds, 0.1))     # only retries waiting out their backoff
                 continue
             for handle in self.executor.wait(handles, timeout=self.config.poll_seconds):
                 handles.remove(handle)
                 handles.extend(self._advance(job_id, handle, active, progress))
             if self.on_progress is not None:
                 self.on_progress(progress)
-        return progress
+        metrics().observe_executor(self.executor)
 
     def _feed_decoders(self, active: dict[str, _Active]) -> list[Handle]:
         """Submit waiting frame chunks while the decode and encode pools have room.
@@ -192,17 +209,34 @@ class BatchDriver:
     def _after_audio(self, job_id: str, item: _Active, task: RenderTask, active: dict[str, _Active],
                      progress: BatchProgress) -> list[Handle]:
         """Name the render by its contents; reuse an identical finished render if there is one."""
+        self.input_hashes.learn(task.request.image, task.image_sha256)
+        self.input_hashes.learn(task.request.audio, task.audio_sha256)
         task.render_id = render_id(task.image_sha256, task.audio_sha256, task.request.controls,
                                    model_versions(task.request.controls))
-        self.store.set_render_id(job_id, task.request.id, task.render_id)
-        previous = self.store.lookup_render(task.render_id)
-        if previous is not None and self._reuse(previous, task.request):
-            result = RenderResult.model_validate({**previous["result"], "request_id": task.request.id,
-                                                  "output": task.request.output})
-            progress.reused += 1
-            self._finish(job_id, item, result, task, active, progress, reused=True)
+        if self._try_reuse(job_id, item, task, active, progress):
             return []
         return [self.executor.submit("motion", [task], tag=item)]
+
+    def _reuse_early(self, job_id: str, item: _Active, active: dict[str, _Active], progress: BatchProgress) -> None:
+        """Finish a just-claimed request by reuse before any stage runs, when its inputs were
+        hashed earlier in this job and unchanged (``pipeline.reuse``) and the render exists."""
+        known = self.input_hashes.render_id(item.request)
+        if known is not None:
+            task = RenderTask(item.request, render_id=known[0], image_sha256=known[1], audio_sha256=known[2])
+            self._try_reuse(job_id, item, task, active, progress)
+
+    def _try_reuse(self, job_id: str, item: _Active, task: RenderTask, active: dict[str, _Active],
+                   progress: BatchProgress) -> bool:
+        """Record the task's render id; if that render is finished, reuse it and finish the request."""
+        self.store.set_render_id(job_id, task.request.id, task.render_id)
+        previous = self.store.lookup_render(task.render_id)
+        if previous is None or not self._reuse(previous, task.request):
+            return False
+        result = RenderResult.model_validate({**previous["result"], "request_id": task.request.id,
+                                              "output": task.request.output})
+        progress.reused += 1
+        self._finish(job_id, item, result, task, active, progress, reused=True)
+        return True
 
     def _reuse(self, previous: dict[str, Any], request: RenderRequest) -> bool:
         """Make a finished render's video and provenance available at the request's output;
@@ -226,7 +260,7 @@ class BatchDriver:
             record["request_id"] = request.id
             # sidecar first: a video that exists always has its provenance beside it
             self.storage.write_bytes(output + SIDECAR_SUFFIX, json.dumps(record, indent=2, sort_keys=True).encode())
-            self.storage.write_bytes(output, self.storage.read_bytes(source))
+            self.storage.copy(source, output)     # server-side / a hard link: the video never passes through here
         return True
 
     def _finish(self, job_id: str, item: _Active, result: RenderResult, task: RenderTask,
@@ -239,6 +273,8 @@ class BatchDriver:
             self.store.record_render(task.render_id, record)
         progress.done += 1
         del active[task.request.id]
+        metrics().render_finished("reused" if reused else "done", result.frames, result.audio_seconds,
+                                  seconds=(datetime.now(timezone.utc) - item.created_at).total_seconds())
 
     def _fail(self, job_id: str, request_id: str, active: dict[str, _Active], progress: BatchProgress,
               stage: str, message: str, transient: bool) -> list[Handle]:
@@ -256,6 +292,8 @@ class BatchDriver:
             self._retry_at[request_id] = time.monotonic() + self.config.retry_backoff_s * 2 ** max(0, attempts - 1)
         if status == "failed":
             progress.failed += 1
+        if status in ("pending", "failed"):
+            metrics().request_failed(stage, final=status == "failed")
         log.warning("request %s: %s failed (%s)%s", request_id, stage, message,
                     "; will retry" if status == "pending" else "")
         return cleanup
@@ -270,9 +308,9 @@ def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {text[-1] if text else ''}"[:500]
 
 
-def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderRequest]) -> list[ManifestRow]:
-    """One manifest row per request of the job, from the job store's records."""
-    rows = []
+def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderRequest]) -> Iterator[ManifestRow]:
+    """One manifest row per request of the job, from the job store's records (made one at a
+    time, so the manifest writer streams them into row groups)."""
     for state in store.request_states(job_id):
         request = requests.get(state.request_id)
         record = state.result or {}
@@ -283,13 +321,12 @@ def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderReques
         else:
             result = RenderResult(request_id=request.id, status="failed", error_stage=state.error_stage or state.status,
                                   error_message=state.error_message or f"request {state.status}")
-        rows.append(ManifestRow.from_result(
+        yield ManifestRow.from_result(
             job_id, request, result, render_id=state.render_id, image_sha256=record.get("image_sha256"),
             audio_sha256=record.get("audio_sha256"), attempts=state.attempts,
             watermark_payload=result.watermark_payload if hasattr(result, "watermark_payload") else None,
             created_at=_parse_time(record.get("created_at")), finished_at=_parse_time(record.get("finished_at")),
-            attempt_history=history_lines(state.history)))
-    return rows
+            attempt_history=history_lines(state.history))
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -298,9 +335,11 @@ def _parse_time(value: str | None) -> datetime | None:
 
 def write_job_manifest(job_id: str, store: JobStore, storage: Storage, requests: dict[str, RenderRequest],
                        uri: str, extra_rows: list[ManifestRow] = (), metadata: dict[str, str] | None = None) -> str:
-    """Write the job's manifest (plus rows for malformed request-file lines) to ``uri``;
-    ``metadata``: extra schema metadata (e.g. the job's access policy)."""
-    return write_manifest([*manifest_rows(job_id, store, requests), *extra_rows], uri, storage, metadata=metadata)
+    """Write the job's manifest (plus rows for malformed request-file lines) to ``uri``, streaming
+    (rows are read from the store as they are written); ``metadata``: extra schema metadata
+    (e.g. the job's access policy)."""
+    return write_manifest(itertools.chain(manifest_rows(job_id, store, requests), extra_rows), uri, storage,
+                          metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -340,8 +379,9 @@ def open_executor(address: str | None, graph: GraphConfig, storage: Storage, qua
     from pipeline.graph import RayExecutor, stage_factories
 
     if not ray.is_initialized():
-        # Actors reach S3 with the driver's standard AWS settings.
-        env = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
+        # Actors reach S3 with the driver's standard AWS settings, and record metrics into the
+        # driver's metrics folder (pipeline.metrics_endpoint).
+        env = {key: value for key, value in os.environ.items() if key.startswith("AWS_") or key == MULTIPROC_ENV}
         runtime_env = {"env_vars": env} if env else None
         if address:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
@@ -351,4 +391,4 @@ def open_executor(address: str | None, graph: GraphConfig, storage: Storage, qua
             os.environ.setdefault(LOOPBACK_RAY_ENV, "0")
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
                      runtime_env=runtime_env)
-    return RayExecutor(stage_factories(storage, quality_check=quality_check), graph)
+    return RayExecutor(stage_factories(storage, quality_check=quality_check, graph=graph), graph)

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import BadInputError, JobFailedError
+from pipeline.metrics_endpoint import add_metrics_arguments, serve_driver_metrics
 
 DEFAULT_STATE = Path.home() / ".cache" / "talkfarm" / "jobs.sqlite"
 
@@ -52,6 +53,7 @@ def add_batch_commands(commands) -> None:
                        help="refuse a request file with columns talkfarm does not know (default: warn)")
     _add_lease_arguments(batch)
     batch.add_argument("--quiet", action="store_true", help="no progress line")
+    add_metrics_arguments(batch)
     batch.set_defaults(handler=_batch)
 
     for name, text in (("status", "show a job's progress, failures and access policy"),
@@ -66,6 +68,7 @@ def add_batch_commands(commands) -> None:
         if name == "retry":
             command.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
             _add_lease_arguments(command)
+            add_metrics_arguments(command)
         command.set_defaults(handler={"status": _status, "cancel": _cancel, "retry": _retry}[name])
 
 
@@ -202,13 +205,15 @@ def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, po
           file=sys.stderr)
     manifest_uri = _join(out_prefix, f"manifest-{job_id}.parquet")
     counts = store.job_status(job_id).counts
+    endpoint = serve_driver_metrics(args)     # before Ray starts: a local Ray's actors inherit the folder
     if counts["pending"] + counts["running"]:      # nothing to render (a header-only file): no Ray
         _render(args, store, lease, storage, graph, job_id, requests, max_attempts, manifest_uri, policy, len(specs))
     _write_manifest(job_id, store, storage, requests, invalid_rows, manifest_uri, policy)
     status = store.job_status(job_id)
     print(f"job {job_id}: " + (", ".join(f"{count} {name}" for name, count in status.counts.items() if count)
                                or "no rows"), file=sys.stderr)
-    print(manifest_uri)
+    print(manifest_uri, flush=True)
+    endpoint.linger()
     return 0
 
 

@@ -134,13 +134,13 @@ def _render(args: argparse.Namespace) -> int:
     from workers.encode.video import check_writable
 
     check_writable(args.output)
-    import torch
     from tqdm import tqdm
 
+    from pipeline.devices import local_device
     from pipeline.runner import InProcessRunner
     from workers.decoder.renderer import DecoderConfig
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or local_device()
     progress = None
 
     def on_frames(task, count: int) -> None:

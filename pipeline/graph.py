@@ -16,9 +16,11 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from monitoring.metrics import metrics
+from pipeline.devices import pool_device
 from pipeline.stage import Resources, Stage
 
 STAGES = ("alignment", "audio", "motion", "decode", "encode")
@@ -53,11 +55,32 @@ class GraphConfig:
         "encode": PoolSpec(1, Resources(cpus=0.5)),
     })
     chunk_frames: int = 50
+    # Requests the batch driver keeps between claim and finish; None: derived from the pools
+    # (:meth:`requests_in_flight`).
+    max_requests_in_flight: int | None = None
 
     def __post_init__(self) -> None:
         missing = set(STAGES) - set(self.pools)
         if missing:
             raise ValueError(f"graph config lacks pools for {', '.join(sorted(missing))}")
+
+    def slots(self, stage: str) -> int:
+        """Calls a pool holds at once: workers x max_in_flight."""
+        spec = self.pools[stage]
+        return spec.size * spec.max_in_flight
+
+    def requests_in_flight(self) -> int:
+        """How many requests the driver keeps claimed so that every pool can be kept busy.
+
+        Alignment, audio and motion take one request per call slot; a request's frame chunks
+        can spread over all decoders, but a decoder slot only stays fed across a render's end if
+        another request is ready behind it, so each decode slot counts one more request. The
+        encoders take a render's chunks right behind its decoders and add no requests.
+        Explicit ``max_requests_in_flight`` (settings file, chart) wins.
+        """
+        if self.max_requests_in_flight is not None:
+            return self.max_requests_in_flight
+        return sum(self.slots(stage) for stage in ("alignment", "audio", "motion", "decode"))
 
 
 class StageWorker:
@@ -71,10 +94,26 @@ class StageWorker:
         self.stage.setup()
 
     def run(self, batch: list) -> list:
-        return self.stage(batch)
+        """The stage's output for ``batch``; the call's wall time (and an error, if it raises) is
+        recorded in ``talkfarm_stage_duration_seconds`` / ``talkfarm_stage_errors_total``."""
+        with metrics().stage_timer(self.stage.name):
+            return self.stage(batch)
 
     def pid(self) -> int:
         return os.getpid()
+
+    def device(self) -> str:
+        """The torch device the stage runs on ("cpu" for stages without models on a device)."""
+        return str(getattr(self.stage, "device", "cpu"))
+
+    def node_id(self) -> str | None:
+        """The Ray node this worker runs on (None in-process)."""
+        try:
+            import ray
+
+            return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        except ImportError:
+            return None
 
     def assigned_resources(self) -> dict[str, float]:
         """What the scheduler gave this worker (on Ray; empty in-process)."""
@@ -101,7 +140,7 @@ class LocalExecutor:
 
     def __init__(self, factories: dict[str, Callable[[], Stage]], config: GraphConfig = GraphConfig()):
         self.config = config
-        self.workers = {name: StageWorker(factories[name]) for name in STAGES}
+        self.workers = {name: StageWorker(_for_pool(factories[name], config.pools[name])) for name in STAGES}
 
     def capacity(self, stage: str) -> int:
         return 1
@@ -150,7 +189,7 @@ class RayExecutor:
             spec = config.pools[name]
             # A call lost with its actor is re-run by Ray once the actor is back, for stages whose
             # calls are safe to repeat; the others fail the call and the driver retries the request.
-            stage_class = getattr(factories[name], "func", factories[name])
+            stage_class = _stage_class(factories[name])
             retries = max_task_retries if getattr(stage_class, "idempotent", False) else 0
             options: dict[str, Any] = dict(num_cpus=spec.resources.cpus, num_gpus=spec.resources.gpus,
                                            max_restarts=max_restarts, max_task_retries=retries)
@@ -158,7 +197,7 @@ class RayExecutor:
                 options["accelerator_type"] = spec.resources.accelerator_type
             if spec.resources.custom:
                 options["resources"] = dict(spec.resources.custom)
-            self.actors[name] = [remote_worker.options(name=None, **options).remote(factories[name])
+            self.actors[name] = [remote_worker.options(name=None, **options).remote(_for_pool(factories[name], spec))
                                  for _ in range(spec.size)]
             self.in_flight[name] = [0] * spec.size
         self._wait_until_placed(start_timeout_s)
@@ -235,9 +274,49 @@ class RayExecutor:
                 self.ray.kill(actor)
 
 
-def stage_factories(storage=None, decoder=None, quality_check: bool = True) -> dict[str, Callable[[], Stage]]:
+@dataclass(frozen=True)
+class OnPoolDevice:
+    """A picklable constructor of a torch stage that runs on the device its pool's resources
+    give it (``pipeline.devices.pool_device``), resolved in the worker, where CUDA is or is not.
+
+    Attributes:
+        factory: builds the stage given ``device=``, e.g. ``partial(DecodeStage, config)``.
+        gpus: GPUs per worker of the stage's pool.
+    """
+
+    factory: Callable[..., Stage]
+    gpus: float
+
+    @property
+    def stage_class(self) -> type:
+        return getattr(self.factory, "func", self.factory)
+
+    def device(self) -> str:
+        return pool_device(self.gpus)
+
+    def __call__(self) -> Stage:
+        return self.factory(device=self.device())
+
+
+def _for_pool(factory: Callable[[], Stage], spec: PoolSpec) -> Callable[[], Stage]:
+    """The factory bound to the GPUs of the pool it is actually built in (factories made for
+    another graph would otherwise pick the device of that graph's pool)."""
+    if isinstance(factory, OnPoolDevice):
+        return replace(factory, gpus=spec.resources.gpus)
+    return factory
+
+
+def _stage_class(factory: Callable[[], Stage]) -> type:
+    """The stage class a factory builds (a class, a partial of one, or :class:`OnPoolDevice`)."""
+    return getattr(factory, "stage_class", None) or getattr(factory, "func", factory)
+
+
+def stage_factories(storage=None, decoder=None, quality_check: bool = True,
+                    graph: GraphConfig | None = None) -> dict[str, Callable[[], Stage]]:
     """Picklable constructors of the five stages (each worker builds its own instance);
-    ``quality_check``: the encoder measures every finished video (batch QC)."""
+    ``quality_check``: the encoder measures every finished video (batch QC). Motion sampling
+    and decoding run on CUDA when ``graph`` gives their pools GPUs (and the worker has CUDA),
+    on the CPU otherwise; ``decoder``'s other settings are kept."""
     from workers.alignment.stage import AlignmentStage
     from workers.audio.stage import AudioFeatureStage
     from workers.decoder.renderer import DecoderConfig
@@ -245,10 +324,12 @@ def stage_factories(storage=None, decoder=None, quality_check: bool = True) -> d
     from workers.encode.stage import EncodeStage
     from workers.motion.stage import MotionStage
 
+    pools = (graph or GraphConfig()).pools
     return {
         "alignment": functools.partial(AlignmentStage, storage=storage),
         "audio": functools.partial(AudioFeatureStage, storage=storage),
-        "motion": MotionStage,
-        "decode": functools.partial(DecodeStage, decoder or DecoderConfig()),
+        "motion": OnPoolDevice(MotionStage, pools["motion"].resources.gpus),
+        "decode": OnPoolDevice(functools.partial(DecodeStage, decoder or DecoderConfig()),
+                               pools["decode"].resources.gpus),
         "encode": functools.partial(EncodeStage, storage=storage, quality_check=quality_check),
     }

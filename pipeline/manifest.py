@@ -25,10 +25,12 @@ fills columns missing from older files with their defaults.
 
 from __future__ import annotations
 
-import io
 import json
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
@@ -229,8 +231,17 @@ def manifest_table(rows: Iterable[ManifestRow], metadata: dict[str, str] | None 
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def write_manifest(rows: Iterable[ManifestRow], uri: str, storage=None, metadata: dict[str, str] | None = None) -> str:
-    """Write the manifest Parquet file to ``uri`` atomically (via :meth:`Storage.write_bytes`).
+# Rows per Parquet row group: the writer holds one group in memory at a time (~11 KB a row as
+# Python objects before it is encoded), so a manifest of any length is written in flat memory.
+ROW_GROUP_ROWS = 10_000
+
+
+def write_manifest(rows: Iterable[ManifestRow], uri: str, storage=None, metadata: dict[str, str] | None = None,
+                   row_group_rows: int = ROW_GROUP_ROWS) -> str:
+    """Write the manifest Parquet file to ``uri`` atomically, streaming: ``rows`` (any iterable,
+    e.g. a generator over the job store) are encoded ``row_group_rows`` at a time into a local
+    temporary file, which is then put in place (:meth:`Storage.put`: a rename locally, a
+    multipart upload and server-side copy on S3).
 
     ``storage`` defaults to a plain :class:`~pipeline.storage.Storage`; ``metadata`` is added to
     the schema metadata. Returns ``uri``.
@@ -238,9 +249,14 @@ def write_manifest(rows: Iterable[ManifestRow], uri: str, storage=None, metadata
     from pipeline.storage import Storage
 
     storage = storage or Storage()
-    buffer = io.BytesIO()
-    pq.write_table(manifest_table(rows, metadata), buffer, compression="zstd")
-    return storage.write_bytes(uri, buffer.getvalue())
+    with tempfile.TemporaryDirectory(prefix="talkfarm-manifest-") as folder:
+        local = Path(folder) / "manifest.parquet"
+        rows = iter(rows)
+        schema = manifest_table([], metadata).schema
+        with pq.ParquetWriter(local, schema, compression="zstd") as writer:
+            while (group := manifest_table(islice(rows, row_group_rows), metadata)).num_rows:
+                writer.write_table(group, row_group_size=row_group_rows)
+        return storage.put(local, uri)
 
 
 def read_manifest(uri: str, storage=None) -> list[ManifestRow]:

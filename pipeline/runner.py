@@ -60,7 +60,8 @@ class InProcessRunner:
 
     def __init__(self, decoder: DecoderConfig = DecoderConfig(),
                  on_frames: Callable[[RenderTask, int], None] | None = None):
-        self.task_stages = [AlignmentStage(), AudioFeatureStage(), MotionStage()]
+        # Motion sampling on the decoder's device: a local render uses one device throughout.
+        self.task_stages = [AlignmentStage(), AudioFeatureStage(), MotionStage(decoder.device)]
         self.decode = DecodeStage(decoder)
         self.encode = EncodeStage()
         self.on_frames = on_frames

@@ -44,6 +44,10 @@ class GraphSettings(BaseModel):
 
     pools: dict[str, PoolSettings] = Field(default_factory=_default_pools)
     chunk_frames: int = Field(50, ge=5, le=1000)
+    max_requests_in_flight: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="requests the batch driver keeps claimed at once; default: derived from the pools so every "
+                    "pool can be kept busy (GraphConfig.requests_in_flight)")
 
     def config(self) -> GraphConfig:
         pools = _default_pools()
@@ -51,7 +55,7 @@ class GraphSettings(BaseModel):
         if unknown:
             raise ValueError(f"unknown stage pools: {', '.join(sorted(unknown))} (stages: {', '.join(STAGES)})")
         pools.update(self.pools)
-        return GraphConfig({name: pools[name].spec() for name in STAGES}, self.chunk_frames)
+        return GraphConfig({name: pools[name].spec() for name in STAGES}, self.chunk_frames, self.max_requests_in_flight)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "GraphSettings":

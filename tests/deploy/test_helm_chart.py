@@ -222,3 +222,76 @@ def test_external_redis_and_no_service_monitor(chart):
     assert command[command.index("--redis") + 1] == "redis://redis.data.svc:6379/2"
     with pytest.raises(Exception, match="externalUrl"):
         chart.render({"redis": {"enabled": False, "externalUrl": ""}}, name="x", namespace="y")
+
+
+def test_pools_file_sets_the_driver_in_flight_limit(chart):
+    """Left unset, the limit follows the pools (every slot of the request stages and the decoders);
+    set in the values, the pools file carries it to the driver."""
+    from pipeline.settings import GraphSettings
+
+    def graph(values: dict):
+        config_map = next(doc for doc in _render(chart, values) if doc["kind"] == "ConfigMap")
+        return GraphSettings.model_validate(yaml.safe_load(config_map["data"]["pools.yaml"])).config()
+
+    production = graph(VALUE_FILES["production-h100"])
+    assert production.max_requests_in_flight is None
+    # alignment 4 x 2 + audio 4 x 2 + motion 2 x 4 + decode 8 x 4
+    assert production.requests_in_flight() == 8 + 8 + 8 + 32
+    assert graph(_merge(VALUE_FILES["production-h100"], {"pools": {"maxRequestsInFlight": 200}})) \
+        .requests_in_flight() == 200
+
+
+def test_service_monitor_scrapes_what_the_exporter_serves(chart, shared_assets, tmp_path):
+    """Follow the ServiceMonitor's endpoint to the Service port, its target port and the Ray pod
+    container that declares it, run that container's command as rendered (on 127.0.0.1 here)
+    over a metrics folder a real stage call wrote into, and scrape the port."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    docs = _render(chart, {"metrics": {"port": port}})
+    monitor = next(doc for doc in docs if doc["kind"] == "ServiceMonitor")
+    service = next(d for d in docs if d["kind"] == "Service"
+                   and monitor["spec"]["selector"]["matchLabels"].items() <= d["metadata"]["labels"].items())
+    [endpoint] = monitor["spec"]["endpoints"]
+    target = next(p for p in service["spec"]["ports"] if p["name"] == endpoint["port"])["targetPort"]
+    head = next(doc for doc in docs if doc["kind"] == "RayCluster")["spec"]["headGroupSpec"]["template"]
+    exporter = next(c for c in head["spec"]["containers"] if any(p["name"] == target for p in c.get("ports", [])))
+    container_port = next(p["containerPort"] for p in exporter["ports"] if p["name"] == target)
+    assert container_port == port
+
+    folder = tmp_path / "metrics"
+    env = {**os.environ, **{e["name"]: e["value"] for e in exporter["env"]}}
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == next(
+        m["mountPath"] for m in exporter["volumeMounts"] if m["name"] == "talkfarm-metrics")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)     # the pod's shared emptyDir, here a temp folder
+    folder.mkdir()
+    stage_call = ("import sys; from pipeline.graph import StageWorker; from pipeline.schemas import RenderRequest; "
+                  "from pipeline.task import RenderTask; from workers.alignment.stage import AlignmentStage; "
+                  "[task] = StageWorker(AlignmentStage).run([RenderTask(RenderRequest(id='r', image=sys.argv[1], "
+                  "audio=sys.argv[1], output=sys.argv[2]))]); assert task.failure is not None")
+    subprocess.run([sys.executable, "-c", stage_call, str(tmp_path / "missing.jpg"), str(tmp_path / "r.mp4")],
+                   env=env, cwd=REPO, check=True, timeout=120)
+    command = [sys.executable if part == "python" else part for part in exporter["command"]]
+    command[command.index("--addr") + 1] = "127.0.0.1"
+    server = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{endpoint['path']}", timeout=5) as response:
+                    text = response.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "the exporter never served"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert 'talkfarm_stage_duration_seconds_count{stage="alignment"} 1.0' in text

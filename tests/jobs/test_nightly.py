@@ -162,3 +162,34 @@ def test_the_batch_command_carries_the_access_policy():
                                 "job-1")
     assert confined.endswith("--allow s3://b/faces --allow s3://b/voices")
     assert batch_entrypoint(Submission("s3://b/x.csv", "s3://b/out", allow_any=True), "job-1").endswith("--allow-any")
+
+
+def test_nightly_runs_the_real_batch_entrypoint(ray_head, shared_assets, tmp_path):
+    """No --entrypoint: the Ray job runs the `talkfarm batch ...` command the CronJob submits, on
+    the cluster, and renders the night's list (one small row) into the output prefix."""
+    from workers.encode.video import probe_video
+
+    request_list = tmp_path / "tonight.csv"
+    seed = uuid.uuid4().int % 1_000_000                  # a list of its own: a new submission id every run
+    request_list.write_text("id,image,audio,size,motion,seed\n"
+                            f"night-row,{shared_assets / 'face_grace_hopper.jpg'},"
+                            f"{shared_assets / 'speech_cmu_arctic_a0009_3s.wav'},128,procedural,{seed}\n")
+    out = tmp_path / "out"
+    env = {key: value for key, value in ray_head["env"].items() if not key.startswith("RAY_AUTH")}
+    result = subprocess.run(
+        [str(VENV_BIN / "talkfarm"), "submit", str(request_list), "--out", str(out), "--address",
+         ray_head["address"], "--token-file", str(ray_head["token_file"]), "--date", "2026-11-23",
+         "--allow", str(shared_assets)],
+        env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    job_id = result.stdout.splitlines()[0]
+    manifest = out / f"manifest-{job_id}.parquet"
+    assert str(manifest) in result.stdout, result.stdout[-3000:]       # `talkfarm batch` printed it last
+    info = probe_video(out / "night-row.mp4")
+    assert info["video_codec"] == "h264" and abs(info["duration_s"] - 3.1) < 0.15
+
+    from pipeline.manifest import read_manifest
+    from pipeline.storage import Storage
+
+    [row] = read_manifest(str(manifest), Storage())
+    assert (row.request_id, row.status) == ("night-row", "done")

@@ -1,5 +1,6 @@
-"""Metrics for real: a tiny batch job on a local Ray (stage actors in their own processes), its
-/metrics endpoint scraped over HTTP during and after the run, and the deltas checked.
+"""Metrics for real: `talkfarm batch --metrics-port 0` run as a subprocess (the product's own
+command; its stage actors are separate Ray worker processes), its /metrics endpoint scraped
+over HTTP before, during and after the job, and the deltas checked. The test only reads.
 
 The job: one 3 s clip (Grace Hopper + CMU Arctic a0009, 256 px) and one row whose photo does
 not exist. Expected: one render done, one failed and dead-lettered in the stage that failed,
@@ -9,10 +10,12 @@ stage call (alignment 2, audio 1, motion 1, decode and encode one per frame chun
 
 from __future__ import annotations
 
-import json
 import math
+import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -21,9 +24,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.metrics import METRICS, exposed_series
+from pipeline.graph import GraphConfig
+from pipeline.jobstate import SQLiteJobStore
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
+TALKFARM = Path(sys.executable).parent / "talkfarm"
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -43,36 +49,69 @@ def value(samples, name: str, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def _read_line(proc: subprocess.Popen, prefix: str, timeout: float) -> str:
+def _lines(stream, sink: queue.Queue) -> None:
+    for line in iter(stream.readline, ""):
+        sink.put(line)
+    sink.put(None)
+
+
+def _wait_for(lines: queue.Queue, proc: subprocess.Popen, marker: str, timeout: float, seen: list[str]) -> str:
+    """The first line containing ``marker``; fails with what the process printed if none comes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                raise AssertionError(f"driver exited ({proc.returncode}) before {prefix!r}")
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
             continue
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    raise AssertionError(f"no {prefix!r} within {timeout} s")
+        if line is None:
+            raise AssertionError(f"talkfarm batch ended ({proc.poll()}) before {marker!r}:\n{''.join(seen)}")
+        seen.append(line)
+        if marker in line:
+            return line.strip()
+    raise AssertionError(f"no {marker!r} within {timeout} s:\n{''.join(seen)}")
 
 
 @pytest.fixture(scope="module")
 def live_job(shared_assets, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("metrics-live")
-    proc = subprocess.Popen([sys.executable, str(HERE / "live_driver.py"), str(shared_assets), str(tmp)],
-                            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, bufsize=1)
+    requests = tmp / "requests.csv"
+    requests.write_text("id,image,audio,size\n"
+                        f"good,{shared_assets / 'face_grace_hopper.jpg'},{shared_assets / 'speech_cmu_arctic_a0009_3s.wav'},256\n"
+                        f"bad,{tmp / 'no-such-photo.jpg'},{shared_assets / 'speech_cmu_arctic_a0009_3s.wav'},256\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("PROMETHEUS_MULTIPROC_DIR",
+                                                                          "TALKFARM_METRICS_PORT")}
+    proc = subprocess.Popen([str(TALKFARM), "batch", str(requests), "--out", str(tmp / "out"), "--state",
+                             str(tmp / "jobs.sqlite"), "--job-id", "metrics-live", "--quiet", "--metrics-port", "0",
+                             "--allow", str(shared_assets),
+                             "--metrics-linger", "120"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    stderr_lines, stdout_lines = queue.Queue(), queue.Queue()
+    for stream, sink in ((proc.stderr, stderr_lines), (proc.stdout, stdout_lines)):
+        threading.Thread(target=_lines, args=(stream, sink), daemon=True).start()
+    seen: list[str] = []
     try:
-        port = int(_read_line(proc, "PORT ", 60))
+        banner = _wait_for(stderr_lines, proc, "metrics on http://", 60, seen)
+        port = int(banner.rsplit(":", 1)[1].split("/")[0])
         before = scrape(port)
-        _read_line(proc, "RUNNING", 240)
-        during = scrape(port)
-        done = json.loads(_read_line(proc, "DONE ", 300))
+        during = {}
+        deadline = time.monotonic() + 300
+        while stdout_lines.empty() and time.monotonic() < deadline:   # the manifest line ends the job
+            samples = scrape(port)
+            if value(samples, "talkfarm_jobs_running") == 1:
+                during = samples
+                if value(samples, "talkfarm_stage_duration_seconds_count", stage="alignment") > 0:
+                    break
+            time.sleep(0.3)
+        manifest = _wait_for(stdout_lines, proc, "manifest-metrics-live.parquet", 300, seen)
         after = scrape(port)
-        yield {"before": before, "during": during, "after": after, **done}
+        with SQLiteJobStore(tmp / "jobs.sqlite") as store:
+            states = {s.request_id: {"status": s.status, "stage": s.error_stage,
+                                     "result": (s.result or {}).get("result")}
+                      for s in store.request_states("metrics-live")}
+        yield {"before": before, "during": during, "after": after, "states": states, "manifest": manifest,
+               "chunk_frames": GraphConfig().chunk_frames}
     finally:
-        if proc.stdin:
-            proc.stdin.close()
+        proc.terminate()
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -113,7 +152,9 @@ def test_counters_and_histograms_move_by_the_right_amounts(live_job):
     assert delta("talkfarm_render_realtime_ratio_sum") == pytest.approx(render_seconds / result["audio_seconds"],
                                                                        rel=1e-6)
     # Gauges: the job ran, and nothing is queued any more; pool sizes as configured.
-    assert value(live_job["during"], "talkfarm_jobs_running") == 1
+    during = live_job["during"]
+    assert value(during, "talkfarm_jobs_running") == 1, "scraped while the job ran"
+    assert value(during, "talkfarm_pool_workers", stage="decode") == 2
     assert value(after, "talkfarm_jobs_running") == 0
     for stage in expected_calls:
         assert value(after, "talkfarm_queue_depth", stage=stage) == 0
@@ -140,24 +181,3 @@ def test_naming_conventions():
             assert list(metric.buckets) == sorted(metric.buckets)
         assert not set(metric.labels) & {"job", "job_id", "request_id", "render_id"}
         assert "milliseconds" not in metric.name and "_ms" not in metric.name
-
-
-def test_other_processes_add_up(tmp_path):
-    """Two separate processes record storage traffic; one endpoint serves the sum."""
-    code = ("import sys; from monitoring.metrics import metrics; m = metrics(); "
-            "m.storage_bytes('read', int(sys.argv[1])); m.storage_error('download')")
-    env = {**__import__("os").environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    for n in (1000, 234):
-        subprocess.run([sys.executable, "-c", code, str(n)], env=env, cwd=REPO, check=True, timeout=60)
-    server = subprocess.Popen([sys.executable, "-m", "monitoring.metrics", "serve", "--port", "0", "--addr",
-                               "127.0.0.1", "--dir", str(tmp_path)], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        line = server.stdout.readline()
-        port = int(line.rsplit(":", 1)[1].split("/")[0])
-        samples = scrape(port)
-    finally:
-        server.terminate()
-        server.wait(10)
-    assert value(samples, "talkfarm_storage_bytes_total", direction="read") == 1234
-    assert value(samples, "talkfarm_storage_errors_total", op="download") == 2

@@ -81,3 +81,21 @@ def test_transcript_column_round_trips(tmp_path):
     assert pq.read_schema(uri).field("transcript_json").type == pa.string()
     done, failed = read_manifest(uri)
     assert json.loads(done.transcript_json) == transcript and failed.transcript_json is None
+
+
+def test_rows_stream_into_row_groups(tmp_path):
+    """A generator of rows is consumed a row group at a time; the file holds them all, in order."""
+    done, failed, _ = _rows()
+    taken = []
+
+    def rows():
+        for index in range(25):
+            taken.append(index)
+            yield ManifestRow.from_dict({**(done if index % 2 else failed).to_dict(), "request_id": f"r{index:02d}"})
+
+    uri = str(tmp_path / "streamed.parquet")
+    write_manifest(rows(), uri, row_group_rows=10)
+    meta = pq.ParquetFile(uri).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [10, 10, 5]
+    assert [row.request_id for row in read_manifest(uri)] == [f"r{index:02d}" for index in range(25)]
+    assert taken == list(range(25))

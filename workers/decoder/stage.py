@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from typing import ClassVar
@@ -17,8 +18,11 @@ class DecodeStage(Stage[FrameChunk, FrameChunk]):
     name: ClassVar[str] = "decode"
     resources: ClassVar[Resources] = Resources(cpus=1.0, gpus=0.0)
 
-    def __init__(self, config: DecoderConfig = DecoderConfig(), cache_size: int = 4):
-        self.config = config
+    def __init__(self, config: DecoderConfig = DecoderConfig(), cache_size: int = 4, device: str | None = None):
+        """``device``: where to warp, overriding ``config.device`` (the graph passes its pool's
+        device, ``pipeline.devices.pool_device``)."""
+        self.config = config if device is None else dataclasses.replace(config, device=device)
+        self.device = self.config.device
         self.cache_size = cache_size
         self._renderers: OrderedDict[tuple[str, str], FaceRenderer] = OrderedDict()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pipeline.devices import local_device
 from pipeline.stage import Resources, TaskStage
 from pipeline.task import RenderTask
 from workers.motion.base import MotionGenerator
@@ -16,9 +17,10 @@ from workers.motion.visemes import VERSION as VISEME_VERSION
 from workers.motion.visemes import apply_visemes
 
 
-def motion_generators() -> dict[str, MotionGenerator]:
-    """The generators `--motion` can name (models load on first use)."""
-    return {"diffusion": DiffusionMotion(), "procedural": ProceduralMotion()}
+def motion_generators(device: str = "cpu") -> dict[str, MotionGenerator]:
+    """The generators `--motion` can name (models load on first use); the diffusion sampler
+    runs on torch ``device``."""
+    return {"diffusion": DiffusionMotion(device=device), "procedural": ProceduralMotion()}
 
 
 class MotionStage(TaskStage):
@@ -31,11 +33,14 @@ class MotionStage(TaskStage):
     name: ClassVar[str] = "motion"
     resources: ClassVar[Resources] = Resources(cpus=0.5)
 
-    def __init__(self) -> None:
+    def __init__(self, device: str | None = None) -> None:
+        """``device``: torch device of the diffusion sampler; None: this process's own
+        (``pipeline.devices.local_device``). The graph passes its pool's device."""
+        self.device = device or local_device()
         self._generators: dict[str, MotionGenerator] | None = None
 
     def setup(self) -> None:
-        self._generators = motion_generators()
+        self._generators = motion_generators(self.device)
 
     def process(self, task: RenderTask) -> None:
         if self._generators is None:
