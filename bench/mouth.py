@@ -170,6 +170,7 @@ def measure(path: Path, detector, out: Path) -> dict:
     figures["closure_worst"] = float(np.nanmax(closed_gaps)) if closed_gaps else None
     figures["closure_mean"] = float(np.nanmean(closed_gaps)) if closed_gaps else None
     figures["closure_missing"] = int(np.isnan(closed_gaps).sum())
+    figures["closure_share"] = (int(np.sum(np.array(closed_gaps) <= CLOSURE_GOAL)), len(closed_gaps))
     figures["teeth_delta_e"] = float(np.mean(teeth)) if teeth else None
     figures["edge_ratio"] = float(np.min(edges)) if edges else None
     return figures
@@ -225,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     assets, out = Path(args.assets), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     detector = FaceMeshDetector()
-    header = ["| portrait | held out | photo opening | photo teeth | closure worst (mean) | own teeth dE "
-              "| edge ratio (photo) | sheet |", "|---|---|---|---|---|---|---|---|"]
+    header = ["| portrait | held out | photo opening | photo teeth | closure worst (mean) | closed frames <= 0.03 "
+              "| own teeth dE | edge ratio (photo) | sheet |", "|---|---|---|---|---|---|---|---|---|"]
     rows, results = list(header), []
     for path in portraits(assets, out):
         if args.only and path.stem not in args.only:
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"| {'yes' if result['photo_teeth'] else 'no'} "
                         f"| {_fmt(result['closure_worst'])} ({_fmt(result['closure_mean'])})"
                         f"{' ' + str(result['closure_missing']) + ' lost' if result['closure_missing'] else ''} "
+                        f"| {result['closure_share'][0]}/{result['closure_share'][1]} "
                         f"| {_fmt(result['teeth_delta_e'], '.1f')} | {_fmt(result['edge_ratio'], '.2f')} "
                         f"({_fmt(result['photo_edge'], '.2f')}) | {Path(result['sheet']).name} |")
         print(rows[-1], flush=True)

@@ -18,11 +18,18 @@ from workers.decoder.shapes import between_curves_distance, polyline_y, smoothst
 CAVITY_RGB = (0.20, 0.08, 0.09)
 TONGUE_RGB = (0.62, 0.30, 0.31)
 TEETH_RGB = (0.86, 0.80, 0.70)
+# Toward the mouth corners the cavity shows the inner cheeks: this share of the lips' colour
+# at this brightness.
+CHEEK_SHOW = 0.6
+CHEEK_SHADE = 0.7
+# Little light enters a barely open mouth: what is synthesised is this much darker at a
+# closing gap.
+SMALL_OPENING_SHADE = 0.3
 
 
 def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tensor, lower: torch.Tensor,
                 light: torch.Tensor, teeth_rgb: torch.Tensor | None = None, plates: list[tuple] = (),
-                grain: torch.Tensor | None = None, blur: float = 0.0) -> torch.Tensor:
+                grain: torch.Tensor | None = None, blur: float = 0.0, seam: bool = False) -> torch.Tensor:
     """Composite the mouth interior into a region of the frames.
 
     Args:
@@ -41,6 +48,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
             synthesised so it carries the photo's grain.
         blur: Gaussian sigma (pixels) of the photo's own softness at this scale: what is
             synthesised is blurred as much, and its edge feathered as much.
+        seam: draw the shadow line where the lips meet (for a photo whose lips are parted:
+            its own closed line, if it has one, is warped with the lips).
 
     Returns:
         (B, 3, h, w) the region with the interior in.
@@ -68,9 +77,15 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         return torch.tensor(color, device=device, dtype=dtype).view(1, 3, 1, 1)
 
     lit = light.view(1, 3, 1, 1)
-    # Cavity: dark, darkest deep in the middle of the opening.
+    # The lips' own colour just outside the inner line, per column (warped from the photo).
+    above = _column_sample(region, (top - origin[1] - 2.0).squeeze(1))                # (B, 3, 1, w)
+    below = _column_sample(region, (bottom - origin[1] + 1.0).squeeze(1))
+    # Cavity: dark, darkest deep in the middle of the opening; toward the corners the inner
+    # cheeks and lips show, flesh of the lips' colour in shade rather than black.
     depth = smoothstep(0.0, 1.0, (1.0 - across)) * smoothstep(0.0, 0.5, (y - top) / gap.clamp_min(1.0))
     interior = rgb(CAVITY_RGB) * (1.0 - 0.45 * depth) * lit
+    flesh = 0.5 * (above + below) * CHEEK_SHADE
+    interior = interior + CHEEK_SHOW * smoothstep(0.55, 1.0, across) * (flesh - interior)
     # Tongue: a rounded mass resting behind the lower teeth.
     tongue_cy = bottom - 0.18 * gap
     tongue = ((x - center) / (0.62 * half_width)).square() + ((y - tongue_cy) / (0.42 * gap + 1.0)).square()
@@ -88,7 +103,10 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     interior = interior + lower_teeth * (0.82 * teeth_color * corner_shade - interior)
     upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)
     interior = interior + upper_teeth * (teeth_color * corner_shade * upper_shade - interior)
-    interior = gaussian_blur(interior, blur)
+    # Little light enters a barely open mouth: what is synthesised is darker at a small gap
+    # (the photo's own teeth below carry the photo's light already).
+    small = smoothstep(0.75 * half_width, 0.0, gap)
+    interior = gaussian_blur(interior * (1.0 - SMALL_OPENING_SHADE * small), blur)
     if grain is not None:
         interior = interior + grain
     # The photo's own teeth, lower set first (the upper set overlaps it in front).
@@ -103,17 +121,22 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     # Depth: the upper lip shades what is just under it, most at small openings (teeth in a
     # barely open mouth are in shadow, as in real speech); no dark outline elsewhere.
     under_lip = torch.exp(-(y - top).clamp_min(0.0) / (0.2 * gap + 1.5))
-    interior = interior * (1.0 - 0.3 * under_lip * smoothstep(3.0 * half_width / 4.0, 0.0, gap))
+    interior = interior * (1.0 - 0.3 * under_lip * small)
     # The lip's moist inner rim: the lip colour continues a pixel or so inside the line,
     # lighter on the lower lip (it catches the light), instead of a drawn outline.
-    rim_width = 1.2
+    rim_width = 1.6
     top_rim = torch.exp(-((y - top) / rim_width).square())
     bottom_rim = torch.exp(-((bottom - y) / rim_width).square())
-    above = _column_sample(region, (top - origin[1] - 2.0).squeeze(1))
-    below = _column_sample(region, (bottom - origin[1] + 1.0).squeeze(1))
     interior = interior + 0.6 * top_rim * (above - interior)
     interior = interior + 0.6 * bottom_rim * (1.1 * below - interior)
-    return region + coverage * (interior.clamp(0.0, 1.0) - region)
+    out = region + coverage * (interior.clamp(0.0, 1.0) - region)
+    if not seam:
+        return out
+    # Lips that meet do so on a faint shadow line (see SEAM_DARKEN): the lip map carries the
+    # photo's lips up to the seam, so the line is drawn here, fading toward the corners.
+    meeting = smoothstep(2.0, 0.0, gap) * (1.0 - across.square()).clamp_min(0.0)
+    line = torch.exp(-0.5 * ((y - 0.5 * (top + bottom)) / CLOSED_SEAM_WIDTH_PX).square())
+    return out * (1.0 - SEAM_DARKEN * meeting * line)
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -162,6 +185,8 @@ def mouth_light(crop: torch.Tensor, lip_box: tuple[int, int, int, int]) -> torch
 # readable as two lips, for people and for landmark trackers alike.
 SEAM_DARKEN = 0.5
 SEAM_WIDTH_PX = 2.0
+# The same line in the frame, where target lips meet (pixels, Gaussian sigma).
+CLOSED_SEAM_WIDTH_PX = 1.0
 # The fill mirrors the lips about lines this far outside the inner lip lines, so the
 # anti-aliased edge pixels (half lip, half tooth) and the photo's dark lip rim go too.
 EDGE_MARGIN_PX = 1.5

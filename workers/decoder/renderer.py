@@ -435,14 +435,17 @@ class FaceRenderer:
         rx0, ry0 = self.region[:2]
         upper = target[:, list(topo.LIP_INNER_UPPER)]
         lower = target[:, list(topo.LIP_INNER_LOWER)]
-        bx0, by0, bx1, by1 = self._box(torch.cat([upper, lower], 1), 2)
+        # Padded by the blur's reach, so what is blurred inside the mouth never depends on the
+        # box (the box spans the batch: frames must not depend on how they are batched).
+        bx0, by0, bx1, by1 = self._box(torch.cat([upper, lower], 1), 3 + int(np.ceil(2.5 * self.blur)))
         if bx1 <= bx0 or by1 <= by0:
             return
         view = region[:, :, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
         plates = [(plate, fit_affine(target[:, list(anchors)], self.source_points[list(anchors)]))
                   for plate, anchors in self.plates]
         grain = self.grain[by0:by1, bx0:bx1][None, None]
-        view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light, self.teeth_rgb, plates, grain, self.blur))
+        view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light, self.teeth_rgb, plates, grain, self.blur,
+                               seam=self.photo_lip_rows is not None))
 
     def _paste(self, frames: torch.Tensor) -> torch.Tensor:
         """Crops (B, 3, S, S) float -> the full photo with the face region pasted back."""

@@ -121,3 +121,26 @@ def test_visible_mouths_are_not_flagged(align):
         task = align(EXTRA / name)
         assert task.face.mouth.hidden is None, name
         assert MOUTH_HIDDEN_FLAG not in task.quality_flags
+
+
+def test_a_hidden_mouth_reaches_the_result_and_the_manifest(astronaut_task, detector, shared_assets, tmp_path):
+    """The whole render of a covered mouth: it is done (not failed), its result and its manifest
+    row carry the warning and the mouth_hidden QC flag next to the QC's own flags."""
+    from pipeline.manifest import ManifestRow
+    from pipeline.runner import InProcessRunner
+    from pipeline.schemas import RenderControls, RenderRequest
+
+    photo = cv2.cvtColor(cv2.imread(str(Path(astronaut_task.request.image))), cv2.COLOR_BGR2RGB)
+    image = tmp_path / "hand.png"
+    cv2.imwrite(str(image), cv2.cvtColor(_covered(photo, detector.detect(photo)[0].landmarks, "hand"),
+                                         cv2.COLOR_RGB2BGR))
+    request = RenderRequest(id="hand", image=str(image), audio=str(shared_assets / "speech_cmu_arctic_a0009_3s.wav"),
+                            output=str(tmp_path / "hand.mp4"), controls=RenderControls(size=256, motion="procedural"))
+    runner = InProcessRunner()
+    runner.setup()
+    result = runner.render(request)
+    assert result.status == "done", result.error_message
+    assert any("mouth is covered" in warning for warning in result.warnings)
+    assert MOUTH_HIDDEN_FLAG in result.quality_flags
+    row = ManifestRow.from_result("job", request, result)
+    assert MOUTH_HIDDEN_FLAG in row.quality_flags and any("mouth is covered" in w for w in row.warnings)
