@@ -124,11 +124,11 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     interior = interior * (1.0 - 0.3 * under_lip * small)
     # The lip's moist inner rim: the lip colour continues a pixel or so inside the line,
     # lighter on the lower lip (it catches the light), instead of a drawn outline.
-    rim_width = 1.6
+    rim_width = 1.2
     top_rim = torch.exp(-((y - top) / rim_width).square())
     bottom_rim = torch.exp(-((bottom - y) / rim_width).square())
-    interior = interior + 0.6 * top_rim * (above - interior)
-    interior = interior + 0.6 * bottom_rim * (1.1 * below - interior)
+    interior = interior + 0.45 * top_rim * (above - interior)
+    interior = interior + 0.45 * bottom_rim * (1.1 * below - interior)
     out = region + coverage * (interior.clamp(0.0, 1.0) - region)
     if not seam:
         return out
