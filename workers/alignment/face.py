@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from workers.face.model import FaceModel
+from workers.face.mouth import MouthReading, read_mouth
 
 # Crop layout, in units of the face size d = max(2 x eye distance, 1.8 x eye-to-mouth):
 # side = CROP_SIDE * d leaves room for hair and shoulders; the centre sits a little below
@@ -27,6 +28,7 @@ class AlignedFace:
         photo: (H, W, 3) uint8 RGB original, kept for paste-back.
         model: the face in the latent space.
         face_px: face size in the original photo, pixels.
+        mouth: what the photo's mouth shows (state, teeth, interior masks; workers.face.mouth).
     """
 
     crop: np.ndarray
@@ -35,6 +37,7 @@ class AlignedFace:
     photo: np.ndarray
     model: FaceModel
     face_px: float
+    mouth: MouthReading
 
 
 def crop_transform(landmarks: np.ndarray, size: int) -> np.ndarray:
@@ -66,4 +69,5 @@ def align_face(photo: np.ndarray, landmarks: np.ndarray, size: int, face_px: flo
     points[:, :2] = landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]
     points[:, 2] = landmarks[:, 2] * scale
     return AlignedFace(crop=crop, landmarks=points, crop_from_photo=matrix, photo=photo,
-                       model=FaceModel.from_landmarks(points, size), face_px=face_px)
+                       model=FaceModel.from_landmarks(points, size), face_px=face_px,
+                       mouth=read_mouth(crop, points, photo.shape[:2], matrix))

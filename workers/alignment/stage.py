@@ -14,6 +14,8 @@ from workers.alignment.image import load_image
 from workers.alignment.landmarks import FaceMeshDetector
 
 MIN_FACE_PX = 64
+# QC flag of a render whose photo's mouth could not be animated (hidden or cut off).
+MOUTH_HIDDEN_FLAG = "mouth_hidden"
 
 
 class AlignmentStage(TaskStage):
@@ -52,3 +54,9 @@ class AlignmentStage(TaskStage):
         task.face = align_face(photo, face.landmarks, task.request.controls.size, face.size)
         task.model_versions["alignment"] = ALIGNMENT_VERSION
         task.model_versions["face_model"] = task.face.model.version
+        task.model_versions["mouth_reader"] = task.face.mouth.version
+        if task.face.mouth.hidden is not None:
+            # Rendered with the photo's own mouth, unmoving (see FaceRenderer): never a broken mouth.
+            task.warnings.append(f"the mouth is {task.face.mouth.hidden} in {path}; it is left as in the photo, "
+                                 "without lip sync")
+            task.quality_flags.append(MOUTH_HIDDEN_FLAG)

@@ -19,14 +19,22 @@ import torch
 import torch.nn.functional as F
 
 from workers.alignment.face import AlignedFace
-from workers.decoder.mouth import close_photo_mouth, mouth_light, paint_mouth
+from workers.decoder.mouth import close_photo_mouth, fit_affine, map_lips, mouth_light, paint_mouth, teeth_plate
 from workers.decoder.shapes import between_curves_distance, polyline_y, smoothstep, soft_inside, sorted_by_x
 from workers.decoder.spline import ThinPlateGrid, fit_thin_plate
 from workers.face import topology as topo
-from workers.face.latents import POSE_SLICE, dyn_index
+from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-3"
+DECODER_VERSION = "talkfarm-warp-decoder-4"
 WARP_MAX_BLINK = 0.5
+# Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
+# jaw's rotation alone, far from the lips) the lower teeth follow.
+_SKULL = (1, 2, 4, 5, 98, 327, 195, 64, 294)
+_MANDIBLE = (152, 175, 199, 200, 148, 377, 176, 400)
+_MOUTH_DYNAMICS = [dyn_index(name) for name in DYNAMICS if name in (
+    "jaw_open", "lip_stretch", "lip_pucker", "lip_press", "upper_lip_raise", "lower_lip_depress")]
+# A set of teeth smaller than this (pixels) is too little of the photo to carry as a plate.
+MIN_PLATE_PIXELS = 60
 _EYES = (
     (topo.RIGHT_IRIS, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
     (topo.LEFT_IRIS, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
@@ -72,8 +80,16 @@ class FaceRenderer:
         # The warp samples a copy of the photo whose mouth interior is lip, so a closed mouth
         # shows no squeezed strip of the photo's teeth (see close_photo_mouth).
         points = self.source_points.cpu().numpy().astype(np.float64)
-        warp_source = close_photo_mouth(face.crop, points[list(topo.LIP_INNER_UPPER)],
-                                        points[list(topo.LIP_INNER_LOWER)])
+        self.mouth = face.mouth
+        # A mouth the photo hides (hand, microphone) or cuts off is left as it is: the mouth
+        # dynamics stay the photo's and nothing is painted.
+        self.keep_mouth = face.mouth.hidden is not None
+        if self.keep_mouth:
+            warp_source = face.crop
+        else:
+            warp_source = close_photo_mouth(face.crop, points[list(topo.LIP_INNER_UPPER)],
+                                            points[list(topo.LIP_INNER_LOWER)])
+        self._prepare_lips(points)
         self.source = self._image(warp_source)                                        # (1, 3, S, S)
         self.source_pose = source_motion[:, POSE_SLICE]
         self.control_index = torch.tensor(topo.WARP_CONTROL, device=device)
@@ -152,8 +168,59 @@ class FaceRenderer:
         lx0, ly0 = (lips.amin(0) - 10).clamp(0, size - 1).int().tolist()
         lx1, ly1 = (lips.amax(0) + 10).clamp(1, size).int().tolist()
         self.light = mouth_light(self.source[0], (lx0, ly0, lx1, ly1))
+        self._prepare_teeth()
         if paste_back:
             self._prepare_paste_back()
+
+    def _prepare_lips(self, points: np.ndarray) -> None:
+        """The photo's four lip lines as heights per crop column (see map_lips); only a photo
+        whose lips are parted needs them (closed lips are carried whole by the spline)."""
+        xs = np.arange(self.size) + 0.5
+        rows = []
+        for line in (topo.LIP_OUTER_UPPER, topo.LIP_INNER_UPPER, topo.LIP_INNER_LOWER, topo.LIP_OUTER_LOWER):
+            xy = points[list(line)]
+            order = np.argsort(xy[:, 0])
+            rows.append(np.interp(xs, xy[order, 0], xy[order, 1]))
+        rows[2] = np.maximum(rows[2], rows[1])
+        parted = (rows[2] - rows[1]).max() > 1.0
+        self.photo_lip_rows = (torch.as_tensor(np.stack(rows), dtype=self.dtype, device=self.device)
+                               if parted and not self.keep_mouth else None)
+
+    def _prepare_teeth(self) -> None:
+        """The photo's own teeth as plates (upper on the skull, lower on the jaw), their colour
+        under the photo's light for the teeth it never showed, and its grain."""
+        mouth, crop = self.mouth, self.face.crop
+        self.plates: list[tuple[torch.Tensor, tuple[int, ...]]] = []
+        self.teeth_rgb = None
+        size = self.size
+        yy = np.arange(size)[:, None] + 0.5
+        xs = np.arange(size) + 0.5
+        points = self.source_points.cpu().numpy()
+
+        def line(index):
+            xy = points[list(index)]
+            order = np.argsort(xy[:, 0])
+            return np.interp(xs, xy[order, 0], xy[order, 1])[None, :]
+
+        if mouth.teeth_visible and not self.keep_mouth:
+            self.teeth_rgb = torch.as_tensor(mouth.teeth_rgb, dtype=self.dtype, device=self.device)
+            for teeth, anchors, toward in (
+                    (mouth.lower_teeth, _MANDIBLE, (yy <= line(topo.LIP_OUTER_LOWER)) & (yy >= line(topo.LIP_INNER_UPPER))),
+                    (mouth.upper_teeth, _SKULL, (yy >= line(topo.LIP_OUTER_UPPER)) & (yy <= line(topo.LIP_INNER_LOWER)))):
+                if teeth.sum() < MIN_PLATE_PIXELS:
+                    continue
+                columns = teeth.any(0)
+                toward = toward & columns[None, :]
+                plate = teeth_plate(crop, teeth, toward, mouth.noise)
+                self.plates.append((torch.as_tensor(plate, dtype=self.dtype, device=self.device).permute(2, 0, 1)[None],
+                                    anchors))
+        # The photo's softness at the crop's scale: a photo enlarged k times into the crop is
+        # about k times as soft as its own half-pixel blur.
+        enlarged = float(np.sqrt(abs(np.linalg.det(self.face.crop_from_photo[:, :2]))))
+        self.blur = 0.5 * max(1.0, enlarged)
+        rng = np.random.default_rng(1)
+        self.grain = torch.as_tensor(rng.normal(0.0, max(mouth.noise, 0.004), (size, size)),
+                                     dtype=self.dtype, device=self.device)
 
     def _image(self, rgb: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(rgb, device=self.device).permute(2, 0, 1)[None].to(self.dtype) / 255.0
@@ -253,6 +320,10 @@ class FaceRenderer:
     def _render_region(self, motion: torch.Tensor) -> torch.Tensor:
         """The face region of each frame, (B, 3, h, w) float in [0, 1]."""
         batch = motion.shape[0]
+        if self.keep_mouth:
+            motion = motion.clone()
+            motion[:, _MOUTH_DYNAMICS] = torch.as_tensor(self.model.source_latent[_MOUTH_DYNAMICS], dtype=motion.dtype,
+                                                         device=motion.device)
         target = self.model.landmarks(motion)[..., :2]                                 # (B, 478, 2)
         # The warp closes the lids only half way: a backward warp cannot fold the eyeball
         # away under a fully closed lid. The rest of a blink is painted in _paint_eyes.
@@ -277,11 +348,24 @@ class FaceRenderer:
         # the add writes it that way in the same pass.
         grid = torch.empty(batch, height, width, 2, dtype=self.dtype, device=self.device)
         torch.add(flow.view(batch, 2, height, width).permute(0, 2, 3, 1), self.region_grid, out=grid)
+        if self.photo_lip_rows is not None:
+            self._map_lips(grid, target)
         region = F.grid_sample(self.source.expand(batch, -1, -1, -1), grid, mode="bilinear",
                                padding_mode="border", align_corners=False)
         self._paint_eyes(region, target, warp_target, grid, motion)
-        self._paint_mouth(region, target)
+        if not self.keep_mouth:
+            self._paint_mouth(region, target)
         return region
+
+    def _map_lips(self, grid: torch.Tensor, target: torch.Tensor) -> None:
+        rx0, ry0 = self.region[:2]
+        lines = [target[:, list(line)] for line in (topo.LIP_OUTER_UPPER, topo.LIP_INNER_UPPER,
+                                                     topo.LIP_INNER_LOWER, topo.LIP_OUTER_LOWER)]
+        bx0, by0, bx1, by1 = self._box(torch.cat([lines[0], lines[3]], 1), 4)
+        if bx1 <= bx0 or by1 <= by0:
+            return
+        box = grid[:, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
+        map_lips(box, (bx0, by0), self.size, lines, self.photo_lip_rows)
 
     def _box(self, points: torch.Tensor, pad: int) -> tuple[int, int, int, int]:
         """Integer box around (B, N, 2) points over the whole batch, clipped to the region."""
@@ -351,11 +435,17 @@ class FaceRenderer:
         rx0, ry0 = self.region[:2]
         upper = target[:, list(topo.LIP_INNER_UPPER)]
         lower = target[:, list(topo.LIP_INNER_LOWER)]
-        bx0, by0, bx1, by1 = self._box(torch.cat([upper, lower], 1), 2)
+        # Padded by the blur's reach, so what is blurred inside the mouth never depends on the
+        # box (the box spans the batch: frames must not depend on how they are batched).
+        bx0, by0, bx1, by1 = self._box(torch.cat([upper, lower], 1), 3 + int(np.ceil(2.5 * self.blur)))
         if bx1 <= bx0 or by1 <= by0:
             return
         view = region[:, :, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
-        view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light))
+        plates = [(plate, fit_affine(target[:, list(anchors)], self.source_points[list(anchors)]))
+                  for plate, anchors in self.plates]
+        grain = self.grain[by0:by1, bx0:bx1][None, None]
+        view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light, self.teeth_rgb, plates, grain, self.blur,
+                               seam=self.photo_lip_rows is not None))
 
     def _paste(self, frames: torch.Tensor) -> torch.Tensor:
         """Crops (B, 3, S, S) float -> the full photo with the face region pasted back."""

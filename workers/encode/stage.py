@@ -156,7 +156,9 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
         task.provenance["output_sha256"] = task.output_sha256
         if video.qc is not None:
             # the audio stage's frame levels give the envelope; the file only without them
-            task.quality, task.quality_flags = video.qc.finish(task.audio, video.audio)
+            task.quality, flags = video.qc.finish(task.audio, video.audio)
+            # flags raised before the video existed (the alignment's mouth_hidden) stay
+            task.quality_flags = [flag for flag in task.quality_flags if flag not in flags] + flags
         output = task.request.output
         try:
             if is_s3(output):

@@ -106,9 +106,10 @@ def test_mouth_interior_is_painted_only_when_the_jaw_opens(renderer, source, ali
     mean luminance drops against the same pixels of the closed-mouth frame; a closed mouth
     leaves the lips as in the photo (no dark interior at all).
 
-    Measured: dark (luma < 60) share 0.02 -> 0.09 at jaw 0.35 (the opening is mostly teeth) and
-    0.01 -> 0.19 at 0.7; mean luma 154 -> 134 and 141 -> 109. Tolerances: dark share over
-    max(0.06, 3x closed), mean luma at least 10 lower.
+    Measured: dark (luma < 60) share 0.01 -> 0.05 at jaw 0.35 (the opening is mostly teeth,
+    and since talkfarm-warp-decoder-4 no dark outline is drawn along the lips) and 0.01 ->
+    0.16 at 0.7 (0.09 and 0.19 with the outline); mean luma 155 -> 142 and 141 -> 117.
+    Tolerances: dark share over max(0.04, 3x closed), mean luma at least 10 lower.
     """
     rows = motions(source, jaw_open=[0.0, 0.35, 0.7])
     frames = renderer.render(rows)
@@ -120,7 +121,7 @@ def test_mouth_interior_is_painted_only_when_the_jaw_opens(renderer, source, ali
         assert inside.sum() > 150, jaw       # the mouth really is open in the target shape
         luma = luminance(frame)[inside]
         dark_open, dark_closed = (luma < 60).mean(), (closed_luma[inside] < 60).mean()
-        assert dark_closed < 0.04 and dark_open > max(0.06, 3 * dark_closed), (jaw, dark_open, dark_closed)
+        assert dark_closed < 0.04 and dark_open > max(0.04, 3 * dark_closed), (jaw, dark_open, dark_closed)
         assert luma.mean() < closed_luma[inside].mean() - 10, jaw
     # closed: no dark interior anywhere around the mouth, the lips are the photo's
     x0, y0 = target[0][list(topo.LIPS_ALL)].min(0).astype(int) - 4

