@@ -45,8 +45,8 @@ What batch tracking (:class:`BatchQC`, BATCH_STRIDE = 8) changes, measured by
 bench/qc_tracking.py against Face Mesh on every frame of the same frames (8 renders of the
 shared portraits x speech, and the webcam clip):
 
-* Each tracked frame is read as the every-frame eval reads it: Face Mesh first sees the frame
-  before it (:meth:`StreamingQC.add`), since the crop it reads a frame through comes from the
+* Each tracked frame is read as the every-frame eval reads it: Face Mesh first sees the two
+  frames before it (:meth:`StreamingQC.add`), since the crop it reads a frame through comes from the
   last frame it saw, and a wide-open mouth read through an 8-frame-old crop came out up to 0.08
   mouth widths wider (on an AMD EPYC the batch read the opening range 0.26, the eval 0.20).
 * Mouth opening and eye aspect ratio are per-frame curves again, not samples: Face Mesh's
@@ -71,8 +71,8 @@ shared portraits x speech, and the webcam clip):
   clip, whose head turns more.
 * Flicker: one frame pair per tracked frame, not every pair: within 0.13 grey (0.27 vs 0.32 on
   the real clip); global flicker within 0.03.
-* Cost (CPU, all threads, median over the clips): about a quarter of tracking every frame (two
-  Face Mesh passes per 8 frames, the primer included) and 0.4x of tracking every 3rd frame;
+* Cost (CPU, all threads, median over the clips): about a third of tracking every frame (three
+  Face Mesh passes per 8 frames, the primers included), less than tracking every 3rd frame;
   Face Mesh is most of it. Figures per machine in BENCHMARKS.md.
 """
 
@@ -711,6 +711,8 @@ EYE_BAND_SIZE = (64, 12)
 # hundreds it vanishes (bench/qc_tracking.py).
 CALIBRATION_RIDGE = 3.0
 MIN_CALIBRATION_FRAMES = 8      # fewer tracked frames with a face: interpolate between them instead
+# Frames Face Mesh sees just before each tracked frame with stride > PRIMING_FRAMES (StreamingQC.add)
+PRIMING_FRAMES = 2
 
 
 def _patch_map(origin: np.ndarray, axis: np.ndarray, box: tuple[float, float, float, float],
@@ -963,9 +965,10 @@ class StreamingQC:
             (see above); only meaningful with stride > 1.
         flicker_every: measure the flicker on the pairs (t, t+1) with t a multiple of this
             (1: every pair; the batch: one pair per tracked frame, whose scaled frame exists).
-        prime_tracker: with stride > 1, show Face Mesh the frame before each tracked frame
-            too (landmarks not kept), so it reads the tracked frame through the crop it would
-            have tracking every frame (see :meth:`add`); False only to measure what that buys.
+        prime_tracker: with stride > PRIMING_FRAMES, show Face Mesh the PRIMING_FRAMES frames
+            before each tracked frame too (landmarks not kept), so it reads the tracked frame
+            through the crop it would have tracking every frame (see :meth:`add`); False only
+            to measure what that buys.
     """
 
     def __init__(self, fps: float, stride: int = 1, max_side: int | None = DECODE_MAX_SIDE,
@@ -1004,13 +1007,14 @@ class StreamingQC:
             # only the frames measured are scaled (in colour, area-averaged): tracked frames, and
             # both frames of a flicker pair, so a pair's two lumas are made the same way
             small = None
-            if self.prime_tracker and self.stride > 1 and index % self.stride == self.stride - 1:
+            primer = self.stride > PRIMING_FRAMES and index % self.stride >= self.stride - PRIMING_FRAMES
+            if self.prime_tracker and primer:
                 # Face Mesh reads a frame through a crop placed by the landmarks it found on the
                 # frame it saw last, and the crop changes what it reads: tracked 8 frames apart,
                 # a wide-open mouth reads up to 0.08 mouth widths wider than when tracked frame
-                # by frame, as the eval does. Seeing the frame before each tracked one gives it
-                # the eval's crop (anchors within 0.016 of the eval's on the shared render,
-                # 0.08 without; bench/qc_tracking.py). Its landmarks are not kept.
+                # by frame, as the eval does. Seeing the frames just before each tracked one
+                # gives it the eval's crop (anchors within 0.009 of the eval's on the shared
+                # render with two, 0.016 with one, 0.08 with none). Their landmarks are not kept.
                 self._tracker(fit_frame(frame, self._size))
             if index % self.stride == 0:
                 small = fit_frame(frame, self._size)
