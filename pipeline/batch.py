@@ -9,14 +9,14 @@ to ``max_attempts``) and finally writes the Parquet manifest.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 from monitoring.metrics import MULTIPROC_ENV, metrics
@@ -26,6 +26,7 @@ from pipeline.identity import model_versions, render_id
 from pipeline.jobstate import JobStore
 from pipeline.manifest import ManifestRow, history_lines, write_manifest
 from pipeline.provenance import SIDECAR_SUFFIX
+from pipeline.request_files import InvalidRow
 from pipeline.reuse import InputHashes
 from pipeline.runner import frame_chunks, result_of
 from pipeline.schemas import RenderRequest, RenderResult
@@ -308,13 +309,20 @@ def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {text[-1] if text else ''}"[:500]
 
 
-def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderRequest]) -> Iterator[ManifestRow]:
+def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderRequest],
+                  invalid_rows: Mapping[str, InvalidRow] = MappingProxyType({})) -> Iterator[ManifestRow]:
     """One manifest row per request of the job, from the job store's records (made one at a
-    time, so the manifest writer streams them into row groups)."""
+    time, so the manifest writer streams them into row groups); ``invalid_rows`` (job id ->
+    malformed request-file line) become failed rows of their own, with their history."""
     for state in store.request_states(job_id):
         request = requests.get(state.request_id)
         record = state.result or {}
         if request is None:
+            invalid = invalid_rows.get(state.request_id)
+            if invalid is not None:
+                row = ManifestRow.for_invalid_row(job_id, invalid.row_number, state.request_id, invalid.message)
+                row.attempt_history = history_lines(state.history)
+                yield row
             continue
         if state.status == "done" and "result" in record:
             result = RenderResult.model_validate(record["result"])
@@ -334,12 +342,12 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def write_job_manifest(job_id: str, store: JobStore, storage: Storage, requests: dict[str, RenderRequest],
-                       uri: str, extra_rows: list[ManifestRow] = (), metadata: dict[str, str] | None = None) -> str:
-    """Write the job's manifest (plus rows for malformed request-file lines) to ``uri``, streaming
-    (rows are read from the store as they are written); ``metadata``: extra schema metadata
-    (e.g. the job's access policy)."""
-    return write_manifest(itertools.chain(manifest_rows(job_id, store, requests), extra_rows), uri, storage,
-                          metadata=metadata)
+                       uri: str, invalid_rows: Mapping[str, InvalidRow] = MappingProxyType({}),
+                       metadata: dict[str, str] | None = None) -> str:
+    """Write the job's manifest (malformed request-file lines included, see :func:`manifest_rows`)
+    to ``uri``, streaming: rows are read from the store as they are written; ``metadata``: extra
+    schema metadata (e.g. the job's access policy)."""
+    return write_manifest(manifest_rows(job_id, store, requests, invalid_rows), uri, storage, metadata=metadata)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def add_batch_commands(commands) -> None:
     batch.add_argument("--job-id", default=None, help="job id (default: derived from the request list and --out)")
     batch.add_argument("--graph", default=None, help="YAML/JSON pool layout (sizes, cpus, gpus, accelerator_type)")
     batch.add_argument("--max-attempts", type=int, default=3, help="runs per request before a failure is final")
-    _add_policy_arguments(batch)
+    add_policy_arguments(batch)
     batch.add_argument("--strict", action="store_true",
                        help="refuse a request file with columns talkfarm does not know (default: warn)")
     _add_lease_arguments(batch)
@@ -72,18 +72,14 @@ def add_batch_commands(commands) -> None:
         command.set_defaults(handler={"status": _status, "cancel": _cancel, "retry": _retry}[name])
 
 
-def _add_policy_arguments(parser) -> None:
+def add_policy_arguments(parser) -> None:
+    """``--allow`` / ``--allow-any``, as `talkfarm batch` and `talkfarm submit` take them."""
     parser.add_argument("--allow", action="append", default=None, metavar="PREFIX",
                         help="also read inputs under this folder or s3://bucket/prefix (repeatable); the request "
                              "file's own folder is always allowed, writes go only under --out")
     parser.add_argument("--allow-any", action="store_true",
                         help="no confinement: rows may read anything the worker's credentials reach (recorded in "
                              "the job and its manifest)")
-
-
-def add_policy_arguments(parser) -> None:
-    """``--allow`` / ``--allow-any`` as `talkfarm batch` takes them (for `talkfarm submit`)."""
-    _add_policy_arguments(parser)
 
 
 def _add_lease_arguments(parser) -> None:
@@ -263,21 +259,18 @@ def _render(args, store, lease, storage, graph, job_id: str, requests: dict, max
             print(file=sys.stderr)
 
 
-def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, policy) -> str:
-    import json
+def _manifest_metadata(policy) -> dict[str, str]:
+    """The manifest's schema metadata: the job's access policy (``--allow-any`` shows here)."""
+    return {"talkfarm.access": json.dumps(policy.to_meta(), sort_keys=True)}
 
+
+def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, policy) -> str:
     from pipeline.batch import write_job_manifest
     from pipeline.errors import TalkfarmError
-    from pipeline.manifest import ManifestRow, history_lines
 
-    history = {state.request_id: state.history for state in store.request_states(job_id)}
-    extra = [ManifestRow.for_invalid_row(job_id, row.row_number, request_id, row.message)
-             for request_id, row in invalid_rows.items()]
-    for row in extra:
-        row.attempt_history = history_lines(history.get(row.request_id, []))
     try:
-        return write_job_manifest(job_id, store, storage, requests, uri, extra,
-                                  metadata={"talkfarm.access": json.dumps(policy.to_meta(), sort_keys=True)})
+        return write_job_manifest(job_id, store, storage, requests, uri, invalid_rows,
+                                  metadata=_manifest_metadata(policy))
     except (OSError, TalkfarmError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise JobFailedError(f"job {job_id}: cannot write the manifest to {uri} ({reason}); every row's outcome is "
@@ -285,7 +278,6 @@ def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, po
 
 
 def _write_lost_manifest(job_id, storage, requests: dict, uri: str, policy) -> str | None:
-    import json
     from datetime import datetime, timezone
 
     from pipeline.errors import TalkfarmError
@@ -298,8 +290,7 @@ def _write_lost_manifest(job_id, storage, requests: dict, uri: str, policy) -> s
                         controls=request.controls.model_dump_json(), created_at=now, finished_at=now)
             for request in requests.values()]
     try:
-        return write_manifest(rows, uri, storage, metadata={"talkfarm.access": json.dumps(policy.to_meta(),
-                                                                                        sort_keys=True)})
+        return write_manifest(rows, uri, storage, metadata=_manifest_metadata(policy))
     except (OSError, TalkfarmError):
         return None
 

@@ -195,6 +195,17 @@ def _feature_extractor():
     return FeatureExtractor(feature_size=80)
 
 
+# Our encoder block's parameters -> their CTranslate2 scope inside ``layer_<i>/``.
+_LAYER_PARAMETERS = {
+    "attention_norm": "self_attention/layer_norm",
+    "qkv": "self_attention/linear_0",
+    "attention_out": "self_attention/linear_1",
+    "mlp_norm": "ffn/layer_norm",
+    "mlp_in": "ffn/linear_0",
+    "mlp_out": "ffn/linear_1",
+}
+
+
 def _torch_encoder_class():
     import torch
     from torch import nn
@@ -270,21 +281,11 @@ class WhisperEncoder:
                  "conv2.bias": "conv2/bias", "positions": "position_encodings/encodings",
                  "final_norm.weight": "layer_norm/gamma", "final_norm.bias": "layer_norm/beta"}
         for index in range(self.num_layers):
-            ours, theirs = f"layers.{index}.", f"layer_{index}/"
-            state.update({
-                ours + "attention_norm.weight": theirs + "self_attention/layer_norm/gamma",
-                ours + "attention_norm.bias": theirs + "self_attention/layer_norm/beta",
-                ours + "qkv.weight": theirs + "self_attention/linear_0/weight",
-                ours + "qkv.bias": theirs + "self_attention/linear_0/bias",
-                ours + "attention_out.weight": theirs + "self_attention/linear_1/weight",
-                ours + "attention_out.bias": theirs + "self_attention/linear_1/bias",
-                ours + "mlp_norm.weight": theirs + "ffn/layer_norm/gamma",
-                ours + "mlp_norm.bias": theirs + "ffn/layer_norm/beta",
-                ours + "mlp_in.weight": theirs + "ffn/linear_0/weight",
-                ours + "mlp_in.bias": theirs + "ffn/linear_0/bias",
-                ours + "mlp_out.weight": theirs + "ffn/linear_1/weight",
-                ours + "mlp_out.bias": theirs + "ffn/linear_1/bias",
-            })
+            for ours, theirs in _LAYER_PARAMETERS.items():
+                # CTranslate2 names a layer norm's scale and shift gamma / beta
+                weight, bias = ("gamma", "beta") if theirs.endswith("layer_norm") else ("weight", "bias")
+                state[f"layers.{index}.{ours}.weight"] = f"layer_{index}/{theirs}/{weight}"
+                state[f"layers.{index}.{ours}.bias"] = f"layer_{index}/{theirs}/{bias}"
         module.load_state_dict({ours: torch.from_numpy(weights["encoder/" + theirs].astype(np.float32))
                                 for ours, theirs in state.items()})
         self.module = module.eval().to(device)
