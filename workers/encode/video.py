@@ -99,6 +99,9 @@ class Mp4Writer:
         if audio_path is not None:
             streams.append(ffmpeg.input(str(audio_path)).audio)
             options.update(acodec="aac", audio_bitrate="128k", ar=48000)
+        # Claim the name before ffmpeg starts (it creates its output only once the first frames
+        # arrive): from here on another writer's sweep sees a live writer's file, not a gap.
+        self.temporary.touch(exist_ok=False)
         self._log = tempfile.TemporaryFile()
         command = ffmpeg.output(*streams, str(self.temporary), **options).global_args("-loglevel", "error", "-nostdin")
         arguments = command.overwrite_output().compile(cmd=imageio_ffmpeg.get_ffmpeg_exe())
