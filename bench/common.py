@@ -43,7 +43,7 @@ def render_and_measure(runner, portrait: Path, audio: Path, out: Path, motion: s
     """Render ``audio`` on ``portrait`` with the ``motion`` generator through ``runner`` (a set-up
     ``InProcessRunner``) and measure the video as ``talkfarm eval`` does (with ``transcript``
     for the phone measures). Returns the metrics, or the failure as "stage: message"."""
-    from pipeline.schemas import RenderControls, RenderRequest
+    from core.schemas import RenderControls, RenderRequest
     from workers.quality.qc import evaluate
 
     request = RenderRequest(id=out.stem, image=str(portrait), audio=str(audio), output=str(out),

@@ -75,8 +75,8 @@ def decoder_rate(assets: Path, device: str, size: int, frames: int, batch: int) 
     """One row: decoder frames/s on ``frames`` frames of diffusion motion at ``size`` px."""
     import numpy as np
 
-    from pipeline.schemas import RenderControls, RenderRequest
-    from pipeline.task import RenderTask
+    from core.schemas import RenderControls, RenderRequest
+    from core.task import RenderTask
     from workers.alignment.stage import AlignmentStage
     from workers.audio.stage import AudioFeatureStage
     from workers.decoder.renderer import DecoderConfig, FaceRenderer
@@ -100,8 +100,8 @@ def decoder_rate(assets: Path, device: str, size: int, frames: int, batch: int) 
 
 def whole_renders(assets: Path, device: str, size: int, clips: list[str], out: Path) -> tuple[list[list[str]], float]:
     """Rows per clip: the in-process runner's stage seconds and realtime factor."""
+    from core.schemas import RenderControls, RenderRequest
     from pipeline.runner import InProcessRunner
-    from pipeline.schemas import RenderControls, RenderRequest
     from workers.decoder.renderer import DecoderConfig
 
     runner = InProcessRunner(DecoderConfig(device=device))
@@ -123,7 +123,7 @@ def whole_renders(assets: Path, device: str, size: int, clips: list[str], out: P
 
 def stream_latency(assets: Path, device: str, size: int) -> list[list[str]]:
     """Rows: seconds from calling stream_render to its first frames, cold then warm."""
-    from pipeline.schemas import RenderControls
+    from core.schemas import RenderControls
     from pipeline.streaming import stream_render
 
     rows = []
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from pipeline.devices import local_device
+    from core.devices import local_device
 
     device = args.device or local_device()
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -40,12 +40,17 @@ def _fmt(value, spec: str) -> str:
 def speed_rows(assets: Path, steps: int) -> list[str]:
     import torch
 
-    from pipeline.schemas import RenderControls
+    from core.schemas import RenderControls
     from pipeline.streaming import stream_render
     from workers.audio.decode import load_audio, normalize_loudness
     from workers.audio.features import compute_features
     from workers.motion.conditioning import features_matrix
-    from workers.motion.diffusion import Conditions, SamplingOptions, WindowSampler, sample_motion
+    from workers.motion.diffusion import (
+        Conditions,
+        SamplingOptions,
+        WindowSampler,
+        sample_motion,
+    )
     from workers.motion.learned import DiffusionMotion
 
     generator = DiffusionMotion(device="cpu")

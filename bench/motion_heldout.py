@@ -132,8 +132,12 @@ class LatentScorer:
         from workers.audio.decode import load_audio, normalize_loudness
         from workers.audio.features import compute_features
         from workers.audio.phonemes import BILABIALS, align_transcript
-        from workers.quality.measure import audio_envelope, lagged_correlations, phone_target_opening, \
-            silence_closure
+        from workers.quality.measure import (
+            audio_envelope,
+            lagged_correlations,
+            phone_target_opening,
+            silence_closure,
+        )
 
         def best_r(a, b):
             values = [v for v in lagged_correlations(a, b, 2).values() if np.isfinite(v)]

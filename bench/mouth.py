@@ -110,13 +110,17 @@ def mouth_crop(frame: np.ndarray, landmarks: np.ndarray, side: int = 200) -> np.
 
 def measure(path: Path, detector, out: Path) -> dict:
     """Render one portrait's fixed latents and measure its mouth; writes its contact sheet."""
+    from core.schemas import RenderControls, RenderRequest
+    from core.task import RenderTask
     from pipeline.preview import save_contact_sheet
-    from pipeline.schemas import RenderControls, RenderRequest
-    from pipeline.task import RenderTask
     from workers.alignment.stage import AlignmentStage
     from workers.decoder.renderer import FaceRenderer
     from workers.quality.measure import mouth_opening
-    from workers.quality.mouth import inner_lip_edge_ratio, shows_teeth, teeth_color_distance
+    from workers.quality.mouth import (
+        inner_lip_edge_ratio,
+        shows_teeth,
+        teeth_color_distance,
+    )
 
     task = RenderTask(RenderRequest(id=path.stem, image=str(path), audio="unused.wav",
                                     output="/nonexistent/unused.mp4", controls=RenderControls(size=512)))

@@ -100,7 +100,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def make_requests(assets: Path, out: Path, count: int, size: int):
-    from pipeline.schemas import RenderControls, RenderRequest
+    from core.schemas import RenderControls, RenderRequest
 
     pairs = [(image, audio) for image in IMAGES for audio in AUDIOS]
     requests = []
@@ -206,11 +206,16 @@ def run_inprocess(requests, size: int):
 
 
 def run_pipeline(requests, out: Path, graph_file: str | None, quality_check: bool = True):
-    from pipeline.batch import BatchConfig, BatchDriver, open_executor, write_job_manifest
+    from core.storage import Storage, join_uri
+    from pipeline.batch import (
+        BatchConfig,
+        BatchDriver,
+        open_executor,
+        write_job_manifest,
+    )
     from pipeline.graph import GraphConfig
     from pipeline.jobstate import RequestSpec, open_job_store
     from pipeline.manifest import read_manifest
-    from pipeline.storage import Storage, join_uri
 
     graph = GraphConfig()
     if graph_file:

@@ -45,9 +45,9 @@ def decode_seconds() -> float:
 
 
 def run_job(requests, graph, limit: int | None, tag: str) -> dict:
+    from core.storage import Storage
     from pipeline.batch import BatchConfig, BatchDriver, open_executor
     from pipeline.jobstate import RequestSpec, SQLiteJobStore
-    from pipeline.storage import Storage
 
     storage = Storage()
     executor = open_executor(None, graph, storage, quality_check=False)
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     enable_multiprocess(tempfile.mkdtemp(prefix="talkfarm-pools-metrics-"))   # before Ray: actors inherit it
     import ray
 
+    from core.stage import Resources
     from pipeline.graph import GraphConfig, PoolSpec
-    from pipeline.stage import Resources
 
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; ray {ray.__version__}; "
           f"{datetime.datetime.now().isoformat(timespec='seconds')}")

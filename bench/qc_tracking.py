@@ -116,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from workers.audio.decode import load_audio
     from workers.quality.measure import _pearson
-    from workers.quality.qc import BATCH_STRIDE, decode_frames, portrait_landmarks, release_tracker, acquire_tracker
+    from workers.quality.qc import (
+        BATCH_STRIDE,
+        acquire_tracker,
+        decode_frames,
+        portrait_landmarks,
+        release_tracker,
+    )
 
     assets = Path(args.assets)
     clips = render_clips(assets, Path(args.cache), args.size)

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
 
+    from core.schemas import MOTION_GENERATORS, RenderControls, RenderRequest
     from pipeline.runner import InProcessRunner
-    from pipeline.schemas import MOTION_GENERATORS, RenderControls, RenderRequest
     from workers.decoder.renderer import DecoderConfig
     from workers.quality.qc import evaluate, qc_for_batch
 

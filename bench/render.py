@@ -66,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from pipeline.devices import local_device
+    from core.devices import local_device
+    from core.schemas import RenderRequest
     from pipeline.preview import save_contact_sheet
     from pipeline.runner import InProcessRunner
-    from pipeline.schemas import RenderRequest
     from workers.decoder.renderer import DecoderConfig
 
     assets, out = Path(args.assets), Path(args.out)

@@ -131,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
     args = parser.parse_args(argv)
 
+    from core.storage import Storage
     from pipeline.batch import open_executor
     from pipeline.graph import GraphConfig
     from pipeline.jobstate import open_job_store
-    from pipeline.storage import Storage
 
     work = Path(tempfile.mkdtemp(prefix="talkfarm-scale-"))
     assets, storage, graph = Path(args.assets), Storage(), GraphConfig()

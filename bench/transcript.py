@@ -28,8 +28,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from core.schemas import RenderControls, RenderRequest  # noqa: E402
 from pipeline.runner import InProcessRunner  # noqa: E402
-from pipeline.schemas import RenderControls, RenderRequest  # noqa: E402
 from workers.audio.espeak import synthesize  # noqa: E402
 from workers.decoder.renderer import DecoderConfig  # noqa: E402
 from workers.motion.articulation import classify  # noqa: E402

@@ -71,17 +71,39 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
-from pipeline.storage import Storage, join_uri
+from core.speech import AudioFeatures
+from core.storage import Storage, join_uri
+from jobs.recordings import Recording
 from workers.audio.decode import normalize_loudness
-from workers.audio.espeak import (MIN_PAUSE_S, EngineError, Espeak, EspeakEvent,  # noqa: F401 - re-exported
-                                  _run_forked, events_to_phones, to_16k)
-from workers.audio.features import AudioFeatures, compute_features
-from workers.face.latents import DYN_SLICE, DYNAMICS, EMOTIONS, MOTION_DIM, emotion_offset
-from workers.motion.articulation import CLASSES, CLOSED_JAW, CLOSED_PRESS, MOUTH_CHANNELS, MOUTH_DYN_INDEX, Phone, \
-    VisemeClass, mouth_targets
+from workers.audio.espeak import (  # noqa: F401 - re-exported
+    MIN_PAUSE_S,
+    EngineError,
+    Espeak,
+    EspeakEvent,
+    _run_forked,
+    events_to_phones,
+    to_16k,
+)
+from workers.audio.features import compute_features
+from workers.face.latents import (
+    DYN_SLICE,
+    DYNAMICS,
+    EMOTIONS,
+    MOTION_DIM,
+    emotion_offset,
+)
+from workers.motion.articulation import (
+    CLASSES,
+    CLOSED_JAW,
+    CLOSED_PRESS,
+    MOUTH_CHANNELS,
+    MOUTH_DYN_INDEX,
+    Phone,
+    VisemeClass,
+    mouth_targets,
+)
 from workers.motion.base import MotionControls
 from workers.motion.procedural import ProceduralMotion
-from jobs.recordings import Recording
 
 logger = logging.getLogger(__name__)
 
@@ -467,7 +489,7 @@ def flite_voices() -> list[str]:
 
 
 def synth_flite(rng: np.random.Generator, voices: list[str], workdir: Path) -> Synth:
-    from workers.audio.phonemes import align_transcript   # pocketsphinx: only when used
+    from workers.audio.phonemes import align_transcript  # pocketsphinx: only when used
 
     voice = str(rng.choice(voices))
     text = _pick_text(rng, "en")
@@ -762,7 +784,8 @@ def align_recording(wave16: np.ndarray, recording: Recording) -> tuple[list[Phon
     """The phones of a recording's transcript with their times in it, and their alphabet:
     pocketsphinx for English ("arpabet"), espeak-ng + DTW for other languages (espeak's "ipa"
     names), refused below MIN_TRAINING_CONFIDENCE."""
-    from workers.audio.align import align_dtw, is_english
+    from core.languages import is_english
+    from workers.audio.align import align_dtw
 
     if is_english(recording.language):
         from workers.audio.phonemes import align_transcript
@@ -964,9 +987,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.recordings:
         if not args.transcripts:
             parser.error("--recordings needs --transcripts")
+        from core.errors import BadInputError
+        from core.languages import check_language, is_english
         from jobs.recordings import find_recordings, read_transcripts
-        from pipeline.errors import BadInputError
-        from workers.audio.align import check_language, is_english
         from workers.audio.phonemes import in_dictionary
 
         try:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -132,7 +132,7 @@ def make_client(address: str, token: str | None):
 def submit(sub: Submission, client=None, log=None) -> tuple[str, bool]:
     """Submit unless this list was already submitted tonight; returns (submission id, newly submitted)."""
     log = log or sys.stderr          # looked up now: the CLI swaps sys.stderr after import
-    from pipeline.storage import Storage
+    from core.storage import Storage
 
     date = sub.date or dt.datetime.now(dt.timezone.utc).date().isoformat()
     # `{date}` in the list URI / output prefix is the night (e.g. s3://bucket/lists/{date}.csv).

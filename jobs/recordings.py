@@ -116,7 +116,7 @@ def spoken_words(text: str, language: str) -> tuple[str, list[str]]:
     """The transcript as it is spoken and its lower-case words. English numerals and keypad
     symbols are spelled for pocketsphinx's dictionary; other languages keep their digits,
     which espeak-ng reads in the language when it speaks the text for alignment."""
-    from workers.audio.align import is_english
+    from core.languages import is_english
 
     if is_english(language):
         from workers.audio.phonemes import normalize_transcript

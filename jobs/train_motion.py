@@ -40,12 +40,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.storage import Storage, join_uri
+from core.storage import Storage, join_uri
 from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
 from workers.motion.articulation import CLOSED_PRESS, MOUTH_DYN_INDEX
-from workers.motion.conditioning import AUDIO_FEATURES, MODEL_AUDIO_DIM, ClipNormalization, audio_matrix, \
-    silence_matrix, warp_formants
-from workers.motion.diffusion import GAZE_SCALE_DEGREES, DiffusionConfig, MotionTransformer
+from workers.motion.conditioning import (
+    AUDIO_FEATURES,
+    MODEL_AUDIO_DIM,
+    ClipNormalization,
+    audio_matrix,
+    silence_matrix,
+    warp_formants,
+)
+from workers.motion.diffusion import (
+    GAZE_SCALE_DEGREES,
+    DiffusionConfig,
+    MotionTransformer,
+)
 
 CHECKPOINT_NAME = "motion-diffusion"
 AUDIO_DROP = 0.1

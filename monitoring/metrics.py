@@ -37,7 +37,6 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PORT_ENV = "TALKFARM_METRICS_PORT"
 ADDR_ENV = "TALKFARM_METRICS_ADDR"
 
-STAGES = ("alignment", "audio", "motion", "decode", "encode")
 RENDER_STATUSES = ("done", "reused", "failed")
 STORAGE_DIRECTIONS = ("read", "write")
 
@@ -154,7 +153,13 @@ class TalkfarmMetrics:
     """
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            values,
+        )
 
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         if self.multiprocess:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from pipeline.errors import BadInputError
-from pipeline.storage import Storage, parse_uri
+from core.errors import BadInputError
+from core.storage import Storage, parse_uri
 
 __all__ = ["AccessPolicy", "absolute_uri", "folder_of"]
 

@@ -19,19 +19,19 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
+from core.errors import TalkfarmError
+from core.identity import render_id
+from core.provenance import SIDECAR_SUFFIX
+from core.schemas import RenderRequest, RenderResult
+from core.storage import Storage
+from core.task import FrameChunk, RenderTask, StageFailure
 from monitoring.metrics import MULTIPROC_ENV, metrics
-from pipeline.errors import TalkfarmError
-from pipeline.graph import GraphConfig, Handle
-from pipeline.identity import model_versions, render_id
+from pipeline.graph import GraphConfig, Handle, model_versions
 from pipeline.jobstate import JobStore
 from pipeline.manifest import ManifestRow, history_lines, write_manifest
-from pipeline.provenance import SIDECAR_SUFFIX
 from pipeline.request_files import InvalidRow
 from pipeline.reuse import InputHashes
 from pipeline.runner import frame_chunks, result_of
-from pipeline.schemas import RenderRequest, RenderResult
-from pipeline.storage import Storage
-from pipeline.task import FrameChunk, RenderTask, StageFailure
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.errors import BadInputError, JobFailedError
+from core.errors import BadInputError, JobFailedError
 from pipeline.metrics_endpoint import add_metrics_arguments, serve_driver_metrics
 
 DEFAULT_STATE = Path.home() / ".cache" / "talkfarm" / "jobs.sqlite"
@@ -148,7 +148,7 @@ def _check_output_writable(out_prefix: str) -> None:
     """Refuse, before anything runs, a local output folder that cannot be created or written."""
     import tempfile
 
-    from pipeline.storage import parse_uri
+    from core.storage import parse_uri
 
     parsed = parse_uri(out_prefix)
     if parsed.scheme != "file":
@@ -214,7 +214,7 @@ def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, po
 
 
 def _join(prefix: str, name: str) -> str:
-    from pipeline.storage import join_uri
+    from core.storage import join_uri
 
     return join_uri(prefix, name)
 
@@ -265,8 +265,8 @@ def _manifest_metadata(policy) -> dict[str, str]:
 
 
 def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, policy) -> str:
+    from core.errors import TalkfarmError
     from pipeline.batch import write_job_manifest
-    from pipeline.errors import TalkfarmError
 
     try:
         return write_job_manifest(job_id, store, storage, requests, uri, invalid_rows,
@@ -280,7 +280,7 @@ def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, po
 def _write_lost_manifest(job_id, storage, requests: dict, uri: str, policy) -> str | None:
     from datetime import datetime, timezone
 
-    from pipeline.errors import TalkfarmError
+    from core.errors import TalkfarmError
     from pipeline.manifest import ManifestRow, write_manifest
 
     now = datetime.now(timezone.utc)

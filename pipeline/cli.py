@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.errors import BadInputError, TalkfarmError
-from pipeline.schemas import EMOTION_NAMES, MOTION_GENERATORS
+from core.errors import BadInputError, TalkfarmError
+from core.schemas import EMOTION_NAMES, MOTION_GENERATORS
 
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _render(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from pipeline.schemas import RenderControls, RenderRequest
+    from core.schemas import RenderControls, RenderRequest
 
     for label, path in (("image", args.image), ("audio", args.audio)):
         if not Path(path).is_file():
@@ -136,7 +136,7 @@ def _render(args: argparse.Namespace) -> int:
     check_writable(args.output)
     from tqdm import tqdm
 
-    from pipeline.devices import local_device
+    from core.devices import local_device
     from pipeline.runner import InProcessRunner
     from workers.decoder.renderer import DecoderConfig
 
@@ -172,7 +172,7 @@ def _render(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.provenance import read_sidecar, sidecar_path
+    from core.provenance import read_sidecar, sidecar_path
     from workers.encode import watermark
     from workers.encode.video import probe_video, read_frames
 

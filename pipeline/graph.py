@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core.devices import pool_device
+from core.stage import Resources, Stage
 from monitoring.metrics import metrics
-from pipeline.devices import pool_device
-from pipeline.stage import Resources, Stage
 
 STAGES = ("alignment", "audio", "motion", "decode", "encode")
 
@@ -277,7 +277,7 @@ class RayExecutor:
 @dataclass(frozen=True)
 class OnPoolDevice:
     """A picklable constructor of a torch stage that runs on the device its pool's resources
-    give it (``pipeline.devices.pool_device``), resolved in the worker, where CUDA is or is not.
+    give it (``core.devices.pool_device``), resolved in the worker, where CUDA is or is not.
 
     Attributes:
         factory: builds the stage given ``device=``, e.g. ``partial(DecodeStage, config)``.
@@ -309,6 +309,21 @@ def _for_pool(factory: Callable[[], Stage], spec: PoolSpec) -> Callable[[], Stag
 def _stage_class(factory: Callable[[], Stage]) -> type:
     """The stage class a factory builds (a class, a partial of one, or :class:`OnPoolDevice`)."""
     return getattr(factory, "stage_class", None) or getattr(factory, "func", factory)
+
+
+def model_versions(controls) -> dict[str, str]:
+    """Versions of the models a render with these controls runs through, as each stage of the
+    graph declares them (``Stage.model_versions``)."""
+    from workers.alignment.stage import AlignmentStage
+    from workers.audio.stage import AudioFeatureStage
+    from workers.decoder.stage import DecodeStage
+    from workers.encode.stage import EncodeStage
+    from workers.motion.stage import MotionStage
+
+    versions: dict[str, str] = {}
+    for stage in (AlignmentStage, AudioFeatureStage, MotionStage, DecodeStage, EncodeStage):
+        versions.update(stage.model_versions(controls))
+    return versions
 
 
 def stage_factories(storage=None, decoder=None, quality_check: bool = True,

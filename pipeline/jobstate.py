@@ -59,7 +59,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, NamedTuple, TypeVar
 
-from pipeline.errors import TalkfarmError, TransientError
+from core.errors import TalkfarmError, TransientError
 
 __all__ = [
     "JobStore", "SQLiteJobStore", "RedisJobStore", "open_job_store",

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from pipeline.errors import BadInputError, TalkfarmError
+from core.errors import BadInputError, TalkfarmError
 from pipeline.jobstate import JobStore
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ Spark / pandas without parsing:
 
 * ``seconds_per_stage``: ``map<string, double>`` (stage -> wall seconds) -- a map, not a
   struct, because the stage set may grow; ``model_versions``: ``map<string, string>``.
-* ``controls``: JSON text of :class:`~pipeline.schemas.RenderControls` (its ``emotion`` is a
+* ``controls``: JSON text of :class:`~core.schemas.RenderControls` (its ``emotion`` is a
   name *or* a vector, which no single Arrow type holds cleanly); ``seed`` is also a column.
 * ``warnings``: ``list<string>`` (e.g. "3 faces found; used the largest").
 * ``created_at`` / ``finished_at``: ``timestamp[us, UTC]``.
@@ -36,7 +36,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.schemas import RenderControls, RenderRequest, RenderResult
+from core.schemas import RenderControls, RenderRequest, RenderResult
 
 __all__ = ["ManifestRow", "MANIFEST_SCHEMA", "MANIFEST_VERSION", "write_manifest", "read_manifest",
            "manifest_table", "rows_to_jsonl", "history_lines"]
@@ -243,10 +243,10 @@ def write_manifest(rows: Iterable[ManifestRow], uri: str, storage=None, metadata
     temporary file, which is then put in place (:meth:`Storage.put`: a rename locally, a
     multipart upload and server-side copy on S3).
 
-    ``storage`` defaults to a plain :class:`~pipeline.storage.Storage`; ``metadata`` is added to
+    ``storage`` defaults to a plain :class:`~core.storage.Storage`; ``metadata`` is added to
     the schema metadata. Returns ``uri``.
     """
-    from pipeline.storage import Storage
+    from core.storage import Storage
 
     storage = storage or Storage()
     with tempfile.TemporaryDirectory(prefix="talkfarm-manifest-") as folder:
@@ -261,7 +261,7 @@ def write_manifest(rows: Iterable[ManifestRow], uri: str, storage=None, metadata
 
 def read_manifest(uri: str, storage=None) -> list[ManifestRow]:
     """Read a manifest written by :func:`write_manifest` (older files: missing columns default)."""
-    from pipeline.storage import Storage
+    from core.storage import Storage
 
     storage = storage or Storage()
     table = pq.read_table(pa.BufferReader(storage.read_bytes(uri)))

@@ -17,8 +17,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from core.errors import BadInputError
 from monitoring.metrics import ADDR_ENV, PORT_ENV, start_http_server
-from pipeline.errors import BadInputError
 
 
 def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:

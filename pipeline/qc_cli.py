@@ -18,7 +18,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
 
 
 def add_qc_commands(commands) -> None:
@@ -230,7 +230,12 @@ ul.flags{margin:4px 0;padding-left:18px;color:#b71c1c}
 def build_report(rows, stride: int = 2, measure: bool = True, title: str = "talkfarm job report") -> str:
     """The HTML text for manifest rows (see module docstring)."""
     from pipeline.preview import contact_sheet
-    from workers.quality.qc import DEFAULT_THRESHOLDS, METRICS, flagged_keys, format_metric
+    from workers.quality.qc import (
+        DEFAULT_THRESHOLDS,
+        METRICS,
+        flagged_keys,
+        format_metric,
+    )
 
     esc = html.escape
     entries = []

@@ -16,7 +16,7 @@ distance       no        head-to-camera scale, 0.5..2
 emotion        no        a name (neutral, happy, ...) or a vector: JSON list ``[0.1, -0.2]``
                          in CSV, a list in JSONL / Parquet
 priority       no        int, higher renders first (default 0)
-size, fps,     no        as :class:`~pipeline.schemas.RenderControls`
+size, fps,     no        as :class:`~core.schemas.RenderControls`
 paste_back,              (``paste_back``: true/false/1/0/yes/no)
 motion
 transcript     no        text of the speech (aligned to the audio for lip shapes; a line that
@@ -36,7 +36,7 @@ with the same id are invalid. Row numbers are the line numbers of CSV / JSONL fi
 header is line 1) and the 1-based row index of Parquet files.
 
 A file-level problem (unreadable file, unknown format, a required column missing from the
-header) raises :class:`~pipeline.errors.BadInputError`.
+header) raises :class:`~core.errors.BadInputError`.
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ from typing import Any, Iterator, NamedTuple
 
 from pydantic import ValidationError
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
+from core.schemas import RenderControls, RenderRequest
+from core.storage import OUTSIDE_MESSAGE, Storage, join_uri, parse_uri
 from pipeline.jobstate import PRIORITY_LIMIT
-from pipeline.schemas import RenderControls, RenderRequest
-from pipeline.storage import OUTSIDE_MESSAGE, Storage, join_uri, parse_uri
 
 __all__ = ["read_request_file", "parse_request_rows", "RequestFile", "InvalidRow", "REQUEST_COLUMNS"]
 

@@ -1,7 +1,7 @@
 """The driver's early reuse check: name a request's render from its inputs' hashes alone.
 
 A render id needs only the two inputs' sha256 (plus controls and model versions,
-``pipeline.identity.render_id``), not the face alignment or the audio features. The stages
+``core.identity.render_id``), not the face alignment or the audio features. The stages
 hash each input they read; the driver remembers those hashes under the input's URI and its
 fingerprint (size and modification time, or size and ETag), so a later row naming the same,
 unchanged input is named -- and, when that render is finished, reused -- before it is sent to
@@ -11,9 +11,10 @@ driver never reads input bytes itself.
 
 from __future__ import annotations
 
-from pipeline.identity import model_versions, render_id
-from pipeline.schemas import RenderRequest
-from pipeline.storage import Storage
+from core.identity import render_id
+from core.schemas import RenderRequest
+from core.storage import Storage
+from pipeline.graph import model_versions
 
 # Distinct inputs remembered (URI -> fingerprint, sha256): ~200 bytes each, so 100,000 inputs
 # stay around 20 MB; older entries are dropped first.

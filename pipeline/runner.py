@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from pipeline.schemas import RenderRequest, RenderResult
-from pipeline.task import FrameChunk, RenderTask
+from core.schemas import RenderRequest, RenderResult
+from core.task import FrameChunk, RenderTask
 from workers.alignment.stage import AlignmentStage
 from workers.audio.stage import AudioFeatureStage
 from workers.decoder.renderer import DecoderConfig

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.stage import Resources
 from pipeline.graph import STAGES, GraphConfig, PoolSpec
-from pipeline.stage import Resources
 
 
 class PoolSettings(BaseModel):

@@ -24,9 +24,9 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from pipeline.errors import BadInputError
-from pipeline.schemas import RenderControls, RenderRequest
-from pipeline.task import RenderTask
+from core.errors import BadInputError
+from core.schemas import RenderControls, RenderRequest
+from core.task import RenderTask
 from workers.audio.features import compute_features
 from workers.motion.conditioning import features_matrix
 from workers.motion.diffusion import FPS

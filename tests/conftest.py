@@ -45,8 +45,8 @@ def detector():
 
 def aligned_task(image: Path, size: int = 512, **controls):
     """Run the real AlignmentStage on one portrait; returns the RenderTask."""
-    from pipeline.schemas import RenderControls, RenderRequest
-    from pipeline.task import RenderTask
+    from core.schemas import RenderControls, RenderRequest
+    from core.task import RenderTask
     from workers.alignment.stage import AlignmentStage
 
     request = RenderRequest(id=image.stem, image=str(image), audio="unused.wav", output="/nonexistent/unused.mp4",

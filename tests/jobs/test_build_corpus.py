@@ -10,7 +10,13 @@ import pytest
 
 from jobs import build_corpus as bc
 from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
-from workers.motion.articulation import CLASSES, MOUTH_CHANNELS, Phone, bilabial_centre_frames, classify
+from workers.motion.articulation import (
+    CLASSES,
+    MOUTH_CHANNELS,
+    Phone,
+    bilabial_centre_frames,
+    classify,
+)
 
 needs_espeak = pytest.mark.skipif(not bc.Espeak.installed(), reason="libespeak-ng.so.1 not installed")
 HOURS, SEED = 0.02, 1

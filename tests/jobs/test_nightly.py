@@ -188,8 +188,8 @@ def test_nightly_runs_the_real_batch_entrypoint(ray_head, shared_assets, tmp_pat
     info = probe_video(out / "night-row.mp4")
     assert info["video_codec"] == "h264" and abs(info["duration_s"] - 3.1) < 0.15
 
+    from core.storage import Storage
     from pipeline.manifest import read_manifest
-    from pipeline.storage import Storage
 
     [row] = read_manifest(str(manifest), Storage())
     assert (row.request_id, row.status) == ("night-row", "done")

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from jobs import build_corpus as bc
-from jobs.recordings import find_recordings, is_held_out, number_words, read_transcripts, spell_out
+from jobs.recordings import (
+    find_recordings,
+    is_held_out,
+    number_words,
+    read_transcripts,
+    spell_out,
+)
 from workers.audio.phonemes import in_dictionary
 from workers.face.latents import DYN_SLICE, DYNAMICS
 

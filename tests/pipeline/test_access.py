@@ -7,8 +7,8 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from core.errors import BadInputError
 from pipeline.access import AccessPolicy, folder_of
-from pipeline.errors import BadInputError
 from pipeline.request_files import read_request_file
 
 

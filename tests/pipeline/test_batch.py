@@ -11,20 +11,19 @@ import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from core.devices import pool_device
+from core.schemas import RenderControls, RenderRequest
+from core.stage import Resources
+from core.storage import Storage
 from pipeline.batch import BatchConfig, BatchDriver, write_job_manifest
-from pipeline.devices import pool_device
 from pipeline.graph import GraphConfig, PoolSpec, RayExecutor, stage_factories
 from pipeline.jobstate import RedisJobStore, RequestSpec, SQLiteJobStore
 from pipeline.manifest import read_manifest
-from pipeline.schemas import RenderControls, RenderRequest
-from pipeline.stage import Resources
-from pipeline.storage import Storage
 from workers.encode.video import probe_video
 
 ray = pytest.importorskip("ray")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import boto3
 
+from core.storage import Storage
 from pipeline.manifest import read_manifest
-from pipeline.storage import Storage
 from workers.encode.video import probe_video
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
 """The device a torch stage runs on follows its pool's resources, chosen in one place
-(``pipeline.devices.pool_device``): CUDA only for pools that reserve GPUs, and only where
+(``core.devices.pool_device``): CUDA only for pools that reserve GPUs, and only where
 CUDA exists."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.devices import pool_device
+from core.devices import pool_device
+from core.stage import Resources
 from pipeline.graph import GraphConfig, PoolSpec, StageWorker, stage_factories
-from pipeline.stage import Resources
 
 CUDA = torch.cuda.is_available()
 
@@ -46,8 +46,8 @@ def test_workers_build_their_stage_on_the_pool_device():
 
 def test_the_pool_a_worker_is_built_in_decides():
     """Factories made for one graph, run in an executor of another: the executor's pools win."""
+    from core.storage import Storage
     from pipeline.graph import LocalExecutor, _for_pool
-    from pipeline.storage import Storage
 
     graph = _graph(motion_gpus=0.0, decode_gpus=1.0)
     factories = stage_factories(Storage(), quality_check=False)          # made for the default, CPU-only graph
@@ -61,7 +61,7 @@ def test_the_pool_a_worker_is_built_in_decides():
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 def test_gpu_pool_decodes_on_cuda_like_the_cpu(grace_task):
     """A decode worker of a GPU pool renders on CUDA, and its frames match the CPU's."""
-    from pipeline.task import FrameChunk
+    from core.task import FrameChunk
     from workers.decoder.renderer import DecoderConfig, FaceRenderer
 
     worker = StageWorker(stage_factories(graph=_graph(motion_gpus=0.25, decode_gpus=0.5))["decode"])

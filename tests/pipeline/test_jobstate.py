@@ -9,9 +9,13 @@ import time
 
 import pytest
 
-from pipeline.errors import TransientError
+from core.errors import TransientError
 from pipeline.jobstate import (
-    JobNotFoundError, RedisJobStore, RequestSpec, SQLiteJobStore, open_job_store,
+    JobNotFoundError,
+    RedisJobStore,
+    RequestSpec,
+    SQLiteJobStore,
+    open_job_store,
 )
 
 

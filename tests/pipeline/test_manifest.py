@@ -7,9 +7,14 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.manifest import MANIFEST_SCHEMA, ManifestRow, read_manifest, write_manifest
-from pipeline.schemas import RenderControls, RenderRequest, RenderResult
-from pipeline.storage import Storage
+from core.schemas import RenderControls, RenderRequest, RenderResult
+from core.storage import Storage
+from pipeline.manifest import (
+    MANIFEST_SCHEMA,
+    ManifestRow,
+    read_manifest,
+    write_manifest,
+)
 
 COLUMNS = ["job_id", "request_id", "render_id", "image_uri", "image_sha256", "audio_uri", "audio_sha256",
            "output_uri", "output_sha256", "status", "error_stage", "error_message", "attempts", "audio_seconds",

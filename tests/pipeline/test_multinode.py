@@ -30,13 +30,13 @@ from pathlib import Path
 
 import pytest
 
+from core.schemas import RenderControls, RenderRequest
+from core.stage import Resources
+from core.storage import Storage
 from pipeline.batch import BatchConfig, BatchDriver, open_executor, write_job_manifest
 from pipeline.graph import GraphConfig, PoolSpec
 from pipeline.jobstate import RequestSpec, SQLiteJobStore
 from pipeline.manifest import read_manifest
-from pipeline.schemas import RenderControls, RenderRequest
-from pipeline.stage import Resources
-from pipeline.storage import Storage
 from workers.encode.video import probe_video
 
 ray = pytest.importorskip("ray")

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
+from core.storage import Storage
 from pipeline.request_files import read_request_file
-from pipeline.storage import Storage
 
 CSV = """id,image,audio,seed,gaze_yaw,gaze_pitch,distance,emotion,priority,paste_back,notes
 a,faces/a.jpg,/abs/a.wav,3,,,,happy,5,yes,hello

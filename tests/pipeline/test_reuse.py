@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 
+from core.schemas import RenderControls, RenderRequest
+from core.storage import Storage
 from monitoring.metrics import metrics
 from pipeline.batch import BatchConfig, BatchDriver
 from pipeline.graph import GraphConfig, LocalExecutor, stage_factories
 from pipeline.jobstate import RequestSpec, SQLiteJobStore
-from pipeline.schemas import RenderControls, RenderRequest
-from pipeline.storage import Storage
 
 
 def _count(name: str, **labels: str) -> float:

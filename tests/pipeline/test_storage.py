@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from pipeline.errors import BadInputError, TransientError
-from pipeline.storage import PARTIAL_MARKER, Storage, join_uri, parse_uri
+from core.errors import BadInputError, TransientError
+from core.storage import PARTIAL_MARKER, Storage, join_uri, parse_uri
 
 MiB = 1024 * 1024
 

@@ -7,7 +7,7 @@ import os
 
 import boto3
 
-from pipeline.storage import Storage
+from core.storage import Storage
 
 
 def test_local_copy_is_a_hard_link(tmp_path):

@@ -18,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
 
-READ = "import sys; from pipeline.storage import Storage; Storage().read_bytes(sys.argv[1])"
-WRITE = "import sys; from pipeline.storage import Storage; Storage().write_bytes(sys.argv[1], b'x' * int(sys.argv[2]))"
-UNREACHABLE = ("import sys; from pipeline.storage import Storage; from pipeline.errors import TransientError\n"
+READ = "import sys; from core.storage import Storage; Storage().read_bytes(sys.argv[1])"
+WRITE = "import sys; from core.storage import Storage; Storage().write_bytes(sys.argv[1], b'x' * int(sys.argv[2]))"
+UNREACHABLE = ("import sys; from core.storage import Storage; from core.errors import TransientError\n"
                "try:\n    Storage(endpoint_url=sys.argv[2], max_attempts=2, backoff_s=0.01).read_bytes(sys.argv[1])\n"
                "except TransientError:\n    print('gave up')")
 

@@ -10,8 +10,8 @@ import wave
 import numpy as np
 import pytest
 
-from pipeline.errors import BadInputError
-from pipeline.schemas import RenderControls
+from core.errors import BadInputError
+from core.schemas import RenderControls
 from pipeline.streaming import stream_audio_rows, stream_render
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from core.schemas import RenderControls, RenderRequest
+from core.task import RenderTask
 from pipeline.manifest import ManifestRow
-from pipeline.schemas import RenderControls, RenderRequest
-from pipeline.task import RenderTask
 from workers.audio.stage import AudioFeatureStage
 
 WRONG_TEXT = "Please pass the big blue book to Bobby before the bus leaves the station."

@@ -33,7 +33,7 @@ def rendered(shared_assets, tmp_path_factory):
 
 
 def test_provenance_sidecar_has_every_field(rendered, shared_assets):
-    from pipeline.identity import sha256_file
+    from core.identity import sha256_file
 
     record = json.loads((rendered.parent / "grace.mp4.provenance.json").read_text())
     assert record["synthetic"] is True and record["generator"] == "talkfarm"

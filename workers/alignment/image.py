@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
 
 MAX_PIXELS = 50_000_000
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pipeline.errors import BadInputError
-from pipeline.identity import ALIGNMENT_VERSION, sha256_file
-from pipeline.storage import Storage
-from pipeline.stage import Resources, TaskStage
-from pipeline.task import RenderTask
+from core.errors import BadInputError
+from core.identity import sha256_file
+from core.schemas import RenderControls
+from core.stage import Resources, TaskStage
+from core.storage import Storage
+from core.task import RenderTask
 from workers.alignment.face import align_face
 from workers.alignment.image import load_image
 from workers.alignment.landmarks import FaceMeshDetector
+from workers.face.model import RIG_VERSION
 
+ALIGNMENT_VERSION = "mediapipe-face-mesh-0.10.21"
 MIN_FACE_PX = 64
 # QC flag of a render whose photo's mouth could not be animated (hidden or cut off).
 MOUTH_HIDDEN_FLAG = "mouth_hidden"
@@ -27,6 +30,10 @@ class AlignmentStage(TaskStage):
 
     name: ClassVar[str] = "alignment"
     resources: ClassVar[Resources] = Resources(cpus=1.0)
+
+    @classmethod
+    def model_versions(cls, controls: RenderControls) -> dict[str, str]:
+        return {"alignment": ALIGNMENT_VERSION, "face_model": RIG_VERSION}
 
     def __init__(self, min_face_px: int = MIN_FACE_PX, storage: Storage | None = None):
         self.min_face_px = min_face_px

@@ -30,18 +30,16 @@ ships in its wheel.
 from __future__ import annotations
 
 import logging
-import re
-import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import scipy.fft
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
+from core.languages import check_language, espeak_voice, is_english
+from core.speech import Phone
 from workers.audio.espeak import EngineError, synthesize
 from workers.audio.features import _power_spectrogram, slaney_mel_filterbank
-from workers.motion.articulation import Phone
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +60,6 @@ DEFAULT_RATE_WPM = 175
 # espeak-ng voice variants the text is spoken with (default male voice, a female one).
 VOICE_VARIANTS = ("", "+f3")
 MAX_TEXT_CHARS = 20000
-LANGUAGE_HELP = "run `espeak-ng --voices` to list the supported language codes"
-_PREFERRED = {"en": "en-us", "zh": "cmn"}
-_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
 
 
 @dataclass(frozen=True)
@@ -89,51 +84,7 @@ class AlignmentResult:
         return self.confidence >= MIN_CONFIDENCE
 
 
-# ---------------------------------------------------------------------------- languages
 
-@lru_cache(maxsize=1)
-def supported_languages() -> dict[str, str]:
-    """espeak-ng language codes (``espeak-ng --voices``, lower case, with the aliases it
-    lists such as ``fr`` for ``fr-fr``) -> the voice name that speaks them."""
-    try:
-        listing = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    codes: dict[str, str] = {}
-    aliases: dict[str, tuple[int, str]] = {}
-    for line in listing.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) < 5:
-            continue
-        voice = parts[4].rsplit("/", 1)[-1].lower()
-        codes[parts[1].lower()] = voice
-        for alias, priority in re.findall(r"\(([a-z0-9-]+) (\d+)\)", line.lower()):
-            if alias not in aliases or int(priority) < aliases[alias][0]:
-                aliases[alias] = (int(priority), voice)
-    for alias, (_, voice) in aliases.items():
-        codes.setdefault(alias, voice)
-    for alias, code in _PREFERRED.items():
-        if code in codes:
-            codes[alias] = codes[code]
-    return codes
-
-
-def check_language(code: str) -> str:
-    """Normalised language code (``en``, ``es``, ``pt-br``...); BadInputError when espeak-ng
-    has no voice for it."""
-    normal = (code or "").strip().lower().replace("_", "-")
-    if not _LANGUAGE_CODE.match(normal) or normal not in supported_languages():
-        raise BadInputError(f"unsupported language code {code!r}; {LANGUAGE_HELP}")
-    return normal
-
-
-def espeak_voice(code: str) -> str:
-    """The espeak-ng voice name of a (checked) language code."""
-    return supported_languages()[check_language(code)]
-
-
-def is_english(code: str) -> bool:
-    return code == "en" or code.startswith("en-")
 
 
 def read_transcript(value: str) -> str:

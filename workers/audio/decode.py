@@ -13,7 +13,7 @@ import ffmpeg
 import imageio_ffmpeg
 import numpy as np
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
 
 # A 20 ms frame is "active" (speech, not room noise) above this level.
 ACTIVE_FRAME_DBFS = -50.0

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import scipy.signal
 
-from workers.motion.articulation import Phone
+from core.speech import Phone
 
 SAMPLE_RATE = 16000
 

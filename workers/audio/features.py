@@ -6,12 +6,12 @@ so motion models see exactly one feature row per rendered frame whatever the fps
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.fft
 import scipy.signal
 from numpy.lib.stride_tricks import sliding_window_view
+
+from core.speech import AudioFeatures
 
 WINDOW_SECONDS = 0.025
 HOP_SECONDS = 0.010
@@ -34,40 +34,6 @@ YIN_THRESHOLD = 0.2
 VOICING_MIN_DBFS = -50.0
 # Bounds memory of the batched FFTs to a few tens of MB regardless of audio length.
 PITCH_CHUNK_HOPS = 4096
-
-
-@dataclass(frozen=True)
-class AudioFeatures:
-    """Speech features on the video frame grid; frame i covers [i / fps, (i + 1) / fps).
-
-    Attributes:
-        fps: video frame rate in frames per second.
-        sample_rate: rate of the analysed waveform in Hz.
-        duration_s: waveform duration in seconds.
-        num_frames: number of video frames, max(1, round(duration_s * fps)).
-        log_mel: (num_frames, 80) float32 natural log of mel-band power (Slaney mel scale,
-            0-8000 Hz, area-normalized filters; power of a full-scale signal ~ 1), averaged
-            in the power domain over the frame's 10 ms hops; floored at log(1e-10).
-        energy_db: (num_frames,) float32 RMS level of the frame's samples in dBFS, floor -80.
-        pitch_hz: (num_frames,) float32 fundamental frequency in Hz, 0 where unvoiced.
-        voicing: (num_frames,) float32 periodicity in [0, 1] (1 - YIN aperiodicity, 0 in
-            silence), averaged over the frame's hops.
-        band_energy_db: (num_frames, 4) float32 power in 0-300, 300-1000, 1000-2500 and
-            2500-8000 Hz in dBFS (the four bands sum to the frame's mean square), floor -80.
-        speech_probability: (num_frames,) float32 voice activity in [0, 1] from silero-vad
-            (``workers.audio.vad``), filled by the audio stage; None where not computed.
-    """
-
-    fps: float
-    sample_rate: int
-    duration_s: float
-    num_frames: int
-    log_mel: np.ndarray
-    energy_db: np.ndarray
-    pitch_hz: np.ndarray
-    voicing: np.ndarray
-    band_energy_db: np.ndarray
-    speech_probability: np.ndarray | None = None
 
 
 def compute_features(wave: np.ndarray, sample_rate: int = 16000, fps: float = 25.0) -> AudioFeatures:

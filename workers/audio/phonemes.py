@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from pocketsphinx import Decoder
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 

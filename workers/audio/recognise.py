@@ -22,6 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from core.languages import supported_languages
 from workers.audio.whisper import PACKAGES, SAMPLE_RATE, model_files
 
 logger = logging.getLogger(__name__)
@@ -127,8 +128,6 @@ def _judge(result: Recognition, alignable: bool) -> Recognition:
 
 
 def _alignable(language: str) -> bool:
-    from workers.audio.align import supported_languages
-
     return language == "en" or language in supported_languages()
 
 

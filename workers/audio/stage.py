@@ -8,13 +8,17 @@ from typing import ClassVar
 
 import numpy as np
 
-from pipeline.errors import BadInputError
-from pipeline.identity import sha256_file
-from pipeline.stage import Resources, TaskStage
-from pipeline.storage import Storage, is_s3
-from pipeline.task import RenderTask
+from core.errors import BadInputError
+from core.identity import sha256_file
+from core.schemas import RenderControls
+from core.stage import Resources, TaskStage
+from core.storage import Storage, is_s3
+from core.task import RenderTask
+from workers.audio.align import VERSION as ALIGNMENT_VERSION
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
+from workers.audio.recognise import VERSION as RECOGNITION_VERSION
+from workers.audio.vad import VERSION as VAD_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +47,20 @@ class AudioFeatureStage(TaskStage):
     name: ClassVar[str] = "audio"
     resources: ClassVar[Resources] = Resources(cpus=0.5)
 
+    @classmethod
+    def model_versions(cls, controls: RenderControls) -> dict[str, str]:
+        versions = {"voice_activity": VAD_VERSION}
+        if controls.transcript is not None:
+            versions["transcript_alignment"] = ALIGNMENT_VERSION
+        elif controls.recognise:
+            versions["speech_recognition"] = RECOGNITION_VERSION
+        return versions
+
     def __init__(self, max_seconds: float = MAX_AUDIO_SECONDS, storage: Storage | None = None):
         self.max_seconds = max_seconds
         self.storage = storage or Storage()
 
     def process(self, task: RenderTask) -> None:
-        from workers.audio.vad import VERSION as VAD_VERSION
         from workers.audio.vad import speech_probability
 
         controls = task.request.controls

@@ -13,7 +13,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.decoder.shapes import between_curves_distance, polyline_y, smoothstep, soft_inside, sorted_by_x
+from workers.decoder.shapes import (
+    between_curves_distance,
+    polyline_y,
+    smoothstep,
+    soft_inside,
+    sorted_by_x,
+)
 
 CAVITY_RGB = (0.20, 0.08, 0.09)
 TONGUE_RGB = (0.62, 0.30, 0.31)

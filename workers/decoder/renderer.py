@@ -19,8 +19,21 @@ import torch
 import torch.nn.functional as F
 
 from workers.alignment.face import AlignedFace
-from workers.decoder.mouth import close_photo_mouth, fit_affine, map_lips, mouth_light, paint_mouth, teeth_plate
-from workers.decoder.shapes import between_curves_distance, polyline_y, smoothstep, soft_inside, sorted_by_x
+from workers.decoder.mouth import (
+    close_photo_mouth,
+    fit_affine,
+    map_lips,
+    mouth_light,
+    paint_mouth,
+    teeth_plate,
+)
+from workers.decoder.shapes import (
+    between_curves_distance,
+    polyline_y,
+    smoothstep,
+    soft_inside,
+    sorted_by_x,
+)
 from workers.decoder.spline import ThinPlateGrid, fit_thin_plate
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index

@@ -7,8 +7,9 @@ import time
 from collections import OrderedDict
 from typing import ClassVar
 
-from pipeline.stage import Resources, Stage
-from pipeline.task import FrameChunk, RenderTask
+from core.schemas import RenderControls
+from core.stage import Resources, Stage
+from core.task import FrameChunk, RenderTask
 from workers.decoder.renderer import DECODER_VERSION, DecoderConfig, FaceRenderer
 
 
@@ -18,9 +19,15 @@ class DecodeStage(Stage[FrameChunk, FrameChunk]):
     name: ClassVar[str] = "decode"
     resources: ClassVar[Resources] = Resources(cpus=1.0, gpus=0.0)
 
+    record: ClassVar[str] = "chunk"
+
+    @classmethod
+    def model_versions(cls, controls: RenderControls) -> dict[str, str]:
+        return {"decoder": DECODER_VERSION}
+
     def __init__(self, config: DecoderConfig = DecoderConfig(), cache_size: int = 4, device: str | None = None):
         """``device``: where to warp, overriding ``config.device`` (the graph passes its pool's
-        device, ``pipeline.devices.pool_device``)."""
+        device, ``core.devices.pool_device``)."""
         self.config = config if device is None else dataclasses.replace(config, device=device)
         self.device = self.config.device
         self.cache_size = cache_size

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from pipeline.errors import TransientError
-from pipeline.identity import sha256_file
-from pipeline.provenance import SIDECAR_SUFFIX, build_record, mp4_metadata, write_sidecar
-from pipeline.stage import Resources, Stage
-from pipeline.storage import Storage, is_s3
-from pipeline.task import FrameChunk, RenderTask, StageFailure
+from core.errors import TransientError
+from core.identity import sha256_file
+from core.provenance import SIDECAR_SUFFIX, build_record, mp4_metadata, write_sidecar
+from core.stage import Resources, Stage
+from core.storage import Storage, is_s3
+from core.task import FrameChunk, RenderTask, StageFailure
 from workers.encode import watermark
 from workers.encode.video import Mp4Writer
 

@@ -17,7 +17,7 @@ import ffmpeg
 import imageio_ffmpeg
 import numpy as np
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
 
 STALE_PARTIAL_S = 3600.0
 """A temporary video untouched this long belongs to a dead writer and may be removed."""

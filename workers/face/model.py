@@ -17,7 +17,13 @@ from scipy.optimize import lsq_linear
 
 from workers.face import topology as topo
 from workers.face.latents import (
-    DYN_SLICE, DYNAMICS, GAZE_SLICE, MOTION_DIM, POSE_SLICE, euler_from_matrix, rotation_matrix,
+    DYN_SLICE,
+    DYNAMICS,
+    GAZE_SLICE,
+    MOTION_DIM,
+    POSE_SLICE,
+    euler_from_matrix,
+    rotation_matrix,
 )
 from workers.face.rig import EYEBALL_RADIUS, build_rig
 

@@ -36,6 +36,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from core.speech import Phone
 from workers.face.latents import DYNAMICS
 
 logger = logging.getLogger(__name__)
@@ -62,21 +63,6 @@ CLOSED_JAW = 0.06
 
 # Phones silently counted when their symbol is unknown (symbol -> count), process-wide.
 UNKNOWN_PHONES: Counter[str] = Counter()
-
-
-@dataclass(frozen=True)
-class Phone:
-    """One phone with its time span.
-
-    Attributes:
-        symbol: IPA or ARPAbet symbol (see the module docstring); '' or 'pau' for silence.
-        start_s: start time in seconds from the start of the audio.
-        end_s: end time in seconds (exclusive), >= start_s.
-    """
-
-    symbol: str
-    start_s: float
-    end_s: float
 
 
 @dataclass(frozen=True)

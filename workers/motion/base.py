@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from workers.audio.features import AudioFeatures
+from core.speech import AudioFeatures
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class MotionControls:
 
 
 def motion_controls(controls) -> MotionControls:
-    """The motion controls of a request's :class:`~pipeline.schemas.RenderControls`."""
+    """The motion controls of a request's :class:`~core.schemas.RenderControls`."""
     from workers.face.latents import emotion_offset
 
     return MotionControls(seed=controls.seed, gaze=controls.gaze, distance=controls.distance,

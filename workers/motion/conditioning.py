@@ -18,8 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.speech import AudioFeatures
 from workers.audio.cues import CUE_NAMES, CueStatistics, acoustic_cues, speech_frames
-from workers.audio.features import MEL_FMAX_HZ, NUM_MELS, AudioFeatures, hz_to_slaney_mel, slaney_mel_to_hz
+from workers.audio.features import (
+    MEL_FMAX_HZ,
+    NUM_MELS,
+    hz_to_slaney_mel,
+    slaney_mel_to_hz,
+)
 
 # log_mel shape (80) + mel level + energy dB + log pitch + voiced flag + voicing + 4 relative bands
 AUDIO_DIM = NUM_MELS + 1 + 1 + 1 + 1 + 1 + 4

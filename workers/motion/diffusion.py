@@ -28,7 +28,12 @@ import torch
 from torch import nn
 
 from workers.face.latents import DYNAMICS, MOTION_DIM, POSE_SLICE
-from workers.motion.conditioning import AUDIO_DIM, MODEL_AUDIO_DIM, ClipNormalization, silence_matrix
+from workers.motion.conditioning import (
+    AUDIO_DIM,
+    MODEL_AUDIO_DIM,
+    ClipNormalization,
+    silence_matrix,
+)
 
 FPS = 25.0
 EMOTION_DIM = len(DYNAMICS)

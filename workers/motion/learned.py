@@ -19,13 +19,20 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from pipeline.errors import BadInputError
-from workers.audio.features import AudioFeatures
+from core.errors import BadInputError
+from core.speech import AudioFeatures
 from workers.face.latents import DYN_SLICE, DYNAMICS, GAZE_SLICE, POSE_SLICE
 from workers.motion.base import MotionControls
 from workers.motion.conditioning import AUDIO_FEATURES, features_matrix
-from workers.motion.diffusion import FPS, Conditions, DiffusionConfig, MotionTransformer, SamplingOptions, \
-    sample_motion, stream_motion
+from workers.motion.diffusion import (
+    FPS,
+    Conditions,
+    DiffusionConfig,
+    MotionTransformer,
+    SamplingOptions,
+    sample_motion,
+    stream_motion,
+)
 from workers.motion.procedural import HEAD_LIMIT_DEGREES
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "motion-diffusion.safetensors"
@@ -53,7 +60,7 @@ def locate_checkpoint(uri: str | os.PathLike | None = None) -> Checkpoint:
         uri = str(Path(uri) / DEFAULT_CHECKPOINT.name)
     meta_uri = uri[: -len(".safetensors")] + ".json" if uri.endswith(".safetensors") else uri + ".json"
     if "://" in uri and not uri.startswith("file://"):
-        from pipeline.storage import Storage
+        from core.storage import Storage
 
         storage, folder = Storage(), tempfile.mkdtemp(prefix="talkfarm-motion-")
         weights, meta_path = storage.fetch(uri, folder), storage.fetch(meta_uri, folder)

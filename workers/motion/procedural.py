@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
+from core.speech import AudioFeatures
 from workers.audio.cues import CueStatistics, acoustic_cues, smoothstep
-from workers.audio.features import AudioFeatures
 from workers.face.latents import DYN_SLICE, DYNAMICS, GAZE_SLICE, POSE_SLICE
 from workers.motion.base import MotionControls
 from workers.motion.silences import blink_profile

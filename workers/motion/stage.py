@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import ClassVar
 
-from pipeline.devices import local_device
-from pipeline.stage import Resources, TaskStage
-from pipeline.task import RenderTask
+from core.devices import local_device
+from core.schemas import RenderControls
+from core.stage import Resources, TaskStage
+from core.task import RenderTask
 from workers.motion.base import MotionGenerator
 from workers.motion.base import motion_controls as to_motion_controls
 from workers.motion.learned import DiffusionMotion
@@ -23,6 +25,11 @@ def motion_generators(device: str = "cpu") -> dict[str, MotionGenerator]:
     return {"diffusion": DiffusionMotion(device=device), "procedural": ProceduralMotion()}
 
 
+@lru_cache(maxsize=None)
+def _generator_version(name: str) -> str:
+    return motion_generators()[name].version
+
+
 class MotionStage(TaskStage):
     """Samples motion latents (T, MOTION_DIM) for each task with its chosen generator, then,
     when the audio stage aligned a transcript (``task.phones``), corrects the six mouth
@@ -33,9 +40,16 @@ class MotionStage(TaskStage):
     name: ClassVar[str] = "motion"
     resources: ClassVar[Resources] = Resources(cpus=0.5)
 
+    @classmethod
+    def model_versions(cls, controls: RenderControls) -> dict[str, str]:
+        versions = {"motion": _generator_version(controls.motion), "silences": SILENCES_VERSION}
+        if controls.transcript is not None:
+            versions["visemes"] = VISEME_VERSION
+        return versions
+
     def __init__(self, device: str | None = None) -> None:
         """``device``: torch device of the diffusion sampler; None: this process's own
-        (``pipeline.devices.local_device``). The graph passes its pool's device."""
+        (``core.devices.local_device``). The graph passes its pool's device."""
         self.device = device or local_device()
         self._generators: dict[str, MotionGenerator] | None = None
 

@@ -15,7 +15,13 @@ from typing import Sequence
 import numpy as np
 
 from workers.face.latents import DYN_SLICE, DYNAMICS
-from workers.motion.articulation import CLOSED_PRESS, MOUTH_CHANNELS, MOUTH_DYN_INDEX, Phone, mouth_targets
+from workers.motion.articulation import (
+    CLOSED_PRESS,
+    MOUTH_CHANNELS,
+    MOUTH_DYN_INDEX,
+    Phone,
+    mouth_targets,
+)
 
 # Share of the viseme target in the blended mouth channels (1 - this stays from the audio).
 VISEME_WEIGHT = 0.8

@@ -97,14 +97,14 @@ from workers.face.topology import (
     RIGID,
 )
 from workers.quality.measure import (
+    _pearson,
     audio_envelope,
-    relative_envelope_db,
     blink_rate,
     eye_aspect_ratio,
-    _pearson,
     lagged_correlations,
     mouth_opening,
     phone_articulation,
+    relative_envelope_db,
     rotation_angles,
     silence_closure,
 )

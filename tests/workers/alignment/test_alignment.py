@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
 from workers.alignment.image import load_image
 from workers.face import topology as topo
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import BadInputError
-from workers.audio.align import (MIN_CONFIDENCE, align, check_language, dtw_path, read_transcript,
-                                 supported_languages)
+from core.errors import BadInputError
+from core.languages import check_language, supported_languages
+from workers.audio.align import MIN_CONFIDENCE, align, dtw_path, read_transcript
 from workers.audio.decode import load_audio
 from workers.audio.espeak import synthesize
 

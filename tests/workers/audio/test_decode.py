@@ -10,8 +10,13 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from pipeline.errors import BadInputError
-from workers.audio.decode import audio_duration, frame_rms_dbfs, load_audio, normalize_loudness
+from core.errors import BadInputError
+from workers.audio.decode import (
+    audio_duration,
+    frame_rms_dbfs,
+    load_audio,
+    normalize_loudness,
+)
 
 ASSETS = Path("/work/shared/assets")
 SPEECH_WAVS = sorted(ASSETS.glob("speech_*.wav"))

@@ -7,10 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import BadInputError
+from core.errors import BadInputError
 from workers.audio.decode import load_audio
 from workers.audio.features import compute_features
-from workers.audio.phonemes import BILABIALS, OPEN_VOWELS, PhoneSegment, align_transcript, normalize_transcript
+from workers.audio.phonemes import (
+    BILABIALS,
+    OPEN_VOWELS,
+    PhoneSegment,
+    align_transcript,
+    normalize_transcript,
+)
 
 ASSETS = Path("/work/shared/assets")
 CLIP = ASSETS / "speech_librivox_austen_7s.wav"

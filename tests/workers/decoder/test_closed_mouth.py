@@ -133,7 +133,11 @@ def test_coincident_controls_give_a_stable_spline():
     """Two paired controls on one spot asking for different values: the fit is finite and
     small, a one-in-a-million move of the pair leaves a far point of the spline where it was,
     and a pair further apart than the radius keeps its own values."""
-    from workers.decoder.spline import ThinPlateGrid, fit_thin_plate, share_values_of_coincident
+    from workers.decoder.spline import (
+        ThinPlateGrid,
+        fit_thin_plate,
+        share_values_of_coincident,
+    )
 
     gen = torch.Generator().manual_seed(0)
     points = torch.rand(1, 40, 2, generator=gen, dtype=torch.float64)

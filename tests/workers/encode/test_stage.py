@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import TransientError
-from pipeline.schemas import RenderControls, RenderRequest
-from pipeline.task import FrameChunk, RenderTask
+from core.errors import TransientError
+from core.schemas import RenderControls, RenderRequest
+from core.task import FrameChunk, RenderTask
 from workers.encode.stage import EncodeStage
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.identity import sha256_file
+from core.errors import BadInputError
+from core.identity import sha256_file
 from workers.encode.video import Mp4Writer, check_writable, probe_video, read_frames
-from pipeline.errors import BadInputError
 
 
 def synthetic_frames(n: int, height: int = 96, width: int = 128) -> np.ndarray:

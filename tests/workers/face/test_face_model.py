@@ -15,8 +15,16 @@ from pipeline.preview import save_contact_sheet
 from workers.decoder.renderer import FaceRenderer
 from workers.face import latents
 from workers.face.latents import (
-    DYN_SLICE, DYNAMICS, GAZE_SLICE, MOTION_DIM, MOTION_NAMES, POSE_SLICE, dyn_index, emotion_offset,
-    euler_from_matrix, rotation_matrix,
+    DYN_SLICE,
+    DYNAMICS,
+    GAZE_SLICE,
+    MOTION_DIM,
+    MOTION_NAMES,
+    POSE_SLICE,
+    dyn_index,
+    emotion_offset,
+    euler_from_matrix,
+    rotation_matrix,
 )
 from workers.face.model import FaceModel
 

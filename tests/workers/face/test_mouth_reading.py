@@ -126,9 +126,9 @@ def test_visible_mouths_are_not_flagged(align):
 def test_a_hidden_mouth_reaches_the_result_and_the_manifest(astronaut_task, detector, shared_assets, tmp_path):
     """The whole render of a covered mouth: it is done (not failed), its result and its manifest
     row carry the warning and the mouth_hidden QC flag next to the QC's own flags."""
+    from core.schemas import RenderControls, RenderRequest
     from pipeline.manifest import ManifestRow
     from pipeline.runner import InProcessRunner
-    from pipeline.schemas import RenderControls, RenderRequest
 
     photo = cv2.cvtColor(cv2.imread(str(Path(astronaut_task.request.image))), cv2.COLOR_BGR2RGB)
     image = tmp_path / "hand.png"

@@ -3,12 +3,23 @@
 import numpy as np
 import pytest
 
+from workers.audio.cues import CUE_NAMES
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
-from workers.motion.conditioning import (AUDIO_DIM, BANDS, ENERGY, LOG_PITCH, MODEL_AUDIO_DIM, NUM_MELS,
-                                         ClipNormalization, audio_matrix, features_matrix, normalize_clip,
-                                         silence_matrix, warp_formants)
-from workers.audio.cues import CUE_NAMES
+from workers.motion.conditioning import (
+    AUDIO_DIM,
+    BANDS,
+    ENERGY,
+    LOG_PITCH,
+    MODEL_AUDIO_DIM,
+    NUM_MELS,
+    ClipNormalization,
+    audio_matrix,
+    features_matrix,
+    normalize_clip,
+    silence_matrix,
+    warp_formants,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,24 @@ import numpy as np
 import pytest
 import torch
 
+from jobs.train_motion import export
 from workers.face.latents import GAZE_SLICE, MOTION_DIM, POSE_SLICE
 from workers.motion.conditioning import AUDIO_DIM, silence_matrix
-from workers.motion.diffusion import Conditions, DiffusionConfig, MotionTransformer, SamplingOptions, \
-    sample_motion, stream_motion
-from workers.motion.learned import compose_motion, from_model_rate, load_model, locate_checkpoint, to_model_rate
-from jobs.train_motion import export
+from workers.motion.diffusion import (
+    Conditions,
+    DiffusionConfig,
+    MotionTransformer,
+    SamplingOptions,
+    sample_motion,
+    stream_motion,
+)
+from workers.motion.learned import (
+    compose_motion,
+    from_model_rate,
+    load_model,
+    locate_checkpoint,
+    to_model_rate,
+)
 
 CONFIG = DiffusionConfig(width=64, layers=2, heads=2, window=40, context=6, overlap=4)
 
@@ -103,7 +115,7 @@ def test_checkpoint_round_trip_reproduces_the_samples(model, rows, tmp_path):
 
 def test_checkpoint_of_other_audio_features_is_refused(model, tmp_path):
     """A model trained on another feature recipe would read garbage: refuse it by name."""
-    from pipeline.errors import BadInputError
+    from core.errors import BadInputError
 
     path = export(model, tmp_path, {"hours": 0.0, "utterances": 0}, {"steps": 0})
     meta_path = tmp_path / "motion-diffusion.json"
@@ -115,7 +127,7 @@ def test_checkpoint_of_other_audio_features_is_refused(model, tmp_path):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    from pipeline.errors import BadInputError
+    from core.errors import BadInputError
 
     with pytest.raises(BadInputError, match="motion checkpoint not found"):
         locate_checkpoint(tmp_path / "nothing.safetensors")

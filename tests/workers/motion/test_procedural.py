@@ -8,7 +8,13 @@ from scipy.signal import find_peaks
 
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
-from workers.face.latents import DYNAMICS, MOTION_DIM, MOTION_NAMES, dyn_index, emotion_offset
+from workers.face.latents import (
+    DYNAMICS,
+    MOTION_DIM,
+    MOTION_NAMES,
+    dyn_index,
+    emotion_offset,
+)
 from workers.motion.base import MotionControls
 from workers.motion.procedural import ProceduralMotion
 

@@ -7,12 +7,17 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 
-from pipeline.schemas import RenderControls, RenderRequest
-from pipeline.task import RenderTask
+from core.schemas import RenderControls, RenderRequest
+from core.task import RenderTask
 from workers.audio.decode import load_audio
 from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
-from workers.motion.silences import (MAX_BLINKS_PER_MINUTE, MIN_BLINKS_PER_MINUTE, blink_onsets, ensure_blinks,
-                                     rest_weight)
+from workers.motion.silences import (
+    MAX_BLINKS_PER_MINUTE,
+    MIN_BLINKS_PER_MINUTE,
+    blink_onsets,
+    ensure_blinks,
+    rest_weight,
+)
 
 JAW = DYN_SLICE.start + DYNAMICS.index("jaw_open")
 FPS = 25.0

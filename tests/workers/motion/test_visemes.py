@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
-from workers.motion.articulation import MOUTH_CHANNELS, MOUTH_DYN_INDEX, Phone, bilabial_centre_frames
+from workers.motion.articulation import (
+    MOUTH_CHANNELS,
+    MOUTH_DYN_INDEX,
+    Phone,
+    bilabial_centre_frames,
+)
 from workers.motion.visemes import apply_visemes, opening_gain
 
 PHONES = [Phone("b", 0.20, 0.28), Phone("a", 0.28, 0.48), Phone("m", 0.48, 0.58), Phone("u", 0.58, 0.80)]

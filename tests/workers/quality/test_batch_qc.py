@@ -20,12 +20,12 @@ from workers.quality.qc import (
     BatchQC,
     FaceTracker,
     StreamingQC,
+    _landmark_array,
+    _mouth_box,
     decode_frames,
     evaluate,
     evaluate_frames,
     flicker,
-    _landmark_array,
-    _mouth_box,
 )
 
 AUDIO = "speech_cmu_arctic_a0007_4s.wav"
@@ -64,8 +64,8 @@ def rendered(shared_assets, tmp_path_factory):
     speech recognition, as in bench/qc_tracking.py whose figures set the thresholds: a retrained
     motion model or transcript visemes (a faster-moving mouth, which the stride-2 patch fit
     follows less closely: lip r 0.72 vs 0.56 full, opening r 0.81) must not move them."""
+    from core.schemas import RenderControls, RenderRequest
     from pipeline.runner import InProcessRunner
-    from pipeline.schemas import RenderControls, RenderRequest
     from workers.decoder.renderer import DecoderConfig
 
     out = tmp_path_factory.mktemp("batch-qc") / "grace.mp4"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.quality.measure import _pearson, blink_rate, lagged_correlations
+from workers.quality.measure import _pearson, blink_rate
 from workers.quality.qc import (
     BATCH_STRIDE,
     BLINK_FRACTION,

@@ -9,6 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.errors import BadInputError
+from core.languages import check_language
+
 EMOTION_NAMES = ("neutral", "happy", "sad", "surprised", "angry")
 MOTION_GENERATORS = ("diffusion", "procedural")
 
@@ -74,9 +77,6 @@ class RenderControls(BaseModel):
     @field_validator("language")
     @classmethod
     def _known_language(cls, language: str) -> str:
-        from pipeline.errors import BadInputError
-        from workers.audio.align import check_language
-
         if language == "en":   # the default: no espeak-ng needed to accept it
             return language
         try:

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from pipeline.schemas import RenderRequest
+from core.schemas import RenderRequest
+from core.speech import AudioFeatures, Phone
 
-if TYPE_CHECKING:  # stage outputs; imported lazily so a CPU pool need not load torch models
-    from workers.alignment.face import AlignedFace
-    from workers.audio.features import AudioFeatures
-    from workers.motion.articulation import Phone
+
+class AlignedPortrait(Protocol):
+    """What every layer may read of the alignment stage's output
+    (``workers.alignment.face.AlignedFace``, which adds the face model and the mouth reading).
+
+    Attributes:
+        crop: (S, S, 3) uint8 RGB, face upright and centred.
+        landmarks: (478, 3) landmarks in crop pixels.
+        crop_from_photo: (2, 3) affine mapping photo pixels to crop pixels.
+        photo: (H, W, 3) uint8 RGB original.
+        face_px: face size in the original photo, pixels.
+    """
+
+    crop: np.ndarray
+    landmarks: np.ndarray
+    crop_from_photo: np.ndarray
+    photo: np.ndarray
+    face_px: float
 
 
 @dataclass(frozen=True)
@@ -39,8 +54,8 @@ class RenderTask:
         model_versions: name -> version of every model that touched the render.
         output_sha256: content hash of the finished video, once written.
         image_sha256, audio_sha256: content hashes of the inputs, set by the stages that read them.
-        render_id: content identity of the render (pipeline.identity.render_id).
-        provenance: the provenance record written beside the video (pipeline.provenance).
+        render_id: content identity of the render (core.identity.render_id).
+        provenance: the provenance record written beside the video (core.provenance).
         phones: transcript phones aligned to the audio (workers.audio.align), when the request
             has a transcript that matched; the motion stage turns them into visemes.
         quality, quality_flags: the batch QC of the finished video (workers.quality.qc.BatchQC,
@@ -54,8 +69,8 @@ class RenderTask:
     """
 
     request: RenderRequest
-    face: "AlignedFace | None" = None
-    audio: "AudioFeatures | None" = None
+    face: AlignedPortrait | None = None
+    audio: AudioFeatures | None = None
     audio_path: str | None = None
     motion: np.ndarray | None = None
     failure: StageFailure | None = None
@@ -67,7 +82,7 @@ class RenderTask:
     audio_sha256: str | None = None
     render_id: str | None = None
     provenance: dict | None = None
-    phones: "list[Phone] | None" = None
+    phones: list[Phone] | None = None
     alignment: dict | None = None
     transcript: dict | None = None
     quality: dict | None = None

@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from pipeline.identity import model_versions as default_model_versions
-from pipeline.identity import render_id as compute_render_id
-from pipeline.identity import sha256_file
+from core.identity import render_id as compute_render_id
+from core.identity import sha256_file
+from core.schemas import identity_controls
 
 PROVENANCE_VERSION = 1
 SIDECAR_SUFFIX = ".provenance.json"
@@ -40,14 +40,12 @@ def build_record(task, watermark_payload: str | None = None) -> dict:
     Sets ``task.render_id`` if it was not set yet.
     """
     request = task.request
-    versions = dict(task.model_versions) or default_model_versions(request.controls)
+    versions = dict(task.model_versions)
     image_sha256 = task.image_sha256 or sha256_file(request.image)
     audio_sha256 = task.audio_sha256 or sha256_file(
         request.audio if Path(request.audio).is_file() else task.audio_path)
     if getattr(task, "render_id", None) is None:
         task.render_id = compute_render_id(image_sha256, audio_sha256, request.controls, versions)
-    from pipeline.schemas import identity_controls
-
     controls = identity_controls(request.controls)
     return {
         "provenance_version": PROVENANCE_VERSION,

@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, Literal, TypeVar
 
-from pipeline.errors import BadInputError
-from pipeline.task import RenderTask, StageFailure
+from core.errors import BadInputError
+from core.schemas import RenderControls
+from core.task import RenderTask, StageFailure
 
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
@@ -38,14 +39,28 @@ class Resources:
 
 
 class Stage(ABC, Generic[InT, OutT]):
-    """One step of the render graph: ``setup()`` once, then ``__call__`` on batches."""
+    """One step of the render graph: ``setup()`` once, then ``__call__`` on batches.
+
+    Class attributes declare the stage to the graph (``pipeline.graph``), which reads them
+    and nothing else: ``name``; ``resources``, what one worker needs; ``record``, what a call
+    takes ("task": one :class:`RenderTask` per request, "chunk": a :class:`FrameChunk` of
+    its frames); ``ordered``, calls for one render must reach one worker in frame order.
+    """
 
     name: ClassVar[str]
     resources: ClassVar[Resources] = Resources()
+    record: ClassVar[Literal["task", "chunk"]] = "task"
+    ordered: ClassVar[bool] = False
     # Calling again with the same batch gives the same result and leaves nothing behind, so a
     # graph may re-run a call whose worker died (the encoder, which appends to an open file,
     # is not).
     idempotent: ClassVar[bool] = True
+
+    @classmethod
+    def model_versions(cls, controls: RenderControls) -> dict[str, str]:
+        """Name -> version of the models this stage runs for a render with ``controls``, known
+        before it runs: part of the render's identity (``core.identity.render_id``)."""
+        return {}
 
     def setup(self) -> None:
         """Load models and warm caches; called once per worker before the first batch."""

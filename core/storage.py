@@ -15,7 +15,7 @@ Guarantees:
   :meth:`Storage.list` hides them and an S3 lifecycle rule on ``*.partial-*`` can sweep them.
 * **Retries** -- transient S3 failures (throttling, 5xx, connection / read timeouts) are
   retried with exponential backoff + jitter, then raised as
-  :class:`~pipeline.errors.TransientError`. botocore's own retries are switched off so
+  :class:`~core.errors.TransientError`. botocore's own retries are switched off so
   there is one retry policy, this one.
 * **Clear permanent errors** -- a missing object raises
   ``BadInputError("object not found", uri)``; a URI outside ``allowed_prefixes`` raises
@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import unquote, urlparse
 
+from core.errors import BadInputError, TransientError
 from monitoring.metrics import metrics
-from pipeline.errors import BadInputError, TransientError
 
 __all__ = [
     "Storage",
@@ -302,8 +302,13 @@ class Storage:
         """Run one S3 operation with retries; map errors onto talkfarm's error types."""
         from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import (
-            BotoCoreError, ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError,
-            NoCredentialsError, ReadTimeoutError,
+            BotoCoreError,
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            ReadTimeoutError,
         )
 
         last: BaseException | None = None
