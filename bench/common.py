@@ -41,7 +41,7 @@ def peak_rss_mib() -> float:
 def render_and_measure(runner, portrait: Path, audio: Path, out: Path, motion: str,
                        transcript: str | None = None, **controls) -> dict | str:
     """Render ``audio`` on ``portrait`` with the ``motion`` generator through ``runner`` (a set-up
-    ``InProcessRunner``) and measure the video as ``talkfarm eval`` does (with ``transcript``
+    ``pipeline.render.LocalRenderer``) and measure the video as ``talkfarm eval`` does (with ``transcript``
     for the phone measures). Returns the metrics, or the failure as "stage: message"."""
     from core.schemas import RenderControls, RenderRequest
     from workers.quality.qc import evaluate

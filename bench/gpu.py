@@ -101,11 +101,10 @@ def decoder_rate(assets: Path, device: str, size: int, frames: int, batch: int) 
 def whole_renders(assets: Path, device: str, size: int, clips: list[str], out: Path) -> tuple[list[list[str]], float]:
     """Rows per clip: the in-process runner's stage seconds and realtime factor."""
     from core.schemas import RenderControls, RenderRequest
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
     from workers.decoder.renderer import DecoderConfig
 
-    runner = InProcessRunner(DecoderConfig(device=device))
-    runner.setup()
+    runner = LocalRenderer(DecoderConfig(device=device))
     rows = []
     for clip in clips:
         request = RenderRequest(id=Path(clip).stem, image=str(assets / PORTRAIT), audio=str(assets / clip),

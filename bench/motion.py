@@ -91,13 +91,12 @@ def speed_rows(assets: Path, steps: int) -> list[str]:
 
 def quality_rows(assets: Path, size: int, steps: int) -> tuple[list[str], dict]:
     from bench.common import render_and_measure
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
     from workers.decoder.renderer import DecoderConfig
 
     portraits = sorted(p for p in assets.glob("face_*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     speech = sorted(assets.glob("speech_*.wav"))
-    runner = InProcessRunner(DecoderConfig(device="cpu"))
-    runner.setup()
+    runner = LocalRenderer(DecoderConfig(device="cpu"))
     rows = ["| motion | portrait | speech | lip r | lag | silence closed | opening range | P/B/M closed "
             "| vowels open | contrast | phone-target r | head deg/frame | head range deg | blinks/min | jitter % IOD |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -176,14 +176,13 @@ def render_rows(paths: list[Path], assets: Path, checkpoint: str | None) -> None
     import tempfile
 
     from bench.common import render_and_measure
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
     from workers.decoder.renderer import DecoderConfig
 
     if checkpoint:
         os.environ["TALKFARM_MOTION_CHECKPOINT"] = str(checkpoint)
     portraits = sorted(p for p in assets.glob("face_*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    runner = InProcessRunner(DecoderConfig(device="cpu"))
-    runner.setup()
+    runner = LocalRenderer(DecoderConfig(device="cpu"))
     keys = ("articulation_target_r", "open_vowel_open_fraction", "opening_range", "lipsync_r")
     scores: dict[str, dict[str, list[float]]] = {}
     print("\n| motion | portrait | recording | phone-target r | vowels open | opening range | lip r |\n|---|---|---|---|---|---|---|")

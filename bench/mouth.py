@@ -183,13 +183,12 @@ def measure(path: Path, detector, out: Path) -> dict:
 def speech_rows(assets: Path, extra: list[Path]) -> tuple[list[str], dict]:
     """Lip sync on the shared LibriVox clip (with transcript), default motion."""
     from bench.common import render_and_measure
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
     from workers.decoder.renderer import DecoderConfig
 
     audio = assets / "speech_librivox_austen_7s.wav"
     transcript = audio.with_suffix(".txt").read_text()
-    runner = InProcessRunner(DecoderConfig(device="cpu"))
-    runner.setup()
+    runner = LocalRenderer(DecoderConfig(device="cpu"))
     rows = ["| portrait | lip r | silence closed | P/B/M closed |", "|---|---|---|---|"]
     keys = ("lipsync_r", "silence_closed_fraction", "bilabial_closed_fraction")
     summary: dict[str, list[float]] = {key: [] for key in keys}

@@ -7,7 +7,7 @@
 Builds N distinct requests from the shared assets (2 portraits x 2 short CMU Arctic clips,
 seed varied so every render id differs and nothing is reused), then
 
-1. renders them one after another in this process with ``pipeline.runner.InProcessRunner``
+1. renders them one after another in this process with ``pipeline.render.LocalRenderer``
    (the same stages as ``talkfarm render``), and
 2. runs them as one batch job the way ``talkfarm batch`` does with its embedded defaults:
    SQLite job state (``open_job_store``), local storage, a local Ray started by
@@ -43,8 +43,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.common import cpu_model, peak_rss_mib  # noqa: E402 - needs the repo on sys.path
+from pipeline.graph import STAGES  # noqa: E402
 
-STAGES = ("alignment", "audio", "motion", "decode", "encode")
 IMAGES = ("face_grace_hopper.jpg", "face_astronaut_eileen_collins.png")
 AUDIOS = ("speech_cmu_arctic_a0007_4s.wav", "speech_cmu_arctic_a0009_3s.wav")
 
@@ -184,10 +184,9 @@ class TimedStore:
 
 
 def run_inprocess(requests, size: int):
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
 
-    runner = InProcessRunner()
-    runner.setup()
+    runner = LocalRenderer()
     stage = defaultdict(float)
     frames = done = 0
     started = time.perf_counter()
@@ -306,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     base = None
     if not args.no_baseline:
         base_requests = make_requests(assets, out / stamp / "inprocess", args.requests, args.size)
-        print("one after another in-process (InProcessRunner) ...", flush=True)
+        print("one after another in-process (LocalRenderer) ...", flush=True)
         base = run_inprocess(base_requests, args.size)
         print(f"  {base['done']} done in {base['wall']:.1f} s (model loading {base['setup']:.2f} s not included), "
               f"load average now {load_average()}", flush=True)

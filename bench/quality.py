@@ -54,16 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         cv2.setNumThreads(args.threads)
 
     from core.schemas import MOTION_GENERATORS, RenderControls, RenderRequest
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
     from workers.decoder.renderer import DecoderConfig
     from workers.quality.qc import evaluate, qc_for_batch
 
     assets = Path(args.assets)
     portraits = sorted(p for p in assets.glob("face_*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     speech = sorted(p for p in assets.glob("speech_*") if p.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"))
-    runner = InProcessRunner(DecoderConfig(device="cpu"))
-    runner.encode.quality_check = True          # as the batch pipeline's encoder runs
-    runner.setup()
+    runner = LocalRenderer(DecoderConfig(device="cpu"), quality_check=True)   # as the batch pipeline's encoder runs
     lines = []
     header = ("| motion | portrait | speech | s | face | lip r | lag | silence closed | P/B/M closed | vowels open "
               "| head deg/frame | head range deg | blinks/min | identity % IOD | jitter % IOD | flicker grey "

@@ -27,8 +27,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.common import cpu_model, peak_rss_mib  # noqa: E402 - needs the repo on sys.path
+from pipeline.graph import STAGES  # noqa: E402
 
-STAGES = ("alignment", "audio", "motion", "decode", "encode")
 RENDERS = (
     ("face_grace_hopper.jpg", "speech_cmu_arctic_a0007_4s.wav"),
     ("face_grace_hopper.jpg", "speech_cmu_arctic_a0009_3s.wav"),
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.devices import local_device
     from core.schemas import RenderRequest
     from pipeline.preview import save_contact_sheet
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
     from workers.decoder.renderer import DecoderConfig
 
     assets, out = Path(args.assets), Path(args.out)
@@ -81,9 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {platform.python_version()}, torch {torch.__version__}, {platform.platform()}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
 
-    runner = InProcessRunner(DecoderConfig(device=device))
-    runner.setup()
-    print(f"model loading (runner.setup): {runner.setup_seconds:.2f} s, peak RSS after setup {peak_rss_mib():.0f} MiB\n")
+    runner = LocalRenderer(DecoderConfig(device=device))
+    print(f"model loading (LocalRenderer construction): {runner.setup_seconds:.2f} s, peak RSS after setup {peak_rss_mib():.0f} MiB\n")
 
     # one throw-away render first: the first call pays one-off costs (torch kernels, MediaPipe graph)
     warm = runner.render(RenderRequest(id="warmup", image=str(assets / RENDERS[1][0]), audio=str(assets / RENDERS[1][1]),

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from core.schemas import RenderControls, RenderRequest  # noqa: E402
-from pipeline.runner import InProcessRunner  # noqa: E402
+from pipeline.render import LocalRenderer  # noqa: E402
 from workers.audio.espeak import synthesize  # noqa: E402
 from workers.decoder.renderer import DecoderConfig  # noqa: E402
 from workers.motion.articulation import classify  # noqa: E402
@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default="face_grace_hopper.jpg")
     args = parser.parse_args(argv)
     assets = Path(args.assets)
-    runner = InProcessRunner(DecoderConfig(device="cpu"))
-    runner.setup()
+    runner = LocalRenderer(DecoderConfig(device="cpu"))
     tmp = Path(tempfile.mkdtemp(prefix="talkfarm-bench-transcript-"))
     image = str(assets / args.image)
     rows = ["| speech | language | transcript | P/B/M | lips closed on P/B/M | open vowels parted | articulation contrast "

@@ -2,8 +2,8 @@
 
 A stage is a plain class: ``setup()`` loads models once per worker (an actor on Ray, the
 process in-process), ``__call__(batch)`` maps a list of items to a list of items. Stages know
-nothing about Ray; ``pipeline.graph`` and ``pipeline.runner`` wire the same classes into a
-Ray actor pool or chain them in one process.
+nothing about Ray; ``pipeline.graph`` declares them in order and ``pipeline.executors`` runs
+the same classes as Ray actor pools or in this process.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class Stage(ABC, Generic[InT, OutT]):
     """One step of the render graph: ``setup()`` once, then ``__call__`` on batches.
 
     Class attributes declare the stage to the graph (``pipeline.graph``), which reads them
-    and nothing else: ``name``; ``resources``, what one worker needs; ``record``, what a call
+    and nothing else: ``name``; ``resources``, what one worker asks the scheduler for (the
+    defaults share a 2-CPU laptop: fractional CPUs let the light stages share a core); ``record``, what a call
     takes ("task": one :class:`RenderTask` per request, "chunk": a :class:`FrameChunk` of
     its frames); ``ordered``, calls for one render must reach one worker in frame order.
     """

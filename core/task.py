@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.schemas import RenderRequest
+from core.schemas import RenderRequest, RenderResult
 from core.speech import AudioFeatures, Phone
 
 
@@ -91,6 +91,28 @@ class RenderTask:
     @property
     def num_frames(self) -> int:
         return 0 if self.motion is None else int(self.motion.shape[0])
+
+    def result(self) -> RenderResult:
+        """The user-facing result of the finished (or failed) render."""
+        failed = self.failure is not None
+        return RenderResult(
+            request_id=self.request.id,
+            status="failed" if failed else "done",
+            output=None if failed else self.request.output,
+            output_sha256=None if failed else self.output_sha256,
+            frames=0 if failed else self.num_frames,
+            audio_seconds=0.0 if self.audio is None else self.audio.duration_s,
+            seconds=dict(self.seconds),
+            error_stage=self.failure.stage if failed else None,
+            error_message=self.failure.message if failed else None,
+            warnings=list(self.warnings),
+            model_versions=dict(self.model_versions),
+            render_id=self.render_id,
+            watermark_payload=None if self.provenance is None else self.provenance.get("watermark_payload"),
+            quality=None if failed else self.quality,
+            quality_flags=[] if failed else list(self.quality_flags),
+            transcript=self.transcript,
+        )
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """The batch driver: claims requests from the job store and pushes them through the graph.
 
-Each request walks alignment -> audio -> (idempotency check) -> motion -> frame chunks
-decoded across the decoder pool -> the chunks written in order by one encoder. The driver
+Each request walks the task stages of the graph (``pipeline.graph.RENDER_GRAPH``: alignment
+-> audio -> motion), named by its contents and reused instead when an identical render
+exists, as soon as its inputs are hashed; then its frame chunks go through the chunk stages
+(decoded across the decoder pool, written in order by one encoder). The driver
 keeps a bounded number of requests and frame chunks in flight, so memory stays flat on a
 10,000-row job; it records every outcome in the job store (retrying transient failures up
 to ``max_attempts``) and finally writes the Parquet manifest.
@@ -26,12 +28,19 @@ from core.schemas import RenderRequest, RenderResult
 from core.storage import Storage
 from core.task import FrameChunk, RenderTask, StageFailure
 from monitoring.metrics import MULTIPROC_ENV, metrics
-from pipeline.graph import GraphConfig, Handle, model_versions
-from pipeline.jobstate import JobStore
+from pipeline.executors import Executor, Handle
+from pipeline.graph import (
+    CHUNK_STAGES,
+    TASK_STAGES,
+    GraphConfig,
+    frame_chunks,
+    model_versions,
+    stage_spec,
+)
+from pipeline.jobstate import JobStore, RequestState
 from pipeline.manifest import ManifestRow, history_lines, write_manifest
 from pipeline.request_files import InvalidRow
 from pipeline.reuse import InputHashes
-from pipeline.runner import frame_chunks, result_of
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,7 @@ class BatchProgress:
     reused: int = 0
     running: int = 0
     frames: int = 0
+    frames_planned: int = 0        # frames of the renders whose motion is sampled so far
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -88,7 +98,7 @@ class BatchDriver:
     """Runs one job to completion on an executor (Ray or local).
 
     Args:
-        executor: a :class:`~pipeline.graph.RayExecutor` or :class:`~pipeline.graph.LocalExecutor`.
+        executor: an :class:`~pipeline.executors.Executor` (Ray actor pools or in-process).
         store: the job store holding the job's requests and their states.
         storage: where outputs and the manifest are written.
         graph: pool layout and chunk size (must match the executor's).
@@ -98,7 +108,7 @@ class BatchDriver:
             every turn of the loop, so a driver that lost it stops before it claims again.
     """
 
-    def __init__(self, executor, store: JobStore, storage: Storage, graph: GraphConfig = GraphConfig(),
+    def __init__(self, executor: Executor, store: JobStore, storage: Storage, graph: GraphConfig = GraphConfig(),
                  config: BatchConfig = BatchConfig(), on_progress: Callable[[BatchProgress], None] | None = None,
                  lease=None):
         self.executor = executor
@@ -137,8 +147,8 @@ class BatchDriver:
             for request_id, item in active.items():
                 if not item.started and time.monotonic() >= self._retry_at.get(request_id, 0.0):
                     item.started = True
-                    handles.append(self.executor.submit("alignment", [RenderTask(item.request)], tag=item))
-            handles.extend(self._feed_decoders(active))
+                    handles.append(self.executor.submit(TASK_STAGES[0], [RenderTask(item.request)], tag=item))
+            handles.extend(self._feed_chunks(active))
             progress.running = len(active)
             metrics().observe_executor(self.executor)
             if not handles:
@@ -154,20 +164,22 @@ class BatchDriver:
                 self.on_progress(progress)
         metrics().observe_executor(self.executor)
 
-    def _feed_decoders(self, active: dict[str, _Active]) -> list[Handle]:
-        """Submit waiting frame chunks while the decode and encode pools have room.
+    def _feed_chunks(self, active: dict[str, _Active]) -> list[Handle]:
+        """Submit waiting frame chunks while every chunk stage's pool has room.
 
-        Each chunk's encode call is submitted right behind its decode call, with the decode
-        result as its argument and the render as the key: one encoder gets all of a render's
-        chunks, in order, and Ray runs them in that order.
+        A chunk's call to each chunk stage is submitted right behind its call to the one
+        before, with that call's result as its argument; an ``ordered`` stage's calls carry
+        the render as their key, so one encoder gets all of a render's chunks, in order, and
+        Ray runs them in that order.
         """
         submitted = []
-        for request_id, item in active.items():
-            while item.chunks and self.executor.capacity("decode") > 0 and self.executor.capacity("encode") > 0:
-                chunk = item.chunks.popleft()
-                decoded = self.executor.submit("decode", [chunk], tag=item)
-                encoded = self.executor.submit("encode", decoded, key=_render_key(item.request), tag=item)
-                submitted += [decoded, encoded]
+        for item in active.values():
+            while item.chunks and all(self.executor.capacity(stage) > 0 for stage in CHUNK_STAGES):
+                batch: Any = [item.chunks.popleft()]
+                for stage in CHUNK_STAGES:
+                    key = _render_key(item.request) if stage_spec(stage).ordered else None
+                    batch = self.executor.submit(stage, batch, key=key, tag=item)
+                    submitted.append(batch)
         return submitted
 
     def _advance(self, job_id: str, handle: Handle, active: dict[str, _Active], progress: BatchProgress) -> list[Handle]:
@@ -181,22 +193,15 @@ class BatchDriver:
             batch = self.executor.result(handle)
         except Exception as err:  # worker crash, lost actor, storage hiccup: retry the request
             return self._fail(job_id, request_id, active, progress, handle.stage, _describe(err), transient=True)
-        if handle.stage == "decode":
-            return []
-        task: RenderTask = batch[0].task if handle.stage == "encode" else batch[0]
+        if handle.stage in CHUNK_STAGES[:-1]:
+            return []              # its result already went on to the next chunk stage
+        task: RenderTask = batch[0].task if handle.stage in CHUNK_STAGES else batch[0]
         if task.failure is not None:
             return self._fail(job_id, request_id, active, progress, task.failure.stage, task.failure.message,
                               transient=False)
-        if handle.stage == "alignment":
-            return [self.executor.submit("audio", batch, tag=item)]
-        if handle.stage == "audio":
-            return self._after_audio(job_id, item, task, active, progress)
-        if handle.stage == "motion":
-            item.task = task
-            item.chunks = deque(frame_chunks(task, self.graph.chunk_frames))
-            item.chunks_left = len(item.chunks)
-            return []
-        # encode: one more chunk written
+        if handle.stage in TASK_STAGES:
+            return self._after_task_stage(job_id, item, handle.stage, batch, active, progress)
+        # the last chunk stage: one more chunk written
         chunk: FrameChunk = batch[0]
         progress.frames += chunk.stop - chunk.start
         for stage, seconds in chunk.seconds.items():
@@ -204,19 +209,34 @@ class BatchDriver:
         item.chunks_left -= 1
         if item.chunks_left == 0:
             task.seconds.update(item.chunk_seconds)
-            self._finish(job_id, item, result_of(task), task, active, progress)
+            self._finish(job_id, item, task.result(), task, active, progress)
         return []
 
-    def _after_audio(self, job_id: str, item: _Active, task: RenderTask, active: dict[str, _Active],
-                     progress: BatchProgress) -> list[Handle]:
-        """Name the render by its contents; reuse an identical finished render if there is one."""
+    def _after_task_stage(self, job_id: str, item: _Active, stage: str, batch: list[RenderTask],
+                          active: dict[str, _Active], progress: BatchProgress) -> list[Handle]:
+        """Name the render once its inputs are hashed (and reuse an identical finished render);
+        then the next task stage, or, after the last, its frame chunks."""
+        task = batch[0]
+        if task.render_id is None and task.image_sha256 and task.audio_sha256:
+            if self._identify(job_id, item, task, active, progress):
+                return []
+        following = TASK_STAGES.index(stage) + 1
+        if following < len(TASK_STAGES):
+            return [self.executor.submit(TASK_STAGES[following], batch, tag=item)]
+        item.task = task
+        item.chunks = deque(frame_chunks(task, self.graph.chunk_frames))
+        item.chunks_left = len(item.chunks)
+        progress.frames_planned += task.num_frames
+        return []
+
+    def _identify(self, job_id: str, item: _Active, task: RenderTask, active: dict[str, _Active],
+                  progress: BatchProgress) -> bool:
+        """Name the render by its contents; True when an identical finished render was reused."""
         self.input_hashes.learn(task.request.image, task.image_sha256)
         self.input_hashes.learn(task.request.audio, task.audio_sha256)
         task.render_id = render_id(task.image_sha256, task.audio_sha256, task.request.controls,
                                    model_versions(task.request.controls))
-        if self._try_reuse(job_id, item, task, active, progress):
-            return []
-        return [self.executor.submit("motion", [task], tag=item)]
+        return self._try_reuse(job_id, item, task, active, progress)
 
     def _reuse_early(self, job_id: str, item: _Active, active: dict[str, _Active], progress: BatchProgress) -> None:
         """Finish a just-claimed request by reuse before any stage runs, when its inputs were
@@ -285,7 +305,8 @@ class BatchDriver:
         if item.task is not None and item.chunks_left:
             # Close this render's half-written video on its encoder (it removes the temp file).
             failed = RenderTask(item.request, failure=StageFailure(stage, message))
-            cleanup.append(self.executor.submit("encode", [FrameChunk(failed, 0, 0)], key=_render_key(item.request)))
+            for ordered in (name for name in CHUNK_STAGES if stage_spec(name).ordered):
+                cleanup.append(self.executor.submit(ordered, [FrameChunk(failed, 0, 0)], key=_render_key(item.request)))
         status = self.store.mark_failed(job_id, request_id, stage, message, transient=transient,
                                         max_attempts=self.config.max_attempts)
         if status == "pending":
@@ -324,17 +345,23 @@ def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderReques
                 row.attempt_history = history_lines(state.history)
                 yield row
             continue
-        if state.status == "done" and "result" in record:
-            result = RenderResult.model_validate(record["result"])
-        else:
-            result = RenderResult(request_id=request.id, status="failed", error_stage=state.error_stage or state.status,
-                                  error_message=state.error_message or f"request {state.status}")
+        result = request_result(request, state)
         yield ManifestRow.from_result(
             job_id, request, result, render_id=state.render_id, image_sha256=record.get("image_sha256"),
             audio_sha256=record.get("audio_sha256"), attempts=state.attempts,
             watermark_payload=result.watermark_payload if hasattr(result, "watermark_payload") else None,
             created_at=_parse_time(record.get("created_at")), finished_at=_parse_time(record.get("finished_at")),
             attempt_history=history_lines(state.history))
+
+
+def request_result(request: RenderRequest, state: RequestState) -> RenderResult:
+    """A request's result as the job store holds it: the finished render's, or a failed one
+    naming the stage and message of its last failure (or its status: pending, cancelled)."""
+    record = state.result or {}
+    if state.status == "done" and "result" in record:
+        return RenderResult.model_validate(record["result"])
+    return RenderResult(request_id=request.id, status="failed", error_stage=state.error_stage or state.status,
+                        error_message=state.error_message or f"request {state.status}")
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -384,7 +411,8 @@ def open_executor(address: str | None, graph: GraphConfig, storage: Storage, qua
 
     import ray
 
-    from pipeline.graph import RayExecutor, stage_factories
+    from pipeline.executors import RayExecutor
+    from pipeline.graph import StageOptions, stage_factories
 
     if not ray.is_initialized():
         # Actors reach S3 with the driver's standard AWS settings, and record metrics into the
@@ -399,4 +427,4 @@ def open_executor(address: str | None, graph: GraphConfig, storage: Storage, qua
             os.environ.setdefault(LOOPBACK_RAY_ENV, "0")
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
                      runtime_env=runtime_env)
-    return RayExecutor(stage_factories(storage, quality_check=quality_check, graph=graph), graph)
+    return RayExecutor(stage_factories(StageOptions(storage, quality_check=quality_check), graph), graph)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -134,26 +135,28 @@ def _render(args: argparse.Namespace) -> int:
     from workers.encode.video import check_writable
 
     check_writable(args.output)
+    # Lazy: torch, mediapipe and the models load only once a render is really going to run,
+    # so `--help` and bad input answer at once.
     from tqdm import tqdm
 
     from core.devices import local_device
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
     from workers.decoder.renderer import DecoderConfig
 
     device = args.device or local_device()
     progress = None
 
-    def on_frames(task, count: int) -> None:
+    def on_progress(state) -> None:
         nonlocal progress
-        if args.quiet:
+        if args.quiet or not state.frames_planned:
             return
         if progress is None:
-            progress = tqdm(total=task.num_frames, unit="frame", desc="rendering", leave=False)
-        progress.update(count)
+            progress = tqdm(total=state.frames_planned, unit="frame", desc="rendering", leave=False)
+        progress.update(state.frames - progress.n)
 
-    runner = InProcessRunner(DecoderConfig(device=device), on_frames=on_frames)
-    runner.setup()
-    result = runner.render(request)
+    # The driver's per-request failure log is for batch operators; a render states its error once.
+    logging.getLogger("pipeline.batch").setLevel(logging.ERROR)
+    result = LocalRenderer(DecoderConfig(device=device), on_progress=on_progress).render(request)
     if progress is not None:
         progress.close()
     for warning in result.warnings:

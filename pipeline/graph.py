@@ -1,29 +1,112 @@
-"""The render graph: one pool of workers per stage, on Ray or in this process.
+"""The render graph, declared once: its stages in order, how each is built, its pools.
 
-The stage classes know nothing about Ray. A :class:`StageWorker` hosts one stage instance
-(``setup()`` once, then batches); :class:`RayExecutor` turns each pool into Ray Core actors
-with the pool's resources (fractional CPUs, ``num_gpus``, an accelerator type or a custom
-resource to pin on), and :class:`LocalExecutor` runs the very same workers inline. The
-batch driver (``pipeline.batch``) talks to either through ``submit / wait / result``.
-
-Ray Core actors rather than Ray Data: a Ray Data trial with two actor pools hung on this
-2-core machine, and the driver needs per-request retries, ordering of a render's frame
-chunks on one encoder, and bounded in-flight work, which are direct to express here.
+:data:`RENDER_GRAPH` is the one list of the stages. The batch driver walks it (task stages
+one after another per request, then each render's frame chunks through the chunk stages),
+and the executors (``pipeline.executors``), the settings, the metrics and the benches read
+the names, resources and kinds from it. A stage declares its own name, resources, record
+kind, ordering and model versions (``core.stage.Stage``); a :class:`StageSpec` adds only how
+the graph builds it. A new stage is one class in ``workers/`` and one line here.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.devices import pool_device
+from core.schemas import RenderControls
 from core.stage import Resources, Stage
-from monitoring.metrics import metrics
+from core.storage import Storage
+from core.task import FrameChunk, RenderTask
+from workers.alignment.stage import AlignmentStage
+from workers.audio.stage import AudioFeatureStage
+from workers.decoder.renderer import DecoderConfig
+from workers.decoder.stage import DecodeStage
+from workers.encode.stage import EncodeStage
+from workers.motion.stage import MotionStage
 
-STAGES = ("alignment", "audio", "motion", "decode", "encode")
+
+@dataclass(frozen=True)
+class StageOptions:
+    """What the stages of one graph are built with.
+
+    Attributes:
+        storage: where inputs are read and outputs written (None: local files).
+        decoder: decoder settings; its device is the pool's unless ``device`` is given.
+        quality_check: the encoder measures every finished video (batch QC).
+        device: torch device of the device stages (motion sampling, decoding), overriding the
+            one their pool's GPUs give (``core.devices.pool_device``); a local render uses one.
+    """
+
+    storage: Storage | None = None
+    decoder: DecoderConfig = DecoderConfig()
+    quality_check: bool = True
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """How the graph builds one stage; all else (name, resources, record kind, ordering, model
+    versions) the stage class declares itself.
+
+    Attributes:
+        stage_class: the :class:`~core.stage.Stage` subclass.
+        arguments: the keyword arguments it is built with, from the graph's :class:`StageOptions`.
+        on_device: built with ``device=`` (torch stages), from its pool's GPUs.
+        workers: default pool size.
+    """
+
+    stage_class: type[Stage]
+    arguments: Callable[[StageOptions], dict[str, Any]] = lambda options: {}
+    on_device: bool = False
+    workers: int = 1
+
+    @property
+    def name(self) -> str:
+        return self.stage_class.name
+
+    @property
+    def resources(self) -> Resources:
+        return self.stage_class.resources
+
+    @property
+    def record(self) -> str:
+        return self.stage_class.record
+
+    @property
+    def ordered(self) -> bool:
+        return self.stage_class.ordered
+
+    def factory(self, options: StageOptions, gpus: float) -> Callable[[], Stage]:
+        """A picklable constructor of the stage (each worker builds its own instance);
+        ``gpus``: per worker of its pool, which decide its torch device unless
+        ``options.device`` does."""
+        build = functools.partial(self.stage_class, **self.arguments(options))
+        if not self.on_device:
+            return build
+        if options.device is not None:
+            return functools.partial(build, device=options.device)
+        return OnPoolDevice(build, gpus)
+
+
+RENDER_GRAPH: tuple[StageSpec, ...] = (
+    StageSpec(AlignmentStage, lambda options: {"storage": options.storage}),
+    StageSpec(AudioFeatureStage, lambda options: {"storage": options.storage}),
+    StageSpec(MotionStage, on_device=True),
+    StageSpec(DecodeStage, lambda options: {"config": options.decoder}, on_device=True, workers=2),
+    StageSpec(EncodeStage, lambda options: {"storage": options.storage, "quality_check": options.quality_check}),
+)
+STAGES: tuple[str, ...] = tuple(spec.name for spec in RENDER_GRAPH)
+TASK_STAGES: tuple[str, ...] = tuple(spec.name for spec in RENDER_GRAPH if spec.record == "task")
+CHUNK_STAGES: tuple[str, ...] = tuple(spec.name for spec in RENDER_GRAPH if spec.record == "chunk")
+CHUNK_FRAMES = 50
+
+
+def stage_spec(name: str) -> StageSpec:
+    """The spec of the stage called ``name``."""
+    return next(spec for spec in RENDER_GRAPH if spec.name == name)
 
 
 @dataclass(frozen=True)
@@ -43,18 +126,13 @@ class PoolSpec:
 
 @dataclass(frozen=True)
 class GraphConfig:
-    """Pools for the five stages plus how frames are split between decoders."""
+    """A pool per stage of :data:`RENDER_GRAPH`, how frames are split into chunks, and the
+    driver's bound on requests in flight."""
 
-    # Fits a 2-CPU laptop (1.9 CPUs in all): fractional CPUs let the light stages share a
-    # core; the decoders and the encoder do the heavy lifting.
+    # Each stage's own resources and default worker count (1.9 CPUs in all: fits a 2-CPU laptop).
     pools: dict[str, PoolSpec] = field(default_factory=lambda: {
-        "alignment": PoolSpec(1, Resources(cpus=0.2)),
-        "audio": PoolSpec(1, Resources(cpus=0.1)),
-        "motion": PoolSpec(1, Resources(cpus=0.1)),
-        "decode": PoolSpec(2, Resources(cpus=0.5)),
-        "encode": PoolSpec(1, Resources(cpus=0.5)),
-    })
-    chunk_frames: int = 50
+        spec.name: PoolSpec(spec.workers, spec.resources) for spec in RENDER_GRAPH})
+    chunk_frames: int = CHUNK_FRAMES
     # Requests the batch driver keeps between claim and finish; None: derived from the pools
     # (:meth:`requests_in_flight`).
     max_requests_in_flight: int | None = None
@@ -72,206 +150,17 @@ class GraphConfig:
     def requests_in_flight(self) -> int:
         """How many requests the driver keeps claimed so that every pool can be kept busy.
 
-        Alignment, audio and motion take one request per call slot; a request's frame chunks
-        can spread over all decoders, but a decoder slot only stays fed across a render's end if
-        another request is ready behind it, so each decode slot counts one more request. The
-        encoders take a render's chunks right behind its decoders and add no requests.
+        Each task stage (alignment, audio, motion) takes one request per call slot; a request's
+        frame chunks can spread over all decoders, but a decoder slot only stays fed across a
+        render's end if another request is ready behind it, so each slot of the first chunk
+        stage counts one more request. Later chunk stages (the encoders) take a render's chunks
+        right behind its decoders and add no requests.
         Explicit ``max_requests_in_flight`` (settings file, chart) wins.
         """
         if self.max_requests_in_flight is not None:
             return self.max_requests_in_flight
-        return sum(self.slots(stage) for stage in ("alignment", "audio", "motion", "decode"))
-
-
-class StageWorker:
-    """Hosts one stage: built and set up once, then called with batches.
-
-    A plain class so the same object serves as a Ray actor and as an in-process worker.
-    """
-
-    def __init__(self, factory: Callable[[], Stage]):
-        self.stage = factory()
-        self.stage.setup()
-
-    def run(self, batch: list) -> list:
-        """The stage's output for ``batch``; the call's wall time (and an error, if it raises) is
-        recorded in ``talkfarm_stage_duration_seconds`` / ``talkfarm_stage_errors_total``."""
-        with metrics().stage_timer(self.stage.name):
-            return self.stage(batch)
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def device(self) -> str:
-        """The torch device the stage runs on ("cpu" for stages without models on a device)."""
-        return str(getattr(self.stage, "device", "cpu"))
-
-    def node_id(self) -> str | None:
-        """The Ray node this worker runs on (None in-process)."""
-        try:
-            import ray
-
-            return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        except ImportError:
-            return None
-
-    def assigned_resources(self) -> dict[str, float]:
-        """What the scheduler gave this worker (on Ray; empty in-process)."""
-        try:
-            import ray
-
-            return dict(ray.get_runtime_context().get_assigned_resources()) if ray.is_initialized() else {}
-        except ImportError:
-            return {}
-
-
-@dataclass
-class Handle:
-    """A submitted call: its stage, the worker index it went to, and its result or Ray ref."""
-
-    stage: str
-    worker: int
-    ref: Any
-    tag: Any = None
-
-
-class LocalExecutor:
-    """Runs every call inline, in this process, in submission order."""
-
-    def __init__(self, factories: dict[str, Callable[[], Stage]], config: GraphConfig = GraphConfig()):
-        self.config = config
-        self.workers = {name: StageWorker(_for_pool(factories[name], config.pools[name])) for name in STAGES}
-
-    def capacity(self, stage: str) -> int:
-        return 1
-
-    def submit(self, stage: str, batch: Any, key: str | None = None, tag: Any = None) -> Handle:
-        if isinstance(batch, Handle):
-            batch = batch.ref
-        return Handle(stage, 0, self.workers[stage].run(batch), tag)
-
-    def wait(self, handles: Sequence[Handle], timeout: float | None = None) -> list[Handle]:
-        return list(handles)
-
-    def result(self, handle: Handle) -> list:
-        return handle.ref
-
-    def workers_pids(self, stage: str) -> list[int]:
-        return [os.getpid()]
-
-    def shutdown(self) -> None:
-        pass
-
-
-class RayExecutor:
-    """One Ray Core actor pool per stage; calls go to the least-busy actor of the pool.
-
-    Calls given a ``key`` (the encode stage's render key) always go to the same actor, so a
-    render's frame chunks are written in order by one encoder. Actors restart after a crash
-    (``max_restarts``); calls of idempotent stages lost with an actor are re-run by Ray once
-    it is back (``max_task_retries``), and the driver retries the requests whose encoder died.
-    """
-
-    def __init__(self, factories: dict[str, Callable[[], Stage]], config: GraphConfig = GraphConfig(),
-                 max_restarts: int = 3, start_timeout_s: float = 300.0, max_task_retries: int = 3):
-        import ray
-
-        self.ray = ray
-        self.config = config
-        impossible = {name: missing for name in STAGES if (missing := self._missing(config.pools[name].resources))}
-        if impossible:
-            raise RuntimeError("; ".join(f"the {name} pool asks for {missing}, which no node of the cluster has"
-                                         for name, missing in impossible.items()))
-        remote_worker = ray.remote(StageWorker)
-        self.actors: dict[str, list] = {}
-        self.in_flight: dict[str, list[int]] = {}
-        for name in STAGES:
-            spec = config.pools[name]
-            # A call lost with its actor is re-run by Ray once the actor is back, for stages whose
-            # calls are safe to repeat; the others fail the call and the driver retries the request.
-            stage_class = _stage_class(factories[name])
-            retries = max_task_retries if getattr(stage_class, "idempotent", False) else 0
-            options: dict[str, Any] = dict(num_cpus=spec.resources.cpus, num_gpus=spec.resources.gpus,
-                                           max_restarts=max_restarts, max_task_retries=retries)
-            if spec.resources.accelerator_type:
-                options["accelerator_type"] = spec.resources.accelerator_type
-            if spec.resources.custom:
-                options["resources"] = dict(spec.resources.custom)
-            self.actors[name] = [remote_worker.options(name=None, **options).remote(_for_pool(factories[name], spec))
-                                 for _ in range(spec.size)]
-            self.in_flight[name] = [0] * spec.size
-        self._wait_until_placed(start_timeout_s)
-
-    def _missing(self, resources: Resources) -> str | None:
-        """What one actor of a pool needs that no single node of the cluster has in total
-        (such a pool could never start), or None."""
-        wanted = {"CPU": resources.cpus, "GPU": resources.gpus, **resources.custom}
-        if resources.accelerator_type:
-            wanted[f"accelerator_type:{resources.accelerator_type}"] = 0.001
-        nodes = [node["Resources"] for node in self.ray.nodes() if node.get("Alive")]
-        if any(all(node.get(key, 0.0) >= amount for key, amount in wanted.items() if amount) for node in nodes):
-            return None
-        return ", ".join(f"{key}={amount:g}" for key, amount in wanted.items() if amount)
-
-    def _wait_until_placed(self, timeout_s: float) -> None:
-        """Fail clearly instead of hanging when a pool asks for more than the cluster has."""
-        pending = {actor.pid.remote(): name for name, pool in self.actors.items() for actor in pool}
-        ready, not_ready = self.ray.wait(list(pending), num_returns=len(pending), timeout=timeout_s)
-        self.ray.get(ready)      # raises if a stage failed to set up
-        if not_ready:
-            stages = sorted({pending[ref] for ref in not_ready})
-            available = self.ray.available_resources()
-            self.shutdown()
-            raise RuntimeError(
-                f"the {', '.join(stages)} pool(s) could not be placed within {timeout_s:.0f} s: their resources "
-                f"({', '.join(str(self.config.pools[s].resources) for s in stages)}) exceed what the cluster "
-                f"has free ({available})")
-
-    def capacity(self, stage: str) -> int:
-        """Free call slots in a pool (size x max_in_flight minus what is queued)."""
-        spec = self.config.pools[stage]
-        return spec.size * spec.max_in_flight - sum(self.in_flight[stage])
-
-    def submit(self, stage: str, batch: Any, key: str | None = None, tag: Any = None) -> Handle:
-        if isinstance(batch, Handle):
-            batch = batch.ref
-        loads = self.in_flight[stage]
-        worker = (functools.reduce(lambda h, c: (h * 131 + ord(c)) % 1_000_003, key, 7) % len(loads)
-                  if key is not None else min(range(len(loads)), key=loads.__getitem__))
-        loads[worker] += 1
-        return Handle(stage, worker, self.actors[stage][worker].run.remote(batch), tag)
-
-    def wait(self, handles: Sequence[Handle], timeout: float | None = None) -> list[Handle]:
-        if not handles:
-            return []
-        by_ref = {handle.ref: handle for handle in handles}
-        ready, _ = self.ray.wait(list(by_ref), num_returns=1, timeout=timeout)
-        # Collect everything else already finished too, without waiting again.
-        more, _ = self.ray.wait([ref for ref in by_ref if ref not in ready], num_returns=len(by_ref) - len(ready),
-                                timeout=0) if len(by_ref) > len(ready) else ([], None)
-        done = [by_ref[ref] for ref in [*ready, *more]]
-        for handle in done:
-            self.in_flight[handle.stage][handle.worker] -= 1
-        return done
-
-    def result(self, handle: Handle) -> list:
-        """The stage's output; raises the worker's error (or RayActorError if it died)."""
-        return self.ray.get(handle.ref)
-
-    def workers_pids(self, stage: str) -> list[int]:
-        return self.ray.get([actor.pid.remote() for actor in self.actors[stage]])
-
-    def assigned_resources(self, stage: str) -> list[dict[str, float]]:
-        return self.ray.get([actor.assigned_resources.remote() for actor in self.actors[stage]])
-
-    def kill_worker(self, stage: str, index: int, restart: bool = True) -> None:
-        """Kill one actor (fault-injection for tests and chaos drills)."""
-        self.ray.kill(self.actors[stage][index], no_restart=not restart)
-
-    def shutdown(self) -> None:
-        for pool in self.actors.values():
-            for actor in pool:
-                self.ray.kill(actor)
+        first_chunk_stage = CHUNK_STAGES[:1]
+        return sum(self.slots(stage) for stage in (*TASK_STAGES, *first_chunk_stage))
 
 
 @dataclass(frozen=True)
@@ -298,53 +187,25 @@ class OnPoolDevice:
         return self.factory(device=self.device())
 
 
-def _for_pool(factory: Callable[[], Stage], spec: PoolSpec) -> Callable[[], Stage]:
-    """The factory bound to the GPUs of the pool it is actually built in (factories made for
-    another graph would otherwise pick the device of that graph's pool)."""
-    if isinstance(factory, OnPoolDevice):
-        return replace(factory, gpus=spec.resources.gpus)
-    return factory
+def stage_factories(options: StageOptions = StageOptions(),
+                    graph: GraphConfig | None = None) -> dict[str, Callable[[], Stage]]:
+    """Picklable constructors of every stage of the graph, bound to ``graph``'s pools: motion
+    sampling and decoding run on CUDA when their pools have GPUs (and the worker has CUDA),
+    on the CPU otherwise, unless ``options.device`` names one device for them."""
+    pools = (graph or GraphConfig()).pools
+    return {spec.name: spec.factory(options, pools[spec.name].resources.gpus) for spec in RENDER_GRAPH}
 
 
-def _stage_class(factory: Callable[[], Stage]) -> type:
-    """The stage class a factory builds (a class, a partial of one, or :class:`OnPoolDevice`)."""
-    return getattr(factory, "stage_class", None) or getattr(factory, "func", factory)
-
-
-def model_versions(controls) -> dict[str, str]:
+def model_versions(controls: RenderControls) -> dict[str, str]:
     """Versions of the models a render with these controls runs through, as each stage of the
     graph declares them (``Stage.model_versions``)."""
-    from workers.alignment.stage import AlignmentStage
-    from workers.audio.stage import AudioFeatureStage
-    from workers.decoder.stage import DecodeStage
-    from workers.encode.stage import EncodeStage
-    from workers.motion.stage import MotionStage
-
     versions: dict[str, str] = {}
-    for stage in (AlignmentStage, AudioFeatureStage, MotionStage, DecodeStage, EncodeStage):
-        versions.update(stage.model_versions(controls))
+    for spec in RENDER_GRAPH:
+        versions.update(spec.stage_class.model_versions(controls))
     return versions
 
 
-def stage_factories(storage=None, decoder=None, quality_check: bool = True,
-                    graph: GraphConfig | None = None) -> dict[str, Callable[[], Stage]]:
-    """Picklable constructors of the five stages (each worker builds its own instance);
-    ``quality_check``: the encoder measures every finished video (batch QC). Motion sampling
-    and decoding run on CUDA when ``graph`` gives their pools GPUs (and the worker has CUDA),
-    on the CPU otherwise; ``decoder``'s other settings are kept."""
-    from workers.alignment.stage import AlignmentStage
-    from workers.audio.stage import AudioFeatureStage
-    from workers.decoder.renderer import DecoderConfig
-    from workers.decoder.stage import DecodeStage
-    from workers.encode.stage import EncodeStage
-    from workers.motion.stage import MotionStage
-
-    pools = (graph or GraphConfig()).pools
-    return {
-        "alignment": functools.partial(AlignmentStage, storage=storage),
-        "audio": functools.partial(AudioFeatureStage, storage=storage),
-        "motion": OnPoolDevice(MotionStage, pools["motion"].resources.gpus),
-        "decode": OnPoolDevice(functools.partial(DecodeStage, decoder or DecoderConfig()),
-                               pools["decode"].resources.gpus),
-        "encode": functools.partial(EncodeStage, storage=storage, quality_check=quality_check),
-    }
+def frame_chunks(task: RenderTask, chunk_frames: int = CHUNK_FRAMES) -> Iterator[FrameChunk]:
+    """Split a task's frames into consecutive chunks [start, stop)."""
+    for start in range(0, task.num_frames, chunk_frames):
+        yield FrameChunk(task, start, min(task.num_frames, start + chunk_frames))

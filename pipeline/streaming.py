@@ -114,14 +114,19 @@ def stream_render(image: str | os.PathLike, audio: str | os.PathLike,
     Uses the diffusion motion generator (the procedural one needs the whole clip) with the
     controls' seed, gaze, distance, emotion, guidance and steps.
     """
-    from workers.alignment.stage import AlignmentStage
+    # Lazy: the graph's stages bring torch and mediapipe; the audio reader above needs neither.
+    from pipeline.graph import StageOptions, stage_factories
     from workers.decoder.renderer import DecoderConfig, FaceRenderer
     from workers.motion.base import motion_controls as to_motion_controls
     from workers.motion.learned import DiffusionMotion
 
     request = RenderRequest(id=Path(image).stem, image=str(image), audio=str(audio), output="-", controls=controls)
     task = RenderTask(request)
-    AlignmentStage().process(task)
+    # The face is found and aligned by the graph's own alignment stage; motion and frames then
+    # come window by window instead of in one pass over the clip.
+    stage_factories(StageOptions(quality_check=False, device=device))["alignment"]()([task])
+    if task.failure is not None:
+        raise BadInputError(task.failure.message, stage=task.failure.stage)
     renderer = FaceRenderer(task.face, DecoderConfig(device=device), distance=controls.distance,
                             paste_back=controls.paste_back)
     motion_controls = to_motion_controls(controls)

@@ -272,7 +272,7 @@ def test_service_monitor_scrapes_what_the_exporter_serves(chart, shared_assets, 
         m["mountPath"] for m in exporter["volumeMounts"] if m["name"] == "talkfarm-metrics")
     env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)     # the pod's shared emptyDir, here a temp folder
     folder.mkdir()
-    stage_call = ("import sys; from pipeline.graph import StageWorker; from core.schemas import RenderRequest; "
+    stage_call = ("import sys; from pipeline.executors import StageWorker; from core.schemas import RenderRequest; "
                   "from core.task import RenderTask; from workers.alignment.stage import AlignmentStage; "
                   "[task] = StageWorker(AlignmentStage).run([RenderTask(RenderRequest(id='r', image=sys.argv[1], "
                   "audio=sys.argv[1], output=sys.argv[2]))]); assert task.failure is not None")

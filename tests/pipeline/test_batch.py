@@ -21,7 +21,8 @@ from core.schemas import RenderControls, RenderRequest
 from core.stage import Resources
 from core.storage import Storage
 from pipeline.batch import BatchConfig, BatchDriver, write_job_manifest
-from pipeline.graph import GraphConfig, PoolSpec, RayExecutor, stage_factories
+from pipeline.executors import RayExecutor
+from pipeline.graph import GraphConfig, PoolSpec, StageOptions, stage_factories
 from pipeline.jobstate import RedisJobStore, RequestSpec, SQLiteJobStore
 from pipeline.manifest import read_manifest
 from workers.encode.video import probe_video
@@ -33,7 +34,7 @@ SMALL = RenderControls(size=256)
 
 @pytest.fixture(scope="module")
 def executor(ray_session):
-    executor = RayExecutor(stage_factories(Storage()), GraphConfig())
+    executor = RayExecutor(stage_factories(StageOptions(Storage())), GraphConfig())
     yield executor
     executor.shutdown()
 
@@ -208,7 +209,7 @@ def test_gpu_pools_are_pinned_to_gpu_nodes(ray_session):
     pools = {name: PoolSpec(1, Resources(cpus=0.01)) for name in ("alignment", "audio", "encode")}
     pools["motion"] = PoolSpec(1, Resources(cpus=0.01, gpus=0.5, custom={"gpu_node": 0.5}))
     pools["decode"] = PoolSpec(2, Resources(cpus=0.01, gpus=0.5, custom={"gpu_node": 0.5}))
-    executor = RayExecutor(stage_factories(Storage(), graph=GraphConfig(pools)), GraphConfig(pools))
+    executor = RayExecutor(stage_factories(StageOptions(Storage()), GraphConfig(pools)), GraphConfig(pools))
     try:
         for stage in ("motion", "decode"):
             for granted in executor.assigned_resources(stage):
@@ -222,4 +223,4 @@ def test_gpu_pools_are_pinned_to_gpu_nodes(ray_session):
         executor.shutdown()
     pools["decode"] = PoolSpec(1, Resources(cpus=0.01, accelerator_type="H100"))
     with pytest.raises(RuntimeError, match="decode pool"):
-        RayExecutor(stage_factories(Storage()), GraphConfig(pools), start_timeout_s=20)
+        RayExecutor(stage_factories(StageOptions(Storage())), GraphConfig(pools), start_timeout_s=20)

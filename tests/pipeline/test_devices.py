@@ -12,7 +12,8 @@ import torch
 
 from core.devices import pool_device
 from core.stage import Resources
-from pipeline.graph import GraphConfig, PoolSpec, StageWorker, stage_factories
+from pipeline.executors import LocalExecutor, StageWorker
+from pipeline.graph import GraphConfig, PoolSpec, StageOptions, stage_factories
 
 CUDA = torch.cuda.is_available()
 
@@ -44,17 +45,17 @@ def test_workers_build_their_stage_on_the_pool_device():
     assert StageWorker(gpu_graph["encode"]).device() == "cpu"
 
 
-def test_the_pool_a_worker_is_built_in_decides():
-    """Factories made for one graph, run in an executor of another: the executor's pools win."""
+def test_the_executor_builds_each_stage_for_its_pool():
+    """Factories bound to a graph put the GPU pools' stages on CUDA (where it exists) in the
+    executor that runs that graph; a device named in the options puts them all on it."""
     from core.storage import Storage
-    from pipeline.graph import LocalExecutor, _for_pool
 
     graph = _graph(motion_gpus=0.0, decode_gpus=1.0)
-    factories = stage_factories(Storage(), quality_check=False)          # made for the default, CPU-only graph
-    assert _for_pool(factories["decode"], graph.pools["decode"]).gpus == 1.0
-    executor = LocalExecutor(factories, graph)
+    executor = LocalExecutor(stage_factories(StageOptions(Storage(), quality_check=False), graph), graph)
     assert executor.workers["decode"].device() == ("cuda" if CUDA else "cpu")
     assert executor.workers["motion"].device() == "cpu"
+    one_device = stage_factories(StageOptions(Storage(), quality_check=False, device="cpu"), graph)
+    assert StageWorker(one_device["decode"]).device() == "cpu"
 
 
 @pytest.mark.gpu

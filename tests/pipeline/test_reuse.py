@@ -9,7 +9,8 @@ from core.schemas import RenderControls, RenderRequest
 from core.storage import Storage
 from monitoring.metrics import metrics
 from pipeline.batch import BatchConfig, BatchDriver
-from pipeline.graph import GraphConfig, LocalExecutor, stage_factories
+from pipeline.executors import LocalExecutor
+from pipeline.graph import GraphConfig, StageOptions, stage_factories
 from pipeline.jobstate import RequestSpec, SQLiteJobStore
 
 
@@ -26,7 +27,7 @@ def test_repeated_rows_skip_the_stages_and_link_the_video(shared_assets, tmp_pat
                                    controls=controls) for rid in ("first", "again", "once-more")}
     store = SQLiteJobStore(tmp_path / "jobs.sqlite")
     store.create_job("reuse", [RequestSpec(rid, None, 0) for rid in requests])
-    executor = LocalExecutor(stage_factories(Storage(), quality_check=False))
+    executor = LocalExecutor(stage_factories(StageOptions(Storage(), quality_check=False)))
     before = {stage: _count("talkfarm_stage_duration_seconds_count", stage=stage) for stage in ("alignment", "audio")}
     reused_before = _count("talkfarm_renders_total", status="reused")
     # One request at a time, so the first has finished (and its inputs were hashed) before the next is claimed.

@@ -1,4 +1,4 @@
-"""Transcript-aware lip sync through the in-process runner and the CLI (real speech)."""
+"""Transcript-aware lip sync through the in-process renderer and the CLI (real speech)."""
 
 from __future__ import annotations
 
@@ -24,11 +24,10 @@ def librivox(shared_assets):
 
 @pytest.fixture(scope="module")
 def runner():
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
     from workers.decoder.renderer import DecoderConfig
 
-    run = InProcessRunner(DecoderConfig(device="cpu"))
-    run.setup()
+    run = LocalRenderer(DecoderConfig(device="cpu"))
     return run
 
 
@@ -73,9 +72,8 @@ def test_text_that_does_not_match_falls_back_with_a_manifest_warning(librivox, s
     # The given text wins: the speech is not recognised in its place.
     assert task.transcript == {"text": WRONG_TEXT, "source": "given", "language": "en"}
     assert "speech_recognition" not in task.model_versions
-    from pipeline.runner import result_of
 
-    row = ManifestRow.from_result("job", request, result_of(task))
+    row = ManifestRow.from_result("job", request, task.result())
     assert any("lip sync from the audio only" in w for w in row.warnings)
     assert json.loads(row.transcript_json)["source"] == "given"
 

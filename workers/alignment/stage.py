@@ -29,7 +29,7 @@ class AlignmentStage(TaskStage):
     """
 
     name: ClassVar[str] = "alignment"
-    resources: ClassVar[Resources] = Resources(cpus=1.0)
+    resources: ClassVar[Resources] = Resources(cpus=0.2)
 
     @classmethod
     def model_versions(cls, controls: RenderControls) -> dict[str, str]:

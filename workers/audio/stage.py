@@ -45,7 +45,7 @@ class AudioFeatureStage(TaskStage):
     """
 
     name: ClassVar[str] = "audio"
-    resources: ClassVar[Resources] = Resources(cpus=0.5)
+    resources: ClassVar[Resources] = Resources(cpus=0.1)
 
     @classmethod
     def model_versions(cls, controls: RenderControls) -> dict[str, str]:

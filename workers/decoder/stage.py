@@ -17,7 +17,7 @@ class DecodeStage(Stage[FrameChunk, FrameChunk]):
     """Renders each chunk's frames; keeps the renderers of the last few tasks warm."""
 
     name: ClassVar[str] = "decode"
-    resources: ClassVar[Resources] = Resources(cpus=1.0, gpus=0.0)
+    resources: ClassVar[Resources] = Resources(cpus=0.5)
 
     record: ClassVar[str] = "chunk"
 

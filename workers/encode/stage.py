@@ -50,7 +50,7 @@ class _OpenVideo:
 class EncodeStage(Stage[FrameChunk, FrameChunk]):
     """Appends each chunk to its render's video; the last chunk closes, hashes and places it.
 
-    Chunks of one render must arrive in order (the runner and the Ray graph route all of a
+    Chunks of one render must arrive in order (``ordered``: the executors route all of a
     render's chunks to one encoder). A chunk starting at frame 0 begins the video afresh
     (a retried render never appends to a failed attempt's file). A failed task's chunk
     aborts the writer, leaving no output. With ``quality_check`` (batch renders) every chunk's
@@ -63,7 +63,9 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
 
     name: ClassVar[str] = "encode"
     idempotent: ClassVar[bool] = False
-    resources: ClassVar[Resources] = Resources(cpus=1.0)
+    resources: ClassVar[Resources] = Resources(cpus=0.5)
+    record: ClassVar[str] = "chunk"
+    ordered: ClassVar[bool] = True
 
     def __init__(self, crf: int = 18, preset: str = "veryfast", storage: Storage | None = None,
                  quality_check: bool = False, quality_stride: int | None = None):

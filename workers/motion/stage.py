@@ -38,7 +38,7 @@ class MotionStage(TaskStage):
     sure the eyes blink at a human rate (``workers.motion.silences``)."""
 
     name: ClassVar[str] = "motion"
-    resources: ClassVar[Resources] = Resources(cpus=0.5)
+    resources: ClassVar[Resources] = Resources(cpus=0.1)
 
     @classmethod
     def model_versions(cls, controls: RenderControls) -> dict[str, str]:

@@ -128,7 +128,7 @@ def test_a_hidden_mouth_reaches_the_result_and_the_manifest(astronaut_task, dete
     row carry the warning and the mouth_hidden QC flag next to the QC's own flags."""
     from core.schemas import RenderControls, RenderRequest
     from pipeline.manifest import ManifestRow
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
 
     photo = cv2.cvtColor(cv2.imread(str(Path(astronaut_task.request.image))), cv2.COLOR_BGR2RGB)
     image = tmp_path / "hand.png"
@@ -136,8 +136,7 @@ def test_a_hidden_mouth_reaches_the_result_and_the_manifest(astronaut_task, dete
                                          cv2.COLOR_RGB2BGR))
     request = RenderRequest(id="hand", image=str(image), audio=str(shared_assets / "speech_cmu_arctic_a0009_3s.wav"),
                             output=str(tmp_path / "hand.mp4"), controls=RenderControls(size=256, motion="procedural"))
-    runner = InProcessRunner()
-    runner.setup()
+    runner = LocalRenderer()
     result = runner.render(request)
     assert result.status == "done", result.error_message
     assert any("mouth is covered" in warning for warning in result.warnings)

@@ -1,6 +1,6 @@
 """Batch QC on the encoder's frames in memory agrees with ``talkfarm eval`` on the written file.
 
-One real render (Grace Hopper, 4 s of speech, 512 px) goes through the in-process runner with
+One real render (Grace Hopper, 4 s of speech, 512 px) goes through the in-process renderer (`talkfarm render`'s path) with
 the encoder's quality check on: the metrics in its result were measured on the frames as they
 were piped to ffmpeg, every BATCH_STRIDE-th frame tracked and the mouth / eyes of every frame
 read from patches calibrated on those, never decoded back. The same video FILE is then
@@ -65,13 +65,11 @@ def rendered(shared_assets, tmp_path_factory):
     motion model or transcript visemes (a faster-moving mouth, which the stride-2 patch fit
     follows less closely: lip r 0.72 vs 0.56 full, opening r 0.81) must not move them."""
     from core.schemas import RenderControls, RenderRequest
-    from pipeline.runner import InProcessRunner
+    from pipeline.render import LocalRenderer
     from workers.decoder.renderer import DecoderConfig
 
     out = tmp_path_factory.mktemp("batch-qc") / "grace.mp4"
-    runner = InProcessRunner(DecoderConfig(device="cpu"))
-    runner.encode.quality_check = True
-    runner.setup()
+    runner = LocalRenderer(DecoderConfig(device="cpu"), quality_check=True)
     result = runner.render(RenderRequest(id="grace", image=str(shared_assets / IMAGE), audio=str(shared_assets / AUDIO),
                                          output=str(out), controls=RenderControls(motion="procedural", recognise=False)))
     assert result.status == "done", result.error_message
