@@ -46,7 +46,7 @@ def result_of(task: RenderTask) -> RenderResult:
         watermark_payload=None if task.provenance is None else task.provenance.get("watermark_payload"),
         quality=None if failed else task.quality,
         quality_flags=[] if failed else list(task.quality_flags),
-        transcript=task.transcript,
+        transcript=None if task.transcript is None else task.transcript.to_json(),
     )
 
 

@@ -62,7 +62,7 @@ VOICE_VARIANTS = ("", "+f3")
 
 
 @dataclass(frozen=True)
-class AlignmentResult:
+class PhoneAlignment:
     """Phones of a transcript placed in a recording.
 
     Attributes:
@@ -213,7 +213,7 @@ def _warp(times_s: np.ndarray, path: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- align
 
 def align_dtw(wave16k: np.ndarray, text: str, language: str, voice: str | None = None,
-              rate_wpm: int | None = None) -> AlignmentResult:
+              rate_wpm: int | None = None) -> PhoneAlignment:
     """espeak-ng synthesis + DTW (see the module docstring).
 
     Without an explicit ``voice`` the text is spoken twice, by the language's default
@@ -229,7 +229,7 @@ def align_dtw(wave16k: np.ndarray, text: str, language: str, voice: str | None =
 
 
 def _align_voice(wave16k: np.ndarray, rec: np.ndarray, fmax: float, text: str, language: str, voice: str,
-                 rate_wpm: int | None) -> AlignmentResult:
+                 rate_wpm: int | None) -> PhoneAlignment:
     duration = len(wave16k) / SAMPLE_RATE
 
     def speak(rate: int) -> tuple[np.ndarray, list[Phone]]:
@@ -262,10 +262,10 @@ def _align_voice(wave16k: np.ndarray, rec: np.ndarray, fmax: float, text: str, l
         s, e = float(min(s, duration)), float(min(max(e, s), duration))
         if e > s and p.symbol != "_":
             out.append(Phone(p.symbol, s, e))
-    return AlignmentResult(out, confidence, "espeak-dtw", language)
+    return PhoneAlignment(out, confidence, "espeak-dtw", language)
 
 
-def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "auto") -> AlignmentResult:
+def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "auto") -> PhoneAlignment:
     """Phones of ``text`` in the 16 kHz recording ``wave16k``.
 
     Args:
@@ -295,5 +295,5 @@ def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "a
     except BadInputError as error:
         logger.warning("pocketsphinx alignment failed (%s); using espeak + DTW timings", error)
         return dtw
-    return AlignmentResult([Phone(s.phone, s.start_s, s.end_s) for s in segments], dtw.confidence,
+    return PhoneAlignment([Phone(s.phone, s.start_s, s.end_s) for s in segments], dtw.confidence,
                            "pocketsphinx", language)
