@@ -71,7 +71,6 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
-from core.schemas import RenderControls
 from core.speech import AudioFeatures
 from core.storage import Storage, join_uri
 from jobs.recordings import Recording
@@ -103,7 +102,7 @@ from workers.motion.articulation import (
     VisemeClass,
     mouth_targets,
 )
-from workers.motion.base import MotionControls, sampling_options
+from workers.motion.base import MotionControls
 from workers.motion.procedural import ProceduralMotion
 
 logger = logging.getLogger(__name__)
@@ -668,9 +667,7 @@ def target_motion(clean: AudioFeatures, phones: list[Phone], alphabet: str, emot
                   gaze: tuple[float, float] | None, distance: float, seed: int,
                   unknown: Counter | None = None) -> np.ndarray:
     """(T, MOTION_DIM) float32 motion relative to a neutral frontal source."""
-    # The procedural generator does not sample: the default sampling settings are never read.
-    controls = MotionControls(seed=seed, gaze=gaze, distance=distance, emotion=emotion,
-                              sampling=sampling_options(RenderControls()))
+    controls = MotionControls(seed=seed, gaze=gaze, distance=distance, emotion=emotion)
     motion = ProceduralMotion().generate(clean, np.zeros(MOTION_DIM, np.float32), controls)
     set_mouth(motion, articulated_mouth(phones, clean.num_frames, alphabet, clean.energy_db, unknown), emotion)
     return motion.astype(np.float32)

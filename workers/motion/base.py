@@ -3,12 +3,13 @@
 :class:`core.schemas.RenderControls` declares every render control and its default once;
 :func:`motion_controls` is the one place its fields become what a generator and the diffusion
 sampler need (the emotion name as a dynamics offset, the sampling fields as
-:class:`SamplingOptions`). Neither dataclass here carries a default of its own for a control.
+:class:`SamplingOptions`). Neither dataclass here declares a default of its own for a
+control; where one is left out, it is RenderControls'.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -51,14 +52,15 @@ class MotionControls:
         gaze: (yaw, pitch) degrees relative to the head, or None for the photo's own gaze.
         distance: head-to-camera scale, 1.0 = as in the photo.
         emotion: dynamics offset (len(DYNAMICS),) added to every frame.
-        sampling: how the diffusion sampler samples (learned generators; others ignore it).
+        sampling: how the diffusion sampler samples (learned generators; others ignore it);
+            left out: RenderControls' defaults.
     """
 
     seed: int
     gaze: tuple[float, float] | None
     distance: float
     emotion: np.ndarray
-    sampling: SamplingOptions
+    sampling: SamplingOptions = field(default_factory=lambda: sampling_options(RenderControls()))
 
 
 def sampling_options(controls: RenderControls) -> SamplingOptions:
