@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from core.errors import BadInputError, TalkfarmError
-from pipeline.controls import add_control_options, controls_from_args, validation_message
+from pipeline.controls import add_control_options, controls_from_args, option_name, validation_message
 
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -71,7 +71,7 @@ def _render(args: argparse.Namespace) -> int:
         request = RenderRequest(id=Path(args.output).stem, image=args.image, audio=args.audio,
                                 output=args.output, controls=controls)
     except ValidationError as err:
-        raise CliError(validation_message(err, lambda name: "--" + name)) from None
+        raise CliError(validation_message(err, option_name)) from None
 
     from workers.encode.video import check_writable
 

@@ -42,7 +42,7 @@ from core.schemas import RenderControls
 
 __all__ = ["Control", "CONTROLS", "CONTROL_COLUMNS", "ControlValueError", "is_blank", "parse_int",
            "add_control_options", "controls_from_args", "control_values_from_row", "validation_message",
-           "read_transcript"]
+           "option_name", "read_transcript"]
 
 _TRUE = {"true", "1", "yes", "y", "t", "on"}
 _FALSE = {"false", "0", "no", "n", "f", "off"}
@@ -192,7 +192,7 @@ class Control:
     @property
     def flag(self) -> str:
         """The command-line option: ``--sampling-steps`` for ``sampling_steps``."""
-        return "--" + self.name.replace("_", "-")
+        return option_name(self.name)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -297,7 +297,8 @@ def add_control_options(parser: argparse.ArgumentParser) -> None:
     """One option per RenderControls field, in a "render controls" group. The options keep
     the raw text (an option not given is absent from the namespace, so RenderControls'
     own default applies); :func:`controls_from_args` parses them."""
-    pairs = "; ".join(f"{control.name} as {' and '.join(control.columns)}" for control in CONTROLS if control.kind == "pair")
+    pairs = "; ".join(f"{control.name} as {' and '.join(control.columns)}"
+                      for control in CONTROLS if control.kind == "pair")
     group = parser.add_argument_group(
         "render controls", f"Each is also a column of a `talkfarm batch` request file, named as the option with _ "
                            f"for - ({pairs}); an empty cell takes the default.")
@@ -328,8 +329,9 @@ def read_transcript(value: str) -> str:
     return text
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def option_name(field: str) -> str:
+    """The command-line option of a field: ``--sampling-steps`` for ``sampling_steps``."""
+    return "--" + field.replace("_", "-")
 
 
 def controls_from_args(args: argparse.Namespace) -> RenderControls:
@@ -349,7 +351,7 @@ def controls_from_args(args: argparse.Namespace) -> RenderControls:
     try:
         return RenderControls(**values)
     except ValidationError as err:
-        raise BadInputError(validation_message(err, _flag)) from None
+        raise BadInputError(validation_message(err, option_name)) from None
 
 
 # ---------------------------------------------------------------------------- request files

@@ -147,7 +147,8 @@ def test_a_bad_option_is_one_clear_message(options, message):
     ({"emotion": "[0.1,"}, "emotion vector is not a valid JSON list"),
 ])
 def test_a_bad_cell_fails_its_row_alone(cells, message):
-    rows = [{"id": "bad", "image": "i.jpg", "audio": "a.wav", **cells}, {"id": "ok", "image": "i.jpg", "audio": "a.wav"}]
+    rows = [{"id": "bad", "image": "i.jpg", "audio": "a.wav", **cells},
+            {"id": "ok", "image": "i.jpg", "audio": "a.wav"}]
     parsed = parse_request_rows(enumerate(rows, start=2), "/out")
     assert [request.id for request, _ in parsed.valid] == ["ok"]
     (invalid,) = parsed.invalid
