@@ -45,9 +45,9 @@ def speed_rows(assets: Path, steps: int) -> list[str]:
     from workers.audio.decode import load_audio, normalize_loudness
     from workers.audio.features import compute_features
     from workers.motion.conditioning import features_matrix
+    from workers.motion.base import sampling_options
     from workers.motion.diffusion import (
         Conditions,
-        SamplingOptions,
         WindowSampler,
         sample_motion,
     )
@@ -57,7 +57,7 @@ def speed_rows(assets: Path, steps: int) -> list[str]:
     started = time.perf_counter()
     model = generator.model
     load_s = time.perf_counter() - started
-    options = SamplingOptions(steps=steps)
+    options = sampling_options(RenderControls(sampling_steps=steps))
     rows = [f"Model: `{generator.version}`, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
             f"W={model.config.window}, K={model.config.context}, O={model.config.overlap}, {steps} DDIM steps, "
             f"lambda_A={options.audio_guidance}, lambda_g={options.gaze_guidance}; loading {load_s:.2f} s; "

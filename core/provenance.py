@@ -63,7 +63,7 @@ def build_record(task, watermark_payload: str | None = None) -> dict:
         "controls": controls,
         "seed": request.controls.seed,
         "watermark_payload": watermark_payload,
-        "transcript": getattr(task, "transcript", None),
+        "transcript": None if getattr(task, "transcript", None) is None else task.transcript.to_json(),
     }
 
 

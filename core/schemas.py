@@ -17,33 +17,53 @@ MOTION_GENERATORS = ("diffusion", "procedural")
 
 
 class RenderControls(BaseModel):
-    """How to render: output geometry and the VASA-1 style controls."""
+    """How to render: output geometry and the VASA-1 style controls.
+
+    The one declaration of every render control: its type, default, bounds and help text.
+    The ``talkfarm render`` options and the request-file columns are generated from these
+    fields (``pipeline.controls``), and the motion sampler's settings are mapped from them
+    (``workers.motion.base.motion_controls``): a new control is a new field here.
+    ``json_schema_extra`` carries what the type alone does not say: ``choices`` (names a
+    text field accepts), ``parts`` (names of a pair's two numbers: the CLI's ``YAW,PITCH``,
+    the columns ``gaze_yaw`` / ``gaze_pitch``), ``text_file`` (on the command line the value
+    may be a path to a UTF-8 ``.txt`` file) and ``negative_help`` (what ``--no-NAME`` does).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    size: int = Field(512, ge=128, le=1024, description="side of the square face crop, pixels")
+    size: int = Field(512, ge=128, le=1024, description="side of the square face crop in pixels, an even number")
     fps: float = Field(25.0, ge=10.0, le=60.0, description="video frames per second")
-    seed: int = Field(0, ge=0, description="random seed for head motion, blinks and sampling")
+    seed: int = Field(0, ge=0, description="random seed for head motion, blinks, saccades and sampling")
     gaze: tuple[float, float] | None = Field(
-        None, description="gaze (yaw, pitch) in degrees relative to the head; None keeps the photo's"
-    )
+        None, description="gaze direction in degrees relative to the head (+yaw: image right, +pitch: up; "
+                          "within +-35 yaw, +-25 pitch); default keeps the photo's gaze",
+        json_schema_extra={"parts": ["yaw", "pitch"]})
     distance: float = Field(
-        1.0, ge=0.5, le=2.0, description="head-to-camera scale; 1.0 = as in the photo, >1 closer"
-    )
+        1.0, ge=0.5, le=2.0, description="head-to-camera scale: 1.0 as in the photo, 1.2 closer, 0.8 further")
     emotion: str | tuple[float, ...] = Field(
-        "neutral", description="named expression offset or a vector of facial-dynamics offsets"
-    )
-    paste_back: bool = Field(False, description="render into the full original photo")
-    motion: str = Field("diffusion", description="motion generator: diffusion (trained) or procedural (baseline)")
-    sampling_steps: int = Field(10, ge=1, le=100, description="diffusion denoising steps per window")
-    audio_guidance: float = Field(0.5, ge=0.0, le=5.0, description="classifier-free guidance on the audio (lambda_A), for the face; the head pose is sampled without it")
-    gaze_guidance: float = Field(1.0, ge=0.0, le=5.0, description="classifier-free guidance on the gaze (lambda_g)")
+        "neutral", description="expression offset: a name, or a vector of the 12 facial-dynamics offsets",
+        json_schema_extra={"choices": list(EMOTION_NAMES)})
+    paste_back: bool = Field(False, description="render the head back into the full original photo instead "
+                                                "of the face crop")
+    motion: str = Field("diffusion", description="motion generator: diffusion (the trained transformer) or "
+                                                 "procedural (hand-made baseline)",
+                        json_schema_extra={"choices": list(MOTION_GENERATORS)})
+    sampling_steps: int = Field(10, ge=1, le=100, description="diffusion denoising (DDIM) steps per window")
+    audio_guidance: float = Field(0.5, ge=0.0, le=5.0, description="classifier-free guidance scale on the audio, "
+                                  "lambda_A, for the face (diffusion; the head pose is sampled without it)")
+    gaze_guidance: float = Field(1.0, ge=0.0, le=5.0, description="classifier-free guidance scale on the gaze "
+                                                                  "direction, lambda_g (diffusion)")
     transcript: str | None = Field(
         None, max_length=20000,
-        description="text of the speech; aligned to the audio to shape the lips (visemes); None: audio only")
-    language: str = Field("en", description="espeak-ng language code of the speech and transcript")
+        description="what the speech says, aligned to the audio so the lips follow its phonemes (closures on "
+                    "p/b/m, rounding, jaw height); text that does not match the audio falls back to audio-only "
+                    "lip sync with a warning. Without it the speech is recognised (see recognise)",
+        json_schema_extra={"text_file": True})
+    language: str = Field("en", description="language of the speech and transcript, an espeak-ng code (en, es, de, "
+                                            "fr, pt-br, ...; `espeak-ng --voices` lists them)")
     recognise: bool = Field(True, description="without a transcript, recognise the speech (Whisper) and shape the "
-                                              "lips by its words; False: audio-only lips, no recognition cost")
+                                              "lips by its words",
+                            json_schema_extra={"negative_help": "audio-only lip sync, no recognition cost (faster)"})
 
     @field_validator("size")
     @classmethod

@@ -55,3 +55,58 @@ class AudioFeatures:
     voicing: np.ndarray
     band_energy_db: np.ndarray
     speech_probability: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A render's transcript: what the speech says and where the text came from.
+
+    Attributes:
+        text: the words.
+        source: "given" (the request's ``transcript``) or "recognised" (``workers.audio.recognise``).
+        language: language code of the text.
+        confidence: recognised only: the recogniser's mean word probability in [0, 1].
+        model: recognised only: version of the recogniser's model.
+        words: recognised only: how many words it heard.
+        used: recognised only: whether the text shaped the lips (it was confident and aligned).
+        problem: recognised only: why the text must not drive the lips; None when it may.
+    """
+
+    text: str
+    source: str
+    language: str
+    confidence: float | None = None
+    model: str | None = None
+    words: int | None = None
+    used: bool | None = None
+    problem: str | None = None
+
+    def to_json(self) -> dict:
+        """The published record (manifest ``transcript_json``, provenance ``transcript``): text,
+        source and language, plus the recogniser's fields for a recognised transcript."""
+        record = {"text": self.text, "source": self.source, "language": self.language}
+        if self.source == "recognised":
+            record.update(confidence=self.confidence, model=self.model, words=self.words, used=self.used,
+                          problem=self.problem)
+        return record
+
+
+@dataclass(frozen=True)
+class TranscriptAlignment:
+    """How a transcript was placed in the speech (``workers.audio.align``); not the face
+    alignment, which is the alignment stage's.
+
+    Attributes:
+        method: "pocketsphinx" or "espeak-dtw"; None when the text could not be aligned.
+        language: espeak-ng language code it was aligned in.
+        confidence: in [0, 1], 3 decimals; below ``workers.audio.align.MIN_CONFIDENCE`` the text
+            likely does not match the audio.
+        phones: how many phones were placed.
+        used: whether the phones shape the lips (False: the motion is audio-only).
+    """
+
+    method: str | None
+    language: str
+    confidence: float
+    phones: int
+    used: bool

@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from core.schemas import RenderRequest, RenderResult
-from core.speech import AudioFeatures, Phone
+from core.speech import AudioFeatures, Phone, Transcript, TranscriptAlignment
 
 
 class AlignedPortrait(Protocol):
@@ -61,8 +61,8 @@ class RenderTask:
         quality, quality_flags: the batch QC of the finished video (workers.quality.qc.BatchQC,
             measured by the encoder on the frames it wrote) and the thresholds it broke; None
             when not measured.
-        alignment: how the transcript was aligned: method, language, confidence, phones,
-            used (False: it did not match the audio and the motion is audio-only).
+        transcript_alignment: how the transcript was placed in the speech (method, language,
+            confidence, phones, used); not the face alignment (``face``).
         transcript: the render's transcript: text, source ("given" by the request or
             "recognised" by workers.audio.recognise), language and, when recognised, the
             recogniser's confidence, model and whether it was used.
@@ -83,8 +83,8 @@ class RenderTask:
     render_id: str | None = None
     provenance: dict | None = None
     phones: list[Phone] | None = None
-    alignment: dict | None = None
-    transcript: dict | None = None
+    transcript_alignment: TranscriptAlignment | None = None
+    transcript: Transcript | None = None
     quality: dict | None = None
     quality_flags: list[str] = field(default_factory=list)
 
@@ -111,7 +111,7 @@ class RenderTask:
             watermark_payload=None if self.provenance is None else self.provenance.get("watermark_payload"),
             quality=None if failed else self.quality,
             quality_flags=[] if failed else list(self.quality_flags),
-            transcript=self.transcript,
+            transcript=None if self.transcript is None else self.transcript.to_json(),
         )
 
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from core.errors import BadInputError, JobFailedError
+from pipeline.controls import CONTROL_COLUMNS
 from pipeline.metrics_endpoint import add_metrics_arguments, serve_driver_metrics
 
 DEFAULT_STATE = Path.home() / ".cache" / "talkfarm" / "jobs.sqlite"
@@ -31,12 +32,12 @@ def add_batch_commands(commands) -> None:
 
     batch = commands.add_parser(
         "batch", help="render every request of a CSV / JSONL / Parquet list on Ray",
-        description="Render a request list (columns: id, image, audio, and optional seed, gaze_yaw, gaze_pitch, "
-                    "distance, emotion, priority, size, fps, paste_back, motion, transcript, language) on a local "
-                    "or existing Ray cluster. Writes one video and provenance sidecar per request and a Parquet "
-                    "manifest; prints the manifest URI last. Confined by default: inputs are read only under the "
-                    "request file's own folder (or bucket prefix) and --allow prefixes, outputs written only "
-                    "under --out. One driver per job (a lease in the job store). Exit code 0: the job ran to its "
+        description="Render a request list (columns: id, image, audio, and optional priority and one per render "
+                    f"control, as the `talkfarm render` option of the same name: {', '.join(CONTROL_COLUMNS)}; "
+                    "an empty cell takes the default) on a local or existing Ray cluster. Writes one video and "
+                    "provenance sidecar per request and a Parquet manifest; prints the manifest URI last. "
+                    "Confined by default: inputs are read only under the request file's own folder (or bucket "
+                    "prefix) and --allow prefixes, outputs written only under --out. One driver per job (a lease in the job store). Exit code 0: the job ran to its "
                     "end (failed rows are in the manifest); 1: the job could not finish; 2: refused (bad input, "
                     "policy, job held by another driver).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from core.errors import BadInputError, TalkfarmError
-from core.schemas import EMOTION_NAMES, MOTION_GENERATORS
+from pipeline.controls import add_control_options, controls_from_args, option_name, validation_message
 
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -17,24 +17,6 @@ EXIT_BAD_INPUT = 2
 
 class CliError(Exception):
     """A bad argument or input: printed as one line, exit code 2."""
-
-
-def _pair(text: str) -> tuple[float, float]:
-    try:
-        yaw, pitch = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YAW,PITCH in degrees, e.g. 10,-5; got {text!r}") from None
-    return yaw, pitch
-
-
-def _emotion(text: str) -> str | tuple[float, ...]:
-    if text in EMOTION_NAMES:
-        return text
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected one of {', '.join(EMOTION_NAMES)} or a comma-separated vector; got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,36 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--image", required=True, help="portrait photo (JPEG, PNG or WebP; any size, face anywhere)")
     render.add_argument("--audio", required=True, help="speech clip (WAV, FLAC, OGG or MP3; 8-48 kHz, up to 10 minutes)")
     render.add_argument("-o", "--output", required=True, help="output .mp4 path (written atomically)")
-    render.add_argument("--size", type=int, default=512, help="side of the square face crop in pixels")
-    render.add_argument("--fps", type=float, default=25.0, help="video frames per second")
-    render.add_argument("--seed", type=int, default=0, help="random seed for head motion and blinks")
-    render.add_argument("--gaze", type=_pair, default=None, metavar="YAW,PITCH",
-                        help="gaze direction in degrees relative to the head (+yaw: image right, +pitch: up); "
-                             "default keeps the photo's gaze")
-    render.add_argument("--distance", type=float, default=1.0,
-                        help="head-to-camera scale: 1.0 as in the photo, 1.2 closer, 0.8 further (0.5-2.0)")
-    render.add_argument("--emotion", type=_emotion, default="neutral",
-                        help=f"expression offset: {', '.join(EMOTION_NAMES)}, or 12 comma-separated dynamics offsets")
-    render.add_argument("--paste-back", action="store_true",
-                        help="render the head back into the full original photo instead of the face crop")
-    render.add_argument("--motion", choices=MOTION_GENERATORS, default="diffusion",
-                        help="motion generator: diffusion (the trained transformer, default) or procedural "
-                             "(hand-made baseline)")
-    render.add_argument("--sampling-steps", type=int, default=10, help="diffusion denoising steps per window (1-100)")
-    render.add_argument("--audio-guidance", type=float, default=0.5,
-                        help="classifier-free guidance scale on the audio, lambda_A, for the face (diffusion; "
-                             "the head pose is sampled without it)")
-    render.add_argument("--gaze-guidance", type=float, default=1.0,
-                        help="classifier-free guidance scale on the gaze direction, lambda_g (diffusion)")
-    render.add_argument("--transcript", default=None, metavar="TEXT_OR_FILE",
-                        help="what the speech says (text, or a path to a UTF-8 .txt file): aligned to the audio so "
-                             "the lips follow the phonemes (closures on p/b/m, rounding, jaw height); text that does "
-                             "not match the audio falls back to audio-only lip sync with a warning")
-    render.add_argument("--language", default="en",
-                        help="language of the speech and transcript, an espeak-ng code (en, es, de, fr, pt-br, ...; "
-                             "`espeak-ng --voices` lists them)")
-    render.add_argument("--no-recognise", dest="recognise", action="store_false",
-                        help="without --transcript, do not recognise the speech: audio-only lip sync (faster)")
+    add_control_options(render)
     render.add_argument("--device", default=None, help="torch device for decoding (default: cuda if available, else cpu)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
@@ -109,28 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _render(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from core.schemas import RenderControls, RenderRequest
+    from core.schemas import RenderRequest
 
     for label, path in (("image", args.image), ("audio", args.audio)):
         if not Path(path).is_file():
             raise BadInputError(f"{label} file not found", path)
-    transcript = None
-    if args.transcript is not None:
-        from workers.audio.align import read_transcript
-
-        transcript = read_transcript(args.transcript)
+    controls = controls_from_args(args)
     try:
-        controls = RenderControls(size=args.size, fps=args.fps, seed=args.seed, gaze=args.gaze,
-                                  distance=args.distance, emotion=args.emotion, paste_back=args.paste_back,
-                                  motion=args.motion, sampling_steps=args.sampling_steps,
-                                  audio_guidance=args.audio_guidance, gaze_guidance=args.gaze_guidance,
-                                  transcript=transcript, language=args.language, recognise=args.recognise)
         request = RenderRequest(id=Path(args.output).stem, image=args.image, audio=args.audio,
                                 output=args.output, controls=controls)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise CliError(f"--{where.replace('_', '-')}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise CliError(validation_message(err, option_name)) from None
 
     from workers.encode.video import check_writable
 

@@ -1,29 +1,29 @@
 """Read a job's request list (CSV, JSONL or Parquet; local or ``s3://``) into RenderRequests.
 
-Columns:
+Columns: ``id``, ``image`` and ``audio`` (required), ``priority``, and one column per render
+control, generated from the fields of :class:`~core.schemas.RenderControls` by
+:mod:`pipeline.controls` (so every control the CLI has is settable per row, with the same
+bounds, defaults and parser):
 
-=============  ========  ===================================================================
-column         required  meaning
-=============  ========  ===================================================================
-id             yes       request id (unique in the file; no ``/``, ``\\``, control characters,
-                         no leading ``.``; at most 200 characters) -- names the output file
-image          yes       portrait path or URI
-audio          yes       speech path or URI
-seed           no        int >= 0
-gaze_yaw       no        degrees; give both gaze columns or neither
-gaze_pitch     no        degrees
-distance       no        head-to-camera scale, 0.5..2
-emotion        no        a name (neutral, happy, ...) or a vector: JSON list ``[0.1, -0.2]``
-                         in CSV, a list in JSONL / Parquet
-priority       no        int, higher renders first (default 0)
-size, fps,     no        as :class:`~core.schemas.RenderControls`
-paste_back,              (``paste_back``: true/false/1/0/yes/no)
-motion
-transcript     no        text of the speech (aligned to the audio for lip shapes; a line that
-                         does not match the audio renders audio-only with a warning)
-language       no        espeak-ng language code of the speech (default ``en``;
-                         ``espeak-ng --voices`` lists them)
-=============  ========  ===================================================================
+==============  ========  ===================================================================
+column          required  meaning
+==============  ========  ===================================================================
+id              yes       request id (unique in the file; no ``/``, ``\\``, control characters,
+                          no leading ``.``; at most 200 characters) -- names the output file
+image           yes       portrait path or URI
+audio           yes       speech path or URI
+priority        no        int, higher renders first (default 0)
+<control>       no        every other field of ``RenderControls`` under its own name (size,
+                          sampling_steps, audio_guidance, ...): the ``talkfarm render`` option
+                          of the same name (``--sampling-steps``), same bounds and default
+gaze_yaw,       no        the ``gaze`` pair, degrees; give both columns or neither
+gaze_pitch
+==============  ========  ===================================================================
+
+Booleans are true/false/1/0/yes/no; ``emotion`` is a name (neutral, happy, ...) or a vector:
+``0.1,-0.2,...`` or a JSON list ``[0.1, -0.2, ...]`` in CSV, a list in JSONL / Parquet.
+``transcript`` is the text of the speech (aligned to the audio for lip shapes; a line that
+does not match the audio renders audio-only with a warning).
 
 Empty cells / nulls mean "use the default". Other columns are ignored and reported in
 :attr:`RequestFile.ignored_columns` (``talkfarm batch`` warns about them, and refuses the file
@@ -44,7 +44,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -55,20 +54,19 @@ from pydantic import ValidationError
 from core.errors import BadInputError
 from core.schemas import RenderControls, RenderRequest
 from core.storage import OUTSIDE_MESSAGE, Storage, join_uri, parse_uri
+from pipeline.controls import CONTROL_COLUMNS, ControlValueError, control_values_from_row, parse_int, validation_message
+from pipeline.controls import is_blank as _blank
 from pipeline.jobstate import PRIORITY_LIMIT
 
 __all__ = ["read_request_file", "parse_request_rows", "RequestFile", "InvalidRow", "REQUEST_COLUMNS"]
 
 REQUIRED_COLUMNS = ("id", "image", "audio")
-OPTIONAL_COLUMNS = ("seed", "gaze_yaw", "gaze_pitch", "distance", "emotion", "priority",
-                    "size", "fps", "paste_back", "motion", "transcript", "language")
+OPTIONAL_COLUMNS = ("priority",) + CONTROL_COLUMNS
 REQUEST_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 _BAD_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
 _UNDECODED = re.compile("[\udc80-\udcff]")     # bytes that were not UTF-8 (surrogateescape)
 NOT_UTF8 = "row is not UTF-8 text (undecodable bytes)"
-_TRUE = {"true", "1", "yes", "y", "t"}
-_FALSE = {"false", "0", "no", "n", "f"}
 
 
 class InvalidRow(NamedTuple):
@@ -101,71 +99,6 @@ class _RowError(ValueError):
     pass
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or (
-        isinstance(value, float) and math.isnan(value))
-
-
-def _int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise _RowError(f"{name} must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if value.is_integer():
-            return int(value)
-        raise _RowError(f"{name} must be an integer, got {value!r}")
-    text = str(value).strip()
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            number = float(text)
-        except ValueError:
-            raise _RowError(f"{name} must be an integer, got {text!r}") from None
-        if number.is_integer():
-            return int(number)
-        raise _RowError(f"{name} must be an integer, got {text!r}") from None
-
-
-def _float(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise _RowError(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value if not isinstance(value, str) else value.strip())
-    except (TypeError, ValueError):
-        raise _RowError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise _RowError(f"{name} must be a finite number, got {value!r}")
-    return number
-
-
-def _bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise _RowError(f"{name} must be true or false, got {value!r}")
-
-
-def _emotion(value: Any) -> str | tuple[float, ...]:
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                raise _RowError(f"emotion vector is not a valid JSON list: {text!r}") from None
-        else:
-            return text.lower()
-    if isinstance(value, (list, tuple)):
-        return tuple(_float("emotion", v) for v in value)
-    raise _RowError(f"emotion must be a name or a list of numbers, got {value!r}")
-
-
 def _resolve(ref: str, base: str | None) -> str:
     """Resolve a relative image / audio entry against the request file's folder."""
     if base is None or "://" in ref or Path(ref).is_absolute():
@@ -173,15 +106,6 @@ def _resolve(ref: str, base: str | None) -> str:
     if "://" in base:
         return join_uri(base, ref)
     return str(Path(base) / ref)
-
-
-def _pydantic_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p != "controls")
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
 
 
 def _parse_row(row: dict[str, Any], out_prefix: str, base: str | None,
@@ -192,28 +116,11 @@ def _parse_row(row: dict[str, Any], out_prefix: str, base: str | None,
         raise _RowError("missing image")
     if _blank(audio):
         raise _RowError("missing audio")
-    controls: dict[str, Any] = dict(defaults)
-    value = row.get("seed")
-    if not _blank(value):
-        controls["seed"] = _int("seed", value)
-    yaw, pitch = row.get("gaze_yaw"), row.get("gaze_pitch")
-    if _blank(yaw) != _blank(pitch):
-        raise _RowError("give both gaze_yaw and gaze_pitch, or neither")
-    if not _blank(yaw):
-        controls["gaze"] = (_float("gaze_yaw", yaw), _float("gaze_pitch", pitch))
-    for name, conv in (("distance", _float), ("size", _int), ("fps", _float), ("paste_back", _bool)):
-        value = row.get(name)
-        if not _blank(value):
-            controls[name] = conv(name, value)
-    if not _blank(row.get("emotion")):
-        controls["emotion"] = _emotion(row["emotion"])
-    if not _blank(row.get("motion")):
-        controls["motion"] = str(row["motion"]).strip()
-    if not _blank(row.get("transcript")):
-        controls["transcript"] = str(row["transcript"])
-    if not _blank(row.get("language")):
-        controls["language"] = str(row["language"]).strip()
-    priority = 0 if _blank(row.get("priority")) else _int("priority", row["priority"])
+    try:
+        controls = control_values_from_row(row, defaults)
+        priority = 0 if _blank(row.get("priority")) else parse_int(row["priority"], "priority")
+    except ControlValueError as exc:
+        raise _RowError(str(exc)) from None
     if not -PRIORITY_LIMIT < priority < PRIORITY_LIMIT:
         raise _RowError(f"priority must be within +-{PRIORITY_LIMIT}, got {priority}")
     try:
@@ -221,7 +128,7 @@ def _parse_row(row: dict[str, Any], out_prefix: str, base: str | None,
             id=rid, image=_resolve(str(image).strip(), base), audio=_resolve(str(audio).strip(), base),
             output=join_uri(out_prefix, f"{rid}.mp4"), controls=RenderControls(**controls))
     except ValidationError as exc:
-        raise _RowError(_pydantic_message(exc)) from None
+        raise _RowError(validation_message(exc)) from None
     return request, priority
 
 

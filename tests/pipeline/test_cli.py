@@ -90,6 +90,17 @@ def test_render_help_lists_every_option():
     assert "up to 10 minutes" in text and "YAW,PITCH" in text and "8-48 kHz" in text
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--sampling-steps", "0"], "--sampling-steps: Input should be greater than or equal to 1"),
+    (["--gaze", "ten,0"], "--gaze must be a number, got 'ten'"),
+])
+def test_a_bad_render_control_is_one_line_exit_2(options, message, shared_assets, tmp_path):
+    output = tmp_path / "out.mp4"
+    done = render(shared_assets / "face_grace_hopper.jpg", shared_assets / SPEECH, output, *options)
+    assert done.returncode == 2 and done.stderr.strip() == f"talkfarm: error: {message}", done.stderr
+    assert not output.exists()
+
+
 @pytest.mark.parametrize("kind", ["mp3", "flac"])
 def test_mp3_and_44k_stereo_flac_render(kind, shared_assets, tmp_path):
     speech = shared_assets / SPEECH

@@ -67,15 +67,15 @@ def test_text_that_does_not_match_falls_back_with_a_manifest_warning(librivox, s
     task = RenderTask(request)
     AudioFeatureStage()([task])
     assert task.failure is None and task.phones is None
-    assert task.alignment["used"] is False and task.alignment["confidence"] < 0.18
+    assert task.transcript_alignment.used is False and task.transcript_alignment.confidence < 0.18
     assert any("does not match the audio" in w for w in task.warnings), task.warnings
     # The given text wins: the speech is not recognised in its place.
-    assert task.transcript == {"text": WRONG_TEXT, "source": "given", "language": "en"}
+    assert task.transcript.to_json() == {"text": WRONG_TEXT, "source": "given", "language": "en"}
     assert "speech_recognition" not in task.model_versions
 
     row = ManifestRow.from_result("job", request, task.result())
     assert any("lip sync from the audio only" in w for w in row.warnings)
-    assert json.loads(row.transcript_json)["source"] == "given"
+    assert json.loads(row.transcript_json) == {"text": WRONG_TEXT, "source": "given", "language": "en"}
 
 
 def test_recognition_can_be_turned_off(shared_assets):

@@ -59,11 +59,10 @@ SYNTH_PAD_S = 0.15
 DEFAULT_RATE_WPM = 175
 # espeak-ng voice variants the text is spoken with (default male voice, a female one).
 VOICE_VARIANTS = ("", "+f3")
-MAX_TEXT_CHARS = 20000
 
 
 @dataclass(frozen=True)
-class AlignmentResult:
+class PhoneAlignment:
     """Phones of a transcript placed in a recording.
 
     Attributes:
@@ -82,30 +81,6 @@ class AlignmentResult:
     @property
     def matches(self) -> bool:
         return self.confidence >= MIN_CONFIDENCE
-
-
-
-
-
-def read_transcript(value: str) -> str:
-    """Transcript text from a literal string or a path to a UTF-8 text file."""
-    from pathlib import Path
-
-    value = value or ""
-    if len(value) < 4096 and "\n" not in value and value.lower().endswith(".txt"):
-        path = Path(value)
-        if not path.is_file():
-            raise BadInputError("transcript file not found", value)
-        try:
-            value = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            raise BadInputError("transcript file is not UTF-8 text", str(path)) from None
-    text = " ".join(value.split())
-    if not text:
-        raise BadInputError("transcript is empty")
-    if len(text) > MAX_TEXT_CHARS:
-        raise BadInputError(f"transcript is longer than {MAX_TEXT_CHARS} characters")
-    return text
 
 
 # ---------------------------------------------------------------------------- features
@@ -238,7 +213,7 @@ def _warp(times_s: np.ndarray, path: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- align
 
 def align_dtw(wave16k: np.ndarray, text: str, language: str, voice: str | None = None,
-              rate_wpm: int | None = None) -> AlignmentResult:
+              rate_wpm: int | None = None) -> PhoneAlignment:
     """espeak-ng synthesis + DTW (see the module docstring).
 
     Without an explicit ``voice`` the text is spoken twice, by the language's default
@@ -254,7 +229,7 @@ def align_dtw(wave16k: np.ndarray, text: str, language: str, voice: str | None =
 
 
 def _align_voice(wave16k: np.ndarray, rec: np.ndarray, fmax: float, text: str, language: str, voice: str,
-                 rate_wpm: int | None) -> AlignmentResult:
+                 rate_wpm: int | None) -> PhoneAlignment:
     duration = len(wave16k) / SAMPLE_RATE
 
     def speak(rate: int) -> tuple[np.ndarray, list[Phone]]:
@@ -287,10 +262,10 @@ def _align_voice(wave16k: np.ndarray, rec: np.ndarray, fmax: float, text: str, l
         s, e = float(min(s, duration)), float(min(max(e, s), duration))
         if e > s and p.symbol != "_":
             out.append(Phone(p.symbol, s, e))
-    return AlignmentResult(out, confidence, "espeak-dtw", language)
+    return PhoneAlignment(out, confidence, "espeak-dtw", language)
 
 
-def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "auto") -> AlignmentResult:
+def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "auto") -> PhoneAlignment:
     """Phones of ``text`` in the 16 kHz recording ``wave16k``.
 
     Args:
@@ -320,5 +295,5 @@ def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "a
     except BadInputError as error:
         logger.warning("pocketsphinx alignment failed (%s); using espeak + DTW timings", error)
         return dtw
-    return AlignmentResult([Phone(s.phone, s.start_s, s.end_s) for s in segments], dtw.confidence,
+    return PhoneAlignment([Phone(s.phone, s.start_s, s.end_s) for s in segments], dtw.confidence,
                            "pocketsphinx", language)

@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from core.languages import supported_languages
+from core.speech import Transcript
 from workers.audio.whisper import PACKAGES, SAMPLE_RATE, model_files
 
 logger = logging.getLogger(__name__)
@@ -80,11 +81,11 @@ class Recognition:
     def usable(self) -> bool:
         return self.problem is None
 
-    def summary(self) -> dict:
-        """JSON-ready record for the manifest and the provenance."""
-        return {"text": self.text, "source": "recognised", "language": self.language,
-                "confidence": round(self.confidence, 3), "model": self.model_version,
-                "words": len(self.words), "used": self.usable, "problem": self.problem}
+    def transcript(self) -> Transcript:
+        """The render's transcript record of this recognition."""
+        return Transcript(text=self.text, source="recognised", language=self.language,
+                          confidence=round(self.confidence, 3), model=self.model_version, words=len(self.words),
+                          used=self.usable, problem=self.problem)
 
 
 @lru_cache(maxsize=2)

@@ -11,10 +11,11 @@ import numpy as np
 from core.errors import BadInputError
 from core.identity import sha256_file
 from core.schemas import RenderControls
+from core.speech import Transcript, TranscriptAlignment
 from core.stage import Resources, TaskStage
 from core.storage import Storage, is_s3
 from core.task import RenderTask
-from workers.audio.align import VERSION as ALIGNMENT_VERSION
+from workers.audio.align import VERSION as TRANSCRIPT_ALIGNMENT_VERSION
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
 from workers.audio.recognise import VERSION as RECOGNITION_VERSION
@@ -36,7 +37,7 @@ class AudioFeatureStage(TaskStage):
     Every render gets a transcript (``task.transcript``): the request's own
     (``controls.transcript``, which always wins) or, without one, what the recogniser
     (``workers.audio.recognise``, Whisper) hears. The text is aligned to the speech
-    (``workers.audio.align``), filling ``task.phones`` and ``task.alignment``. Text that does
+    (``workers.audio.align``), filling ``task.phones`` and ``task.transcript_alignment``. Text that does
     not match the audio (confidence below ``MIN_CONFIDENCE``), that cannot be aligned, or a
     recognition that is not confident (music, noise, an unknown language) leaves
     ``task.phones`` empty (audio-only motion) with a warning, never a failed render; an
@@ -51,7 +52,7 @@ class AudioFeatureStage(TaskStage):
     def model_versions(cls, controls: RenderControls) -> dict[str, str]:
         versions = {"voice_activity": VAD_VERSION}
         if controls.transcript is not None:
-            versions["transcript_alignment"] = ALIGNMENT_VERSION
+            versions["transcript_alignment"] = TRANSCRIPT_ALIGNMENT_VERSION
         elif controls.recognise:
             versions["speech_recognition"] = RECOGNITION_VERSION
         return versions
@@ -72,7 +73,7 @@ class AudioFeatureStage(TaskStage):
         task.audio = dataclasses.replace(features, speech_probability=speech_probability(wave, controls.fps))
         task.model_versions["voice_activity"] = VAD_VERSION
         if controls.transcript:
-            task.transcript = {"text": controls.transcript, "source": "given", "language": controls.language}
+            task.transcript = Transcript(text=controls.transcript, source="given", language=controls.language)
             self._align(task, wave, controls.transcript, controls.language)
         elif controls.recognise:
             self._recognise(task, wave)
@@ -95,12 +96,12 @@ class AudioFeatureStage(TaskStage):
         task.model_versions["speech_recognition"] = VERSION
         if recognition.model_version:
             task.model_versions["speech_recognition_model"] = recognition.model_version
-        task.transcript = recognition.summary()
+        task.transcript = recognition.transcript()
         if not recognition.usable:
             task.warnings.append(f"no transcript: {recognition.problem}; lip sync from the audio only")
             return
         self._align(task, wave, recognition.text, recognition.language)
-        task.transcript["used"] = bool(task.phones)
+        task.transcript = dataclasses.replace(task.transcript, used=bool(task.phones))
 
     @staticmethod
     def _align(task: RenderTask, wave, text: str, language_code: str) -> None:
@@ -111,11 +112,13 @@ class AudioFeatureStage(TaskStage):
         try:
             result = align(wave, text, language)
         except BadInputError as error:
-            task.alignment = {"method": None, "language": language, "confidence": 0.0, "phones": 0, "used": False}
+            task.transcript_alignment = TranscriptAlignment(method=None, language=language, confidence=0.0, phones=0,
+                                                            used=False)
             task.warnings.append(f"transcript not used: it could not be aligned ({error}); lip sync from the audio only")
             return
-        task.alignment = {"method": result.method, "language": language, "confidence": round(result.confidence, 3),
-                          "phones": len(result.phones), "used": result.matches}
+        task.transcript_alignment = TranscriptAlignment(method=result.method, language=language,
+                                                        confidence=round(result.confidence, 3),
+                                                        phones=len(result.phones), used=result.matches)
         if result.matches and result.phones:
             task.phones = result.phones
         else:

@@ -11,7 +11,8 @@ previous window p=0.5), so at sampling time
 
     x0 = (1 + lambda_A + lambda_g) f(all) - lambda_A f(no audio) - lambda_g f(no gaze)
 
-with lambda_A = 0.5 and lambda_g = 1.0 by default. Sampling is DDIM (deterministic given
+with lambda_A and lambda_g from the request (``RenderControls.audio_guidance`` and
+``gaze_guidance``; ``workers.motion.base.sampling_options``). Sampling is DDIM (deterministic given
 the seeded initial noise) with a configurable number of steps, over sliding windows that
 start W - O frames apart, each conditioned on the K final frames before it and blended
 into the previous window over O frames, so any length works and windows join smoothly.
@@ -27,7 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.schemas import RenderControls
 from workers.face.latents import DYNAMICS, MOTION_DIM, POSE_SLICE
+from workers.motion.base import SamplingOptions, sampling_options
 from workers.motion.conditioning import (
     AUDIO_DIM,
     MODEL_AUDIO_DIM,
@@ -63,27 +66,6 @@ class DiffusionConfig:
     context: int = 10
     overlap: int = 6
     diffusion_steps: int = 1000
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """How to sample.
-
-    Attributes:
-        steps: DDIM steps per window.
-        audio_guidance: lambda_A, classifier-free guidance on the audio, for the face
-            (expression dynamics, mouth included, and gaze).
-        gaze_guidance: lambda_g, classifier-free guidance on the gaze direction.
-        pose_audio_guidance: lambda_A for the head pose channels. 0: speech guides the lips,
-            not the head. Guiding the head by the audio pushes its motion out of the range the
-            model was trained on: mean rotation over 6-frame spans 0.30 deg/frame at 0,
-            0.46 at 0.5, 0.59 at 1.0, against 0.23 in the corpus (shared speech, 2 seeds).
-    """
-
-    steps: int = 10
-    audio_guidance: float = 0.5
-    gaze_guidance: float = 1.0
-    pose_audio_guidance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -219,9 +201,9 @@ class WindowSampler:
     """
 
     def __init__(self, model: MotionTransformer, conditions: Conditions, seed: int,
-                 options: SamplingOptions = SamplingOptions(), device: str | torch.device = "cpu"):
+                 options: SamplingOptions | None = None, device: str | torch.device = "cpu"):
         self.model = model
-        self.options = options
+        self.options = options or sampling_options(RenderControls())   # RenderControls' defaults
         self.device = torch.device(device)
         self.config = model.config
         self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -328,15 +310,16 @@ class WindowSampler:
 
 
 def sample_motion(model: MotionTransformer, audio_rows: np.ndarray, conditions: Conditions, seed: int,
-                  options: SamplingOptions = SamplingOptions(), device: str = "cpu") -> np.ndarray:
-    """Motion (T, MOTION_DIM) relative to the photo for a whole clip's audio rows (T, AUDIO_DIM)."""
+                  options: SamplingOptions | None = None, device: str = "cpu") -> np.ndarray:
+    """Motion (T, MOTION_DIM) relative to the photo for a whole clip's audio rows (T, AUDIO_DIM).
+    ``options`` None: RenderControls' defaults."""
     sampler = WindowSampler(model, conditions, seed, options, device)
     parts = [sampler.push(audio_rows), sampler.finish()]
     return np.concatenate(parts)[: len(audio_rows)]
 
 
 def stream_motion(model: MotionTransformer, audio_chunks: Iterator[np.ndarray], conditions: Conditions, seed: int,
-                  options: SamplingOptions = SamplingOptions(), device: str = "cpu") -> Iterator[np.ndarray]:
+                  options: SamplingOptions | None = None, device: str = "cpu") -> Iterator[np.ndarray]:
     """Yields motion frames (n, MOTION_DIM) as soon as each window is final, while audio arrives."""
     sampler = WindowSampler(model, conditions, seed, options, device)
     for chunk in audio_chunks:

@@ -29,7 +29,6 @@ from workers.motion.diffusion import (
     Conditions,
     DiffusionConfig,
     MotionTransformer,
-    SamplingOptions,
     sample_motion,
     stream_motion,
 )
@@ -147,16 +146,11 @@ class DiffusionMotion:
     def _conditions(controls: MotionControls) -> Conditions:
         return Conditions(gaze=controls.gaze, distance=controls.distance, emotion=controls.emotion)
 
-    @staticmethod
-    def _options(controls: MotionControls) -> SamplingOptions:
-        return SamplingOptions(steps=controls.sampling_steps, audio_guidance=controls.audio_guidance,
-                               gaze_guidance=controls.gaze_guidance)
-
     def generate(self, audio: AudioFeatures, source_latent: np.ndarray, controls: MotionControls) -> np.ndarray:
         """Motion latents (T, MOTION_DIM) for the clip, one row per video frame."""
         rows = to_model_rate(features_matrix(audio), audio.fps)
         relative = sample_motion(self.model, rows, self._conditions(controls), controls.seed,
-                                 self._options(controls), self._device)
+                                 controls.sampling, self._device)
         relative = from_model_rate(relative, audio.fps, audio.num_frames)
         return compose_motion(relative, source_latent, controls.gaze is not None)
 
@@ -165,5 +159,5 @@ class DiffusionMotion:
         """Absolute motion (n, MOTION_DIM) at 25 fps, window by window, from 25 fps audio rows
         (chunks of (m, AUDIO_DIM)) that may still be arriving."""
         for relative in stream_motion(self.model, audio_rows, self._conditions(controls), controls.seed,
-                                      self._options(controls), self._device):
+                                      controls.sampling, self._device):
             yield compose_motion(relative, source_latent, controls.gaze is not None)

@@ -9,8 +9,9 @@ import pytest
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
 from workers.decoder.renderer import DecoderConfig, FaceRenderer
-from workers.face.latents import dyn_index, emotion_offset
-from workers.motion.base import MotionControls
+from core.schemas import RenderControls
+from workers.face.latents import dyn_index
+from workers.motion.base import motion_controls
 from workers.motion.learned import DiffusionMotion
 from workers.quality.measure import track_landmarks
 
@@ -36,9 +37,7 @@ def speech(shared_assets):
 
 
 def motion_for(generator, audio, source, **kw) -> np.ndarray:
-    controls = dict(seed=0, gaze=None, distance=1.0, emotion=emotion_offset("neutral"))
-    controls.update(kw)
-    return generator.generate(audio, source, MotionControls(**controls))
+    return generator.generate(audio, source, motion_controls(RenderControls(**kw)))
 
 
 def rendered_landmarks(face, motion, distance=1.0) -> np.ndarray:
@@ -89,7 +88,7 @@ def test_happy_raises_the_mouth_corners(generator, speech, aligned_grace):
         centre = landmarks[:, LIP_CENTRE, 1].mean(1)
         return (centre - corners) / interocular(landmarks)       # image y grows downward
 
-    happy = rendered_landmarks(aligned_grace, motion_for(generator, audio, source, emotion=emotion_offset("happy")))
+    happy = rendered_landmarks(aligned_grace, motion_for(generator, audio, source, emotion="happy"))
     neutral = rendered_landmarks(aligned_grace, motion_for(generator, audio, source))
     assert np.median(corner_lift(happy)) - np.median(corner_lift(neutral)) > 0.02
 

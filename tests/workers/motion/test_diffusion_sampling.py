@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from core.schemas import RenderControls
 from jobs.train_motion import export
 from workers.face.latents import GAZE_SLICE, MOTION_DIM, POSE_SLICE
+from workers.motion.base import SamplingOptions, sampling_options
 from workers.motion.conditioning import AUDIO_DIM, silence_matrix
 from workers.motion.diffusion import (
     Conditions,
     DiffusionConfig,
     MotionTransformer,
-    SamplingOptions,
     sample_motion,
     stream_motion,
 )
@@ -30,6 +31,11 @@ from workers.motion.learned import (
 )
 
 CONFIG = DiffusionConfig(width=64, layers=2, heads=2, window=40, context=6, overlap=4)
+
+
+def options(steps: int, **controls) -> SamplingOptions:
+    """The sampler's settings of RenderControls with ``steps`` DDIM steps (guidance as given or default)."""
+    return sampling_options(RenderControls(sampling_steps=steps, **controls))
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +55,14 @@ def rows() -> np.ndarray:
 
 @pytest.mark.parametrize("frames", [1, 7, 40, 41, 173])
 def test_any_length_gives_one_row_per_frame(model, rows, frames):
-    out = sample_motion(model, rows[:frames], Conditions(), seed=0, options=SamplingOptions(steps=4))
+    out = sample_motion(model, rows[:frames], Conditions(), seed=0, options=options(4))
     assert out.shape == (frames, MOTION_DIM)
     assert np.isfinite(out).all()
 
 
 def test_streaming_equals_whole_clip_and_yields_before_the_audio_ends(model, rows):
-    options = SamplingOptions(steps=4)
-    whole = sample_motion(model, rows, Conditions(gaze=(10.0, -5.0)), seed=3, options=options)
+    four_steps = options(4)
+    whole = sample_motion(model, rows, Conditions(gaze=(10.0, -5.0)), seed=3, options=four_steps)
     chunks = [rows[i:i + 13] for i in range(0, len(rows), 13)]
     fed = 0
     yielded_at = []
@@ -68,7 +74,7 @@ def test_streaming_equals_whole_clip_and_yields_before_the_audio_ends(model, row
             yield chunk
 
     parts = []
-    for part in stream_motion(model, audio(), Conditions(gaze=(10.0, -5.0)), seed=3, options=options):
+    for part in stream_motion(model, audio(), Conditions(gaze=(10.0, -5.0)), seed=3, options=four_steps):
         parts.append(part)
         yielded_at.append(fed)
     assert np.array_equal(np.concatenate(parts), whole)
@@ -77,25 +83,26 @@ def test_streaming_equals_whole_clip_and_yields_before_the_audio_ends(model, row
 
 
 def test_same_seed_same_motion_other_seed_other_motion(model, rows):
-    options = SamplingOptions(steps=4)
-    a = sample_motion(model, rows, Conditions(), seed=5, options=options)
-    b = sample_motion(model, rows, Conditions(), seed=5, options=options)
-    c = sample_motion(model, rows, Conditions(), seed=6, options=options)
+    four_steps = options(4)
+    a = sample_motion(model, rows, Conditions(), seed=5, options=four_steps)
+    b = sample_motion(model, rows, Conditions(), seed=5, options=four_steps)
+    c = sample_motion(model, rows, Conditions(), seed=6, options=four_steps)
     assert np.array_equal(a, b)
     assert np.abs(a - c).mean() > 1e-3
 
 
 def test_guidance_scales_change_the_sample(model, rows):
-    base = sample_motion(model, rows[:60], Conditions(gaze=(15.0, 0.0)), seed=0, options=SamplingOptions(steps=4))
+    base = sample_motion(model, rows[:60], Conditions(gaze=(15.0, 0.0)), seed=0, options=options(4))
     unguided = sample_motion(model, rows[:60], Conditions(gaze=(15.0, 0.0)), seed=0,
-                             options=SamplingOptions(steps=4, audio_guidance=0.0, gaze_guidance=0.0))
+                             options=options(4, audio_guidance=0.0, gaze_guidance=0.0))
     assert np.abs(base - unguided).mean() > 1e-4
 
 
 def test_audio_guidance_reaches_the_head_pose_only_when_asked(model, rows):
     def sample(pose_guidance):
         return sample_motion(model, rows[:60], Conditions(), seed=0,
-                             options=SamplingOptions(steps=4, audio_guidance=0.5, pose_audio_guidance=pose_guidance))
+                             options=SamplingOptions(steps=4, audio_guidance=0.5, gaze_guidance=1.0,
+                                                     pose_audio_guidance=pose_guidance))
 
     face_only, with_pose = sample(0.0), sample(0.5)
     assert np.abs(face_only[:, POSE_SLICE] - with_pose[:, POSE_SLICE]).mean() > 1e-4
@@ -108,9 +115,9 @@ def test_checkpoint_round_trip_reproduces_the_samples(model, rows, tmp_path):
     checkpoint = locate_checkpoint(path)
     assert checkpoint.version == meta["version"]
     loaded = load_model(checkpoint)
-    options = SamplingOptions(steps=3)
-    assert np.array_equal(sample_motion(loaded, rows[:50], Conditions(), 2, options),
-                          sample_motion(model, rows[:50], Conditions(), 2, options))
+    three_steps = options(3)
+    assert np.array_equal(sample_motion(loaded, rows[:50], Conditions(), 2, three_steps),
+                          sample_motion(model, rows[:50], Conditions(), 2, three_steps))
 
 
 def test_checkpoint_of_other_audio_features_is_refused(model, tmp_path):

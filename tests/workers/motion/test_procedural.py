@@ -8,14 +8,14 @@ from scipy.signal import find_peaks
 
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
+from core.schemas import RenderControls
 from workers.face.latents import (
     DYNAMICS,
     MOTION_DIM,
     MOTION_NAMES,
     dyn_index,
-    emotion_offset,
 )
-from workers.motion.base import MotionControls
+from workers.motion.base import MotionControls, motion_controls
 from workers.motion.procedural import ProceduralMotion
 
 JAW = dyn_index("jaw_open")
@@ -41,9 +41,7 @@ def long_clip(shared_assets):
 
 
 def controls(**kw) -> MotionControls:
-    base = dict(seed=0, gaze=None, distance=1.0, emotion=emotion_offset("neutral"))
-    base.update(kw)
-    return MotionControls(**base)
+    return motion_controls(RenderControls(**kw))
 
 
 def generate(audio, **kw) -> np.ndarray:
@@ -120,7 +118,7 @@ def test_distance_scales_the_head(short):
 def test_emotion_happy_raises_the_smile(short):
     _, audio = short
     neutral = generate(audio)
-    happy = generate(audio, emotion=emotion_offset("happy"))
+    happy = generate(audio, emotion="happy")
     for name in ("smile_left", "smile_right"):
         np.testing.assert_allclose(happy[:, dyn_index(name)] - neutral[:, dyn_index(name)], 0.6, atol=1e-5)
     # the mouth movement itself is unchanged

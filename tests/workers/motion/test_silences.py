@@ -60,7 +60,7 @@ def test_mouth_rests_closed_in_silences_and_eyes_blink_at_a_human_rate(generator
     # Head settles in the long pause: slower than while speaking, but not frozen.
     head_speed = np.linalg.norm(np.diff(motion[:, :3], axis=0), axis=1)
     assert head_speed[resting[1:]].mean() < head_speed[speaking[1:]].mean()
-    assert task.transcript["source"] == "recognised" and task.transcript["used"], task.transcript
+    assert task.transcript.source == "recognised" and task.transcript.used, task.transcript
     assert task.model_versions["silences"] and task.model_versions["voice_activity"]
 
 
