@@ -7,7 +7,7 @@ SHARED := $(wildcard ../shared/assets)
 DEMO_IMAGE := $(if $(SHARED),../shared/assets/face_grace_hopper.jpg,assets/face_grace_hopper.jpg)
 DEMO_AUDIO := $(if $(SHARED),../shared/assets/speech_cmu_arctic_a0007_4s.wav,assets/speech_cmu_arctic_a0007_4s.wav)
 # chromium: the QC report test opens the HTML page headless. flite, festival and its voices:
-# the motion corpus speaks with three engines (jobs/build_corpus.py).
+# the motion corpus speaks with three engines (jobs/corpus/engines.py).
 APT_PACKAGES := espeak-ng redis-server chromium flite festival festvox-kallpc16k festvox-kdlpc16k \
 	festvox-us-slt-hts
 

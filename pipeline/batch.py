@@ -377,20 +377,6 @@ def write_job_manifest(job_id: str, store: JobStore, storage: Storage, requests:
     return write_manifest(manifest_rows(job_id, store, requests, invalid_rows), uri, storage, metadata=metadata)
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    """A batch job as the user asked for it (what `talkfarm batch` takes)."""
-
-    requests_uri: str
-    out_prefix: str
-    job_id: str | None = None
-    redis_url: str | None = None
-    state_path: str | None = None
-    address: str | None = None
-    max_attempts: int = 3
-    allowed_prefixes: tuple[str, ...] | None = None
-
-
 def default_job_id(storage: Storage, requests_uri: str, out_prefix: str) -> str:
     """The same request list to the same place is the same job (resubmitting resumes it)."""
     import hashlib

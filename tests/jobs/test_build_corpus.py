@@ -8,7 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from jobs import build_corpus as bc
+from jobs.corpus import augment, engines, targets
+from jobs.corpus.build import build
+from jobs.corpus.shards import retarget
+from workers.audio.espeak import Espeak, events_to_phones
 from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
 from workers.motion.articulation import (
     CLASSES,
@@ -18,7 +21,7 @@ from workers.motion.articulation import (
     classify,
 )
 
-needs_espeak = pytest.mark.skipif(not bc.Espeak.installed(), reason="libespeak-ng.so.1 not installed")
+needs_espeak = pytest.mark.skipif(not Espeak.installed(), reason="libespeak-ng.so.1 not installed")
 HOURS, SEED = 0.02, 1
 JAW = DYN_SLICE.start + DYNAMICS.index("jaw_open")
 PRESS = DYN_SLICE.start + DYNAMICS.index("lip_press")
@@ -36,7 +39,7 @@ def load_shards(root) -> tuple[dict, list[dict]]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
-    bc.build(str(root), HOURS, SEED, shard_utterances=8, progress=False)
+    build(str(root), HOURS, SEED, shard_utterances=8, progress=False)
     return root, *load_shards(root)
 
 
@@ -80,7 +83,7 @@ def test_shard_layout(corpus):
 @needs_espeak
 def test_engines_and_languages(corpus):
     _, summary, shards = corpus
-    available = bc.available_engines()
+    available = engines.available_engines()
     assert len(summary["engines"]) >= min(2, len(available))
     assert set(summary["engines"]) <= set(available)
     assert len(summary["languages"]) >= 3
@@ -121,7 +124,7 @@ def test_phones_inside_audio_and_lips_follow_them(corpus):
 @needs_espeak
 def test_same_seed_same_arrays(corpus, tmp_path):
     _, _, shards = corpus
-    bc.build(str(tmp_path), HOURS, SEED, shard_utterances=8, progress=False)
+    build(str(tmp_path), HOURS, SEED, shard_utterances=8, progress=False)
     _, again = load_shards(tmp_path)
     assert len(again) == len(shards)
     for a, b in zip(shards, again):
@@ -138,9 +141,9 @@ def test_retarget_rewrites_the_mouth_as_a_fresh_build_does(corpus, tmp_path, mon
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     # With the viseme model's own amplitude and rest the mouth changes and nothing else does ...
-    monkeypatch.setattr(bc, "ARTICULATION_GAIN", 1.0)
-    monkeypatch.setattr(bc, "REST", CLASSES["silence"])
-    assert bc.retarget(str(copy))["articulation_gain"] == 1.0
+    monkeypatch.setattr(targets, "ARTICULATION_GAIN", 1.0)
+    monkeypatch.setattr(targets, "REST", CLASSES["silence"])
+    assert retarget(str(copy))["articulation_gain"] == 1.0
     _, plain = load_shards(copy)
     mouth = [DYN_SLICE.start + DYNAMICS.index(name) for name in MOUTH_CHANNELS]
     others = np.setdiff1d(np.arange(MOTION_DIM), mouth)
@@ -155,14 +158,14 @@ def test_retarget_rewrites_the_mouth_as_a_fresh_build_does(corpus, tmp_path, mon
         for k, m in enumerate(json.loads(str(built["meta"]))):
             n = offsets[k + 1] - offsets[k]
             phones = [Phone(*p) for p in m["phones"]]
-            expected = bc.articulated_mouth(phones, n, m["alphabet"], built["clean_energy_db"][offsets[k]:offsets[k + 1]]) + \
+            expected = targets.articulated_mouth(phones, n, m["alphabet"], built["clean_energy_db"][offsets[k]:offsets[k + 1]]) + \
                 built["emotion"][k][[DYNAMICS.index(c) for c in MOUTH_CHANNELS]]
             np.testing.assert_allclose(redone["motion"][offsets[k]:offsets[k + 1]][:, mouth], expected, atol=1e-5)
         assert np.abs(built["motion"][:, JAW] - redone["motion"][:, JAW]).mean() > 0.02
     # ... and back at the build's gain it gives the build's targets again (phone times are
     # stored to 0.1 ms, so a frame at a phone boundary may differ a little).
     monkeypatch.undo()
-    bc.retarget(str(copy))
+    retarget(str(copy))
     _, again = load_shards(copy)
     for built, redone in zip(shards, again):
         difference = np.abs(built["motion"] - redone["motion"])
@@ -171,33 +174,33 @@ def test_retarget_rewrites_the_mouth_as_a_fresh_build_does(corpus, tmp_path, mon
 
 @needs_espeak
 def test_espeak_phoneme_events():
-    engine = bc.Espeak.get()
+    engine = Espeak.get()
     samples, events = engine.synth_isolated("Bob bought a map.", "en-us", 175, 50, 50, seed=0)
     assert engine.sample_rate == 22050 and samples.dtype == np.float32 and len(samples) > 0.5 * 22050
     names = [n for _, n in events if n]
     assert names == ["b", "ɑː", "b", "b", "ɔː", "t", "ɐ", "m", "æ", "p"]
     times = [t for t, _ in events]
     assert times == sorted(times) and 0 <= times[0] < 0.1 and times[-1] <= len(samples) / 22050 + 1e-3
-    phones = bc.events_to_phones(events, len(samples) / 22050)
+    phones = events_to_phones(events, len(samples) / 22050)
     assert [p.symbol for p in phones if p.symbol != "_"] == names
     # A slower rate stretches the same phones.
     slow, slow_events = engine.synth_isolated("Bob bought a map.", "en-us", 120, 50, 50, seed=0)
     assert len(slow) > 1.2 * len(samples) and [n for _, n in slow_events if n] == names
 
 
-@pytest.mark.skipif(shutil.which("festival") is None or not bc.festival_voices(), reason="festival not installed")
+@pytest.mark.skipif(shutil.which("festival") is None or not engines.festival_voices(), reason="festival not installed")
 def test_festival_segments(tmp_path):
     rng = np.random.default_rng(3)
-    synth = bc.synth_festival(rng, bc.festival_voices(), tmp_path)
+    synth = engines.synth_festival(rng, engines.festival_voices(), tmp_path)
     assert synth.alphabet == "arpabet" and synth.language == "en"
     assert synth.phones[0].symbol == "pau" and len(synth.phones) > 10
     duration = len(synth.wave) / 16000
     assert all(0 <= p.start_s < p.end_s <= duration for p in synth.phones)
 
 
-@pytest.mark.skipif(not bc.flite_voices(), reason="flite not installed")
+@pytest.mark.skipif(not engines.flite_voices(), reason="flite not installed")
 def test_flite_aligned(tmp_path):
-    synth = bc.synth_flite(np.random.default_rng(5), ["slt"], tmp_path)
+    synth = engines.synth_flite(np.random.default_rng(5), ["slt"], tmp_path)
     assert synth.alphabet == "arpabet" and len(synth.phones) > 10
     assert all(p.symbol.isupper() for p in synth.phones)
     duration = len(synth.wave) / 16000
@@ -207,10 +210,10 @@ def test_flite_aligned(tmp_path):
 def test_augment_and_pitch_shift():
     rng = np.random.default_rng(0)
     wave = (0.3 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000)).astype(np.float32)
-    shifted = bc.pitch_shift(wave, 1.1)
+    shifted = augment.pitch_shift(wave, 1.1)
     assert abs(len(shifted) - round(16000 / 1.1)) <= 2
     for _ in range(20):
-        out, applied = bc.augment(wave, rng)
+        out, applied = augment.augment(wave, rng)
         assert out.shape == wave.shape and out.dtype == np.float32 and np.all(np.abs(out) <= 1.0)
 
 
@@ -220,7 +223,7 @@ def test_pauses_around_the_speech_and_a_breath_before_it():
     phones = [Phone("a", 0.1, 0.9)]
     seen = set()
     for _ in range(60):
-        wave, moved, applied = bc.add_pauses(speech, phones, rng)
+        wave, moved, applied = augment.add_pauses(speech, phones, rng)
         lead = moved[0].start_s - 0.1
         n_lead = int(round(lead * 16000))
         assert lead >= 0 and moved[0].end_s - moved[0].start_s == pytest.approx(0.8)
@@ -248,11 +251,11 @@ def test_louder_speech_opens_the_jaw_wider():
     n = 40
     level = np.full(n, -80.0)
     level[5:25], level[25:35] = -20.0, -40.0
-    flat = bc.articulated_mouth(phones, n, "arpabet", np.where(level > -80, -20.0, -80.0))
-    mouth = bc.articulated_mouth(phones, n, "arpabet", level)
+    flat = targets.articulated_mouth(phones, n, "arpabet", np.where(level > -80, -20.0, -80.0))
+    mouth = targets.articulated_mouth(phones, n, "arpabet", level)
     jaw = MOUTH_CHANNELS.index("jaw_open")
     np.testing.assert_allclose(mouth[:25, jaw], flat[:25, jaw], atol=1e-6)   # at the speech level: unchanged
     quiet = slice(27, 33)
     assert np.all(mouth[quiet, jaw] < 0.7 * flat[quiet, jaw])
-    assert np.all(mouth[quiet, jaw] >= bc.EFFORT_FLOOR * flat[quiet, jaw] - 1e-6)
+    assert np.all(mouth[quiet, jaw] >= targets.EFFORT_FLOOR * flat[quiet, jaw] - 1e-6)
     np.testing.assert_array_equal(mouth[:, MOUTH_CHANNELS.index("lip_press")], flat[:, MOUTH_CHANNELS.index("lip_press")])

@@ -9,7 +9,8 @@ import wave
 import numpy as np
 import pytest
 
-from jobs import build_corpus as bc
+from jobs import build_corpus
+from jobs.corpus.build import build
 from jobs.recordings import (
     find_recordings,
     is_held_out,
@@ -17,10 +18,11 @@ from jobs.recordings import (
     read_transcripts,
     spell_out,
 )
+from workers.audio.espeak import Espeak
 from workers.audio.phonemes import in_dictionary
 from workers.face.latents import DYN_SLICE, DYNAMICS
 
-needs_espeak = pytest.mark.skipif(not bc.Espeak.installed(), reason="libespeak-ng.so.1 not installed")
+needs_espeak = pytest.mark.skipif(not Espeak.installed(), reason="libespeak-ng.so.1 not installed")
 PRESS = DYN_SLICE.start + DYNAMICS.index("lip_press")
 
 
@@ -66,7 +68,7 @@ def recordings_folder(tmp_path_factory):
     """Three espeak-ng 'recordings' (one in a subfolder), a description, a missing file, a word
     the dictionary lacks and a held-out name, with their transcript list."""
     root = tmp_path_factory.mktemp("recordings")
-    engine = bc.Espeak.get()
+    engine = Espeak.get()
     said = {"Bob bought a map.": "speech/", "Please press 1 or #.": "", "My mother made a plum pie.": ""}
     names = training_names(6, "prompt-")
     lines = []
@@ -105,7 +107,7 @@ def test_find_recordings_keeps_the_alignable_training_ones(recordings_folder):
 def test_build_from_recordings(recordings_folder, tmp_path):
     folder, transcripts, _ = recordings_folder
     usable, skipped = find_recordings(folder, transcripts, known_word=in_dictionary)
-    summary = bc.build(str(tmp_path), None, seed=2, shard_utterances=4, progress=False, recordings=usable,
+    summary = build(str(tmp_path), None, seed=2, shard_utterances=4, progress=False, recordings=usable,
                        copies=2, recorded_from={"folder": str(folder), "left_out": dict(skipped)})
     assert summary["utterances"] == 6 and summary["engines"] == {"recorded": 6}
     assert summary["recordings"]["copies"] == 2 and summary["recordings"]["left_out"]["held out"] == 1
@@ -140,7 +142,7 @@ def test_recordings_in_another_language_align_with_espeak_and_dtw(tmp_path):
     """French 'recordings' (a klatt voice the aligner does not speak with): digits stay for espeak-ng
     to read in French, the phones are espeak's IPA, the lips close on the p / b / m, and a
     recording whose transcript is another sentence is refused by the alignment's confidence."""
-    engine = bc.Espeak.get()
+    engine = Espeak.get()
     names = training_names(2, "fr-")
     said = ["Bonjour, composez le 3 pour parler à Paul.", "Merci de votre appel, au revoir."]
     for name, text in zip(names, said):
@@ -150,7 +152,7 @@ def test_recordings_in_another_language_align_with_espeak_and_dtw(tmp_path):
     usable, skipped = find_recordings(tmp_path / "voice", transcripts, language="fr")
     assert [r.text for r in usable] == [said[0], transcripts[names[1]]] and not skipped
     assert {r.language for r in usable} == {"fr"}
-    summary = bc.build(str(tmp_path / "corpus"), None, seed=1, shard_utterances=4, progress=False,
+    summary = build(str(tmp_path / "corpus"), None, seed=1, shard_utterances=4, progress=False,
                        recordings=usable, copies=1, recorded_from={"folder": str(tmp_path / "voice")})
     assert summary["utterances"] == 1 and sum(summary["skipped"].values()) == 1
     with np.load(tmp_path / "corpus" / summary["shards"][0]) as shard:
@@ -168,7 +170,7 @@ def test_an_unknown_language_is_refused_before_anything_is_built(recordings_fold
     folder, _, _ = recordings_folder
     (tmp_path / "list.txt").write_text("a: hello\n")
     with pytest.raises(SystemExit) as exit_info:
-        bc.main(["--out", str(tmp_path / "corpus"), "--recordings", str(folder), "--transcripts",
+        build_corpus.main(["--out", str(tmp_path / "corpus"), "--recordings", str(folder), "--transcripts",
                  str(tmp_path / "list.txt"), "--language", "zz"])
     assert exit_info.value.code == 2
     assert "unsupported language code 'zz'" in capsys.readouterr().err

@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from jobs import build_corpus as bc
 from jobs import train_motion as tm
+from jobs.corpus.build import build
+from workers.audio.espeak import Espeak
 
-pytestmark = pytest.mark.skipif(not bc.Espeak.installed(), reason="libespeak-ng.so.1 not installed")
+pytestmark = pytest.mark.skipif(not Espeak.installed(), reason="libespeak-ng.so.1 not installed")
 
 
 @pytest.fixture(scope="module")
 def two_corpora(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpora")
-    bc.build(str(root / "a"), 0.004, seed=3, shard_utterances=3, progress=False)
-    bc.build(str(root / "b"), 0.004, seed=4, shard_utterances=3, progress=False)
+    build(str(root / "a"), 0.004, seed=3, shard_utterances=3, progress=False)
+    build(str(root / "b"), 0.004, seed=4, shard_utterances=3, progress=False)
     return root / "a", root / "b"
 
 

@@ -19,9 +19,8 @@ Confidence compares the mean cosine distance along the DTW path (``path``) with 
 references on the same recording: the unordered nearest synthetic frame of each recorded
 frame (``best``, a floor) and the DTW path through the synthetic speech played backwards
 (``null``: the same sounds in the wrong order): (null - path) / (null - best), clipped to
-[0, 1]. Measured: synthetic speech of the right text 0.7-0.9, real English recordings
-~0.24-0.42, wrong text 0.0-0.13; :data:`MIN_CONFIDENCE` = 0.18 separates them (see
-``tests/workers/audio/test_align.py`` and ``bench/alignment.py``).
+[0, 1]. :data:`MIN_CONFIDENCE` separates the right text from a wrong one; the confidences
+measured by ``bench/alignment.py`` are in BENCHMARKS.md, "Alignment".
 
 Nothing is downloaded at run time: espeak-ng is the system library, pocketsphinx's model
 ships in its wheel.

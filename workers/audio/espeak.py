@@ -2,7 +2,7 @@
 
 Used by the transcript aligner (``workers.audio.align``: espeak-ng speaks the transcript,
 its phoneme events give the synthetic speech's phone times) and by the training-corpus
-builder (``jobs.build_corpus``). Synthesis through the C callback API, synchronous mode;
+builder (``jobs.corpus``). Synthesis through the C callback API, synchronous mode;
 ``espeakEVENT_PHONEME`` events carry the IPA name and ``audio_position`` in ms.
 
 libespeak-ng keeps global state between calls, so :meth:`Espeak.synth_isolated` runs each

@@ -11,8 +11,8 @@ Scheme (``talkfarm-wm`` format version 1):
   by image content) are removed. The tile repeats over the whole frame and is the same in
   every frame, so h264 P-frames carry it almost for free and any run of frames can be read.
 * **Embedding** adds the pattern to the luma (equal delta on R, G and B) at an RMS of
-  ``STRENGTH`` grey levels: PSNR ~40 dB. One batched int16 add + clamp per chunk (torch, on
-  the frames' device): well under 1 ms per 512 x 512 frame on a CPU.
+  ``STRENGTH`` grey levels: one batched int16 add + clamp per chunk (torch, on the frames'
+  device). Its cost and PSNR, measured by ``bench/watermark.py``, are in BENCHMARKS.md, "Watermark".
 * **Reading** is blind and geometry-tolerant. The high-passed luma's autocorrelation has peaks
   at multiples of the tile period, which gives the scale (so 75 % scaling is undone); the
   frames are resampled to the native tile size and *folded* (all whole tiles of all frames

@@ -55,7 +55,7 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
         fps: video frame rate.
         source_latent: (MOTION_DIM,) latent of the photo; its mouth channels (jaw_open
             excepted, which generators drive from zero) are the rest position the targets
-            are added to, as in the training targets of ``jobs.build_corpus``.
+            are added to, as in the training targets of ``jobs.corpus.targets``.
         emotion: (len(DYNAMICS),) expression offset, also added to the targets.
         weight: share of the viseme target, in [0, 1].
         energy_db: (T,) frame loudness (``AudioFeatures.energy_db``); scales the opening

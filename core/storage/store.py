@@ -1,150 +1,28 @@
-"""Storage behind URIs: local paths / ``file://`` (the embedded default) and ``s3://bucket/key``.
-
-One :class:`Storage` object serves both kinds. S3 goes through boto3 with the standard AWS
-settings (``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``, ``AWS_REGION`` or
-``AWS_DEFAULT_REGION``, and the usual credentials chain: env keys, shared config, instance or
-IRSA roles). Nothing talkfarm-specific is read from the environment.
-
-Guarantees:
-
-* **Atomic writes** -- :meth:`Storage.put` / :meth:`Storage.write_bytes` never leave a
-  half-written final object. S3: upload to ``<key>.partial-<uuid>`` (multipart above
-  ``multipart_threshold``), server-side copy to ``<key>``, delete the temporary key.
-  Local: write ``.<name>.partial-<uuid>`` in the destination folder, fsync, ``os.replace``.
-  A crash between the steps can leave a ``.partial-`` object behind (never a final one);
-  :meth:`Storage.list` hides them and an S3 lifecycle rule on ``*.partial-*`` can sweep them.
-* **Retries** -- transient S3 failures (throttling, 5xx, connection / read timeouts) are
-  retried with exponential backoff + jitter, then raised as
-  :class:`~core.errors.TransientError`. botocore's own retries are switched off so
-  there is one retry policy, this one.
-* **Clear permanent errors** -- a missing object raises
-  ``BadInputError("object not found", uri)``; a URI outside ``allowed_prefixes`` raises
-  ``BadInputError("outside the allowed prefixes", uri)`` before anything is looked up, so the
-  message never tells whether such an object exists; other 4xx (access denied,
-  no such bucket) raise ``BadInputError`` with S3's message.
-* **Picklable** -- the boto3 client is created lazily and dropped on pickling, so a
-  ``Storage`` can be passed into Ray actors / tasks; each process builds its own client.
-"""
+"""The :class:`Storage` object: one interface over local files and S3 (see the package docstring)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
-import random
 import shutil
 import tempfile
 import threading
-import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
-from urllib.parse import unquote, urlparse
 
 from core.errors import BadInputError, TransientError
+from core.storage.local import atomic_write
+from core.storage.prefixes import OUTSIDE_MESSAGE, is_under, normalize_prefix
+from core.storage.s3 import call_with_retries, make_client, transfer_config
+from core.storage.uri import PARTIAL_MARKER, ParsedURI, parse_uri
 from monitoring.metrics import metrics
-
-__all__ = [
-    "Storage",
-    "ParsedURI",
-    "parse_uri",
-    "is_s3",
-    "join_uri",
-    "PARTIAL_MARKER",
-    "OUTSIDE_MESSAGE",
-]
 
 T = TypeVar("T")
 
-PARTIAL_MARKER = ".partial-"
-"""Infix of temporary objects written by atomic puts (``<key>.partial-<uuid>``)."""
-
-OUTSIDE_MESSAGE = "outside the allowed prefixes"
-"""The one refusal for a URI a confined job may not touch (whether or not it exists)."""
-
 _MiB = 1024 * 1024
 _READ_BLOCK = 1 * _MiB
-
-# S3 / botocore error codes that mean "try again later".
-_TRANSIENT_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
-    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled",
-    "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException", "InternalError", "ServiceUnavailable",
-    "RequestTimeout", "RequestTimeoutException", "OperationAborted",
-})
-_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-
-
-@dataclass(frozen=True)
-class ParsedURI:
-    """A URI split into its parts.
-
-    Attributes:
-        scheme: ``"file"`` for plain paths and ``file://`` URIs, ``"s3"`` for ``s3://``.
-        bucket: the S3 bucket (``""`` for local).
-        key: the S3 key, or the local path (absolute or relative, as given).
-    """
-
-    scheme: str
-    bucket: str
-    key: str
-
-    @property
-    def path(self) -> Path:
-        """The local path (only meaningful when ``scheme == "file"``)."""
-        return Path(self.key)
-
-    def uri(self) -> str:
-        """Canonical text: ``s3://bucket/key`` or the plain local path."""
-        return f"s3://{self.bucket}/{self.key}" if self.scheme == "s3" else self.key
-
-
-def parse_uri(uri: str | os.PathLike) -> ParsedURI:
-    """Split ``uri`` into scheme / bucket / key.
-
-    Plain paths and ``file://`` URIs are local; ``s3://bucket/key`` is S3. Any other scheme
-    (``http://``, ``gs://``...) raises ``BadInputError``.
-    """
-    text = os.fspath(uri)
-    if "://" not in text:
-        return ParsedURI("file", "", text)
-    parsed = urlparse(text)
-    scheme = parsed.scheme.lower()
-    if scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise BadInputError("file:// URIs must name a local path (file:///abs/path)", text)
-        return ParsedURI("file", "", unquote(parsed.path))
-    if scheme == "s3":
-        if not parsed.netloc:
-            raise BadInputError("s3:// URI has no bucket", text)
-        bucket, _, key = text.split("://", 1)[1].partition("/")  # keep the key verbatim (no unquoting)
-        return ParsedURI("s3", bucket, key)
-    raise BadInputError(f"unsupported URI scheme {scheme!r}; use a local path, file:// or s3://", text)
-
-
-def is_s3(uri: str | os.PathLike) -> bool:
-    """True for ``s3://`` URIs."""
-    return os.fspath(uri).lower().startswith("s3://")
-
-
-def join_uri(prefix: str | os.PathLike, *parts: str) -> str:
-    """Join ``parts`` under ``prefix`` with ``/`` (S3, ``file://``) or the OS separator (paths).
-
-    ``join_uri("s3://b/out", "job1", "r1.mp4") == "s3://b/out/job1/r1.mp4"``.
-    """
-    text = os.fspath(prefix)
-    if "://" in text:
-        return "/".join([text.rstrip("/"), *(p.strip("/") for p in parts)])
-    return str(Path(text, *parts))
-
-
-def _client_error_info(exc: BaseException) -> tuple[str, int]:
-    response = getattr(exc, "response", None) or {}
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return code, status
 
 
 class Storage:
@@ -198,8 +76,9 @@ class Storage:
         self._client: Any = None
         self._lock = threading.Lock()
         self.writable_prefixes: list[str] | None = None if writable_prefixes is None else list(writable_prefixes)
-        self._writable = None if self.writable_prefixes is None else [self._norm_prefix(p) for p in self.writable_prefixes]
-        self._allowed = None if self.allowed_prefixes is None else [self._norm_prefix(p) for p in self.allowed_prefixes]
+        self._writable = (None if self.writable_prefixes is None
+                          else [normalize_prefix(p) for p in self.writable_prefixes])
+        self._allowed = None if self.allowed_prefixes is None else [normalize_prefix(p) for p in self.allowed_prefixes]
         if self._allowed is not None and self._writable is not None:
             self._allowed += self._writable       # a job reads back what it may write (reuse, resume)
 
@@ -224,63 +103,23 @@ class Storage:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    import boto3
-                    from botocore.config import Config
-
-                    region = self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-                    config = Config(
-                        retries={"total_max_attempts": 1, "mode": "standard"},  # our retry loop is the policy
-                        connect_timeout=self.connect_timeout,
-                        read_timeout=self.read_timeout,
-                        max_pool_connections=32,
-                    )
-                    session = boto3.session.Session()
-                    self._client = session.client("s3", region_name=region, endpoint_url=self.endpoint_url,
-                                                  config=config)
+                    self._client = make_client(region=self.region, endpoint_url=self.endpoint_url,
+                                               connect_timeout=self.connect_timeout, read_timeout=self.read_timeout)
         return self._client
 
     def _transfer_config(self):
-        from boto3.s3.transfer import TransferConfig
-
-        return TransferConfig(multipart_threshold=self.multipart_threshold,
-                              multipart_chunksize=self.multipart_chunksize, use_threads=True, max_concurrency=4)
+        return transfer_config(multipart_threshold=self.multipart_threshold,
+                               multipart_chunksize=self.multipart_chunksize)
 
     # ------------------------------------------------------------------ allow-list
 
-    @staticmethod
-    def _norm_prefix(prefix: str) -> tuple[str, str]:
-        parsed = parse_uri(prefix)
-        if parsed.scheme == "s3":
-            return "s3", f"{parsed.bucket}/{parsed.key}".rstrip("/")
-        return "file", str(Path(parsed.key).expanduser().resolve())
-
     def is_allowed(self, uri: str | os.PathLike) -> bool:
         """True when ``uri`` may be read: under an allowed (or writable) prefix, or no allow-list."""
-        return self._under(uri, self._allowed)
+        return is_under(uri, self._allowed)
 
     def is_writable(self, uri: str | os.PathLike) -> bool:
         """True when ``uri`` may be written: under a writable prefix (without any, the read rule)."""
-        return self._under(uri, self._writable if self._writable is not None else self._allowed)
-
-    @staticmethod
-    def _under(uri: str | os.PathLike, prefixes: list[tuple[str, str]] | None) -> bool:
-        if prefixes is None:
-            return True
-        parsed = parse_uri(uri)
-        if parsed.scheme == "s3":
-            target = f"{parsed.bucket}/{parsed.key}"
-        else:
-            # strict=False: a missing path resolves the same way as an existing one, so the
-            # verdict (and its message) never depends on whether the file exists
-            target = str(Path(parsed.key).expanduser().resolve())
-        for scheme, prefix in prefixes:
-            if scheme != parsed.scheme:
-                continue
-            if scheme == "file" and prefix == os.sep:
-                return True
-            if target == prefix or target.startswith(prefix + ("/" if scheme == "s3" else os.sep)):
-                return True
-        return False
+        return is_under(uri, self._writable if self._writable is not None else self._allowed)
 
     def check_allowed(self, uri: str | os.PathLike) -> ParsedURI:
         """Parse ``uri`` and raise ``BadInputError`` if it may not be read."""
@@ -299,49 +138,9 @@ class Storage:
     # ------------------------------------------------------------------ retry machinery
 
     def _call(self, uri: str, what: str, fn: Callable[[], T], *, missing_ok: bool = False) -> T | None:
-        """Run one S3 operation with retries; map errors onto talkfarm's error types."""
-        from boto3.exceptions import S3UploadFailedError
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            ConnectionClosedError,
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            NoCredentialsError,
-            ReadTimeoutError,
-        )
-
-        last: BaseException | None = None
-        for attempt in range(self.max_attempts):
-            try:
-                return fn()
-            except (ClientError, S3UploadFailedError) as exc:
-                inner = exc if isinstance(exc, ClientError) else (exc.__context__ or exc)
-                code, status = _client_error_info(inner)
-                if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
-                    if missing_ok:
-                        return None
-                    raise BadInputError("object not found", uri) from exc
-                if code in _TRANSIENT_CODES or status >= 500 or status == 429 or (
-                        isinstance(exc, S3UploadFailedError) and not code):
-                    last = exc
-                else:
-                    raise BadInputError(f"{what} failed: {code or status}: {inner}", uri) from exc
-            except NoCredentialsError as exc:
-                raise BadInputError("no AWS credentials found (set the standard AWS settings)", uri) from exc
-            except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError) as exc:
-                last = exc
-            except BotoCoreError as exc:  # e.g. IncompleteReadError, checksum errors: worth another go
-                last = exc
-            except OSError as exc:  # socket errors surfacing raw through s3transfer
-                if isinstance(exc, FileNotFoundError):
-                    raise
-                last = exc
-            if attempt + 1 < self.max_attempts:
-                delay = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
-                time.sleep(delay * (0.5 + random.random() / 2))
-        metrics().storage_error(what)
-        raise TransientError(f"{uri}: {what} failed after {self.max_attempts} attempts: {last}") from last
+        """Run one S3 operation with this store's retry settings (``core.storage.s3``)."""
+        return call_with_retries(uri, what, fn, max_attempts=self.max_attempts, backoff_s=self.backoff_s,
+                                 max_backoff_s=self.max_backoff_s, missing_ok=missing_ok)
 
     # ------------------------------------------------------------------ queries
 
@@ -521,7 +320,7 @@ class Storage:
         parsed = self.check_writable(uri)
         if parsed.scheme == "file":
             with open(src, "rb") as handle:
-                self._local_atomic_write(parsed.path, lambda out: shutil.copyfileobj(handle, out, _READ_BLOCK))
+                atomic_write(parsed.path, lambda out: shutil.copyfileobj(handle, out, _READ_BLOCK))
             return os.fspath(uri)
         tmp_key = f"{parsed.key}{PARTIAL_MARKER}{uuid.uuid4().hex}"
         self._s3_atomic(parsed, tmp_key, lambda: self.client.upload_file(
@@ -533,7 +332,7 @@ class Storage:
         """Write ``data`` to ``uri`` atomically (same guarantees as :meth:`put`); return ``uri``."""
         parsed = self.check_writable(uri)
         if parsed.scheme == "file":
-            self._local_atomic_write(parsed.path, lambda out: out.write(data))
+            atomic_write(parsed.path, lambda out: out.write(data))
             return os.fspath(uri)
         if len(data) >= self.multipart_threshold:
             with tempfile.NamedTemporaryFile(prefix="talkfarm-put-") as handle:
@@ -593,16 +392,3 @@ class Storage:
                            missing_ok=True)
             except (TransientError, BadInputError):
                 pass  # best effort; the final key is already right (or was never written)
-
-    @staticmethod
-    def _local_atomic_write(target: Path, write: Callable[[Any], Any]) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}{PARTIAL_MARKER}{uuid.uuid4().hex}"
-        try:
-            with open(tmp, "wb") as out:
-                write(out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
