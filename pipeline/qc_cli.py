@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from core.errors import BadInputError
-from core.video import probe_video
 
 
 def add_qc_commands(commands) -> None:
@@ -49,7 +48,9 @@ def add_qc_commands(commands) -> None:
 # ---------------------------------------------------------------------------- eval
 
 def _eval(args: argparse.Namespace) -> int:
-    # the QC's stack (OpenCV, pocketsphinx, Face Mesh): loaded by the command, not by `talkfarm --help`
+    # numpy, ffmpeg and the QC's stack (OpenCV, pocketsphinx, Face Mesh): loaded by the command,
+    # not by `talkfarm --help`
+    from core.video import probe_video
     from workers.quality.presentation import METRICS, flagged_keys, format_metric
     from workers.quality.qc import evaluate
 
