@@ -85,7 +85,8 @@ def render_clips(assets: Path, cache: Path, size: int) -> list[tuple[str, Path, 
 def measure(frames: np.ndarray, fps: float, wave, portrait, stride: int, patches: bool, flicker_every: int,
             repeats: int, prime: bool = True):
     """(QCResult, CPU ms per frame, finish CPU ms) of one configuration, best CPU of ``repeats``."""
-    from workers.quality.qc import DECODE_MAX_SIDE, StreamingQC
+    from workers.quality.frames import DECODE_MAX_SIDE
+    from workers.quality.streaming import StreamingQC
 
     best = None
     for _ in range(repeats):
@@ -115,13 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from workers.audio.decode import load_audio
+    from workers.quality.frames import decode_frames
     from workers.quality.measure import _pearson
-    from workers.quality.qc import (
-        BATCH_STRIDE,
+    from workers.quality.qc import BATCH_STRIDE
+    from workers.quality.tracking import (
         acquire_tracker,
-        decode_frames,
         portrait_landmarks,
         release_tracker,
+        track_video,
     )
 
     assets = Path(args.assets)
@@ -150,8 +152,6 @@ def main(argv: list[str] | None = None) -> int:
         if image is not None:
             portrait = portrait_landmarks(image)
         else:                                    # the webcam clip: its first frame stands for the portrait
-            from workers.quality.qc import track_video
-
             portrait = track_video(frames[:1])[0]
         reference = None
         for label, stride, patches, flicker_every, prime in configs:

@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # ---- quality
+    from core.video import read_frames
     from workers.alignment.landmarks import FaceMeshDetector
-    from workers.encode.video import read_frames
     from workers.quality.measure import measure_render
 
     detector = FaceMeshDetector(max_faces=1)
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                      fmt(report.lipsync_r_by_lag[0]), f"{report.opening_p05:.3f} / {report.opening_p50:.3f} / {report.opening_p95:.3f}",
                      str(s.silent_frames), fmt(s.mean_opening_silence, ".3f"), fmt(s.mean_opening_speech, ".3f"),
                      fmt(s.closed_fraction)])
-        extra_rows.append([name, fmt(report.head_motion_deg_per_frame), str(report.blinks),
+        extra_rows.append([name, fmt(report.head_rotation_frame_to_frame_deg), str(report.blinks),
                            fmt(report.blinks_per_minute, ".1f"), f"{1000 * report.tracking_seconds / report.frames:.1f}"])
         if report.phones is not None:
             p = report.phones

@@ -21,8 +21,9 @@ import imageio_ffmpeg
 import numpy as np
 import torch
 
+from core.video import read_frames
 from workers.encode import watermark as wm
-from workers.encode.video import Mp4Writer, read_frames
+from workers.encode.video import Mp4Writer
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO.parent / "shared" / "assets"

@@ -167,7 +167,7 @@ def test_the_batch_command_carries_the_access_policy():
 def test_nightly_runs_the_real_batch_entrypoint(ray_head, shared_assets, tmp_path):
     """No --entrypoint: the Ray job runs the `talkfarm batch ...` command the CronJob submits, on
     the cluster, and renders the night's list (one small row) into the output prefix."""
-    from workers.encode.video import probe_video
+    from core.video import probe_video
 
     request_list = tmp_path / "tonight.csv"
     seed = uuid.uuid4().int % 1_000_000                  # a list of its own: a new submission id every run

@@ -20,12 +20,12 @@ from core.devices import pool_device
 from core.schemas import RenderControls, RenderRequest
 from core.stage import Resources
 from core.storage import Storage
+from core.video import probe_video
 from pipeline.batch import BatchConfig, BatchDriver, write_job_manifest
 from pipeline.executors import RayExecutor
 from pipeline.graph import GraphConfig, PoolSpec, StageOptions, stage_factories
 from pipeline.jobstate import RedisJobStore, RequestSpec, SQLiteJobStore
 from pipeline.manifest import read_manifest
-from workers.encode.video import probe_video
 
 ray = pytest.importorskip("ray")
 

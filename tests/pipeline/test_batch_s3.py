@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 
 from core.storage import Storage
+from core.video import probe_video
 from pipeline.manifest import read_manifest
-from workers.encode.video import probe_video
 
 REPO = Path(__file__).resolve().parents[2]
 TALKFARM = Path(sys.executable).parent / "talkfarm"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workers.encode.video import probe_video
+from core.video import probe_video
 
 SPEECH = "speech_cmu_arctic_a0009_3s.wav"
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -70,7 +70,7 @@ def test_render_writes_an_h264_aac_video_matching_the_audio(good_render, shared_
     assert (info["width"], info["height"]) == (256, 256) and info["fps"] == 25.0
     audio_s = wav_seconds(shared_assets / SPEECH)
     assert abs(info["duration_s"] - audio_s) <= 1 / 25 + 0.03, (info["duration_s"], audio_s)  # +0.03: aac priming
-    from workers.encode.video import read_frames
+    from core.video import read_frames
 
     frames = read_frames(output)
     assert len(frames) == round(audio_s * 25), (len(frames), audio_s)

@@ -33,11 +33,11 @@ import pytest
 from core.schemas import RenderControls, RenderRequest
 from core.stage import Resources
 from core.storage import Storage
+from core.video import probe_video
 from pipeline.batch import BatchConfig, BatchDriver, open_executor, write_job_manifest
 from pipeline.graph import GraphConfig, PoolSpec
 from pipeline.jobstate import RequestSpec, SQLiteJobStore
 from pipeline.manifest import read_manifest
-from workers.encode.video import probe_video
 
 ray = pytest.importorskip("ray")
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")

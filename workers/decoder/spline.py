@@ -86,13 +86,6 @@ def fit_thin_plate(points: torch.Tensor, values: torch.Tensor, regularization: f
     return torch.linalg.solve(system, rhs)
 
 
-def eval_thin_plate(points: torch.Tensor, coefficients: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """Evaluate fitted splines (controls (B, N, 2)) at query positions (Q, 2) -> (B, Q, C)."""
-    kernel = thin_plate_kernel(query.expand(points.shape[0], -1, -1), points)          # (B, Q, N)
-    n = points.shape[1]
-    return kernel @ coefficients[:, :n] + with_affine(query) @ coefficients[:, n:]
-
-
 def _log_kernel(d2: torch.Tensor) -> torch.Tensor:
     """2 U = d2 log d2 from squared distances, in place; 0 at d2 = 0.
 

@@ -25,7 +25,7 @@ from core.task import FrameChunk, RenderTask, StageFailure
 from workers.encode import watermark
 from workers.encode.video import Mp4Writer
 
-if TYPE_CHECKING:   # imported when quality_check is on, so a plain encoder never loads MediaPipe
+if TYPE_CHECKING:   # imported when quality_check is on, so a plain encoder never loads the QC's stack
     from workers.quality.qc import BatchQC
 
 
@@ -78,7 +78,8 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
 
     def setup(self) -> None:
         if self.quality_check:
-            from workers.quality.qc import warm_up_tracker
+            # the QC's stack (OpenCV, pocketsphinx, Face Mesh): loaded only with quality_check
+            from workers.quality.tracking import warm_up_tracker
 
             warm_up_tracker()
 
@@ -142,6 +143,7 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
                            metadata=mp4_metadata(record))
         qc = None
         if self.quality_check:
+            # the QC's stack: loaded only with quality_check
             from workers.quality.qc import BATCH_STRIDE, BatchQC
 
             # The aligned portrait's landmarks stand for the photo: identity drift is measured

@@ -147,39 +147,3 @@ class Mp4Writer:
         message = self._log.read().decode(errors="replace").strip().splitlines()
         self.abort()
         raise RuntimeError(f"ffmpeg failed writing {self.path}: {message[-1] if message else 'no message'}")
-
-
-def probe_video(path: str | os.PathLike) -> dict:
-    """Container facts from ffmpeg's header dump: width, height, fps, duration_s, has_audio, codecs."""
-    completed = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                               capture_output=True, text=True)
-    info: dict = {"has_audio": False, "video_codec": None, "audio_codec": None, "pix_fmt": None}
-    for line in completed.stderr.splitlines():
-        line = line.strip()
-        if line.startswith("Duration:"):
-            stamp = line.split(",")[0].split()[1]
-            if stamp != "N/A":
-                hours, minutes, seconds = stamp.split(":")
-                info["duration_s"] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-        elif "Video:" in line:
-            fields = line.split("Video:")[1].split(",")
-            info["video_codec"] = fields[0].split()[0]
-            info["pix_fmt"] = fields[1].strip().split("(")[0].strip()
-            for field in fields:
-                token = field.strip().split(" ")[0]
-                if "x" in token and token.replace("x", "").isdigit():
-                    info["width"], info["height"] = (int(v) for v in token.split("x"))
-                if field.strip().endswith(" fps"):
-                    info["fps"] = float(field.strip().split()[0])
-        elif "Audio:" in line:
-            info["has_audio"] = True
-            info["audio_codec"] = line.split("Audio:")[1].split(",")[0].split()[0]
-    return info
-
-
-def read_frames(path: str | os.PathLike) -> np.ndarray:
-    """Decode every frame of a video to (N, H, W, 3) uint8 RGB."""
-    info = probe_video(path)
-    out, _ = (ffmpeg.input(str(path)).output("pipe:", format="rawvideo", pix_fmt="rgb24")
-              .run(cmd=imageio_ffmpeg.get_ffmpeg_exe(), capture_stdout=True, capture_stderr=True))
-    return np.frombuffer(out, np.uint8).reshape(-1, info["height"], info["width"], 3)

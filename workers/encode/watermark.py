@@ -30,12 +30,16 @@ in tests and ``bench/watermark.py``.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
 import torch
+
+from core.errors import BadInputError
+from core.video import probe_video, read_frames
 
 FORMAT_VERSION = 1
 ID_BITS = 44                      # render id prefix: 11 hex digits
@@ -375,11 +379,21 @@ def read(frames: np.ndarray | list[np.ndarray], max_frames: int = 24) -> Reading
     return best
 
 
-def read_video(path, max_frames: int = 24) -> Reading:
-    """Read the watermark of a video file (decodes up to ``max_frames`` frames spread over it)."""
-    from workers.encode.video import read_frames
+def read_video(path: str | os.PathLike, max_frames: int = 24) -> Reading:
+    """Read the watermark of a video file (``talkfarm verify``): all its frames decoded, up to
+    ``max_frames`` spread over them voted (:func:`read`).
 
-    return read(read_frames(path), max_frames)
+    Raises:
+        BadInputError: no video stream ffmpeg can read, or its frames do not decode.
+    """
+    info = probe_video(path)
+    if info.get("video_codec") is None or "width" not in info:
+        raise BadInputError("not a video file (no video stream ffmpeg can read)", path)
+    try:
+        frames = read_frames(path)
+    except Exception:  # noqa: BLE001 - any decode failure is bad input here
+        raise BadInputError("cannot decode the video's frames", path) from None
+    return read(frames, max_frames)
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:

@@ -1,4 +1,6 @@
-"""Measurements of a rendered talking-face video, taken from its own decoded frames.
+"""The per-frame measures every QC path is built from: mouth opening, audio envelope, lip
+sync, silences, lips on phones, eye aspect ratio and blinks; and :func:`measure_render`, the
+static-image measurement of a render kept for bench/render.py.
 
 Every number here comes from MediaPipe Face Mesh landmarks detected on the OUTPUT frames
 (never from the motion latents or the decoder's control points), so it measures what a
@@ -10,7 +12,8 @@ Units:
         about 0.00-0.03 on Face Mesh; an open vowel in natural speech 0.15-0.40.
     audio envelope: RMS level per video frame in dB relative to the clip's speech level
         (its 95th-percentile frame), floored at -60 dB.
-    head motion: degrees of rotation between consecutive frames.
+    head rotation (measure_render): degrees between consecutive frames, mostly tracker noise on
+        a still head; the QC's head motion is workers.quality.geometry.head_motion_intensity.
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
+from core.video import probe_video, read_frames
+from workers.audio.decode import load_audio
+from workers.audio.phonemes import BILABIALS, OPEN_VOWELS, align_transcript
 from workers.face.topology import (
     LEFT_EYE_CORNERS,
     MOUTH_CORNERS_OUTER,
     RIGHT_EYE_CORNERS,
-    RIGID,
 )
+from workers.quality.geometry import head_motion
+from workers.quality.tracking import found_fraction, track_landmarks
 
 # Central inner-lip pairs (upper, lower): the midline and one either side of it.
 INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
@@ -52,48 +59,12 @@ ENVELOPE_FLOOR_DB = -60.0
 # Eye aspect ratio pairs (upper, lower) and corners per eye.
 _RIGHT_EYE_PAIRS = ((160, 144), (159, 145), (158, 153))
 _LEFT_EYE_PAIRS = ((387, 373), (386, 374), (385, 380))
-BLINK_EAR_FRACTION = 0.6     # a blink: EAR below 60 % of the clip's median EAR
-
-
-# ---------------------------------------------------------------------------- landmarks
-
-def track_landmarks(frames: np.ndarray | Sequence[np.ndarray], refine: bool = False,
-                    detector=None) -> np.ndarray:
-    """Face Mesh landmarks on every frame.
-
-    Args:
-        frames: (T, H, W, 3) uint8 RGB.
-        refine: run the detector's second (re-cropped) pass. Rendered frames are 512x512 and
-            face-centred, so the single pass already sees the face at full resolution;
-            refine roughly doubles the cost for no measurable change (see BENCHMARKS.md).
-        detector: an existing FaceMeshDetector to reuse (one is made and closed otherwise).
-
-    Returns:
-        (T, 478, 3) float64 pixels, rows of NaN where no face was found. Use
-        ``found_fraction(landmarks)`` for the share of frames with a face.
-    """
-    from workers.alignment.landmarks import FaceMeshDetector
-
-    own = detector is None
-    if own:
-        detector = FaceMeshDetector(max_faces=1)
-    try:
-        out = np.full((len(frames), 478, 3), np.nan)
-        for i, frame in enumerate(frames):
-            faces = detector.detect(np.ascontiguousarray(frame), refine=refine)
-            if faces:
-                out[i] = faces[0].landmarks
-        return out
-    finally:
-        if own:
-            detector.close()
-
-
-def found_fraction(landmarks: np.ndarray) -> float:
-    """Share of frames whose landmarks are finite."""
-    if len(landmarks) == 0:
-        return 0.0
-    return float(np.mean(np.all(np.isfinite(landmarks.reshape(len(landmarks), -1)), axis=1)))
+# A blink: eye aspect ratio below 75 % of the clip's median. The one threshold of every QC
+# path (talkfarm eval, the batch QC, bench/render.py), the one the QC tests and
+# bench/qc_tracking.py were measured with: Face Mesh in tracking mode (the QC's tracker) never
+# closes the lids fully, and real blinks on the webcam clip dip to 0.65-0.72 of the median, so
+# the static-image detector's former 0.6 missed them all; open-eye noise stays above 0.8.
+BLINK_EAR_FRACTION = 0.75
 
 
 # ---------------------------------------------------------------------------- mouth
@@ -204,6 +175,16 @@ def lagged_correlations(opening: np.ndarray, envelope: np.ndarray, max_lag: int 
     return out
 
 
+def best_correlation(correlations: dict[int, float]) -> tuple[float, int]:
+    """(best r, its lag) of :func:`lagged_correlations`' output: the largest finite r, the
+    smaller |lag| on a tie; (NaN, 0) when none is finite."""
+    finite = {lag: r for lag, r in correlations.items() if np.isfinite(r)}
+    if not finite:
+        return float("nan"), 0
+    best = max(finite, key=lambda lag: (finite[lag], -abs(lag)))
+    return finite[best], int(best)
+
+
 def lipsync_correlation(opening: np.ndarray, envelope: np.ndarray, max_lag: int = 2) -> tuple[float, int]:
     """Best Pearson r between mouth opening and audio envelope over lags -max_lag..max_lag.
 
@@ -211,12 +192,7 @@ def lipsync_correlation(opening: np.ndarray, envelope: np.ndarray, max_lag: int 
         (best_r, best_lag): the largest r and its lag in frames (positive: mouth after sound).
         NaNs in either series are skipped pairwise.
     """
-    correlations = lagged_correlations(opening, envelope, max_lag)
-    finite = {lag: r for lag, r in correlations.items() if np.isfinite(r)}
-    if not finite:
-        return float("nan"), 0
-    best = max(finite, key=lambda lag: (finite[lag], -abs(lag)))
-    return finite[best], best
+    return best_correlation(lagged_correlations(opening, envelope, max_lag))
 
 
 # ---------------------------------------------------------------------------- silence
@@ -307,6 +283,7 @@ class PhoneArticulation:
 def phone_target_opening(phones: Sequence, fps: float, num_frames: int) -> np.ndarray:
     """(T,) opening the aligned ARPAbet phones call for, in [0, 1]: the viseme model's jaw
     opening with the lips' press taken off (closed on P/B/M, widest on open vowels)."""
+    # imports torch (through the face model's latents): loaded only when phones are measured
     from workers.motion.articulation import MOUTH_CHANNELS, Phone, mouth_targets
 
     segments = [Phone(p.phone, p.start_s, p.end_s) for p in phones]
@@ -331,8 +308,6 @@ def phone_articulation(opening: np.ndarray, phones: Sequence, fps: float,
             workers.audio.phonemes.align_transcript.
         fps: video frame rate.
     """
-    from workers.audio.phonemes import BILABIALS, OPEN_VOWELS
-
     opening = np.asarray(opening, dtype=np.float64)
     n = len(opening)
     bil_min, vow_max, bil_frames, vow_frames = [], [], [], []
@@ -372,37 +347,7 @@ def phone_articulation(opening: np.ndarray, phones: Sequence, fps: float,
     )
 
 
-# ---------------------------------------------------------------------------- head and eyes
-
-def rotation_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(K,) degrees of the best rotation taking each point set a[k] onto b[k], both (K, N, 3)
-    (Procrustes, one batched SVD)."""
-    a = a - a.mean(-2, keepdims=True)
-    b = b - b.mean(-2, keepdims=True)
-    u, _, vt = np.linalg.svd(np.swapaxes(a, -1, -2) @ b)
-    d = np.ones((len(a), 3))
-    d[:, -1] = np.sign(np.linalg.det(u @ vt))
-    rotation = (u * d[:, None, :]) @ vt
-    cos = (np.trace(rotation, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
-def head_motion(landmarks: np.ndarray) -> np.ndarray:
-    """(T-1,) rotation in degrees between consecutive frames' rigid landmarks (3D Procrustes).
-
-    Uses topology.RIGID (forehead, nose bridge, eye corners, upper face outline); NaN where
-    either frame has no face. Face Mesh's z is in the same pixel scale as x, so the 3D fit
-    sees yaw and pitch as well as roll. Tracker jitter alone reads ~0.1-0.3 deg/frame.
-    """
-    rigid = np.asarray(landmarks, dtype=np.float64)[:, list(RIGID)]
-    out = np.full(max(len(rigid) - 1, 0), np.nan)
-    if len(out):
-        a, b = rigid[:-1], rigid[1:]
-        ok = np.all(np.isfinite(a.reshape(len(a), -1)), axis=1) & np.all(np.isfinite(b.reshape(len(b), -1)), axis=1)
-        if ok.any():
-            out[ok] = rotation_angles(a[ok], b[ok])
-    return out
-
+# ---------------------------------------------------------------------------- eyes
 
 def eye_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:
     """(T,) mean over both eyes of lid gap (3 pairs) / eye width (corner to corner)."""
@@ -445,7 +390,7 @@ class QualityReport:
     lipsync_r_by_lag: dict[int, float]
     silence: SilenceClosure
     phones: PhoneArticulation | None
-    head_motion_deg_per_frame: float
+    head_rotation_frame_to_frame_deg: float
     blinks: int
     blinks_per_minute: float
     tracking_seconds: float
@@ -470,9 +415,6 @@ def measure_render(video_path: str | Path, audio_path: str | Path, transcript: s
         refine: see track_landmarks.
         detector: a FaceMeshDetector to reuse across calls.
     """
-    from workers.audio.decode import load_audio
-    from workers.encode.video import probe_video, read_frames
-
     info = probe_video(video_path)
     fps = float(info["fps"])
     frames = read_frames(video_path)
@@ -486,8 +428,6 @@ def measure_render(video_path: str | Path, audio_path: str | Path, transcript: s
     r, lag = lipsync_correlation(opening, envelope)
     phones = None
     if transcript:
-        from workers.audio.phonemes import align_transcript
-
         phones = phone_articulation(opening, align_transcript(wave, transcript), fps)
     motion = head_motion(landmarks)
     blinks, per_minute = blink_rate(eye_aspect_ratio(landmarks), fps)
@@ -498,7 +438,7 @@ def measure_render(video_path: str | Path, audio_path: str | Path, transcript: s
         opening_p05=float(pct[0]), opening_p50=float(pct[1]), opening_p95=float(pct[2]),
         lipsync_r=r, lipsync_lag=lag, lipsync_r_by_lag=correlations,
         silence=silence_closure(opening, envelope), phones=phones,
-        head_motion_deg_per_frame=float(np.nanmean(motion)) if np.isfinite(motion).any() else float("nan"),
+        head_rotation_frame_to_frame_deg=float(np.nanmean(motion)) if np.isfinite(motion).any() else float("nan"),
         blinks=blinks, blinks_per_minute=per_minute, tracking_seconds=tracking_seconds,
         opening=opening, envelope_db=envelope,
     )

@@ -18,7 +18,7 @@ from workers.decoder.renderer import FaceRenderer
 from workers.face import topology as topo
 from workers.face.latents import dyn_index
 from workers.quality.measure import mouth_opening
-from workers.quality.qc import FaceTracker
+from workers.quality.tracking import FaceTracker
 
 JAW, PRESS = dyn_index("jaw_open"), dyn_index("lip_press")
 CASES = (("photo's latent", None, None), ("jaw 0", 0.0, 0.0), ("jaw 0 press .25", 0.0, 0.25), ("jaw 0 press 1", 0.0, 1.0))

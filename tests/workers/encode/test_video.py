@@ -11,7 +11,8 @@ import pytest
 
 from core.errors import BadInputError
 from core.identity import sha256_file
-from workers.encode.video import Mp4Writer, check_writable, probe_video, read_frames
+from core.video import probe_video, read_frames
+from workers.encode.video import Mp4Writer, check_writable
 
 
 def synthetic_frames(n: int, height: int = 96, width: int = 128) -> np.ndarray:

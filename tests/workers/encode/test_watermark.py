@@ -14,8 +14,9 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from core.video import read_frames
 from workers.encode import watermark as wm
-from workers.encode.video import Mp4Writer, read_frames
+from workers.encode.video import Mp4Writer
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 RENDER_ID = "9fdd013c58a4be0c1f22e5d0a7b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5"

@@ -13,7 +13,7 @@ from core.schemas import RenderControls
 from workers.face.latents import dyn_index
 from workers.motion.base import motion_controls
 from workers.motion.learned import DiffusionMotion
-from workers.quality.measure import track_landmarks
+from workers.quality.tracking import track_landmarks
 
 JAW, PRESS = dyn_index("jaw_open"), dyn_index("lip_press")
 RIGHT_IRIS, LEFT_IRIS = 468, 473                   # MediaPipe iris centres (subject's right / left)

@@ -15,18 +15,9 @@ import json
 import numpy as np
 import pytest
 
-from workers.quality.qc import (
-    BATCH_STRIDE,
-    BatchQC,
-    FaceTracker,
-    StreamingQC,
-    _landmark_array,
-    _mouth_box,
-    decode_frames,
-    evaluate,
-    evaluate_frames,
-    flicker,
-)
+from workers.quality.frames import decode_frames
+from workers.quality.qc import BATCH_STRIDE, BatchQC, evaluate, evaluate_frames
+from workers.quality.streaming import StreamingQC
 
 AUDIO = "speech_cmu_arctic_a0007_4s.wav"
 IMAGE = "face_grace_hopper.jpg"
@@ -128,38 +119,6 @@ def test_chunked_stream_equals_one_pass_on_real_video(shared_assets, patches):
     assert chunked == whole
     assert whole["face_found_fraction"] == 1.0 and whole["tracked_frames"] == 32
     assert ("opening_patch_r" in whole) == patches
-
-
-def test_flicker_meter_matches_direct_masked_difference(shared_assets):
-    frames, _ = decode_frames(shared_assets / WEBCAM)
-    clip = frames[100:130]
-    import cv2
-
-    with FaceTracker() as tracker:
-        landmarks = np.stack([tracker(frame) for frame in clip])
-    got, got_global = flicker(clip, landmarks)
-    # brute force: every pair, mean |dY| over the pixels outside the mouth box on the 8 px grid
-    luma = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip]).astype(np.float64)
-    x0, y0, x1, y1 = _mouth_box(landmarks, luma.shape[1:])
-    h, w = luma.shape[1:]
-    x0, y0 = x0 // 8 * 8, y0 // 8 * 8
-    x1, y1 = min(-(-x1 // 8) * 8, w), min(-(-y1 // 8) * 8, h)
-    mask = np.ones((h, w), bool)
-    mask[y0:y1, x0:x1] = False
-    outside = luma[:, mask]
-    assert got == pytest.approx(np.mean(np.abs(np.diff(outside, axis=0))), rel=1e-9)
-    assert got_global == pytest.approx(np.mean(np.abs(np.diff(outside.mean(1)))), rel=1e-9)
-    assert 0.05 < got < 2.0          # a real webcam face: head and hair move a little
-
-
-def test_fast_landmark_read_equals_attribute_read(shared_assets):
-    import mediapipe as mp
-
-    frames, _ = decode_frames(shared_assets / WEBCAM)
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
-        found = mesh.process(np.ascontiguousarray(frames[0])).multi_face_landmarks[0]
-    slow = np.array([[p.x, p.y, p.z] for p in found.landmark[:468]])
-    np.testing.assert_array_equal(_landmark_array(found), slow)
 
 
 def test_envelope_from_audio_features_equals_the_waveform_one(shared_assets):

