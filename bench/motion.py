@@ -44,8 +44,8 @@ def speed_rows(assets: Path, steps: int) -> list[str]:
     from pipeline.streaming import stream_render
     from workers.audio.decode import load_audio, normalize_loudness
     from workers.audio.features import compute_features
-    from workers.motion.conditioning import features_matrix
     from workers.motion.base import sampling_options
+    from workers.motion.conditioning import features_matrix
     from workers.motion.diffusion import (
         Conditions,
         WindowSampler,

@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 
 from core.errors import BadInputError, TalkfarmError
-from pipeline.controls import add_control_options, controls_from_args, option_name, validation_message
+from pipeline.controls import (
+    add_control_options,
+    controls_from_args,
+    option_name,
+    validation_message,
+)
 
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -54,7 +54,13 @@ from pydantic import ValidationError
 from core.errors import BadInputError
 from core.schemas import RenderControls, RenderRequest
 from core.storage import OUTSIDE_MESSAGE, Storage, join_uri, parse_uri
-from pipeline.controls import CONTROL_COLUMNS, ControlValueError, control_values_from_row, parse_int, validation_message
+from pipeline.controls import (
+    CONTROL_COLUMNS,
+    ControlValueError,
+    control_values_from_row,
+    parse_int,
+    validation_message,
+)
 from pipeline.controls import is_blank as _blank
 from pipeline.jobstate import PRIORITY_LIMIT
 

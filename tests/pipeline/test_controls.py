@@ -16,7 +16,11 @@ from core.errors import BadInputError
 from core.schemas import RenderControls
 from pipeline.cli import build_parser
 from pipeline.controls import CONTROLS, _kind, controls_from_args, read_transcript
-from pipeline.request_files import REQUEST_COLUMNS, parse_request_rows, read_request_file
+from pipeline.request_files import (
+    REQUEST_COLUMNS,
+    parse_request_rows,
+    read_request_file,
+)
 
 # A value other than the default for every control, as a user writes it on the command line.
 # A new RenderControls field must be added here: test_every_field_has_a_test_value says so.

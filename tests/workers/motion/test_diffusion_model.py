@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.schemas import RenderControls
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
 from workers.decoder.renderer import DecoderConfig, FaceRenderer
-from core.schemas import RenderControls
 from workers.face.latents import dyn_index
 from workers.motion.base import motion_controls
 from workers.motion.learned import DiffusionMotion

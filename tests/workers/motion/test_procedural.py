@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.signal import find_peaks
 
+from core.schemas import RenderControls
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
-from core.schemas import RenderControls
 from workers.face.latents import (
     DYNAMICS,
     MOTION_DIM,
