@@ -11,8 +11,10 @@ to ``max_attempts``) and finally writes the Parquet manifest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -28,13 +30,15 @@ from core.schemas import RenderRequest, RenderResult
 from core.storage import Storage
 from core.task import FrameChunk, RenderTask, StageFailure
 from monitoring.metrics import MULTIPROC_ENV, metrics
-from pipeline.executors import Executor, Handle
+from pipeline.executors import Executor, Handle, RayExecutor
 from pipeline.graph import (
     CHUNK_STAGES,
     TASK_STAGES,
     GraphConfig,
+    StageOptions,
     frame_chunks,
     model_versions,
+    stage_factories,
     stage_spec,
 )
 from pipeline.jobstate import JobStore, RequestState
@@ -379,7 +383,6 @@ def write_job_manifest(job_id: str, store: JobStore, storage: Storage, requests:
 
 def default_job_id(storage: Storage, requests_uri: str, out_prefix: str) -> str:
     """The same request list to the same place is the same job (resubmitting resumes it)."""
-    import hashlib
 
     digest = hashlib.sha256(storage.read_bytes(requests_uri) + b"\0" + out_prefix.encode()).hexdigest()
     return f"job-{digest[:12]}"
@@ -393,12 +396,9 @@ LOOPBACK_RAY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 def open_executor(address: str | None, graph: GraphConfig, storage: Storage, quality_check: bool = True):
     """Start (or join, with ``address``) a Ray cluster and build the actor pools; with
     ``quality_check`` the encoders measure every render they write (batch QC)."""
-    import os
 
     import ray
 
-    from pipeline.executors import RayExecutor
-    from pipeline.graph import StageOptions, stage_factories
 
     if not ray.is_initialized():
         # Actors reach S3 with the driver's standard AWS settings, and record metrics into the

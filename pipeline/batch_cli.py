@@ -10,6 +10,9 @@ Exit codes (every failure is one line on stderr, never a traceback):
   ``--strict``), an output prefix that cannot be written or lies outside the policy, an unknown
   job, another driver holding the job, or a policy that differs from the one the job was
   created with.
+
+The driver, the graph (its stages load torch and mediapipe) and the Parquet writer are
+imported inside the commands that run them, so `talkfarm --help` and validation stay fast.
 """
 
 from __future__ import annotations
@@ -17,11 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from core.errors import BadInputError, JobFailedError
+from core.errors import BadInputError, JobFailedError, TalkfarmError
+from core.storage import join_uri, parse_uri
+from pipeline.access import AccessPolicy, absolute_uri
 from pipeline.controls import CONTROL_COLUMNS
+from pipeline.jobstate import JobNotFoundError, RequestSpec, open_job_store
+from pipeline.lease import DEFAULT_TTL_S, DriverLease
 from pipeline.metrics_endpoint import add_metrics_arguments, serve_driver_metrics
+from pipeline.request_files import read_request_file
 
 DEFAULT_STATE = Path.home() / ".cache" / "talkfarm" / "jobs.sqlite"
 
@@ -84,7 +95,6 @@ def add_policy_arguments(parser) -> None:
 
 
 def _add_lease_arguments(parser) -> None:
-    from pipeline.lease import DEFAULT_TTL_S
 
     parser.add_argument("--wait", action="store_true",
                         help="if another driver holds the job, wait for it to finish instead of exiting 2")
@@ -94,7 +104,6 @@ def _add_lease_arguments(parser) -> None:
 
 
 def _store(args):
-    from pipeline.jobstate import open_job_store
 
     Path(args.state).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -104,7 +113,6 @@ def _store(args):
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from pipeline.access import AccessPolicy, absolute_uri
     from pipeline.batch import default_job_id
 
     requests_uri, out_prefix = absolute_uri(args.requests), absolute_uri(args.out)
@@ -125,8 +133,6 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _stored_policy(store, job_id: str):
-    from pipeline.access import AccessPolicy
-    from pipeline.jobstate import JobNotFoundError
 
     try:
         return AccessPolicy.from_meta(store.job_status(job_id).meta)
@@ -136,7 +142,6 @@ def _stored_policy(store, job_id: str):
 
 def _lease(args, store, job_id: str):
     """Take the job's driver lease (waiting with --wait) and return it, held."""
-    from pipeline.lease import DriverLease
 
     lease = DriverLease(store, job_id, ttl_s=args.lease_seconds)
     lease.acquire(wait=args.wait, on_wait=lambda holder, left: print(
@@ -147,9 +152,7 @@ def _lease(args, store, job_id: str):
 
 def _check_output_writable(out_prefix: str) -> None:
     """Refuse, before anything runs, a local output folder that cannot be created or written."""
-    import tempfile
 
-    from core.storage import parse_uri
 
     parsed = parse_uri(out_prefix)
     if parsed.scheme != "file":
@@ -171,8 +174,6 @@ def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, po
     (`talkfarm retry` requeues there, so a retry that cannot read the file changes nothing).
     """
     from pipeline.graph import GraphConfig
-    from pipeline.jobstate import RequestSpec
-    from pipeline.request_files import read_request_file
 
     graph = graph or GraphConfig()
     storage = policy.storage()
@@ -215,7 +216,6 @@ def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, po
 
 
 def _join(prefix: str, name: str) -> str:
-    from core.storage import join_uri
 
     return join_uri(prefix, name)
 
@@ -235,7 +235,6 @@ def _invalid_rows_by_id(invalid, requests: dict) -> dict:
 def _render(args, store, lease, storage, graph, job_id: str, requests: dict, max_attempts: int, manifest_uri: str,
             policy, total: int) -> None:
     from pipeline.batch import BatchConfig, BatchDriver, open_executor
-    from pipeline.jobstate import JobNotFoundError
 
     try:
         executor = open_executor(getattr(args, "address", None), graph, storage)
@@ -266,7 +265,6 @@ def _manifest_metadata(policy) -> dict[str, str]:
 
 
 def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, policy) -> str:
-    from core.errors import TalkfarmError
     from pipeline.batch import write_job_manifest
 
     try:
@@ -279,9 +277,7 @@ def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, po
 
 
 def _write_lost_manifest(job_id, storage, requests: dict, uri: str, policy) -> str | None:
-    from datetime import datetime, timezone
 
-    from core.errors import TalkfarmError
     from pipeline.manifest import ManifestRow, write_manifest
 
     now = datetime.now(timezone.utc)
@@ -298,7 +294,6 @@ def _write_lost_manifest(job_id, storage, requests: dict, uri: str, policy) -> s
 
 def _progress_printer(total: int):
     """A one-line progress display, redrawn at most twice a second."""
-    import time
 
     last = [0.0, ""]
 
@@ -313,7 +308,6 @@ def _progress_printer(total: int):
 
 
 def _job_meta(store, job_id: str) -> dict:
-    from pipeline.jobstate import JobNotFoundError
 
     try:
         return store.job_status(job_id).meta
@@ -322,7 +316,6 @@ def _job_meta(store, job_id: str) -> dict:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pipeline.access import AccessPolicy
 
     with _store(args) as store:
         meta = _job_meta(store, args.job)
@@ -346,7 +339,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from pipeline.jobstate import JobNotFoundError
 
     with _store(args) as store:
         try:
@@ -358,7 +350,6 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    from pipeline.access import AccessPolicy
 
     with _store(args) as store:
         meta = _job_meta(store, args.job)

@@ -1,20 +1,31 @@
-"""The ``talkfarm`` command line."""
+"""The ``talkfarm`` command line.
+
+Commands import their machinery (torch, mediapipe, ffmpeg, pyarrow) inside their bodies, once
+they are going to run: `--help` and bad input answer in a fraction of a second.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from core.errors import BadInputError, TalkfarmError
+from core.schemas import RenderRequest
+from pipeline.batch_cli import add_batch_commands
 from pipeline.controls import (
     add_control_options,
     controls_from_args,
     option_name,
     validation_message,
 )
+from pipeline.qc_cli import add_qc_commands
+from pipeline.submit import add_submit_command
 
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -52,22 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="job manifest (Parquet, with a render_id column) to look the render up in")
     verify.add_argument("--frames", type=int, default=24, help="frames read (spread over the video)")
     verify.set_defaults(handler=_verify)
-    from pipeline.batch_cli import add_batch_commands
-
     add_batch_commands(commands)
-    from pipeline.qc_cli import add_qc_commands
-
     add_qc_commands(commands)
-    from pipeline.submit_cli import add_submit_command
-
     add_submit_command(commands)
     return parser
 
 
 def _render(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from core.schemas import RenderRequest
 
     for label, path in (("image", args.image), ("audio", args.audio)):
         if not Path(path).is_file():
@@ -120,8 +122,6 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    import json
-
     from core.provenance import read_sidecar, sidecar_path
     from workers.encode import watermark  # imports torch: kept off the CLI's start-up
 

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.schemas import RenderControls, RenderRequest, RenderResult
+from core.storage import Storage
 
 __all__ = ["ManifestRow", "MANIFEST_SCHEMA", "MANIFEST_VERSION", "write_manifest", "read_manifest",
            "manifest_table", "rows_to_jsonl", "history_lines"]
@@ -246,7 +247,6 @@ def write_manifest(rows: Iterable[ManifestRow], uri: str, storage=None, metadata
     ``storage`` defaults to a plain :class:`~core.storage.Storage`; ``metadata`` is added to
     the schema metadata. Returns ``uri``.
     """
-    from core.storage import Storage
 
     storage = storage or Storage()
     with tempfile.TemporaryDirectory(prefix="talkfarm-manifest-") as folder:
@@ -261,7 +261,6 @@ def write_manifest(rows: Iterable[ManifestRow], uri: str, storage=None, metadata
 
 def read_manifest(uri: str, storage=None) -> list[ManifestRow]:
     """Read a manifest written by :func:`write_manifest` (older files: missing columns default)."""
-    from core.storage import Storage
 
     storage = storage or Storage()
     table = pq.read_table(pa.BufferReader(storage.read_bytes(uri)))

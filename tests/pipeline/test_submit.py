@@ -86,7 +86,7 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 
 def _wait_jobs_api(address: str, token: str, head: subprocess.Popen, timeout: float = 120.0) -> None:
-    from jobs.nightly import make_client
+    from pipeline.submit import make_client
 
     deadline = time.monotonic() + timeout
     while True:
@@ -109,7 +109,7 @@ def _submit(ray_head, request_list: Path, *extra: str, timeout: float = 180) -> 
 
 
 def test_submit_follow_idempotent_and_failure(ray_head, tmp_path):
-    from jobs.nightly import make_client
+    from pipeline.submit import make_client
 
     request_list = tmp_path / "tonight.csv"
     request_list.write_text(f"id,image,audio\nr1,a.jpg,b.wav\n# {uuid.uuid4().hex}\n")
@@ -140,7 +140,7 @@ def test_submit_follow_idempotent_and_failure(ray_head, tmp_path):
 
 def test_missing_token_is_refused(ray_head, tmp_path):
     """Token auth is really on: without the token the Jobs API refuses the call."""
-    from jobs.nightly import make_client
+    from pipeline.submit import make_client
 
     with pytest.raises(Exception, match="(?i)auth|401|unauthorized"):
         make_client(ray_head["address"], None).list_jobs()
@@ -154,7 +154,7 @@ def test_unreadable_list_is_bad_input(ray_head, tmp_path):
 
 
 def test_the_batch_command_carries_the_access_policy():
-    from jobs.nightly import Submission, batch_entrypoint
+    from pipeline.submit import Submission, batch_entrypoint
 
     plain = batch_entrypoint(Submission("s3://b/lists/x.csv", "s3://b/out"), "job-1")
     assert "--allow" not in plain
