@@ -273,7 +273,9 @@ def test_reuse_never_reads_another_jobs_output(ray_session, team_job, tmp_path):
         "r0": ("done", 1), "r1": ("done", 1), "row-4": ("failed", 0)}
     store = SQLiteJobStore(state)
     job = Path(stdout.strip()).stem.removeprefix("manifest-")
-    assert [state.result["reused"] for state in store.request_states(job)[:2]] == [False, False]
+    # r0 and r1 are the same content: one may reuse the other's render of this job (same
+    # prefix), but A's is never the source, so B renders it afresh at least once.
+    assert not all(state.result["reused"] for state in store.request_states(job)[:2])
     for rid in ("r0", "r1"):
         assert (tmp_path / "out-b" / f"{rid}.mp4").stat().st_ino != (tmp_path / "out-a" / f"{rid}.mp4").stat().st_ino
 
