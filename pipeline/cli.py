@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.errors import BadInputError, TalkfarmError
 from core.schemas import EMOTION_NAMES, MOTION_GENERATORS
+from core.transcripts import read_transcript
 
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -115,8 +116,6 @@ def _render(args: argparse.Namespace) -> int:
             raise BadInputError(f"{label} file not found", path)
     transcript = None
     if args.transcript is not None:
-        from workers.audio.align import read_transcript
-
         transcript = read_transcript(args.transcript)
     try:
         controls = RenderControls(size=args.size, fps=args.fps, seed=args.seed, gaze=args.gaze,

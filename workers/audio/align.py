@@ -59,7 +59,6 @@ SYNTH_PAD_S = 0.15
 DEFAULT_RATE_WPM = 175
 # espeak-ng voice variants the text is spoken with (default male voice, a female one).
 VOICE_VARIANTS = ("", "+f3")
-MAX_TEXT_CHARS = 20000
 
 
 @dataclass(frozen=True)
@@ -82,30 +81,6 @@ class AlignmentResult:
     @property
     def matches(self) -> bool:
         return self.confidence >= MIN_CONFIDENCE
-
-
-
-
-
-def read_transcript(value: str) -> str:
-    """Transcript text from a literal string or a path to a UTF-8 text file."""
-    from pathlib import Path
-
-    value = value or ""
-    if len(value) < 4096 and "\n" not in value and value.lower().endswith(".txt"):
-        path = Path(value)
-        if not path.is_file():
-            raise BadInputError("transcript file not found", value)
-        try:
-            value = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            raise BadInputError("transcript file is not UTF-8 text", str(path)) from None
-    text = " ".join(value.split())
-    if not text:
-        raise BadInputError("transcript is empty")
-    if len(text) > MAX_TEXT_CHARS:
-        raise BadInputError(f"transcript is longer than {MAX_TEXT_CHARS} characters")
-    return text
 
 
 # ---------------------------------------------------------------------------- features

@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import BadInputError
 from core.languages import check_language, supported_languages
-from workers.audio.align import MIN_CONFIDENCE, align, dtw_path, read_transcript
+from workers.audio.align import MIN_CONFIDENCE, align, dtw_path
 from workers.audio.decode import load_audio
 from workers.audio.espeak import synthesize
 
@@ -91,14 +91,3 @@ def test_dtw_path_is_monotone_and_follows_a_stretched_copy():
     assert np.all(np.diff(path, axis=0) >= 0)
     assert cost < 1e-5 and best < 1e-5
     assert all(j // 2 == i for i, j in path)
-
-
-def test_read_transcript_from_text_or_file(tmp_path):
-    assert read_transcript("  hello \n world ") == "hello world"
-    path = tmp_path / "line.txt"
-    path.write_text("Bob bought a map.\n", encoding="utf-8")
-    assert read_transcript(str(path)) == "Bob bought a map."
-    with pytest.raises(BadInputError, match="not found"):
-        read_transcript(str(tmp_path / "missing.txt"))
-    with pytest.raises(BadInputError, match="empty"):
-        read_transcript("   ")
