@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import sys
 from pathlib import Path
@@ -130,28 +132,30 @@ def _render(args: argparse.Namespace) -> int:
         where = ".".join(str(part) for part in first["loc"])
         raise CliError(f"--{where.replace('_', '-')}: {first['msg'].removeprefix('Value error, ')}") from None
 
-    from workers.encode.video import check_writable
+    with _loading():
+        # Imported here, not at the top: --help and bad input exit before paying for torch.
+        from workers.encode.video import check_writable
 
-    check_writable(args.output)
-    from tqdm import tqdm
+        check_writable(args.output)
+        from tqdm import tqdm
 
-    from core.devices import local_device
-    from pipeline.runner import InProcessRunner
-    from workers.decoder.renderer import DecoderConfig
+        from core.devices import local_device
+        from pipeline.runner import InProcessRunner
+        from workers.decoder.renderer import DecoderConfig
 
-    device = args.device or local_device()
-    progress = None
+        device = args.device or local_device()
+        progress = None
 
-    def on_frames(task, count: int) -> None:
-        nonlocal progress
-        if args.quiet:
-            return
-        if progress is None:
-            progress = tqdm(total=task.num_frames, unit="frame", desc="rendering", leave=False)
-        progress.update(count)
+        def on_frames(task, count: int) -> None:
+            nonlocal progress
+            if args.quiet:
+                return
+            if progress is None:
+                progress = tqdm(total=task.num_frames, unit="frame", desc="rendering", leave=False)
+            progress.update(count)
 
-    runner = InProcessRunner(DecoderConfig(device=device), on_frames=on_frames)
-    runner.setup()
+        runner = InProcessRunner(DecoderConfig(device=device), on_frames=on_frames)
+        runner.setup()
     result = runner.render(request)
     if progress is not None:
         progress.close()
@@ -166,6 +170,22 @@ def _render(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(result.output)
     return 0
+
+
+@contextlib.contextmanager
+def _loading():
+    """Imports and model loading make objects that live as long as the process: collect none of
+    them while they are made (the collector would walk them all several times), then keep them
+    out of every later collection, the interpreter's last one at exit included. Measured in
+    BENCHMARKS.md ("Start-up"): about 1 s of a render's start-up and exit on 2 cores."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def _verify(args: argparse.Namespace) -> int:
