@@ -1,12 +1,18 @@
 """Speed and quality benchmark on the shared assets.
 
     .venv/bin/python bench/render.py [--assets /work/shared/assets] [--out out/bench] [--device cpu]
+                                     [--process-runs 2] [--skip-process] [--skip-quality]
 
-Renders Grace Hopper with every shared speech clip and the astronaut with a0007 through the
-in-process runner (the same stages as ``talkfarm render``), prints per-stage seconds, model
-loading, decoder frames/s, realtime factor and peak RSS, then measures each video with
-workers.quality (landmarks tracked on the rendered frames) and writes a contact sheet per
-render. Copy the printed tables into BENCHMARKS.md.
+First the whole process, as a user runs it: ``talkfarm render`` as a subprocess (a fresh
+interpreter: imports, model loading, the stages, the encoder's finish) of an 11.1 s clip (two
+shared clips joined: arctic a0007 + LibriVox Austen) on Grace Hopper at 512 px, timed from
+spawn to exit, against the stages' own seconds it prints ("rendered in S s"); the issue-18
+goal is whole process <= 1.5x the stages' own time. Then the stages alone: renders Grace
+Hopper with every shared speech clip and the astronaut with a0007 through the in-process
+runner (the same stages as ``talkfarm render``), prints per-stage seconds, model loading,
+decoder frames/s, the realtime factor of the stage sum and of the wall time, and peak RSS,
+then measures each video with workers.quality (landmarks tracked on the rendered frames) and
+writes a contact sheet per render. Copy the printed tables into BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -15,6 +21,10 @@ import argparse
 import datetime
 import os
 import platform
+import re
+import resource
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +46,15 @@ RENDERS = (
     ("face_grace_hopper.jpg", "speech_asterisk_esMX_allison_28s_8k.wav"),
     ("face_astronaut_eileen_collins.png", "speech_cmu_arctic_a0007_4s.wav"),
 )
+# The whole-process render: an 11.1 s clip made of two shared clips, on this portrait, at 512 px.
+PROCESS_PORTRAIT = "face_grace_hopper.jpg"
+PROCESS_CLIPS = ("speech_cmu_arctic_a0007_4s.wav", "speech_librivox_austen_7s.wav")
+PROCESS_GOAL = 1.5   # whole process / stages' own seconds (issue 18)
+# What `talkfarm render` prints when done: its frames, audio seconds and the sum of the stages' own seconds.
+RENDERED = re.compile(r"(\d+) frames, ([0-9.]+) s of audio, rendered in ([0-9.]+) s")
+# Every stage's module, as the render path imports them (workers only: no runner internals).
+STAGE_MODULES = ("workers.alignment.stage", "workers.audio.stage", "workers.motion.stage", "workers.decoder.stage",
+                 "workers.encode.stage")
 
 
 def fmt(value, spec=".2f") -> str:
@@ -55,12 +74,71 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def join_clips(clips: list[Path], target: Path) -> Path:
+    """One 16 kHz mono WAV of ``clips`` played one after another (ffmpeg's concat filter)."""
+    import imageio_ffmpeg
+
+    inputs = [arg for clip in clips for arg in ("-i", str(clip))]
+    resampled = "".join(f"[{i}:a]aresample=16000,aformat=channel_layouts=mono[a{i}];" for i in range(len(clips)))
+    joined = "".join(f"[a{i}]" for i in range(len(clips))) + f"concat=n={len(clips)}:v=0:a=1"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *inputs,
+                    "-filter_complex", resampled + joined, str(target)], check=True)
+    return target
+
+
+def import_seconds() -> float:
+    """Wall seconds a fresh interpreter takes to import every stage's module (torch, MediaPipe,
+    SciPy and the rest of what a render loads before its first stage runs)."""
+    code = ("import time; t = time.perf_counter(); import " + ", ".join(STAGE_MODULES)
+            + "; print(time.perf_counter() - t)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def whole_process_renders(image: Path, audio: Path, out: Path, runs: int) -> list[dict]:
+    """``talkfarm render`` as a subprocess, ``runs`` times: wall seconds from spawn to exit,
+    the child's CPU seconds, and what it printed (frames, audio seconds, stages' own seconds)."""
+    talkfarm = Path(sys.executable).with_name("talkfarm")
+    command = [str(talkfarm)] if talkfarm.is_file() else [sys.executable, "-m", "pipeline.cli"]
+    results = []
+    for run in range(runs):
+        output = out / f"whole_process_{run}.mp4"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        done = subprocess.run([*command, "render", "--image", str(image), "--audio", str(audio), "-o", str(output),
+                               "--size", "512"], capture_output=True, text=True, cwd=REPO)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        printed = RENDERED.search(done.stderr)
+        if done.returncode != 0 or printed is None:
+            raise SystemExit(f"talkfarm render failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
+        frames, audio_seconds, stage_seconds = int(printed[1]), float(printed[2]), float(printed[3])
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        results.append(dict(wall=wall, stages=stage_seconds, frames=frames, audio=audio_seconds, cpu=cpu))
+    return results
+
+
+def whole_process_table(results: list[dict], imports: float) -> str:
+    rows = [[str(run + 1), f"{r['audio']:.2f}", str(r["frames"]), f"{r['wall']:.2f}", f"{r['stages']:.2f}",
+             f"{r['wall'] - r['stages']:.2f}", f"{r['wall'] / r['stages']:.2f}", f"{r['wall'] / r['audio']:.2f}",
+             f"{r['stages'] / r['audio']:.2f}", f"{r['cpu']:.1f}"] for run, r in enumerate(results)]
+    ratio = statistics.median(r["wall"] / r["stages"] for r in results)
+    return "\n".join([
+        table(["run", "audio s", "frames", "whole process wall s", "stages' own s", "outside the stages s",
+               "wall / stages", "wall realtime factor", "stage-sum realtime factor", "CPU s (all threads)"], rows),
+        f"\nimports of the stage modules in a fresh interpreter: {imports:.2f} s (part of 'outside the stages')",
+        f"goal whole process <= {PROCESS_GOAL}x the stages' own time: median {ratio:.2f}x "
+        f"({'met' if ratio <= PROCESS_GOAL else 'NOT met'})"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
     parser.add_argument("--out", default=str(REPO / "out" / "bench"))
     parser.add_argument("--device", default=None, help="decoder torch device (default: cuda if available, else cpu)")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--process-runs", type=int, default=2, help="whole-process `talkfarm render` runs")
+    parser.add_argument("--skip-process", action="store_true", help="no whole-process `talkfarm render` runs")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -80,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
           f"torch threads {torch.get_num_threads()}, decoder device {device}")
     print(f"python {platform.python_version()}, torch {torch.__version__}, {platform.platform()}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
+
+    if not args.skip_process:
+        clip = join_clips([assets / name for name in PROCESS_CLIPS], out / "whole_process_clip.wav")
+        print(f"\nWhole process: `talkfarm render` subprocess, {PROCESS_PORTRAIT} + {' + '.join(PROCESS_CLIPS)} "
+              f"joined, 512 px, {args.process_runs} runs (the first may pay cold file caches)\n", flush=True)
+        results = whole_process_renders(assets / PROCESS_PORTRAIT, clip, out, args.process_runs)
+        print(whole_process_table(results, import_seconds()) + "\n", flush=True)
 
     runner = LocalRenderer(DecoderConfig(device=device))
     print(f"model loading (LocalRenderer construction): {runner.setup_seconds:.2f} s, peak RSS after setup {peak_rss_mib():.0f} MiB\n")
@@ -111,10 +196,12 @@ def main(argv: list[str] | None = None) -> int:
                        for s in STAGES]
         decode_fps = result.frames / max(result.seconds.get("decode", 0.0), 1e-9)
         rows.append([name, f"{result.audio_seconds:.2f}", str(result.frames), *stage_cells, f"{total:.2f}",
-                     f"{wall:.2f}", f"{decode_fps:.0f}", f"{total / result.audio_seconds:.2f}", f"{rss:.0f}"])
-    print("Speed (seconds per stage, share of the render's stage total)\n")
+                     f"{wall:.2f}", f"{decode_fps:.0f}", f"{total / result.audio_seconds:.2f}",
+                     f"{wall / result.audio_seconds:.2f}", f"{rss:.0f}"])
+    print("Speed in-process, models loaded (seconds per stage, share of the render's stage total; wall: the "
+          "runner's render call)\n")
     print(table(["render", "audio s", "frames", *STAGES, "stages total s", "wall s", "decode fps",
-                 "realtime factor", "peak RSS MiB"], rows))
+                 "stage-sum realtime factor", "wall realtime factor", "peak RSS MiB"], rows))
     print(f"\nmodel loading (not in the render times): {runner.setup_seconds:.2f} s")
     if args.skip_quality:
         return 0

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import BadInputError
 from core.languages import check_language
+from core.transcripts import MAX_TEXT_CHARS
 
 EMOTION_NAMES = ("neutral", "happy", "sad", "surprised", "angry")
 MOTION_GENERATORS = ("diffusion", "procedural")
@@ -54,7 +55,7 @@ class RenderControls(BaseModel):
     gaze_guidance: float = Field(1.0, ge=0.0, le=5.0, description="classifier-free guidance scale on the gaze "
                                                                   "direction, lambda_g (diffusion)")
     transcript: str | None = Field(
-        None, max_length=20000,
+        None, max_length=MAX_TEXT_CHARS,
         description="what the speech says, aligned to the audio so the lips follow its phonemes (closures on "
                     "p/b/m, rounding, jaw height); text that does not match the audio falls back to audio-only "
                     "lip sync with a warning. Without it the speech is recognised (see recognise)",

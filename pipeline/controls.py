@@ -32,17 +32,17 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 from pydantic import ValidationError
 
 from core.errors import BadInputError
 from core.schemas import RenderControls
+from core.transcripts import read_transcript
 
 __all__ = ["Control", "CONTROLS", "CONTROL_COLUMNS", "ControlValueError", "is_blank", "parse_int",
            "add_control_options", "controls_from_args", "control_values_from_row", "validation_message",
-           "option_name", "read_transcript"]
+           "option_name"]
 
 _TRUE = {"true", "1", "yes", "y", "t", "on"}
 _FALSE = {"false", "0", "no", "n", "f", "off"}
@@ -309,24 +309,6 @@ def add_control_options(parser: argparse.ArgumentParser) -> None:
         else:
             group.add_argument(control.flag, dest=control.name, default=argparse.SUPPRESS,
                                metavar=control.metavar, help=control.help)
-
-
-def read_transcript(value: str) -> str:
-    """Transcript text from a literal string or a path to a UTF-8 ``.txt`` file, whitespace
-    collapsed (RenderControls checks its length)."""
-    value = value or ""
-    if len(value) < 4096 and "\n" not in value and value.lower().endswith(".txt"):
-        path = Path(value)
-        if not path.is_file():
-            raise BadInputError("transcript file not found", value)
-        try:
-            value = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            raise BadInputError("transcript file is not UTF-8 text", str(path)) from None
-    text = " ".join(value.split())
-    if not text:
-        raise BadInputError("transcript is empty")
-    return text
 
 
 def option_name(field: str) -> str:

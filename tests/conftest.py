@@ -28,6 +28,17 @@ def shared_assets() -> Path:
     return SHARED_ASSETS
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``shared_speech_wav`` runs once per shared speech clip
+    (``speech_*.wav``); without the shared assets it is one skipped case, never an empty set."""
+    if "shared_speech_wav" not in metafunc.fixturenames:
+        return
+    wavs = sorted(SHARED_ASSETS.glob("speech_*.wav"))
+    cases = [pytest.param(path, id=path.name) for path in wavs] or [
+        pytest.param(None, id="no-shared-assets", marks=pytest.mark.skip(reason=f"shared assets not found at {SHARED_ASSETS}"))]
+    metafunc.parametrize("shared_speech_wav", cases)
+
+
 @pytest.fixture(scope="session")
 def test_output() -> Path:
     TEST_OUTPUT.mkdir(exist_ok=True)

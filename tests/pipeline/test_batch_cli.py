@@ -175,6 +175,10 @@ def _wait_for(predicate, timeout: float = 300.0) -> None:
         time.sleep(0.05)
 
 
+# Slow (two real drivers on Ray and Redis, ~1 min on 2 cores); the fast tier keeps its parts:
+# one lease for drivers started together on both stores (test_lease), the held job's one-line
+# refusal and --wait finding the finished job (test_unknown_jobs_and_held_jobs_are_one_line_exit_2).
+@pytest.mark.slow
 def test_two_drivers_on_one_job_render_each_row_once(ray_session, redis_server, team_job):
     address = ray_session
     common = ("batch", team_job / "r.csv", "--out", team_job / "out", "--redis", redis_server.url,

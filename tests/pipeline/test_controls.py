@@ -15,7 +15,7 @@ import pytest
 from core.errors import BadInputError
 from core.schemas import RenderControls
 from pipeline.cli import build_parser
-from pipeline.controls import CONTROLS, _kind, controls_from_args, read_transcript
+from pipeline.controls import CONTROLS, _kind, controls_from_args
 from pipeline.request_files import (
     REQUEST_COLUMNS,
     parse_request_rows,
@@ -177,7 +177,6 @@ def test_a_field_of_a_type_no_parser_reads_is_refused():
 
 
 def test_transcript_option_reads_text_or_a_txt_file(tmp_path):
-    assert read_transcript("  hello \n world ") == "hello world"
     path = tmp_path / "line.txt"
     path.write_text("Bob bought\n a map.\n", encoding="utf-8")
     assert controls_from_args(render_args("--transcript", str(path))).transcript == "Bob bought a map."
@@ -185,4 +184,4 @@ def test_transcript_option_reads_text_or_a_txt_file(tmp_path):
         controls_from_args(render_args("--transcript", str(tmp_path / "missing.txt")))
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(BadInputError, match="not UTF-8"):
-        read_transcript(str(tmp_path / "latin1.txt"))
+        controls_from_args(render_args("--transcript", str(tmp_path / "latin1.txt")))

