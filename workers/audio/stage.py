@@ -10,16 +10,21 @@ import numpy as np
 
 from core.errors import BadInputError
 from core.identity import sha256_file
+from core.languages import check_language
 from core.schemas import RenderControls
 from core.speech import Transcript, TranscriptAlignment
 from core.stage import Resources, TaskStage
 from core.storage import Storage, is_s3
 from core.task import RenderTask
+from workers.audio.align import MIN_CONFIDENCE, align
 from workers.audio.align import VERSION as TRANSCRIPT_ALIGNMENT_VERSION
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
 from workers.audio.recognise import VERSION as RECOGNITION_VERSION
+from workers.audio.recognise import recognise
 from workers.audio.vad import VERSION as VAD_VERSION
+from workers.audio.vad import speech_mask, speech_probability
+from workers.audio.whisper import ModelUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +67,6 @@ class AudioFeatureStage(TaskStage):
         self.storage = storage or Storage()
 
     def process(self, task: RenderTask) -> None:
-        from workers.audio.vad import speech_probability
-
         controls = task.request.controls
         with self.storage.localized(task.request.audio) as local:
             wave = load_audio(local, SAMPLE_RATE, self.max_seconds)
@@ -82,10 +85,6 @@ class AudioFeatureStage(TaskStage):
 
     def _recognise(self, task: RenderTask, wave: np.ndarray) -> None:
         """Transcribe the speech; a confident transcript is aligned as a given one would be."""
-        from workers.audio.recognise import VERSION, recognise
-        from workers.audio.vad import speech_mask
-        from workers.audio.whisper import ModelUnavailableError
-
         fps = task.audio.fps
         speech_seconds = float(speech_mask(task.audio.speech_probability, fps).sum()) / fps
         try:
@@ -93,7 +92,7 @@ class AudioFeatureStage(TaskStage):
         except ModelUnavailableError as error:      # an install problem: render without a transcript
             task.warnings.append(f"no transcript: {error}; lip sync from the audio only")
             return
-        task.model_versions["speech_recognition"] = VERSION
+        task.model_versions["speech_recognition"] = RECOGNITION_VERSION
         if recognition.model_version:
             task.model_versions["speech_recognition_model"] = recognition.model_version
         task.transcript = recognition.transcript()
@@ -105,10 +104,8 @@ class AudioFeatureStage(TaskStage):
 
     @staticmethod
     def _align(task: RenderTask, wave, text: str, language_code: str) -> None:
-        from workers.audio.align import MIN_CONFIDENCE, VERSION, align, check_language
-
         language = check_language(language_code)   # BadInputError: fails the request
-        task.model_versions["transcript_alignment"] = VERSION
+        task.model_versions["transcript_alignment"] = TRANSCRIPT_ALIGNMENT_VERSION
         try:
             result = align(wave, text, language)
         except BadInputError as error:

@@ -9,6 +9,7 @@ from core.devices import local_device
 from core.schemas import RenderControls
 from core.stage import Resources, TaskStage
 from core.task import RenderTask
+from workers.audio.vad import speech_mask
 from workers.motion.base import MotionGenerator
 from workers.motion.base import motion_controls as to_motion_controls
 from workers.motion.learned import DiffusionMotion
@@ -71,8 +72,6 @@ class MotionStage(TaskStage):
             task.motion = apply_visemes(task.motion, task.phones, task.audio.fps, task.face.model.source_latent,
                                         motion_controls.emotion, energy_db=task.audio.energy_db)
         if task.audio.speech_probability is not None:
-            from workers.audio.vad import speech_mask
-
             speaking = speech_mask(task.audio.speech_probability, task.audio.fps)
             task.motion = rest_in_silences(task.motion, speaking, task.audio.fps, task.face.model.source_latent,
                                            motion_controls.emotion)
