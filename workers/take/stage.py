@@ -95,15 +95,14 @@ class TakeMotionStage(TaskStage):
     def process(self, task: RenderTask) -> None:
         take, speech = task.take, task.motion
         frames = fitted_frames(take.num_frames, len(speech), take.fps, task.request.take.fit, task.request.video)
-        source = np.minimum(np.arange(frames), take.num_frames - 1)
+        source = np.minimum(np.arange(frames), take.num_frames - 1)     # a held ending repeats the last
         motion = take.own[source].copy()
-        new = speech[:frames]
-        motion[:len(new), MOUTH_INDEX] = new[:, MOUTH_INDEX]
+        new = speech[:frames]                  # every fit gives at most the speech's frames
+        motion[:, MOUTH_INDEX] = new[:, MOUTH_INDEX]
         if task.audio is not None and task.audio.speech_probability is not None:
-            voiced = speech_mask(task.audio.speech_probability, task.audio.fps)[:len(new)].astype(np.float32)
+            voiced = speech_mask(task.audio.speech_probability, task.audio.fps)[:frames].astype(np.float32)
             weight = TAKE_JAW_WEIGHT * voiced
-            jaw = take.own[source[:len(new)], JAW_INDEX]
-            motion[:len(new), JAW_INDEX] = (1.0 - weight) * new[:, JAW_INDEX] + weight * jaw
+            motion[:, JAW_INDEX] = (1.0 - weight) * new[:, JAW_INDEX] + weight * take.own[source, JAW_INDEX]
         task.motion = motion.astype(np.float32)
         task.model_versions["take_motion"] = TAKE_MOTION_VERSION
         counts = take.counts(frames)
