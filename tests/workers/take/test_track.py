@@ -50,3 +50,17 @@ def test_a_video_without_a_face_is_refused(faceless_clip):
 def test_asking_for_a_face_the_take_does_not_show_is_refused(short_take):
     with pytest.raises(BadInputError, match="face 1 .* not found in any frame"):
         track_take(short_take, 1, 512, 600)
+
+
+def test_face_n_follows_the_nth_largest_face(short_take, run_ffmpeg, tmp_path):
+    # the take beside itself at two thirds the size: two faces, the left one larger
+    pair = tmp_path / "pair.mp4"
+    run_ffmpeg("-i", str(short_take), "-filter_complex",
+               "[0:v]split[a][b];[b]scale=268:200,pad=268:300:0:50[s];[a][s]hstack", "-c:v", "libx264",
+               "-preset", "veryfast", str(pair))
+    largest, _ = track_take(pair, 0, 512, 600)
+    second, _ = track_take(pair, 1, 512, 600)
+    assert (largest.status == FRAME_DUBBED).all() and (second.status == FRAME_DUBBED).all()
+    assert (largest.landmarks[:, :, 0].mean(1) < 400).all() and (second.landmarks[:, :, 0].mean(1) > 400).all()
+    size = lambda track: np.ptp(track.landmarks[:, :, 0], axis=1).mean()     # noqa: E731
+    assert size(second) < 0.8 * size(largest)
