@@ -49,3 +49,13 @@ def test_what_is_not_a_take_is_refused_in_one_line(kind, message, shared_assets,
 def test_a_take_over_the_length_limit_is_refused(short_take):
     with pytest.raises(BadInputError, match="at most 1 s"):
         probe_take(short_take, 1.0)
+
+
+@pytest.mark.parametrize("suffix, codec", [("mp4", "libx265"), ("webm", "libvpx-vp9"), ("mov", "prores_ks")])
+def test_common_codecs_read_alike(make_take, tmp_path, suffix, codec):
+    take = make_take(tmp_path / f"take.{suffix}", 3.0, 0.6, "-c:v", codec)
+    info = probe_take(take, 600)
+    assert (info.width, info.height) == (400, 300)
+    whole = np.concatenate(list(read_take(take, info)))
+    assert len(whole) == info.expected_frames == 15
+    assert np.array_equal(read_take_frames(take, info, np.arange(9, 15)), whole[9:15])
