@@ -117,6 +117,8 @@ DUB_GRAPH: tuple[StageSpec, ...] = (
     _ENCODE,
 )
 STAGES: tuple[str, ...] = tuple(spec.name for spec in RENDER_GRAPH)
+# Every stage of either graph: the pools a settings file may name.
+ALL_STAGES: tuple[str, ...] = tuple(dict.fromkeys(spec.name for spec in RENDER_GRAPH + DUB_GRAPH))
 TASK_STAGES: tuple[str, ...] = tuple(spec.name for spec in RENDER_GRAPH if spec.record == "task")
 CHUNK_STAGES: tuple[str, ...] = tuple(spec.name for spec in RENDER_GRAPH if spec.record == "chunk")
 CHUNK_FRAMES = 50
@@ -204,6 +206,13 @@ class GraphConfig:
             return self.max_requests_in_flight
         first_chunk_stage = self.chunk_stages[:1]
         return sum(self.slots(stage) for stage in (*self.task_stages, *first_chunk_stage))
+
+
+def for_graph(config: GraphConfig, stages: tuple[StageSpec, ...]) -> GraphConfig:
+    """``config``'s pools, chunk size and bounds, running ``stages`` (e.g. a job of dubs,
+    :data:`DUB_GRAPH`): a stage ``config`` has no pool for gets its own default pool."""
+    pools = {spec.name: config.pools.get(spec.name, PoolSpec(spec.workers, spec.resources)) for spec in stages}
+    return GraphConfig(pools, config.chunk_frames, config.max_requests_in_flight, stages)
 
 
 @dataclass(frozen=True)
