@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 
-from core.schemas import RenderControls, identity_controls
+from core.schemas import RenderControls, RenderRequest, identity_controls
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -24,9 +24,18 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def render_id(image_sha256: str, audio_sha256: str, controls: RenderControls, versions: dict[str, str]) -> str:
-    """Hex sha256 naming one render: inputs' contents + controls + model versions."""
-    payload = json.dumps({"image": image_sha256, "audio": audio_sha256,
-                          "controls": identity_controls(controls), "models": versions},
-                         sort_keys=True, separators=(",", ":"))
+def render_id(image_sha256: str, audio_sha256: str, controls: RenderControls, versions: dict[str, str],
+              take: dict | None = None) -> str:
+    """Hex sha256 naming one render: inputs' contents (``image_sha256``: the face's source, a
+    photo or a take) + controls + model versions (+ a dub's take options, :func:`take_options`)."""
+    identity = {"image": image_sha256, "audio": audio_sha256, "controls": identity_controls(controls),
+                "models": versions}
+    if take is not None:      # only dubs: renders keep their ids
+        identity["take"] = take
+    payload = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def take_options(request: RenderRequest) -> dict | None:
+    """A dubbing request's take options as they enter its render id; None for a portrait."""
+    return request.take.model_dump(mode="json") if request.is_dub else None

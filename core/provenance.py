@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from core.identity import render_id as compute_render_id
-from core.identity import sha256_file
+from core.identity import sha256_file, take_options
 from core.schemas import identity_controls
 
 PROVENANCE_VERSION = 1
@@ -41,12 +41,15 @@ def build_record(task, watermark_payload: str | None = None) -> dict:
     """
     request = task.request
     versions = dict(task.model_versions)
-    image_sha256 = task.image_sha256 or sha256_file(request.image)
+    image_sha256 = task.image_sha256 or sha256_file(request.source)
     audio_sha256 = task.audio_sha256 or sha256_file(
         request.audio if Path(request.audio).is_file() else task.audio_path)
     if getattr(task, "render_id", None) is None:
-        task.render_id = compute_render_id(image_sha256, audio_sha256, request.controls, versions)
+        task.render_id = compute_render_id(image_sha256, audio_sha256, request.controls, versions,
+                                           take_options(request))
     controls = identity_controls(request.controls)
+    if request.is_dub:
+        controls = {**controls, "take": take_options(request)}
     return {
         "provenance_version": PROVENANCE_VERSION,
         "synthetic": True,
@@ -56,7 +59,7 @@ def build_record(task, watermark_payload: str | None = None) -> dict:
         "request_id": request.id,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "inputs": {
-            "image": {"name": Path(request.image).name, "sha256": image_sha256},
+            "video" if request.is_dub else "image": {"name": Path(request.source).name, "sha256": image_sha256},
             "audio": {"name": Path(request.audio).name, "sha256": audio_sha256},
         },
         "models": versions,

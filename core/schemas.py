@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.errors import BadInputError
 from core.languages import check_language
@@ -120,16 +120,55 @@ def identity_controls(controls: RenderControls) -> dict:
     return controls.model_dump(mode="json", exclude=exclude)
 
 
+TAKE_FITS = ("trim", "hold", "error")
+
+
+class TakeOptions(BaseModel):
+    """How a dubbing request (one with a ``video``) fits the take to the new speech.
+
+    Attributes:
+        fit: ``trim`` the output ends with the shorter of take and speech; ``hold`` it lasts as
+            long as the speech, the take's last frame held (a longer take is cut); ``error``
+            the lengths may differ by at most a second (then as ``hold``).
+        face: which face to dub when the take shows several: 0 the largest, 1 the next, ...
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fit: Literal["trim", "hold", "error"] = Field("trim", description="fit of the take to the new speech: trim, "
+                                                                      "hold or error")
+    face: int = Field(0, ge=0, le=3, description="face to dub: 0 the largest, 1 the next largest, ...")
+
+
 class RenderRequest(BaseModel):
-    """One render: a portrait, a speech clip, where to write, and the controls."""
+    """One render: a portrait (``image``) or an actor's take (``video``: a dubbing request),
+    a speech clip, where to write, and the controls."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(..., min_length=1, description="caller's request id")
-    image: str = Field(..., min_length=1, description="portrait path or URI (JPEG/PNG/WebP)")
+    image: str | None = Field(None, min_length=1, description="portrait path or URI (JPEG/PNG/WebP)")
+    video: str | None = Field(None, min_length=1, description="the actor's take to dub, path or URI "
+                                                              "(MP4/MOV/MKV/WebM)")
     audio: str = Field(..., min_length=1, description="speech path or URI (WAV/FLAC/OGG/MP3)")
     output: str = Field(..., min_length=1, description="output MP4 path or URI")
     controls: RenderControls = RenderControls()
+    take: TakeOptions = TakeOptions()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "RenderRequest":
+        if (self.image is None) == (self.video is None):
+            raise ValueError("a request needs exactly one of image (a portrait) and video (a take to dub)")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The face's source: the portrait, or the take being dubbed."""
+        return self.image if self.image is not None else self.video
+
+    @property
+    def is_dub(self) -> bool:
+        return self.video is not None
 
 
 class RenderResult(BaseModel):

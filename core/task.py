@@ -9,6 +9,7 @@ import numpy as np
 
 from core.schemas import RenderRequest, RenderResult
 from core.speech import AudioFeatures, Phone, Transcript, TranscriptAlignment
+from core.take import TakeTrack
 
 
 class AlignedPortrait(Protocol):
@@ -66,6 +67,7 @@ class RenderTask:
         transcript: the render's transcript: text, source ("given" by the request or
             "recognised" by workers.audio.recognise), language and, when recognised, the
             recogniser's confidence, model and whether it was used.
+        take: a dubbing request's tracked take (``core.take``); None for a portrait render.
     """
 
     request: RenderRequest
@@ -87,6 +89,7 @@ class RenderTask:
     transcript: Transcript | None = None
     quality: dict | None = None
     quality_flags: list[str] = field(default_factory=list)
+    take: TakeTrack | None = None
 
     @property
     def num_frames(self) -> int:

@@ -24,23 +24,14 @@ from types import MappingProxyType
 from typing import Any
 
 from core.errors import TalkfarmError
-from core.identity import render_id
+from core.identity import render_id, take_options
 from core.provenance import SIDECAR_SUFFIX
 from core.schemas import RenderRequest, RenderResult
 from core.storage import Storage
 from core.task import FrameChunk, RenderTask, StageFailure
 from monitoring.metrics import MULTIPROC_ENV, metrics
 from pipeline.executors import Executor, Handle, RayExecutor
-from pipeline.graph import (
-    CHUNK_STAGES,
-    TASK_STAGES,
-    GraphConfig,
-    StageOptions,
-    frame_chunks,
-    model_versions,
-    stage_factories,
-    stage_spec,
-)
+from pipeline.graph import GraphConfig, StageOptions, frame_chunks, stage_factories
 from pipeline.jobstate import JobStore, RequestState
 from pipeline.manifest import ManifestRow, history_lines, write_manifest
 from pipeline.request_files import InvalidRow
@@ -151,7 +142,7 @@ class BatchDriver:
             for request_id, item in active.items():
                 if not item.started and time.monotonic() >= self._retry_at.get(request_id, 0.0):
                     item.started = True
-                    handles.append(self.executor.submit(TASK_STAGES[0], [RenderTask(item.request)], tag=item))
+                    handles.append(self.executor.submit(self.graph.task_stages[0], [RenderTask(item.request)], tag=item))
             handles.extend(self._feed_chunks(active))
             progress.running = len(active)
             metrics().observe_executor(self.executor)
@@ -178,10 +169,11 @@ class BatchDriver:
         """
         submitted = []
         for item in active.values():
-            while item.chunks and all(self.executor.capacity(stage) > 0 for stage in CHUNK_STAGES):
+            chunk_stages = self.graph.chunk_stages
+            while item.chunks and all(self.executor.capacity(stage) > 0 for stage in chunk_stages):
                 batch: Any = [item.chunks.popleft()]
-                for stage in CHUNK_STAGES:
-                    key = _render_key(item.request) if stage_spec(stage).ordered else None
+                for stage in chunk_stages:
+                    key = _render_key(item.request) if self.graph.spec(stage).ordered else None
                     batch = self.executor.submit(stage, batch, key=key, tag=item)
                     submitted.append(batch)
         return submitted
@@ -197,13 +189,14 @@ class BatchDriver:
             batch = self.executor.result(handle)
         except Exception as err:  # worker crash, lost actor, storage hiccup: retry the request
             return self._fail(job_id, request_id, active, progress, handle.stage, _describe(err), transient=True)
-        if handle.stage in CHUNK_STAGES[:-1]:
+        chunk_stages, task_stages = self.graph.chunk_stages, self.graph.task_stages
+        if handle.stage in chunk_stages[:-1]:
             return []              # its result already went on to the next chunk stage
-        task: RenderTask = batch[0].task if handle.stage in CHUNK_STAGES else batch[0]
+        task: RenderTask = batch[0].task if handle.stage in chunk_stages else batch[0]
         if task.failure is not None:
             return self._fail(job_id, request_id, active, progress, task.failure.stage, task.failure.message,
                               transient=False)
-        if handle.stage in TASK_STAGES:
+        if handle.stage in task_stages:
             return self._after_task_stage(job_id, item, handle.stage, batch, active, progress)
         # the last chunk stage: one more chunk written
         chunk: FrameChunk = batch[0]
@@ -224,9 +217,10 @@ class BatchDriver:
         if task.render_id is None and task.image_sha256 and task.audio_sha256:
             if self._identify(job_id, item, task, active, progress):
                 return []
-        following = TASK_STAGES.index(stage) + 1
-        if following < len(TASK_STAGES):
-            return [self.executor.submit(TASK_STAGES[following], batch, tag=item)]
+        task_stages = self.graph.task_stages
+        following = task_stages.index(stage) + 1
+        if following < len(task_stages):
+            return [self.executor.submit(task_stages[following], batch, tag=item)]
         item.task = task
         item.chunks = deque(frame_chunks(task, self.graph.chunk_frames))
         item.chunks_left = len(item.chunks)
@@ -236,10 +230,10 @@ class BatchDriver:
     def _identify(self, job_id: str, item: _Active, task: RenderTask, active: dict[str, _Active],
                   progress: BatchProgress) -> bool:
         """Name the render by its contents; True when an identical finished render was reused."""
-        self.input_hashes.learn(task.request.image, task.image_sha256)
+        self.input_hashes.learn(task.request.source, task.image_sha256)
         self.input_hashes.learn(task.request.audio, task.audio_sha256)
         task.render_id = render_id(task.image_sha256, task.audio_sha256, task.request.controls,
-                                   model_versions(task.request.controls))
+                                   self.graph.model_versions(task.request.controls), take_options(task.request))
         return self._try_reuse(job_id, item, task, active, progress)
 
     def _reuse_early(self, job_id: str, item: _Active, active: dict[str, _Active], progress: BatchProgress) -> None:
@@ -309,7 +303,7 @@ class BatchDriver:
         if item.task is not None and item.chunks_left:
             # Close this render's half-written video on its encoder (it removes the temp file).
             failed = RenderTask(item.request, failure=StageFailure(stage, message))
-            for ordered in (name for name in CHUNK_STAGES if stage_spec(name).ordered):
+            for ordered in (name for name in self.graph.chunk_stages if self.graph.spec(name).ordered):
                 cleanup.append(self.executor.submit(ordered, [FrameChunk(failed, 0, 0)], key=_render_key(item.request)))
         status = self.store.mark_failed(job_id, request_id, stage, message, transient=transient,
                                         max_attempts=self.config.max_attempts)

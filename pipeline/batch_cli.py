@@ -185,6 +185,7 @@ def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, po
         print(f"talkfarm: warning: ignoring request-file columns talkfarm does not know: {unknown}", file=sys.stderr)
     _check_output_writable(out_prefix)
     requests = {request.id: request for request, _ in parsed.valid}
+    graph = _graph_for_rows(graph, requests, requests_uri)
     specs = [RequestSpec(request.id, None, priority) for request, priority in parsed.valid]
     invalid_rows = _invalid_rows_by_id(parsed.invalid, requests)
     specs += [RequestSpec(request_id, None, 0) for request_id in invalid_rows]
@@ -213,6 +214,20 @@ def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, po
     print(manifest_uri, flush=True)
     endpoint.linger()
     return 0
+
+
+def _graph_for_rows(graph, requests: dict, requests_uri: str):
+    """The dubbing graph for a job whose rows are all dubs (a ``video`` each); a job mixing
+    dubs and renders is refused (each runs as one graph: split the file)."""
+    from pipeline.graph import DUB_GRAPH, for_graph
+
+    dubs = sum(request.is_dub for request in requests.values())
+    if not dubs:
+        return graph
+    if dubs < len(requests):
+        raise BadInputError(f"the request file mixes {dubs} dubs (video) with {len(requests) - dubs} renders (image); "
+                            "a job runs one graph: put them in two files", requests_uri)
+    return for_graph(graph, DUB_GRAPH)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -282,7 +297,7 @@ def _write_lost_manifest(job_id, storage, requests: dict, uri: str, policy) -> s
 
     now = datetime.now(timezone.utc)
     rows = [ManifestRow(job_id=job_id, request_id=request.id, status="unknown", image_uri=request.image,
-                        audio_uri=request.audio, output_uri=request.output, error_stage="jobstate",
+                        video_uri=request.video, audio_uri=request.audio, output_uri=request.output, error_stage="jobstate",
                         error_message="job state lost from the job store mid-run", seed=request.controls.seed,
                         controls=request.controls.model_dump_json(), created_at=now, finished_at=now)
             for request in requests.values()]

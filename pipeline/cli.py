@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from core.errors import BadInputError, TalkfarmError
-from core.schemas import RenderRequest
+from core.schemas import TAKE_FITS, RenderRequest, TakeOptions
 from pipeline.batch_cli import add_batch_commands
 from pipeline.controls import (
     add_control_options,
@@ -29,6 +29,9 @@ from pipeline.controls import (
 from pipeline.qc_cli import add_qc_commands
 from pipeline.submit import add_submit_command
 
+# The controls a dub takes: the take decides frame rate, pose, gaze and framing; ``size`` caps
+# the face crop (a smaller face is dubbed at its own resolution).
+DUB_CONTROLS = ("size", "seed", "motion", "sampling_steps", "audio_guidance", "transcript", "language", "recognise")
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
 
@@ -53,6 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--device", default=None, help="torch device for decoding (default: cuda if available, else cpu)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
+    dub = commands.add_parser(
+        "dub", help="lip-sync an actor's take to new speech (visual dubbing)",
+        description="Dub a filmed take: the mouth and jaw follow the new speech, everything else (head, eyes, "
+                    "brows, body, background, cuts) stays the take's own. The MP4 (h264 + aac) keeps the take's "
+                    "size and frame rate, with the new speech as its sound.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    dub.add_argument("--video", required=True, help="the actor's take (MP4, MOV, MKV or WebM; any size and frame "
+                                                    "rate, up to 10 minutes)")
+    dub.add_argument("--audio", required=True, help="the new speech (WAV, FLAC, OGG or MP3; up to 10 minutes)")
+    dub.add_argument("-o", "--output", required=True, help="output .mp4 path (written atomically)")
+    dub.add_argument("--fit", choices=TAKE_FITS, default="trim",
+                     help="lengths: trim (the shorter of take and speech), hold (the speech's, the take's last frame "
+                          "held) or error (refuse when they differ by more than a second)")
+    dub.add_argument("--face", type=int, default=0, help="face to dub when the take shows several: 0 the largest, "
+                                                         "1 the next largest, ...")
+    add_control_options(dub, only=DUB_CONTROLS)
+    dub.add_argument("--device", default=None, help="torch device for decoding (default: cuda if available, else cpu)")
+    dub.add_argument("--quiet", action="store_true", help="no progress bar")
+    dub.set_defaults(handler=_dub)
     verify = commands.add_parser(
         "verify", help="read a video's talkfarm watermark and check it against its provenance record",
         description="Read the invisible talkfarm watermark back from VIDEO (survives re-encoding, scaling, "
@@ -83,6 +105,24 @@ def _render(args: argparse.Namespace) -> int:
     except ValidationError as err:
         raise CliError(validation_message(err, option_name)) from None
 
+    return _render_locally(request, args, dub=False)
+
+
+def _dub(args: argparse.Namespace) -> int:
+    for label, path in (("video", args.video), ("audio", args.audio)):
+        if not Path(path).is_file():
+            raise BadInputError(f"{label} file not found", path)
+    controls = controls_from_args(args)
+    try:
+        request = RenderRequest(id=Path(args.output).stem, video=args.video, audio=args.audio, output=args.output,
+                                controls=controls, take=TakeOptions(fit=args.fit, face=args.face))
+    except ValidationError as err:
+        raise CliError(validation_message(err, option_name)) from None
+    return _render_locally(request, args, dub=True)
+
+
+def _render_locally(request: RenderRequest, args: argparse.Namespace, dub: bool) -> int:
+    """Render (or dub) one request in this process through its graph, with a progress bar."""
     with _loading():
         # Imported here, not at the top: --help and bad input exit before paying for torch.
         from workers.encode.video import check_writable
@@ -91,6 +131,7 @@ def _render(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         from core.devices import local_device
+        from pipeline.graph import DUB_GRAPH, GraphConfig
         from pipeline.render import LocalRenderer
         from workers.decoder.renderer import DecoderConfig
 
@@ -102,12 +143,14 @@ def _render(args: argparse.Namespace) -> int:
             if args.quiet or not state.frames_planned:
                 return
             if progress is None:
-                progress = tqdm(total=state.frames_planned, unit="frame", desc="rendering", leave=False)
+                progress = tqdm(total=state.frames_planned, unit="frame", desc="dubbing" if dub else "rendering",
+                                leave=False)
             progress.update(state.frames - progress.n)
 
         # The driver's per-request failure log is for batch operators; a render states its error once.
         logging.getLogger("pipeline.batch").setLevel(logging.ERROR)
-        renderer = LocalRenderer(DecoderConfig(device=device), on_progress=on_progress)     # loads the models
+        graph = GraphConfig(stages=DUB_GRAPH) if dub else GraphConfig()
+        renderer = LocalRenderer(DecoderConfig(device=device), on_progress=on_progress, graph=graph)  # loads models
     result = renderer.render(request)
     if progress is not None:
         progress.close()
@@ -118,8 +161,8 @@ def _render(args: argparse.Namespace) -> int:
     if not args.quiet:
         render_seconds = sum(result.seconds.values())
         print(f"wrote {result.output}: {result.frames} frames, {result.audio_seconds:.2f} s of audio, "
-              f"rendered in {render_seconds:.1f} s (realtime factor {render_seconds / max(result.audio_seconds, 1e-9):.2f})",
-              file=sys.stderr)
+              f"{'dubbed' if dub else 'rendered'} in {render_seconds:.1f} s "
+              f"(realtime factor {render_seconds / max(result.audio_seconds, 1e-9):.2f})", file=sys.stderr)
     print(result.output)
     return 0
 

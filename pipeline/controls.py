@@ -32,7 +32,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from pydantic import ValidationError
 
@@ -293,16 +293,18 @@ def validation_message(err: ValidationError, label=lambda name: name) -> str:
 
 # ---------------------------------------------------------------------------- command line
 
-def add_control_options(parser: argparse.ArgumentParser) -> None:
-    """One option per RenderControls field, in a "render controls" group. The options keep
-    the raw text (an option not given is absent from the namespace, so RenderControls'
-    own default applies); :func:`controls_from_args` parses them."""
+def add_control_options(parser: argparse.ArgumentParser, only: Collection[str] | None = None) -> None:
+    """One option per RenderControls field (``only``: just those fields), in a "render controls"
+    group. The options keep the raw text (an option not given is absent from the namespace, so
+    RenderControls' own default applies); :func:`controls_from_args` parses them."""
     pairs = "; ".join(f"{control.name} as {' and '.join(control.columns)}"
                       for control in CONTROLS if control.kind == "pair")
     group = parser.add_argument_group(
         "render controls", f"Each is also a column of a `talkfarm batch` request file, named as the option with _ "
                            f"for - ({pairs}); an empty cell takes the default.")
     for control in CONTROLS:
+        if only is not None and control.name not in only:
+            continue
         if control.kind == "bool":
             group.add_argument(control.flag, dest=control.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=control.help)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from core.stage import Resources, Stage
 from monitoring.metrics import metrics
-from pipeline.graph import STAGES, GraphConfig, stage_spec
+from pipeline.graph import GraphConfig
 
 
 class Executor(Protocol):
@@ -111,8 +111,8 @@ class LocalExecutor:
 
     def __init__(self, factories: dict[str, Callable[[], Stage]], config: GraphConfig = GraphConfig()):
         self.config = config
-        self.workers = {name: StageWorker(factories[name]) for name in STAGES}
-        self.in_flight: dict[str, list[int]] = {name: [0] for name in STAGES}
+        self.workers = {name: StageWorker(factories[name]) for name in config.stage_names}
+        self.in_flight: dict[str, list[int]] = {name: [0] for name in config.stage_names}
 
     def capacity(self, stage: str) -> int:
         return self.config.pools[stage].max_in_flight - self.in_flight[stage][0]
@@ -160,18 +160,18 @@ class RayExecutor:
 
         self.ray = ray
         self.config = config
-        impossible = {name: missing for name in STAGES if (missing := self._missing(config.pools[name].resources))}
+        impossible = {name: missing for name in config.stage_names if (missing := self._missing(config.pools[name].resources))}
         if impossible:
             raise RuntimeError("; ".join(f"the {name} pool asks for {missing}, which no node of the cluster has"
                                          for name, missing in impossible.items()))
         remote_worker = ray.remote(StageWorker)
         self.actors: dict[str, list] = {}
         self.in_flight: dict[str, list[int]] = {}
-        for name in STAGES:
+        for name in config.stage_names:
             spec = config.pools[name]
             # A call lost with its actor is re-run by Ray once the actor is back, for stages whose
             # calls are safe to repeat; the others fail the call and the driver retries the request.
-            retries = max_task_retries if stage_spec(name).stage_class.idempotent else 0
+            retries = max_task_retries if config.spec(name).stage_class.idempotent else 0
             options: dict[str, Any] = dict(num_cpus=spec.resources.cpus, num_gpus=spec.resources.gpus,
                                            max_restarts=max_restarts, max_task_retries=retries)
             if spec.resources.accelerator_type:

@@ -6,6 +6,8 @@ and the executors (``pipeline.executors``), the settings, the metrics and the be
 the names, resources and kinds from it. A stage declares its own name, resources, record
 kind, ordering and model versions (``core.stage.Stage``); a :class:`StageSpec` adds only how
 the graph builds it. A new stage is one class in ``workers/`` and one line here.
+:data:`DUB_GRAPH` is the second graph, dubbing an actor's take; it shares the audio, motion and
+encode specs. A :class:`GraphConfig` says which graph it runs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from workers.decoder.renderer import DecoderConfig
 from workers.decoder.stage import DecodeStage
 from workers.encode.stage import EncodeStage
 from workers.motion.stage import MotionStage
+from workers.take.stage import TakeDecodeStage, TakeMotionStage, TakeTrackStage
 
 
 @dataclass(frozen=True)
@@ -91,22 +94,39 @@ class StageSpec:
         return OnPoolDevice(build, gpus)
 
 
+_AUDIO = StageSpec(AudioFeatureStage, lambda options: {"storage": options.storage})
+_MOTION = StageSpec(MotionStage, on_device=True)
+_ENCODE = StageSpec(EncodeStage, lambda options: {"storage": options.storage, "quality_check": options.quality_check})
 RENDER_GRAPH: tuple[StageSpec, ...] = (
     StageSpec(AlignmentStage, lambda options: {"storage": options.storage}),
-    StageSpec(AudioFeatureStage, lambda options: {"storage": options.storage}),
-    StageSpec(MotionStage, on_device=True),
+    _AUDIO,
+    _MOTION,
     StageSpec(DecodeStage, lambda options: {"config": options.decoder}, on_device=True, workers=2),
-    StageSpec(EncodeStage, lambda options: {"storage": options.storage, "quality_check": options.quality_check}),
+    _ENCODE,
+)
+# Dubbing an actor's take (a request with a ``video``): the take is tracked instead of a photo
+# aligned, the same audio and motion stages sample the new speech's motion, the take's own
+# motion takes its mouth channels, and each frame of the take is decoded from itself.
+DUB_GRAPH: tuple[StageSpec, ...] = (
+    StageSpec(TakeTrackStage, lambda options: {"storage": options.storage}),
+    _AUDIO,
+    _MOTION,
+    StageSpec(TakeMotionStage),
+    StageSpec(TakeDecodeStage, lambda options: {"config": options.decoder, "storage": options.storage},
+              on_device=True, workers=2),
+    _ENCODE,
 )
 STAGES: tuple[str, ...] = tuple(spec.name for spec in RENDER_GRAPH)
+# Every stage of either graph: the pools a settings file may name.
+ALL_STAGES: tuple[str, ...] = tuple(dict.fromkeys(spec.name for spec in RENDER_GRAPH + DUB_GRAPH))
 TASK_STAGES: tuple[str, ...] = tuple(spec.name for spec in RENDER_GRAPH if spec.record == "task")
 CHUNK_STAGES: tuple[str, ...] = tuple(spec.name for spec in RENDER_GRAPH if spec.record == "chunk")
 CHUNK_FRAMES = 50
 
 
-def stage_spec(name: str) -> StageSpec:
-    """The spec of the stage called ``name``."""
-    return next(spec for spec in RENDER_GRAPH if spec.name == name)
+def stage_spec(name: str, graph: tuple[StageSpec, ...] = RENDER_GRAPH) -> StageSpec:
+    """The spec of the stage called ``name`` in ``graph``."""
+    return next(spec for spec in graph if spec.name == name)
 
 
 @dataclass(frozen=True)
@@ -126,21 +146,46 @@ class PoolSpec:
 
 @dataclass(frozen=True)
 class GraphConfig:
-    """A pool per stage of :data:`RENDER_GRAPH`, how frames are split into chunks, and the
-    driver's bound on requests in flight."""
+    """A pool per stage of a graph (:data:`RENDER_GRAPH` unless ``stages`` says another, e.g.
+    :data:`DUB_GRAPH`), how frames are split into chunks, and the driver's bound on requests in
+    flight."""
 
     # Each stage's own resources and default worker count (1.9 CPUs in all: fits a 2-CPU laptop).
-    pools: dict[str, PoolSpec] = field(default_factory=lambda: {
-        spec.name: PoolSpec(spec.workers, spec.resources) for spec in RENDER_GRAPH})
+    pools: dict[str, PoolSpec] = field(default_factory=dict)
     chunk_frames: int = CHUNK_FRAMES
     # Requests the batch driver keeps between claim and finish; None: derived from the pools
     # (:meth:`requests_in_flight`).
     max_requests_in_flight: int | None = None
+    stages: tuple[StageSpec, ...] = RENDER_GRAPH
 
     def __post_init__(self) -> None:
-        missing = set(STAGES) - set(self.pools)
+        if not self.pools:     # the graph's own defaults: each stage's resources and worker count
+            object.__setattr__(self, "pools", {spec.name: PoolSpec(spec.workers, spec.resources)
+                                               for spec in self.stages})
+        missing = set(self.stage_names) - set(self.pools)
         if missing:
             raise ValueError(f"graph config lacks pools for {', '.join(sorted(missing))}")
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.stages)
+
+    @property
+    def task_stages(self) -> tuple[str, ...]:
+        """Stages called once per request, in order."""
+        return tuple(spec.name for spec in self.stages if spec.record == "task")
+
+    @property
+    def chunk_stages(self) -> tuple[str, ...]:
+        """Stages called once per frame chunk, in order."""
+        return tuple(spec.name for spec in self.stages if spec.record == "chunk")
+
+    def spec(self, name: str) -> StageSpec:
+        return stage_spec(name, self.stages)
+
+    def model_versions(self, controls: RenderControls) -> dict[str, str]:
+        """Versions of the models a render through this graph runs, as its stages declare them."""
+        return model_versions(controls, self.stages)
 
     def slots(self, stage: str) -> int:
         """Calls a pool holds at once: workers x max_in_flight."""
@@ -159,8 +204,15 @@ class GraphConfig:
         """
         if self.max_requests_in_flight is not None:
             return self.max_requests_in_flight
-        first_chunk_stage = CHUNK_STAGES[:1]
-        return sum(self.slots(stage) for stage in (*TASK_STAGES, *first_chunk_stage))
+        first_chunk_stage = self.chunk_stages[:1]
+        return sum(self.slots(stage) for stage in (*self.task_stages, *first_chunk_stage))
+
+
+def for_graph(config: GraphConfig, stages: tuple[StageSpec, ...]) -> GraphConfig:
+    """``config``'s pools, chunk size and bounds, running ``stages`` (e.g. a job of dubs,
+    :data:`DUB_GRAPH`): a stage ``config`` has no pool for gets its own default pool."""
+    pools = {spec.name: config.pools.get(spec.name, PoolSpec(spec.workers, spec.resources)) for spec in stages}
+    return GraphConfig(pools, config.chunk_frames, config.max_requests_in_flight, stages)
 
 
 @dataclass(frozen=True)
@@ -192,15 +244,15 @@ def stage_factories(options: StageOptions = StageOptions(),
     """Picklable constructors of every stage of the graph, bound to ``graph``'s pools: motion
     sampling and decoding run on CUDA when their pools have GPUs (and the worker has CUDA),
     on the CPU otherwise, unless ``options.device`` names one device for them."""
-    pools = (graph or GraphConfig()).pools
-    return {spec.name: spec.factory(options, pools[spec.name].resources.gpus) for spec in RENDER_GRAPH}
+    graph = graph or GraphConfig()
+    return {spec.name: spec.factory(options, graph.pools[spec.name].resources.gpus) for spec in graph.stages}
 
 
-def model_versions(controls: RenderControls) -> dict[str, str]:
+def model_versions(controls: RenderControls, graph: tuple[StageSpec, ...] = RENDER_GRAPH) -> dict[str, str]:
     """Versions of the models a render with these controls runs through, as each stage of the
     graph declares them (``Stage.model_versions``)."""
     versions: dict[str, str] = {}
-    for spec in RENDER_GRAPH:
+    for spec in graph:
         versions.update(spec.stage_class.model_versions(controls))
     return versions
 

@@ -51,6 +51,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("render_id", pa.string()),
         pa.field("image_uri", pa.string()),
         pa.field("image_sha256", pa.string()),
+        pa.field("video_uri", pa.string()),
         pa.field("audio_uri", pa.string()),
         pa.field("audio_sha256", pa.string()),
         pa.field("output_uri", pa.string()),
@@ -93,7 +94,10 @@ class ManifestRow:
 
     ``status`` is ``done``, ``failed`` or ``cancelled`` (``pending`` / ``running`` for an
     interim manifest of an unfinished job). ``controls`` is the JSON text of the request's
-    :class:`RenderControls`. Naive datetimes are taken as UTC.
+    :class:`RenderControls`. Naive datetimes are taken as UTC. A dub (a request with a take)
+    has ``video_uri`` and no ``image_uri``; its ``image_sha256`` is the take's content hash (the
+    face's source, as the render id names it); the frames it passed through unchanged are
+    counted in its ``warnings``.
     """
 
     job_id: str
@@ -102,6 +106,7 @@ class ManifestRow:
     render_id: str | None = None
     image_uri: str | None = None
     image_sha256: str | None = None
+    video_uri: str | None = None
     audio_uri: str | None = None
     audio_sha256: str | None = None
     output_uri: str | None = None
@@ -187,7 +192,8 @@ class ManifestRow:
             total = (_as_utc(finished_at) - _as_utc(created_at)).total_seconds()
         return cls(
             job_id=job_id, request_id=request.id, status=result.status, render_id=render_id,
-            image_uri=request.image, image_sha256=image_sha256, audio_uri=request.audio, audio_sha256=audio_sha256,
+            image_uri=request.image, image_sha256=image_sha256, video_uri=request.video, audio_uri=request.audio,
+            audio_sha256=audio_sha256,
             output_uri=result.output if result.status == "done" else request.output,
             output_sha256=result.output_sha256, error_stage=result.error_stage, error_message=result.error_message,
             attempts=attempts, audio_seconds=result.audio_seconds, frames=result.frames,

@@ -1,7 +1,7 @@
 """Read a job's request list (CSV, JSONL or Parquet; local or ``s3://``) into RenderRequests.
 
-Columns: ``id``, ``image`` and ``audio`` (required), ``priority``, and one column per render
-control, generated from the fields of :class:`~core.schemas.RenderControls` by
+Columns: ``id``, ``image`` or ``video`` and ``audio`` (required), ``priority``, ``fit`` and
+``face`` (dubs), and one column per render control, generated from the fields of :class:`~core.schemas.RenderControls` by
 :mod:`pipeline.controls` (so every control the CLI has is settable per row, with the same
 bounds, defaults and parser):
 
@@ -10,9 +10,11 @@ column          required  meaning
 ==============  ========  ===================================================================
 id              yes       request id (unique in the file; no ``/``, ``\\``, control characters,
                           no leading ``.``; at most 200 characters) -- names the output file
-image           yes       portrait path or URI
+image           one of    portrait path or URI: a render
+video           the two   the actor's take, path or URI: a dub (``talkfarm dub``)
 audio           yes       speech path or URI
 priority        no        int, higher renders first (default 0)
+fit, face       no        a dub's ``--fit`` (trim / hold / error) and ``--face`` (0 the largest)
 <control>       no        every other field of ``RenderControls`` under its own name (size,
                           sampling_steps, audio_guidance, ...): the ``talkfarm render`` option
                           of the same name (``--sampling-steps``), same bounds and default
@@ -52,7 +54,7 @@ from typing import Any, Iterator, NamedTuple
 from pydantic import ValidationError
 
 from core.errors import BadInputError
-from core.schemas import RenderControls, RenderRequest
+from core.schemas import RenderControls, RenderRequest, TakeOptions
 from core.storage import OUTSIDE_MESSAGE, Storage, join_uri, parse_uri
 from pipeline.controls import (
     CONTROL_COLUMNS,
@@ -66,9 +68,11 @@ from pipeline.jobstate import PRIORITY_LIMIT
 
 __all__ = ["read_request_file", "parse_request_rows", "RequestFile", "InvalidRow", "REQUEST_COLUMNS"]
 
-REQUIRED_COLUMNS = ("id", "image", "audio")
-OPTIONAL_COLUMNS = ("priority",) + CONTROL_COLUMNS
-REQUEST_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+REQUIRED_COLUMNS = ("id", "audio")
+SOURCE_COLUMNS = ("image", "video")           # a header has at least one; a row exactly one
+TAKE_COLUMNS = tuple(TakeOptions.model_fields)
+OPTIONAL_COLUMNS = ("priority",) + TAKE_COLUMNS + CONTROL_COLUMNS
+REQUEST_COLUMNS = REQUIRED_COLUMNS[:1] + SOURCE_COLUMNS + REQUIRED_COLUMNS[1:] + OPTIONAL_COLUMNS
 
 _BAD_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
 _UNDECODED = re.compile("[\udc80-\udcff]")     # bytes that were not UTF-8 (surrogateescape)
@@ -117,9 +121,11 @@ def _resolve(ref: str, base: str | None) -> str:
 def _parse_row(row: dict[str, Any], out_prefix: str, base: str | None,
                defaults: dict[str, Any]) -> tuple[RenderRequest, int]:
     rid = row["id"]
-    image, audio = row.get("image"), row.get("audio")
-    if _blank(image):
-        raise _RowError("missing image")
+    image, video, audio = row.get("image"), row.get("video"), row.get("audio")
+    if _blank(image) and _blank(video):
+        raise _RowError("missing image" if "video" not in row else "missing image (a render) or video (a dub)")
+    if not _blank(image) and not _blank(video):
+        raise _RowError("a row gives an image (a render) or a video (a dub), not both")
     if _blank(audio):
         raise _RowError("missing audio")
     try:
@@ -129,13 +135,30 @@ def _parse_row(row: dict[str, Any], out_prefix: str, base: str | None,
         raise _RowError(str(exc)) from None
     if not -PRIORITY_LIMIT < priority < PRIORITY_LIMIT:
         raise _RowError(f"priority must be within +-{PRIORITY_LIMIT}, got {priority}")
+    source = ({"image": _resolve(str(image).strip(), base)} if _blank(video) else
+              {"video": _resolve(str(video).strip(), base), "take": _take_options(row)})
     try:
         request = RenderRequest(
-            id=rid, image=_resolve(str(image).strip(), base), audio=_resolve(str(audio).strip(), base),
+            id=rid, **source, audio=_resolve(str(audio).strip(), base),
             output=join_uri(out_prefix, f"{rid}.mp4"), controls=RenderControls(**controls))
     except ValidationError as exc:
         raise _RowError(validation_message(exc)) from None
     return request, priority
+
+
+def _take_options(row: dict[str, Any]) -> TakeOptions:
+    """A dub row's ``fit`` and ``face`` (blank: the defaults)."""
+    values: dict[str, Any] = {}
+    try:
+        if not _blank(row.get("fit")):
+            values["fit"] = str(row["fit"]).strip()
+        if not _blank(row.get("face")):
+            values["face"] = parse_int(row["face"], "face")
+        return TakeOptions(**values)
+    except ControlValueError as exc:
+        raise _RowError(str(exc)) from None
+    except ValidationError as exc:
+        raise _RowError(validation_message(exc)) from None
 
 
 def parse_request_rows(
@@ -170,7 +193,7 @@ def parse_request_rows(
                                 f"at most 200 characters")
             request, priority = _parse_row({**row, "id": rid}, out_prefix, base, defaults)
             if storage is not None:
-                for uri in (request.image, request.audio):
+                for uri in (request.source, request.audio):
                     if not storage.is_allowed(uri):      # decided on the URI alone: nothing is looked up
                         raise _RowError(f"{uri}: {OUTSIDE_MESSAGE}")
         except _RowError as exc:
@@ -194,7 +217,8 @@ def _detect_format(uri: str) -> str:
 
 def _check_header(columns: list[str], uri: str) -> list[str]:
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
+    if not any(c in columns for c in SOURCE_COLUMNS):
+        missing.insert(1, "image")
         raise BadInputError(f"request file has no {', '.join(repr(c) for c in missing)} column", uri)
     return [c for c in columns if c not in REQUEST_COLUMNS]
 

@@ -52,7 +52,10 @@ class InputHashes:
         return digest
 
     def render_id(self, request: RenderRequest) -> tuple[str, str, str] | None:
-        """(render id, image sha256, audio sha256) of ``request`` from known hashes, or None."""
+        """(render id, image sha256, audio sha256) of ``request`` from known hashes, or None.
+        Never for a dub: its frame rate, part of its identity, is the take's, known once read."""
+        if request.is_dub:
+            return None
         image, audio = self.sha256(request.image), self.sha256(request.audio)
         if image is None or audio is None:
             return None

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.stage import Resources
-from pipeline.graph import STAGES, GraphConfig, PoolSpec
+from pipeline.graph import ALL_STAGES, STAGES, GraphConfig, PoolSpec
 
 
 class PoolSettings(BaseModel):
@@ -51,11 +51,14 @@ class GraphSettings(BaseModel):
 
     def config(self) -> GraphConfig:
         pools = _default_pools()
-        unknown = set(self.pools) - set(STAGES)
+        unknown = set(self.pools) - set(ALL_STAGES)
         if unknown:
-            raise ValueError(f"unknown stage pools: {', '.join(sorted(unknown))} (stages: {', '.join(STAGES)})")
+            raise ValueError(f"unknown stage pools: {', '.join(sorted(unknown))} (stages: {', '.join(ALL_STAGES)})")
         pools.update(self.pools)
-        return GraphConfig({name: pools[name].spec() for name in STAGES}, self.chunk_frames, self.max_requests_in_flight)
+        # the render graph's pools, and any pool of the dubbing graph's own stages the file names
+        # (pipeline.graph.for_graph gives a job of dubs those, and defaults for the rest)
+        names = STAGES + tuple(name for name in ALL_STAGES if name in self.pools and name not in STAGES)
+        return GraphConfig({name: pools[name].spec() for name in names}, self.chunk_frames, self.max_requests_in_flight)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "GraphSettings":

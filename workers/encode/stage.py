@@ -139,8 +139,9 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
         local = staging / Path(output).name if is_s3(output) else Path(output)
         local.parent.mkdir(parents=True, exist_ok=True)
         height, width = chunk.frames.shape[1:3]
+        # A dub may be trimmed to a take shorter than its speech: the video's end ends the file.
         writer = Mp4Writer(local, (width, height), task.request.controls.fps, audio, self.crf, self.preset,
-                           metadata=mp4_metadata(record))
+                           metadata=mp4_metadata(record), shortest=task.take is not None)
         qc = None
         if self.quality_check:
             # the QC's stack: loaded only with quality_check

@@ -73,11 +73,13 @@ class Mp4Writer:
         audio_path: speech file muxed in (re-encoded to AAC 48 kHz), or None.
         crf, preset: libx264 quality / speed.
         metadata: container tags (e.g. ``comment``) written with ``-metadata key=value``.
+        shortest: end the file with the shorter of frames and audio (a dub trimmed to a take
+            shorter than its speech); otherwise the audio is muxed whole.
     """
 
     def __init__(self, path: str | os.PathLike, size: tuple[int, int], fps: float,
                  audio_path: str | os.PathLike | None = None, crf: int = 18, preset: str = "veryfast",
-                 metadata: dict[str, str] | None = None):
+                 metadata: dict[str, str] | None = None, shortest: bool = False):
         self.path = Path(path)
         self.size = size
         # Unique per attempt and named by its writer (host, pid): two writers of one output
@@ -99,6 +101,8 @@ class Mp4Writer:
         if audio_path is not None:
             streams.append(ffmpeg.input(str(audio_path)).audio)
             options.update(acodec="aac", audio_bitrate="128k", ar=48000)
+            if shortest:
+                options["shortest"] = None
         # Claim the name before ffmpeg starts (it creates its output only once the first frames
         # arrive): from here on another writer's sweep sees a live writer's file, not a gap.
         self.temporary.touch(exist_ok=False)

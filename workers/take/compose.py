@@ -1,0 +1,129 @@
+"""Dubbing one frame: its face re-posed with new mouth and jaw, pasted back into the frame.
+
+Each frame is its own source: its face is aligned and modelled from its own landmarks
+(``workers.alignment.face.align_face``), so its own latent decodes to exactly its own
+landmarks, and the decoder (``workers.decoder.renderer.FaceRenderer``) warps it only by the
+change of the mouth channels. That change is what the new speech asks for minus what the
+take's face did at this frame (both read in the take's one face model), so pose, eyes, brows
+and every other channel stay the frame's own. The decoded crop is pasted back through a
+soft mask around the lower face (the source's and the target's jaw, lips and cheeks): every
+pixel outside it is the frame's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from core.take import FRAME_DUBBED
+from workers.alignment.face import align_face
+from workers.decoder.renderer import DecoderConfig, FaceRenderer
+from workers.face import topology as topo
+from workers.face.latents import dyn_index
+from workers.motion.articulation import MOUTH_CHANNELS
+
+MOUTH_INDEX = np.array([dyn_index(name) for name in MOUTH_CHANNELS])
+JAW_INDEX = dyn_index("jaw_open")
+# The mouth channels' change is kept within what the rig holds (coefficients ~[-1, 1.5]).
+MOUTH_RANGE = (-1.0, 1.5)
+# Lower-face landmarks the paste mask covers (face outline below the cheekbones, lips, chin).
+_LOWER_FACE = tuple(sorted(set(topo.FACE_OVAL[8:29] + topo.LIPS_ALL + topo.CHIN + topo.CHEEKS + (2, 98, 327))))
+# Mask growth and feather, in units of the crop side.
+MASK_GROW = 0.035
+MASK_FEATHER = 0.025
+
+
+@dataclass(frozen=True)
+class FrameTargets:
+    """What one frame's mouth should do.
+
+    Attributes:
+        landmarks: (478, 3) the frame's tracked landmarks, frame pixels.
+        own: (MOTION_DIM,) the frame's own latent in the take's face model.
+        target: (MOTION_DIM,) the dubbed latent (the take's own with new mouth channels).
+    """
+
+    landmarks: np.ndarray
+    own: np.ndarray
+    target: np.ndarray
+
+
+def mouth_change(own: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(len(MOUTH_CHANNELS),) change of the mouth channels from ``own`` to ``target``."""
+    return target[MOUTH_INDEX] - own[MOUTH_INDEX]
+
+
+def dub_frame(frame: np.ndarray, targets: FrameTargets, crop_size: int,
+              config: DecoderConfig = DecoderConfig()) -> np.ndarray:
+    """One frame (H, W, 3) uint8 RGB with its mouth and jaw dubbed -> (H, W, 3) uint8 RGB."""
+    points = targets.landmarks.astype(np.float64)
+    face_px = float((points[:, :2].max(0) - points[:, :2].min(0)).max())
+    face = align_face(frame, points, crop_size, face_px)
+    latent = face.model.source_latent.astype(np.float32).copy()
+    moved = latent[MOUTH_INDEX] + mouth_change(targets.own, targets.target)
+    latent[MOUTH_INDEX] = np.clip(moved, *MOUTH_RANGE)
+    latent[JAW_INDEX] = max(0.0, float(latent[JAW_INDEX]))
+    renderer = FaceRenderer(face, config)
+    crop = renderer.render(latent[None])[0]
+    with torch.inference_mode():
+        target_points = renderer.model.landmarks(torch.as_tensor(latent[None]))[0, :, :2].numpy()
+    source_points = renderer.source_points.cpu().numpy()
+    mask = lower_face_mask(crop_size, source_points, target_points)
+    return paste(frame, crop, mask, face.crop_from_photo)
+
+
+def lower_face_mask(size: int, *point_sets: np.ndarray) -> np.ndarray:
+    """(size, size) float32 soft mask in [0, 1] over the lower face of each (478, 2) point set
+    (crop pixels): their hull, grown by MASK_GROW and feathered by MASK_FEATHER of the side."""
+    hull_points = np.concatenate([points[list(_LOWER_FACE), :2] for points in point_sets])
+    hull = cv2.convexHull(np.round(hull_points * 4).astype(np.int32))
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, hull, 255, shift=2)
+    grow = max(1, int(round(MASK_GROW * size)))
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    sigma = MASK_FEATHER * size
+    soft = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), sigma)
+    # Inside the hull itself the mask is whole; the feather lies outside it.
+    return np.maximum(soft * 2.0 - 1.0, 0.0).clip(0.0, 1.0)
+
+
+def paste(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, crop_from_frame: np.ndarray) -> np.ndarray:
+    """The frame with ``crop`` (S, S, 3) blended in through ``mask`` (S, S), both mapped back by
+    the inverse of the (2, 3) affine frame -> crop; pixels the mask misses are the frame's own."""
+    height, width = frame.shape[:2]
+    ys, xs = np.nonzero(mask > 0)
+    if not len(xs):
+        return frame.copy()
+    corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.min(), ys.max() + 1],
+                        [xs.max() + 1, ys.max() + 1]], np.float64)
+    inverse = cv2.invertAffineTransform(crop_from_frame)
+    box = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.floor(box.min(0)).clip(0, [width, height]).astype(int)
+    x1, y1 = np.ceil(box.max(0)).clip(0, [width, height]).astype(int)
+    out = frame.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out
+    # crop pixel of box pixel (u, v): the affine applied at (u + x0, v + y0)
+    local = crop_from_frame.astype(np.float64).copy()
+    local[:, 2] += local[:, :2] @ np.array([x0, y0], np.float64)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(crop, local, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    weight = cv2.warpAffine(mask, local, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0.0)[..., None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    blended = region + weight * (warped.astype(np.float32) - region)
+    out[y0:y1, x0:x1] = np.where(weight > 0, np.round(blended), region).astype(np.uint8)
+    return out
+
+
+def dub_frames(frames: np.ndarray, status: np.ndarray, targets: list[FrameTargets | None], crop_size: int,
+               config: DecoderConfig = DecoderConfig()) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 with every ``FRAME_DUBBED`` frame dubbed; the others as they are."""
+    out = frames.copy()
+    for i, (code, frame_targets) in enumerate(zip(status, targets)):
+        if code == FRAME_DUBBED and frame_targets is not None:
+            out[i] = dub_frame(frames[i], frame_targets, crop_size, config)
+    return out
