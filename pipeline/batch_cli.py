@@ -32,7 +32,10 @@ from pipeline.controls import CONTROL_COLUMNS
 from pipeline.jobstate import JobNotFoundError, RequestSpec, open_job_store
 from pipeline.lease import DEFAULT_TTL_S, DriverLease
 from pipeline.metrics_endpoint import add_metrics_arguments, serve_driver_metrics
-from pipeline.request_files import read_request_file
+from pipeline.request_files import InvalidRow, RequestStream, open_request_file, request_spec
+
+# Rows registered in the job store per create_job call while the request file is read.
+REGISTER_ROWS = 1000
 
 DEFAULT_STATE = Path.home() / ".cache" / "talkfarm" / "jobs.sqlite"
 
@@ -177,36 +180,33 @@ def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, po
 
     graph = graph or GraphConfig()
     storage = policy.storage()
-    parsed = read_request_file(requests_uri, out_prefix, storage)
-    if parsed.ignored_columns:
-        unknown = ", ".join(repr(column) for column in parsed.ignored_columns)
+    stream = open_request_file(requests_uri, out_prefix, storage)
+    if stream.ignored_columns:
+        unknown = ", ".join(repr(column) for column in stream.ignored_columns)
         if getattr(args, "strict", False):
             raise BadInputError(f"request file has columns talkfarm does not know: {unknown} (--strict)", requests_uri)
         print(f"talkfarm: warning: ignoring request-file columns talkfarm does not know: {unknown}", file=sys.stderr)
     _check_output_writable(out_prefix)
-    requests = {request.id: request for request, _ in parsed.valid}
-    specs = [RequestSpec(request.id, None, priority) for request, priority in parsed.valid]
-    invalid_rows = _invalid_rows_by_id(parsed.invalid, requests)
-    specs += [RequestSpec(request_id, None, 0) for request_id in invalid_rows]
     if before_create is not None:
         before_create()
-    store.create_job(job_id, specs, {"requests": requests_uri, "out": out_prefix, "max_attempts": max_attempts,
-                                     "access": policy.to_meta()})
-    for state in store.request_states(job_id):
+    meta = {"requests": requests_uri, "out": out_prefix, "max_attempts": max_attempts, "access": policy.to_meta()}
+    valid, invalid_rows = register_request_file(store, job_id, stream, meta)
+    for state in store.iter_request_states(job_id):
         row = invalid_rows.get(state.request_id)
         if row is not None and state.status == "pending":
             store.mark_failed(job_id, state.request_id, "request", f"row {row.row_number}: {row.message}")
-        elif row is None and state.request_id not in requests and state.status in ("pending", "running"):
+        elif row is None and state.request_id not in stream.first_rows and state.status in ("pending", "running"):
             # the job was given another file under the same --job-id: its rows cannot render now
             store.mark_failed(job_id, state.request_id, "request", "no longer in the request file")
-    print(f"job {job_id}: {len(requests)} requests, {len(parsed.invalid)} malformed rows; {policy.describe()}",
+    print(f"job {job_id}: {valid} requests, {len(invalid_rows)} malformed rows; {policy.describe()}",
           file=sys.stderr)
     manifest_uri = _join(out_prefix, f"manifest-{job_id}.parquet")
     counts = store.job_status(job_id).counts
     endpoint = serve_driver_metrics(args)     # before Ray starts: a local Ray's actors inherit the folder
     if counts["pending"] + counts["running"]:      # nothing to render (a header-only file): no Ray
-        _render(args, store, lease, storage, graph, job_id, requests, max_attempts, manifest_uri, policy, len(specs))
-    _write_manifest(job_id, store, storage, requests, invalid_rows, manifest_uri, policy)
+        _render(args, store, lease, storage, graph, job_id, max_attempts, manifest_uri, policy,
+                valid + len(invalid_rows), lambda: open_request_file(requests_uri, out_prefix, storage))
+    _write_manifest(job_id, store, storage, invalid_rows, manifest_uri, policy)
     status = store.job_status(job_id)
     print(f"job {job_id}: " + (", ".join(f"{count} {name}" for name, count in status.counts.items() if count)
                                or "no rows"), file=sys.stderr)
@@ -220,20 +220,33 @@ def _join(prefix: str, name: str) -> str:
     return join_uri(prefix, name)
 
 
-def _invalid_rows_by_id(invalid, requests: dict) -> dict:
-    """Malformed rows by the id they get in the job: their own id when it is free, else
-    ``row-<n>`` (a duplicate id, or no id at all), so each is a failed row of its own."""
-    by_id: dict = {}
-    for row in invalid:
-        request_id = row.request_id
-        if not request_id or request_id in requests or request_id in by_id:
-            request_id = f"row-{row.row_number}"
-        by_id[request_id] = row
-    return by_id
+def register_request_file(store, job_id: str, stream: RequestStream, meta: dict) -> tuple[int, dict[str, InvalidRow]]:
+    """Register the request file's rows in the job as they are read, ``REGISTER_ROWS`` per call
+    (each valid row with its request, so the driver never holds the job's requests). Returns
+    how many rows were valid, and the malformed rows by the id they get in the job: their own
+    id when they own it, else ``row-<n>`` (a duplicate id, or no id at all), so each is a failed
+    row of its own."""
+    valid, invalid_rows, specs = 0, {}, []
+    for item in stream.rows:
+        if isinstance(item, InvalidRow):
+            request_id = item.request_id
+            if (not request_id or stream.first_rows.get(request_id) != item.row_number
+                    or request_id in invalid_rows):
+                request_id = f"row-{item.row_number}"
+            invalid_rows[request_id] = item
+            specs.append(RequestSpec(request_id, None, 0))
+        else:
+            valid += 1
+            specs.append(request_spec(*item))
+        if len(specs) >= REGISTER_ROWS:
+            store.create_job(job_id, specs, meta)
+            specs = []
+    store.create_job(job_id, specs, meta)
+    return valid, invalid_rows
 
 
-def _render(args, store, lease, storage, graph, job_id: str, requests: dict, max_attempts: int, manifest_uri: str,
-            policy, total: int) -> None:
+def _render(args, store, lease, storage, graph, job_id: str, max_attempts: int, manifest_uri: str, policy,
+            total: int, reread) -> None:
     from pipeline.batch import BatchConfig, BatchDriver, open_executor
 
     try:
@@ -244,10 +257,11 @@ def _render(args, store, lease, storage, graph, job_id: str, requests: dict, max
     driver = BatchDriver(executor, store, storage, graph, BatchConfig(max_attempts=max_attempts),
                          on_progress=progress_line, lease=lease)
     try:
-        driver.run(job_id, requests)
+        driver.run(job_id)
     except JobNotFoundError:
         # The store lost the job (a Redis restarted without its data): what each row came to is
-        # unknown here; say so in a manifest rather than guess.
+        # unknown here; say so in a manifest rather than guess (its rows read from the file again).
+        requests = (item[0] for item in reread().rows if not isinstance(item, InvalidRow))
         written = _write_lost_manifest(job_id, storage, requests, manifest_uri, policy)
         raise JobFailedError(f"job {job_id}: its state vanished from the job store mid-run (restarted without its "
                              f"data?); finished videos stay under {policy.write}; "
@@ -264,11 +278,11 @@ def _manifest_metadata(policy) -> dict[str, str]:
     return {"talkfarm.access": json.dumps(policy.to_meta(), sort_keys=True)}
 
 
-def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, policy) -> str:
+def _write_manifest(job_id, store, storage, invalid_rows, uri: str, policy) -> str:
     from pipeline.batch import write_job_manifest
 
     try:
-        return write_job_manifest(job_id, store, storage, requests, uri, invalid_rows,
+        return write_job_manifest(job_id, store, storage, None, uri, invalid_rows,
                                   metadata=_manifest_metadata(policy))
     except (OSError, TalkfarmError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
@@ -276,16 +290,16 @@ def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, po
                              f"in the job store: talkfarm status {job_id}") from None
 
 
-def _write_lost_manifest(job_id, storage, requests: dict, uri: str, policy) -> str | None:
+def _write_lost_manifest(job_id, storage, requests, uri: str, policy) -> str | None:
 
     from pipeline.manifest import ManifestRow, write_manifest
 
     now = datetime.now(timezone.utc)
-    rows = [ManifestRow(job_id=job_id, request_id=request.id, status="unknown", image_uri=request.image,
+    rows = (ManifestRow(job_id=job_id, request_id=request.id, status="unknown", image_uri=request.image,
                         audio_uri=request.audio, output_uri=request.output, error_stage="jobstate",
                         error_message="job state lost from the job store mid-run", seed=request.controls.seed,
                         controls=request.controls.model_dump_json(), created_at=now, finished_at=now)
-            for request in requests.values()]
+            for request in requests)
     try:
         return write_manifest(rows, uri, storage, metadata=_manifest_metadata(policy))
     except (OSError, TalkfarmError):

@@ -14,7 +14,7 @@ Modules: ``store`` (the :class:`JobStore` interface and its records), ``sqlite_b
 
 Life of a request::
 
-    pending --claim_next--> running --mark_done--> done
+    pending --claim--> running --finish / mark_done--> done
                                |--mark_failed(transient, attempts < max)--> pending
                                |--mark_failed(otherwise)--> failed (+ dead letter)
     pending --cancel--> cancelled;  failed/cancelled --requeue_failed--> pending (attempts reset)
@@ -44,7 +44,9 @@ from pipeline.jobstate.store import (
     PRIORITY_LIMIT,
     REDIS_URL_ENV,
     STATUSES,
+    ClaimedRequest,
     DeadLetter,
+    Finished,
     JobNotFoundError,
     JobStatus,
     JobStore,
@@ -55,7 +57,7 @@ from pipeline.jobstate.store import (
 
 __all__ = [
     "JobStore", "SQLiteJobStore", "RedisJobStore", "open_job_store",
-    "RequestSpec", "RequestState", "JobStatus", "DeadLetter", "JobNotFoundError",
+    "RequestSpec", "RequestState", "ClaimedRequest", "Finished", "JobStatus", "DeadLetter", "JobNotFoundError",
     "RequestStatus", "STATUSES", "PRIORITY_LIMIT", "DEFAULT_SQLITE_PATH", "REDIS_URL_ENV",
 ]
 
