@@ -335,8 +335,7 @@ def _status(args: argparse.Namespace) -> int:
         meta = _job_meta(store, args.job)
         status = store.job_status(args.job)
         policy = AccessPolicy.from_meta(meta) if "requests" in meta else None
-        states = store.request_states(args.job)
-        failures = [state for state in states if state.status == "failed"]
+        failures = [state for state in store.iter_request_states(args.job) if state.status == "failed"]
         if args.json:
             print(json.dumps({"job": args.job, "counts": status.counts, "cancelled": status.cancelled,
                               "access": None if policy is None else policy.to_meta(),

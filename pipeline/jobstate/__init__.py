@@ -30,7 +30,13 @@ driver may take the job over (``pipeline.lease`` wraps this).
 
 Idempotency across jobs: :meth:`JobStore.record_render` remembers a finished render id with its
 result; :meth:`JobStore.lookup_render` lets the graph skip a render already done anywhere
-(then call ``mark_done`` with the remembered result).
+(then call ``mark_done`` with the remembered result). :meth:`JobStore.record_input` /
+:meth:`JobStore.lookup_input` keep inputs' sha256 with their fingerprints, so a later driver
+names a resubmitted row's render without hashing its inputs again.
+
+At scale: a driver takes rows with :meth:`JobStore.claim` (their attempts and registered
+requests with them), commits the rows a turn finished with one :meth:`JobStore.finish`, and
+reads states page by page (:meth:`JobStore.iter_request_states`).
 """
 
 from __future__ import annotations
