@@ -10,7 +10,8 @@ renders, as studios resubmit.
    steps as ``talkfarm batch``: parse the request file, create the job, run, write the manifest.
 
 Per job it prints: rows per second, driver CPU milliseconds per row, job-store calls per row
-(every call is one SQLite transaction or one Redis round trip / script), peak driver memory above
+while the job runs (every call is one SQLite transaction or one Redis round trip / script; with
+Redis also the commands the server ran, per row), peak driver memory above
 its level before the job (sampled every 20 ms), manifest write seconds, job-store growth per row,
 and how many rows went through a stage at all. Then the projected ceiling of one driver against
 the render rate of a GPU decoder.
@@ -95,31 +96,38 @@ class CountingExecutor:
         return getattr(self._inner, name)
 
 
-def run_job(store, executor, graph, storage, list_path: Path, out: Path, job_id: str) -> dict:
-    """The steps of `talkfarm batch` on an open executor, measured."""
+def run_job(store, executor, graph, storage, list_path: Path, out: Path, job_id: str, server_ops=None) -> dict:
+    """The steps of `talkfarm batch` on an open executor, measured: the request file streamed into
+    the job store, the driver reading each claimed row's request from it, the manifest paged out.
+    ``server_ops``: the job store's count of commands it ran (Redis), read around the run."""
     from pipeline.batch import BatchConfig, BatchDriver, write_job_manifest
-    from pipeline.jobstate import RequestSpec
-    from pipeline.request_files import read_request_file
+    from pipeline.batch_cli import register_request_file
+    from pipeline.request_files import open_request_file
 
     timed, executor = TimedStore(store), CountingExecutor(executor)
     with PeakMemory() as memory:
         cpu, started = time.process_time(), time.perf_counter()
-        parsed = read_request_file(str(list_path), str(out), storage)
-        requests = {request.id: request for request, _ in parsed.valid}
-        timed.create_job(job_id, [RequestSpec(request.id, None, priority) for request, priority in parsed.valid])
+        stream = open_request_file(str(list_path), str(out), storage)
+        valid, _ = register_request_file(timed, job_id, stream, {"out": str(out)})
         parse_seconds = time.perf_counter() - started
+        create_calls = timed.calls
         driver = BatchDriver(executor, timed, storage, graph, BatchConfig())
+        ops_before = server_ops() if server_ops else 0
         run_started = time.perf_counter()
-        progress = driver.run(job_id, requests)
+        progress = driver.run(job_id)
         run_seconds = time.perf_counter() - run_started
-        store_calls = timed.calls
+        ops = (server_ops() - ops_before) if server_ops else None
+        store_calls = timed.calls - create_calls
         manifest_started = time.perf_counter()
-        write_job_manifest(job_id, store, storage, requests, str(out / f"manifest-{job_id}.parquet"))
+        write_job_manifest(job_id, timed, storage, None, str(out / f"manifest-{job_id}.parquet"))
         manifest_seconds = time.perf_counter() - manifest_started
+        manifest_calls = timed.calls - create_calls - store_calls
         cpu = time.process_time() - cpu
-    return dict(rows=len(requests), staged=executor.submitted.get("alignment", 0), done=progress.done, reused=progress.reused, failed=progress.failed,
-                parse=parse_seconds, run=run_seconds, manifest=manifest_seconds, cpu=cpu, store_calls=store_calls,
-                store_seconds=timed.seconds, memory_start=memory.start, memory_peak=memory.peak)
+    return dict(rows=valid, staged=executor.submitted.get("alignment", 0), done=progress.done,
+                reused=progress.reused, failed=progress.failed, parse=parse_seconds, run=run_seconds,
+                manifest=manifest_seconds, cpu=cpu, create_calls=create_calls, store_calls=store_calls,
+                manifest_calls=manifest_calls, server_ops=ops, store_seconds=timed.seconds, memory_start=memory.start,
+                memory_peak=memory.peak)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; {datetime.datetime.now().isoformat(timespec='seconds')}; "
           f"job state {'Redis' if redis else 'SQLite'}; {args.unique} distinct renders at {args.size} px")
     executor = open_executor(None, graph, storage, quality_check=False)
+
+    def redis_info(field: str) -> int:
+        return int(store.redis.info()[field])
+    server_ops = (lambda: redis_info("total_commands_processed")) if redis else None
     try:
         seed = run_job(store, executor, graph, storage, request_list(work / "seed.csv", assets, args.unique,
                                                                      args.unique, args.size), work / "seed", "seed")
@@ -159,15 +171,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{1000 * seed['cpu'] / seed['rows']:.0f} ms per rendered row\n")
         rows_out = []
         for count in args.rows:
-            state_before = (work / "jobs.sqlite").stat().st_size if not redis else 0
+            state_before = redis_info("used_memory") if redis else (work / "jobs.sqlite").stat().st_size
             figures = run_job(store, executor, graph, storage,
                               request_list(work / f"rows-{count}.csv", assets, count, args.unique, args.size),
-                              work / f"out-{count}", f"scale-{count}")
-            growth = ((work / "jobs.sqlite").stat().st_size - state_before) / count if not redis else float("nan")
+                              work / f"out-{count}", f"scale-{count}", server_ops)
+            state_after = redis_info("used_memory") if redis else (work / "jobs.sqlite").stat().st_size
+            growth = (state_after - state_before) / count
             staged = figures["staged"]
             rows_out.append([f"{count:,}", f"{figures['done']:,} ({figures['reused']:,} reused)", f"{staged}",
                              f"{figures['parse']:.2f}", f"{figures['run']:.1f}", f"{count / figures['run']:.0f}",
-                             f"{1000 * figures['cpu'] / count:.2f}", f"{figures['store_calls'] / count:.1f}",
+                             f"{1000 * figures['cpu'] / count:.2f}", f"{figures['store_calls'] / count:.2f}",
+                             "-" if figures["server_ops"] is None else f"{figures['server_ops'] / count:.2f}",
                              f"{1000 * figures['store_seconds'] / count:.2f}",
                              f"{figures['memory_peak'] - figures['memory_start']:.0f} (of {figures['memory_peak']:.0f})",
                              f"{figures['manifest']:.2f}", f"{growth / 1024:.1f}"])
@@ -179,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
             redis.terminate()
             redis.wait(10)
     header = ["rows", "done", "rows sent to alignment", "parse + create s", "run s", "rows/s", "driver CPU ms/row",
-              "job-store calls/row", "job-store ms/row", "driver memory peak above start MiB (of total)",
-              "manifest s", "SQLite KiB/row"]
+              "job-store calls/row", "Redis commands/row", "job-store ms/row",
+              "driver memory peak above start MiB (of total)", "manifest s",
+              f"{'Redis' if redis else 'SQLite'} KiB/row"]
     print("\n| " + " | ".join(header) + " |\n|" + "|".join("---" for _ in header) + "|")
     for row in rows_out:
         print("| " + " | ".join(row) + " |")

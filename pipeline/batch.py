@@ -5,8 +5,10 @@ Each request walks the task stages of the graph (``pipeline.graph.RENDER_GRAPH``
 exists, as soon as its inputs are hashed; then its frame chunks go through the chunk stages
 (decoded across the decoder pool, written in order by one encoder). The driver
 keeps a bounded number of requests and frame chunks in flight, so memory stays flat on a
-10,000-row job; it records every outcome in the job store (retrying transient failures up
-to ``max_attempts``) and finally writes the Parquet manifest.
+10,000-row job: each claimed row's request comes from the job store with the claim, not from a
+list held for the whole job. It records every outcome in the job store (retrying transient
+failures up to ``max_attempts``), committing the rows finished in one turn of its loop together,
+and finally writes the Parquet manifest, paging through the store.
 """
 
 from __future__ import annotations
@@ -16,28 +18,30 @@ import json
 import logging
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
-from core.errors import TalkfarmError
 from core.identity import render_id, take_options
-from core.provenance import SIDECAR_SUFFIX
 from core.schemas import RenderRequest, RenderResult
 from core.storage import Storage
 from core.task import FrameChunk, RenderTask, StageFailure
 from monitoring.metrics import MULTIPROC_ENV, metrics
 from pipeline.executors import Executor, Handle, RayExecutor
 from pipeline.graph import GraphConfig, StageOptions, frame_chunks, stage_factories
-from pipeline.jobstate import JobStore, RequestState
+from pipeline.jobstate import ClaimedRequest, Finished, JobStore, RequestState
 from pipeline.manifest import ManifestRow, history_lines, write_manifest
 from pipeline.request_files import InvalidRow
-from pipeline.reuse import InputHashes
+from pipeline.reuse import InputHashes, link_render
 
 log = logging.getLogger(__name__)
+
+# Finished renders' records the driver keeps at hand (render id -> record), so a job that repeats
+# a render looks it up in the store once: ~1 KB each.
+RENDER_CACHE = 4096
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,10 @@ class _Active:
 
     request: RenderRequest
     created_at: datetime
+    attempts: int = 1                                  # claims of this request, this one included
     started: bool = False                              # submitted to the graph (not backing off)
+    waited: bool = False                               # held back while a twin was in flight
+    twin: tuple[str, str, str] | None = None           # its twin key (``_twin_key``), once looked at
     task: RenderTask | None = None
     chunks: deque = field(default_factory=deque)      # FrameChunks not yet submitted
     chunks_left: int = 0                               # submitted-or-pending chunks not yet encoded
@@ -113,36 +120,43 @@ class BatchDriver:
         self.config = config
         self.on_progress = on_progress
         self.lease = lease
-        self.input_hashes = InputHashes(storage)
+        self.input_hashes = InputHashes(storage, store=store)
 
-    def run(self, job_id: str, requests: dict[str, RenderRequest]) -> BatchProgress:
-        """Render every pending request of ``job_id`` (``requests``: id -> request)."""
+    def run(self, job_id: str, requests: Mapping[str, RenderRequest] | None = None) -> BatchProgress:
+        """Render every pending request of ``job_id``.
+
+        Each claimed row renders the request registered with it in the job store
+        (``pipeline.request_files.request_spec``), or, where the caller holds them anyway (an
+        in-process render), ``requests[request_id]``.
+        """
         self.store.reset_running(job_id, max_attempts=self.config.max_attempts)
         progress = BatchProgress()
         active: dict[str, _Active] = {}
         handles: list[Handle] = []
         self._retry_at: dict[str, float] = {}
+        self._finished: list[Finished] = []
+        self._renders: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._twins: dict[tuple[str, str, str], str] = {}     # twin key -> the request in flight with it
         limit = self.config.max_requests_in_flight or self.graph.requests_in_flight()
         with metrics().job_running():
             self._loop(job_id, requests, limit, progress, active, handles)
         return progress
 
-    def _loop(self, job_id: str, requests: dict[str, RenderRequest], limit: int, progress: BatchProgress,
+    def _loop(self, job_id: str, requests: Mapping[str, RenderRequest] | None, limit: int, progress: BatchProgress,
               active: dict[str, _Active], handles: list[Handle]) -> None:
         while True:
             if self.lease is not None:
                 self.lease.check()
-            claimed = []
-            if not self.store.is_cancelled(job_id):
-                free = limit - len(active)
-                claimed = self.store.claim_next(job_id, free) if free > 0 else []
-                for request_id in claimed:
-                    active[request_id] = _Active(requests[request_id], datetime.now(timezone.utc))
-                    self._reuse_early(job_id, active[request_id], active, progress)
-            for request_id, item in active.items():
+            free = limit - len(active)
+            claimed = self.store.claim(job_id, free) if free > 0 else []    # [] once the job is cancelled
+            for row in claimed:
+                active[row.request_id] = _Active(_claimed_request(row, requests), datetime.now(timezone.utc),
+                                                 attempts=row.attempts)
+                self._reuse_early(job_id, active[row.request_id], active, progress)
+            self._commit_finished(job_id)
+            for request_id, item in list(active.items()):
                 if not item.started and time.monotonic() >= self._retry_at.get(request_id, 0.0):
-                    item.started = True
-                    handles.append(self.executor.submit(self.graph.task_stages[0], [RenderTask(item.request)], tag=item))
+                    handles.extend(self._start(job_id, item, active, progress))
             handles.extend(self._feed_chunks(active))
             progress.running = len(active)
             metrics().observe_executor(self.executor)
@@ -155,9 +169,43 @@ class BatchDriver:
             for handle in self.executor.wait(handles, timeout=self.config.poll_seconds):
                 handles.remove(handle)
                 handles.extend(self._advance(job_id, handle, active, progress))
+            self._commit_finished(job_id)
             if self.on_progress is not None:
                 self.on_progress(progress)
+        self._commit_finished(job_id)        # rows the last turn finished by reuse
         metrics().observe_executor(self.executor)
+
+    def _start(self, job_id: str, item: _Active, active: dict[str, _Active], progress: BatchProgress) -> list[Handle]:
+        """Send a claimed request into the graph, unless a twin (same inputs and controls) is in
+        flight: then it waits for the twin, and is reused once the twin's render is finished
+        (a job that repeats a row renders -- and hashes -- it once, not once per slot)."""
+        item.twin = item.twin or _twin_key(item.request)
+        twin = self._twins.get(item.twin)
+        if twin is not None and twin != item.request.id and twin in active:
+            item.waited = True
+            return []
+        if item.waited and self._reuse_early(job_id, item, active, progress):
+            return []
+        item.started = True
+        self._twins[item.twin] = item.request.id
+        return [self.executor.submit(self.graph.task_stages[0], [RenderTask(item.request)], tag=item)]
+
+    def _release_twin(self, item: _Active) -> None:
+        if item.twin is not None and self._twins.get(item.twin) == item.request.id:
+            del self._twins[item.twin]
+
+    def _commit_finished(self, job_id: str) -> None:
+        """Mark the rows finished since the last commit done, in one job-store transaction.
+
+        Their videos and sidecars are already in place, so a driver killed before this commit
+        leaves them ``running``: the next driver resets them to pending and finishes them again
+        by reuse (the same render; the output replaced atomically by identical bytes), never
+        rendering them twice and never losing one. Renders made here are recorded in the same
+        commit, so a row done is always a render known.
+        """
+        if self._finished:
+            self.store.finish(job_id, self._finished)
+            self._finished = []
 
     def _feed_chunks(self, active: dict[str, _Active]) -> list[Handle]:
         """Submit waiting frame chunks while every chunk stage's pool has room.
@@ -236,20 +284,23 @@ class BatchDriver:
                                    self.graph.model_versions(task.request.controls), take_options(task.request))
         return self._try_reuse(job_id, item, task, active, progress)
 
-    def _reuse_early(self, job_id: str, item: _Active, active: dict[str, _Active], progress: BatchProgress) -> None:
+    def _reuse_early(self, job_id: str, item: _Active, active: dict[str, _Active], progress: BatchProgress) -> bool:
         """Finish a just-claimed request by reuse before any stage runs, when its inputs were
         hashed earlier in this job and unchanged (``pipeline.reuse``) and the render exists."""
         known = self.input_hashes.render_id(item.request)
-        if known is not None:
-            task = RenderTask(item.request, render_id=known[0], image_sha256=known[1], audio_sha256=known[2])
-            self._try_reuse(job_id, item, task, active, progress)
+        if known is None:
+            return False
+        task = RenderTask(item.request, render_id=known[0], image_sha256=known[1], audio_sha256=known[2])
+        return self._try_reuse(job_id, item, task, active, progress)
 
     def _try_reuse(self, job_id: str, item: _Active, task: RenderTask, active: dict[str, _Active],
                    progress: BatchProgress) -> bool:
-        """Record the task's render id; if that render is finished, reuse it and finish the request."""
-        self.store.set_render_id(job_id, task.request.id, task.render_id)
-        previous = self.store.lookup_render(task.render_id)
-        if previous is None or not self._reuse(previous, task.request):
+        """If the task's render is finished, reuse it and finish the request; else record the
+        render id on the request (a reused one gets it with its result)."""
+        previous = self._lookup_render(task.render_id)
+        if previous is None or not link_render(self.storage, previous, task.request):
+            self._renders.pop(task.render_id, None)      # gone or unreadable: look it up afresh next time
+            self.store.set_render_id(job_id, task.request.id, task.render_id)
             return False
         result = RenderResult.model_validate({**previous["result"], "request_id": task.request.id,
                                               "output": task.request.output})
@@ -257,41 +308,32 @@ class BatchDriver:
         self._finish(job_id, item, result, task, active, progress, reused=True)
         return True
 
-    def _reuse(self, previous: dict[str, Any], request: RenderRequest) -> bool:
-        """Make a finished render's video and provenance available at the request's output;
-        False if either is gone (then the render runs again)."""
-        source, output = previous["result"].get("output"), request.output
-        if not source:
-            return False
-        if not (self.storage.is_allowed(source) and self.storage.is_allowed(source + SIDECAR_SUFFIX)):
-            return False       # another job's output, outside this job's prefixes: render afresh
-        try:
-            return self._copy_previous(source, output, request)
-        except (TalkfarmError, OSError, ValueError) as err:   # gone, unreadable or a bad sidecar
-            log.warning("request %s: not reusing an earlier render (%s); rendering it", request.id, _describe(err))
-            return False
+    def _lookup_render(self, render_id: str) -> dict[str, Any] | None:
+        """The finished render's record: from the driver's cache, else the job store (cached when found)."""
+        record = self._renders.get(render_id)
+        if record is None:
+            record = self.store.lookup_render(render_id)
+            if record is not None:
+                self._remember_render(render_id, record)
+        return record
 
-    def _copy_previous(self, source: str, output: str, request: RenderRequest) -> bool:
-        if not self.storage.exists(source) or not self.storage.exists(source + SIDECAR_SUFFIX):
-            return False
-        if source != output:
-            record = json.loads(self.storage.read_bytes(source + SIDECAR_SUFFIX))
-            record["request_id"] = request.id
-            # sidecar first: a video that exists always has its provenance beside it
-            self.storage.write_bytes(output + SIDECAR_SUFFIX, json.dumps(record, indent=2, sort_keys=True).encode())
-            self.storage.copy(source, output)     # server-side / a hard link: the video never passes through here
-        return True
+    def _remember_render(self, render_id: str, record: dict[str, Any]) -> None:
+        self._renders[render_id] = record
+        self._renders.move_to_end(render_id)
+        if len(self._renders) > RENDER_CACHE:
+            self._renders.popitem(last=False)
 
     def _finish(self, job_id: str, item: _Active, result: RenderResult, task: RenderTask,
                 active: dict[str, _Active], progress: BatchProgress, reused: bool = False) -> None:
         record = {"result": result.model_dump(mode="json"), "image_sha256": task.image_sha256,
                   "audio_sha256": task.audio_sha256, "render_id": task.render_id, "reused": reused,
                   "created_at": item.created_at.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat()}
-        self.store.mark_done(job_id, task.request.id, record)
+        self._finished.append(Finished(task.request.id, record, task.render_id, new_render=not reused))
         if not reused:
-            self.store.record_render(task.render_id, record)
+            self._remember_render(task.render_id, record)
         progress.done += 1
         del active[task.request.id]
+        self._release_twin(item)
         metrics().render_finished("reused" if reused else "done", result.frames, result.audio_seconds,
                                   seconds=(datetime.now(timezone.utc) - item.created_at).total_seconds())
 
@@ -299,6 +341,7 @@ class BatchDriver:
               stage: str, message: str, transient: bool) -> list[Handle]:
         """Record a failure; returns the clean-up call to wait for, if any."""
         item = active.pop(request_id)
+        self._release_twin(item)
         cleanup = []
         if item.task is not None and item.chunks_left:
             # Close this render's half-written video on its encoder (it removes the temp file).
@@ -308,8 +351,7 @@ class BatchDriver:
         status = self.store.mark_failed(job_id, request_id, stage, message, transient=transient,
                                         max_attempts=self.config.max_attempts)
         if status == "pending":
-            attempts = next((s.attempts for s in self.store.request_states(job_id) if s.request_id == request_id), 1)
-            self._retry_at[request_id] = time.monotonic() + self.config.retry_backoff_s * 2 ** max(0, attempts - 1)
+            self._retry_at[request_id] = time.monotonic() + self.config.retry_backoff_s * 2 ** max(0, item.attempts - 1)
         if status == "failed":
             progress.failed += 1
         if status in ("pending", "failed"):
@@ -317,6 +359,20 @@ class BatchDriver:
         log.warning("request %s: %s failed (%s)%s", request_id, stage, message,
                     "; will retry" if status == "pending" else "")
         return cleanup
+
+
+def _claimed_request(row: ClaimedRequest, requests: Mapping[str, RenderRequest] | None) -> RenderRequest:
+    if requests is not None:
+        return requests[row.request_id]
+    if row.request is None:
+        raise KeyError(f"request {row.request_id!r} was registered without its request; resubmit the request file")
+    return RenderRequest.model_validate_json(row.request)
+
+
+def _twin_key(request: RenderRequest) -> tuple[str, str, str, str]:
+    """Requests with equal keys name the same render (same input URIs, controls and, for a
+    dub, take options)."""
+    return request.source, request.audio, request.controls.model_dump_json(), json.dumps(take_options(request))
 
 
 def _render_key(request: RenderRequest) -> str:
@@ -328,13 +384,18 @@ def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {text[-1] if text else ''}"[:500]
 
 
-def manifest_rows(job_id: str, store: JobStore, requests: dict[str, RenderRequest],
+def manifest_rows(job_id: str, store: JobStore, requests: Mapping[str, RenderRequest] | None = None,
                   invalid_rows: Mapping[str, InvalidRow] = MappingProxyType({})) -> Iterator[ManifestRow]:
-    """One manifest row per request of the job, from the job store's records (made one at a
-    time, so the manifest writer streams them into row groups); ``invalid_rows`` (job id ->
-    malformed request-file line) become failed rows of their own, with their history."""
-    for state in store.request_states(job_id):
-        request = requests.get(state.request_id)
+    """One manifest row per request of the job, from the job store's records (paged and made
+    one at a time, so the manifest writer streams them into row groups); each row's request is
+    the one registered with it (or ``requests[id]`` where the caller holds them);
+    ``invalid_rows`` (job id -> malformed request-file line) become failed rows of their own,
+    with their history."""
+    for state in store.iter_request_states(job_id):
+        if requests is not None:
+            request = requests.get(state.request_id)
+        else:
+            request = None if state.request is None else RenderRequest.model_validate_json(state.request)
         record = state.result or {}
         if request is None:
             invalid = invalid_rows.get(state.request_id)
@@ -366,7 +427,7 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def write_job_manifest(job_id: str, store: JobStore, storage: Storage, requests: dict[str, RenderRequest],
+def write_job_manifest(job_id: str, store: JobStore, storage: Storage, requests: Mapping[str, RenderRequest] | None,
                        uri: str, invalid_rows: Mapping[str, InvalidRow] = MappingProxyType({}),
                        metadata: dict[str, str] | None = None) -> str:
     """Write the job's manifest (malformed request-file lines included, see :func:`manifest_rows`)

@@ -32,7 +32,15 @@ from pipeline.controls import CONTROL_COLUMNS
 from pipeline.jobstate import JobNotFoundError, RequestSpec, open_job_store
 from pipeline.lease import DEFAULT_TTL_S, DriverLease
 from pipeline.metrics_endpoint import add_metrics_arguments, serve_driver_metrics
-from pipeline.request_files import read_request_file
+from pipeline.request_files import (
+    InvalidRow,
+    RequestStream,
+    open_request_file,
+    request_spec,
+)
+
+# Rows registered in the job store per create_job call while the request file is read.
+REGISTER_ROWS = 1000
 
 DEFAULT_STATE = Path.home() / ".cache" / "talkfarm" / "jobs.sqlite"
 
@@ -177,37 +185,36 @@ def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, po
 
     graph = graph or GraphConfig()
     storage = policy.storage()
-    parsed = read_request_file(requests_uri, out_prefix, storage)
-    if parsed.ignored_columns:
-        unknown = ", ".join(repr(column) for column in parsed.ignored_columns)
+    stream = open_request_file(requests_uri, out_prefix, storage)
+    if stream.ignored_columns:
+        unknown = ", ".join(repr(column) for column in stream.ignored_columns)
         if getattr(args, "strict", False):
             raise BadInputError(f"request file has columns talkfarm does not know: {unknown} (--strict)", requests_uri)
         print(f"talkfarm: warning: ignoring request-file columns talkfarm does not know: {unknown}", file=sys.stderr)
     _check_output_writable(out_prefix)
-    requests = {request.id: request for request, _ in parsed.valid}
-    graph = _graph_for_rows(graph, requests, requests_uri)
-    specs = [RequestSpec(request.id, None, priority) for request, priority in parsed.valid]
-    invalid_rows = _invalid_rows_by_id(parsed.invalid, requests)
-    specs += [RequestSpec(request_id, None, 0) for request_id in invalid_rows]
     if before_create is not None:
         before_create()
-    store.create_job(job_id, specs, {"requests": requests_uri, "out": out_prefix, "max_attempts": max_attempts,
-                                     "access": policy.to_meta()})
-    for state in store.request_states(job_id):
+    meta = {"requests": requests_uri, "out": out_prefix, "max_attempts": max_attempts, "access": policy.to_meta()}
+    rows = OneGraphRows(stream)
+    stream.rows = iter(rows)
+    valid, invalid_rows = register_request_file(store, job_id, stream, meta)
+    graph = rows.graph(graph)
+    for state in store.iter_request_states(job_id):
         row = invalid_rows.get(state.request_id)
         if row is not None and state.status == "pending":
             store.mark_failed(job_id, state.request_id, "request", f"row {row.row_number}: {row.message}")
-        elif row is None and state.request_id not in requests and state.status in ("pending", "running"):
+        elif row is None and state.request_id not in stream.first_rows and state.status in ("pending", "running"):
             # the job was given another file under the same --job-id: its rows cannot render now
             store.mark_failed(job_id, state.request_id, "request", "no longer in the request file")
-    print(f"job {job_id}: {len(requests)} requests, {len(parsed.invalid)} malformed rows; {policy.describe()}",
+    print(f"job {job_id}: {valid} requests, {len(invalid_rows)} malformed rows; {policy.describe()}",
           file=sys.stderr)
     manifest_uri = _join(out_prefix, f"manifest-{job_id}.parquet")
     counts = store.job_status(job_id).counts
     endpoint = serve_driver_metrics(args)     # before Ray starts: a local Ray's actors inherit the folder
     if counts["pending"] + counts["running"]:      # nothing to render (a header-only file): no Ray
-        _render(args, store, lease, storage, graph, job_id, requests, max_attempts, manifest_uri, policy, len(specs))
-    _write_manifest(job_id, store, storage, requests, invalid_rows, manifest_uri, policy)
+        _render(args, store, lease, storage, graph, job_id, max_attempts, manifest_uri, policy,
+                valid + len(invalid_rows), lambda: open_request_file(requests_uri, out_prefix, storage))
+    _write_manifest(job_id, store, storage, invalid_rows, manifest_uri, policy)
     status = store.job_status(job_id)
     print(f"job {job_id}: " + (", ".join(f"{count} {name}" for name, count in status.counts.items() if count)
                                or "no rows"), file=sys.stderr)
@@ -216,18 +223,35 @@ def _run(args, store, lease, job_id: str, requests_uri: str, out_prefix: str, po
     return 0
 
 
-def _graph_for_rows(graph, requests: dict, requests_uri: str):
-    """The dubbing graph for a job whose rows are all dubs (a ``video`` each); a job mixing
-    dubs and renders is refused (each runs as one graph: split the file)."""
-    from pipeline.graph import DUB_GRAPH, for_graph
+class OneGraphRows:
+    """A request file's rows as one job runs them: a job runs one graph, named by its first
+    valid row (a ``video`` row: the dubbing graph; an ``image`` row: the render graph). A later
+    row of the other kind fails as a row of its own, so one stray row never sinks the job, and
+    the file is read once (a job of any length is never held to be checked first)."""
 
-    dubs = sum(request.is_dub for request in requests.values())
-    if not dubs:
-        return graph
-    if dubs < len(requests):
-        raise BadInputError(f"the request file mixes {dubs} dubs (video) with {len(requests) - dubs} renders (image); "
-                            "a job runs one graph: put them in two files", requests_uri)
-    return for_graph(graph, DUB_GRAPH)
+    def __init__(self, stream: RequestStream):
+        self._stream = stream
+        self._rows = stream.rows
+        self.dubs: bool | None = None      # None until a valid row is read
+
+    def __iter__(self):
+        for item in self._rows:
+            if not isinstance(item, InvalidRow):
+                request = item[0]
+                if self.dubs is None:
+                    self.dubs = request.is_dub
+                elif request.is_dub != self.dubs:
+                    kind, other = ("a render (image)", "dubs") if self.dubs else ("a dub (video)", "renders")
+                    item = InvalidRow(self._stream.first_rows.get(request.id, 0), request.id,
+                                      f"{kind} in a job of {other}: a job runs one graph, put them in two files")
+            yield item
+
+    def graph(self, config):
+        """``config`` running the graph the rows need (the dubbing graph's pools from the
+        settings file or the take stages' defaults)."""
+        from pipeline.graph import DUB_GRAPH, for_graph
+
+        return for_graph(config, DUB_GRAPH) if self.dubs else config
 
 
 def _join(prefix: str, name: str) -> str:
@@ -235,20 +259,33 @@ def _join(prefix: str, name: str) -> str:
     return join_uri(prefix, name)
 
 
-def _invalid_rows_by_id(invalid, requests: dict) -> dict:
-    """Malformed rows by the id they get in the job: their own id when it is free, else
-    ``row-<n>`` (a duplicate id, or no id at all), so each is a failed row of its own."""
-    by_id: dict = {}
-    for row in invalid:
-        request_id = row.request_id
-        if not request_id or request_id in requests or request_id in by_id:
-            request_id = f"row-{row.row_number}"
-        by_id[request_id] = row
-    return by_id
+def register_request_file(store, job_id: str, stream: RequestStream, meta: dict) -> tuple[int, dict[str, InvalidRow]]:
+    """Register the request file's rows in the job as they are read, ``REGISTER_ROWS`` per call
+    (each valid row with its request, so the driver never holds the job's requests). Returns
+    how many rows were valid, and the malformed rows by the id they get in the job: their own
+    id when they own it, else ``row-<n>`` (a duplicate id, or no id at all), so each is a failed
+    row of its own."""
+    valid, invalid_rows, specs = 0, {}, []
+    for item in stream.rows:
+        if isinstance(item, InvalidRow):
+            request_id = item.request_id
+            if (not request_id or stream.first_rows.get(request_id) != item.row_number
+                    or request_id in invalid_rows):
+                request_id = f"row-{item.row_number}"
+            invalid_rows[request_id] = item
+            specs.append(RequestSpec(request_id, None, 0))
+        else:
+            valid += 1
+            specs.append(request_spec(*item))
+        if len(specs) >= REGISTER_ROWS:
+            store.create_job(job_id, specs, meta)
+            specs = []
+    store.create_job(job_id, specs, meta)
+    return valid, invalid_rows
 
 
-def _render(args, store, lease, storage, graph, job_id: str, requests: dict, max_attempts: int, manifest_uri: str,
-            policy, total: int) -> None:
+def _render(args, store, lease, storage, graph, job_id: str, max_attempts: int, manifest_uri: str, policy,
+            total: int, reread) -> None:
     from pipeline.batch import BatchConfig, BatchDriver, open_executor
 
     try:
@@ -259,10 +296,11 @@ def _render(args, store, lease, storage, graph, job_id: str, requests: dict, max
     driver = BatchDriver(executor, store, storage, graph, BatchConfig(max_attempts=max_attempts),
                          on_progress=progress_line, lease=lease)
     try:
-        driver.run(job_id, requests)
+        driver.run(job_id)
     except JobNotFoundError:
         # The store lost the job (a Redis restarted without its data): what each row came to is
-        # unknown here; say so in a manifest rather than guess.
+        # unknown here; say so in a manifest rather than guess (its rows read from the file again).
+        requests = (item[0] for item in reread().rows if not isinstance(item, InvalidRow))
         written = _write_lost_manifest(job_id, storage, requests, manifest_uri, policy)
         raise JobFailedError(f"job {job_id}: its state vanished from the job store mid-run (restarted without its "
                              f"data?); finished videos stay under {policy.write}; "
@@ -279,11 +317,11 @@ def _manifest_metadata(policy) -> dict[str, str]:
     return {"talkfarm.access": json.dumps(policy.to_meta(), sort_keys=True)}
 
 
-def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, policy) -> str:
+def _write_manifest(job_id, store, storage, invalid_rows, uri: str, policy) -> str:
     from pipeline.batch import write_job_manifest
 
     try:
-        return write_job_manifest(job_id, store, storage, requests, uri, invalid_rows,
+        return write_job_manifest(job_id, store, storage, None, uri, invalid_rows,
                                   metadata=_manifest_metadata(policy))
     except (OSError, TalkfarmError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
@@ -291,16 +329,17 @@ def _write_manifest(job_id, store, storage, requests, invalid_rows, uri: str, po
                              f"in the job store: talkfarm status {job_id}") from None
 
 
-def _write_lost_manifest(job_id, storage, requests: dict, uri: str, policy) -> str | None:
+def _write_lost_manifest(job_id, storage, requests, uri: str, policy) -> str | None:
 
     from pipeline.manifest import ManifestRow, write_manifest
 
     now = datetime.now(timezone.utc)
-    rows = [ManifestRow(job_id=job_id, request_id=request.id, status="unknown", image_uri=request.image,
-                        video_uri=request.video, audio_uri=request.audio, output_uri=request.output, error_stage="jobstate",
+    rows = (ManifestRow(job_id=job_id, request_id=request.id, status="unknown", image_uri=request.image,
+                        video_uri=request.video, audio_uri=request.audio, output_uri=request.output,
+                        error_stage="jobstate",
                         error_message="job state lost from the job store mid-run", seed=request.controls.seed,
                         controls=request.controls.model_dump_json(), created_at=now, finished_at=now)
-            for request in requests.values()]
+            for request in requests)
     try:
         return write_manifest(rows, uri, storage, metadata=_manifest_metadata(policy))
     except (OSError, TalkfarmError):
@@ -336,8 +375,7 @@ def _status(args: argparse.Namespace) -> int:
         meta = _job_meta(store, args.job)
         status = store.job_status(args.job)
         policy = AccessPolicy.from_meta(meta) if "requests" in meta else None
-        states = store.request_states(args.job)
-        failures = [state for state in states if state.status == "failed"]
+        failures = [state for state in store.iter_request_states(args.job) if state.status == "failed"]
         if args.json:
             print(json.dumps({"job": args.job, "counts": status.counts, "cancelled": status.cancelled,
                               "access": None if policy is None else policy.to_meta(),

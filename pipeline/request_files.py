@@ -64,9 +64,10 @@ from pipeline.controls import (
     validation_message,
 )
 from pipeline.controls import is_blank as _blank
-from pipeline.jobstate import PRIORITY_LIMIT
+from pipeline.jobstate import PRIORITY_LIMIT, RequestSpec
 
-__all__ = ["read_request_file", "parse_request_rows", "RequestFile", "InvalidRow", "REQUEST_COLUMNS"]
+__all__ = ["read_request_file", "open_request_file", "parse_request_rows", "iter_request_rows", "RequestFile",
+           "RequestStream", "InvalidRow", "REQUEST_COLUMNS", "request_spec"]
 
 REQUIRED_COLUMNS = ("id", "audio")
 SOURCE_COLUMNS = ("image", "video")           # a header has at least one; a row exactly one
@@ -103,6 +104,29 @@ class RequestFile:
 
     def __iter__(self) -> Iterator[Any]:  # ``valid, invalid = read_request_file(...)``
         return iter((self.valid, self.invalid))
+
+
+@dataclass
+class RequestStream:
+    """A request file read row by row (:func:`open_request_file`), so a job of any length is
+    registered without holding its requests.
+
+    Attributes:
+        rows: ``(request, priority)`` pairs and :class:`InvalidRow` s, in file order (once).
+        ignored_columns: columns talkfarm does not know (known before ``rows`` is read).
+        first_rows: request id -> number of the first row that used it (the row that owns the
+            id: a later row with it is a duplicate); filled in as ``rows`` is read.
+    """
+
+    rows: Iterator[tuple[RenderRequest, int] | InvalidRow]
+    ignored_columns: list[str] = field(default_factory=list)
+    first_rows: dict[str, int] = field(default_factory=dict)
+
+
+def request_spec(request: RenderRequest, priority: int = 0) -> RequestSpec:
+    """A row to register in a job, carrying what it renders (the batch driver reads it back
+    from the job store with each claim)."""
+    return RequestSpec(request.id, None, priority, request.model_dump_json())
 
 
 class _RowError(ValueError):
@@ -172,11 +196,30 @@ def parse_request_rows(
     """Validate ``(row_number, row)`` pairs (``row`` a dict, or an error message string for a
     row that could not even be decoded). See the module docstring for the rules."""
     result = RequestFile()
-    seen: dict[str, int] = {}
+    for item in iter_request_rows(rows, out_prefix, base=base, defaults=defaults, storage=storage):
+        if isinstance(item, InvalidRow):
+            result.invalid.append(item)
+        else:
+            result.valid.append(item)
+    return result
+
+
+def iter_request_rows(
+    rows: Iterator[tuple[int, dict[str, Any] | str]],
+    out_prefix: str,
+    *,
+    base: str | None = None,
+    defaults: dict[str, Any] | None = None,
+    storage: Storage | None = None,
+    seen: dict[str, int] | None = None,
+) -> Iterator[tuple[RenderRequest, int] | InvalidRow]:
+    """:func:`parse_request_rows` one row at a time: ``(request, priority)`` or an
+    :class:`InvalidRow` per row; ``seen`` (id -> first row number) is filled in as it goes."""
+    seen = {} if seen is None else seen
     defaults = dict(defaults or {})
     for number, row in rows:
         if isinstance(row, str):
-            result.invalid.append(InvalidRow(number, None, row))
+            yield InvalidRow(number, None, row)
             continue
         raw_id = row.get("id")
         rid = None if _blank(raw_id) else str(raw_id).strip()
@@ -197,13 +240,12 @@ def parse_request_rows(
                     if not storage.is_allowed(uri):      # decided on the URI alone: nothing is looked up
                         raise _RowError(f"{uri}: {OUTSIDE_MESSAGE}")
         except _RowError as exc:
-            result.invalid.append(InvalidRow(number, rid, str(exc)))
+            yield InvalidRow(number, rid, str(exc))
             continue
         except BadInputError as exc:  # e.g. an unsupported URI scheme
-            result.invalid.append(InvalidRow(number, rid, str(exc)))
+            yield InvalidRow(number, rid, str(exc))
             continue
-        result.valid.append((request, priority))
-    return result
+        yield request, priority
 
 
 def _detect_format(uri: str) -> str:
@@ -231,7 +273,8 @@ def read_request_file(
     fmt: str | None = None,
     defaults: dict[str, Any] | None = None,
 ) -> RequestFile:
-    """Read and validate a request list.
+    """Read and validate a request list, all of it in memory (:func:`open_request_file` reads
+    it row by row).
 
     Args:
         uri: local path, ``file://`` or ``s3://`` URI of a ``.csv``, ``.jsonl`` or ``.parquet`` file.
@@ -245,6 +288,26 @@ def read_request_file(
     Returns:
         A :class:`RequestFile`; ``valid, invalid = read_request_file(...)`` also works.
     """
+    stream = open_request_file(uri, out_prefix, storage, fmt=fmt, defaults=defaults)
+    result = RequestFile(ignored_columns=stream.ignored_columns)
+    for item in stream.rows:
+        if isinstance(item, InvalidRow):
+            result.invalid.append(item)
+        else:
+            result.valid.append(item)
+    return result
+
+
+def open_request_file(
+    uri: str,
+    out_prefix: str,
+    storage: Storage | None = None,
+    *,
+    fmt: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> RequestStream:
+    """:func:`read_request_file`, row by row: file-level problems raise here; each row is
+    parsed and validated only as :attr:`RequestStream.rows` is read."""
     storage = storage or Storage()
     fmt = (fmt or _detect_format(uri)).lower()
     if fmt not in ("csv", "jsonl", "parquet"):
@@ -289,7 +352,7 @@ def read_request_file(
 
     elif fmt == "jsonl":
         lines = data.decode("utf-8-sig", errors="surrogateescape").splitlines()
-        keys: set[str] = set()
+        ignored = sorted(_jsonl_keys(lines) - set(REQUEST_COLUMNS))
 
         def rows() -> Iterator[tuple[int, dict[str, Any] | str]]:
             for number, line in enumerate(lines, start=1):
@@ -306,12 +369,7 @@ def read_request_file(
                 if not isinstance(obj, dict):
                     yield number, "not a JSON object"
                     continue
-                keys.update(obj)
                 yield number, obj
-
-        result = parse_request_rows(rows(), out_prefix, base=base, defaults=defaults, storage=storage)
-        result.ignored_columns = sorted(k for k in keys if k not in REQUEST_COLUMNS)
-        return result
 
     else:
         import pyarrow as pa
@@ -322,11 +380,30 @@ def read_request_file(
         except (pa.ArrowException, OSError) as exc:
             raise BadInputError(f"request file is not a readable Parquet file: {exc}", uri) from None
         ignored = _check_header(table.column_names, uri)
-        records = table.to_pylist()
 
         def rows() -> Iterator[tuple[int, dict[str, Any] | str]]:
-            yield from enumerate(records, start=1)
+            number = 0
+            for batch in table.to_batches(max_chunksize=1000):   # Python rows made a batch at a time
+                for record in batch.to_pylist():
+                    number += 1
+                    yield number, record
 
-    result = parse_request_rows(rows(), out_prefix, base=base, defaults=defaults, storage=storage)
-    result.ignored_columns = ignored
-    return result
+    stream = RequestStream(iter(()), ignored)
+    stream.rows = iter_request_rows(rows(), out_prefix, base=base, defaults=defaults, storage=storage,
+                                    seen=stream.first_rows)
+    return stream
+
+
+def _jsonl_keys(lines: list[str]) -> set[str]:
+    """Every key of the JSON objects among ``lines`` (a first pass, so unknown columns are
+    known before any row is registered)."""
+    keys: set[str] = set()
+    for line in lines:
+        if line.strip() and not _UNDECODED.search(line):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                keys.update(obj)
+    return keys

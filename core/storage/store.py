@@ -328,11 +328,12 @@ class Storage:
         metrics().storage_bytes("write", src.stat().st_size)
         return os.fspath(uri)
 
-    def write_bytes(self, uri: str | os.PathLike, data: bytes) -> str:
-        """Write ``data`` to ``uri`` atomically (same guarantees as :meth:`put`); return ``uri``."""
+    def write_bytes(self, uri: str | os.PathLike, data: bytes, durable: bool = True) -> str:
+        """Write ``data`` to ``uri`` atomically (same guarantees as :meth:`put`); return ``uri``.
+        ``durable=False``: a local file is not fsynced (see :func:`atomic_write`; S3 is unchanged)."""
         parsed = self.check_writable(uri)
         if parsed.scheme == "file":
-            atomic_write(parsed.path, lambda out: out.write(data))
+            atomic_write(parsed.path, lambda out: out.write(data), durable=durable)
             return os.fspath(uri)
         if len(data) >= self.multipart_threshold:
             with tempfile.NamedTemporaryFile(prefix="talkfarm-put-") as handle:

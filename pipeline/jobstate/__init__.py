@@ -14,7 +14,7 @@ Modules: ``store`` (the :class:`JobStore` interface and its records), ``sqlite_b
 
 Life of a request::
 
-    pending --claim_next--> running --mark_done--> done
+    pending --claim--> running --finish / mark_done--> done
                                |--mark_failed(transient, attempts < max)--> pending
                                |--mark_failed(otherwise)--> failed (+ dead letter)
     pending --cancel--> cancelled;  failed/cancelled --requeue_failed--> pending (attempts reset)
@@ -30,7 +30,13 @@ driver may take the job over (``pipeline.lease`` wraps this).
 
 Idempotency across jobs: :meth:`JobStore.record_render` remembers a finished render id with its
 result; :meth:`JobStore.lookup_render` lets the graph skip a render already done anywhere
-(then call ``mark_done`` with the remembered result).
+(then call ``mark_done`` with the remembered result). :meth:`JobStore.record_input` /
+:meth:`JobStore.lookup_input` keep inputs' sha256 with their fingerprints, so a later driver
+names a resubmitted row's render without hashing its inputs again.
+
+At scale: a driver takes rows with :meth:`JobStore.claim` (their attempts and registered
+requests with them), commits the rows a turn finished with one :meth:`JobStore.finish`, and
+reads states page by page (:meth:`JobStore.iter_request_states`).
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ from pipeline.jobstate.store import (
     PRIORITY_LIMIT,
     REDIS_URL_ENV,
     STATUSES,
+    ClaimedRequest,
     DeadLetter,
+    Finished,
     JobNotFoundError,
     JobStatus,
     JobStore,
@@ -55,7 +63,7 @@ from pipeline.jobstate.store import (
 
 __all__ = [
     "JobStore", "SQLiteJobStore", "RedisJobStore", "open_job_store",
-    "RequestSpec", "RequestState", "JobStatus", "DeadLetter", "JobNotFoundError",
+    "RequestSpec", "RequestState", "ClaimedRequest", "Finished", "JobStatus", "DeadLetter", "JobNotFoundError",
     "RequestStatus", "STATUSES", "PRIORITY_LIMIT", "DEFAULT_SQLITE_PATH", "REDIS_URL_ENV",
 ]
 

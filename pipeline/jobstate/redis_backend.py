@@ -10,11 +10,13 @@ one slot and the scripts stay cluster-safe)::
     talkfarm:job:{J}:ids                 list   request ids in submission order
     talkfarm:job:{J}:req:<request_id>    hash   render_id, status, priority, seq, attempts,
                                                 error_stage, error_message, result (JSON), updated_at,
-                                                history (JSON: earlier runs' outcomes, kept by requeue)
+                                                history (JSON: earlier runs' outcomes, kept by requeue),
+                                                request (JSON: what the row renders)
     talkfarm:job:{J}:pending             zset   pending request ids, score = -priority * 2**32 + seq
     talkfarm:job:{J}:dead                list   dead letters (JSON)
     talkfarm:job:{J}:lease               string the driver holding the job (expires: PX)
     talkfarm:render:<render_id>          string idempotency record (JSON: output uri, sha256...)
+    talkfarm:input:<uri>                 string an input's [fingerprint, sha256] (JSON)
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ import re
 import threading
 import time
 from importlib.resources import files
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from core.errors import TransientError
 from pipeline.jobstate.store import (
     STATUSES,
+    ClaimedRequest,
     DeadLetter,
+    Finished,
     JobNotFoundError,
     JobStatus,
     JobStore,
@@ -172,7 +176,7 @@ class RedisJobStore(JobStore):
         for start in range(0, max(len(specs), 1), 1000):
             args: list[Any] = [now, meta_json, self._k(job_id, ":req:")]
             for spec in specs[start:start + 1000]:
-                args += [spec.request_id, spec.render_id or "", spec.priority]
+                args += [spec.request_id, spec.render_id or "", spec.priority, spec.request or ""]
             added += self._run("create", job_id, ("", ":pending", ":ids"), args)
         self._call(lambda: self.redis.zadd(f"{self.prefix}jobs", {job_id: float(now)}, nx=True))
         return added
@@ -197,28 +201,30 @@ class RedisJobStore(JobStore):
                          cancelled=job.get("cancelled") == "1", created_at=to_utc(job["created_at"]),
                          updated_at=to_utc(job["updated_at"]), meta=json.loads(job.get("meta") or "{}"))
 
-    def request_states(self, job_id) -> list[RequestState]:
+    def iter_request_states(self, job_id, page_size=1000) -> Iterator[RequestState]:
         self.job_status(job_id)
-        ids = self._call(lambda: self.redis.lrange(self._k(job_id, ":ids"), 0, -1))
-        states: list[RequestState] = []
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start:start + 1000]
+        start = 0
+        while True:
+            ids = self._call(lambda: self.redis.lrange(self._k(job_id, ":ids"), start, start + page_size - 1))
 
             def _fetch() -> list[dict[str, str]]:
                 pipe = self.redis.pipeline(transaction=False)
-                for rid in chunk:
+                for rid in ids:
                     pipe.hgetall(self._k(job_id, f":req:{rid}"))
                 return pipe.execute()
 
-            for rid, h in zip(chunk, self._call(_fetch)):
-                states.append(RequestState(
+            for rid, h in zip(ids, self._call(_fetch) if ids else []):
+                yield RequestState(
                     request_id=rid, render_id=h.get("render_id") or None, status=h.get("status", "pending"),
                     priority=int(h.get("priority", 0)), attempts=int(h.get("attempts", 0)),
                     error_stage=h.get("error_stage") or None, error_message=h.get("error_message") or None,
                     result=json.loads(h["result"]) if h.get("result") else None, updated_at=to_utc(h.get("updated_at")),
                     history=[history_entry(e.get("status"), e.get("attempts"), e.get("stage"), e.get("message"),
-                                            e.get("at")) for e in json.loads(h.get("history") or "[]")]))
-        return states
+                                            e.get("at")) for e in json.loads(h.get("history") or "[]")],
+                    request=h.get("request") or None)
+            if len(ids) < page_size:
+                return
+            start += page_size
 
     def dead_letters(self, job_id) -> list[DeadLetter]:
         self.job_status(job_id)
@@ -231,14 +237,31 @@ class RedisJobStore(JobStore):
 
     # -- work loop
 
-    def claim_next(self, job_id, limit=1) -> list[str]:
+    def claim(self, job_id, limit=1) -> list[ClaimedRequest]:
         if limit <= 0:
             return []
-        return list(self._run("claim", job_id, ("", ":pending"), [repr(time.time()), self._k(job_id, ":req:"), limit]))
+        flat = self._run("claim", job_id, ("", ":pending"), [repr(time.time()), self._k(job_id, ":req:"), limit])
+        return [ClaimedRequest(flat[i], int(flat[i + 1]), flat[i + 2] or None) for i in range(0, len(flat), 3)]
 
-    def mark_done(self, job_id, request_id, result=None) -> None:
-        self._run("done", job_id, ("", ":pending"),
-                  [repr(time.time()), self._k(job_id, ":req:"), request_id, json.dumps(result or {})])
+    def finish(self, job_id, finished: Sequence[Finished]) -> None:
+        if not finished:
+            return
+        renders = {f"{self.prefix}render:{item.render_id}": json.dumps(item.result)
+                   for item in finished if item.new_render}
+        if renders:
+            # Before the rows: a render is known whenever a row that made it is done. One round
+            # trip; plain SETs, as render keys lie outside the job's hash slot.
+            def _record() -> None:
+                pipe = self.redis.pipeline(transaction=False)
+                for key, payload in renders.items():
+                    pipe.set(key, payload)
+                pipe.execute()
+
+            self._call(_record)
+        args: list[Any] = [repr(time.time()), self._k(job_id, ":req:")]
+        for item in finished:
+            args += [item.request_id, json.dumps(item.result), item.render_id or ""]
+        self._run("done", job_id, ("", ":pending"), args)
 
     def mark_failed(self, job_id, request_id, stage, message, *, transient=False, max_attempts=3) -> RequestStatus:
         return self._run("failed", job_id, ("", ":pending", ":dead"),
@@ -291,3 +314,13 @@ class RedisJobStore(JobStore):
     def record_render(self, render_id, result) -> None:
         payload = json.dumps(result)
         self._call(lambda: self.redis.set(f"{self.prefix}render:{render_id}", payload))
+
+    # -- input hashes
+
+    def lookup_input(self, uri) -> tuple[str, str] | None:
+        raw = self._call(lambda: self.redis.get(f"{self.prefix}input:{uri}"))
+        return None if raw is None else tuple(json.loads(raw))
+
+    def record_input(self, uri, fingerprint, sha256) -> None:
+        payload = json.dumps([fingerprint, sha256])
+        self._call(lambda: self.redis.set(f"{self.prefix}input:{uri}", payload))

@@ -9,13 +9,15 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from core.errors import TransientError
 from pipeline.jobstate.store import (
     DEFAULT_SQLITE_PATH,
     STATUSES,
+    ClaimedRequest,
     DeadLetter,
+    Finished,
     JobNotFoundError,
     JobStatus,
     JobStore,
@@ -37,11 +39,14 @@ CREATE TABLE IF NOT EXISTS requests (
     error_stage TEXT, error_message TEXT, result TEXT, updated_at REAL NOT NULL,
     PRIMARY KEY (job_id, request_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS requests_by_status ON requests (job_id, status, priority DESC, seq);
+CREATE INDEX IF NOT EXISTS requests_by_seq ON requests (job_id, seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, request_id TEXT NOT NULL, render_id TEXT,
     stage TEXT NOT NULL, message TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS dead_letters_by_job ON dead_letters (job_id, id);
 CREATE TABLE IF NOT EXISTS renders (render_id TEXT PRIMARY KEY, result TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS inputs (uri TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, sha256 TEXT NOT NULL,
+    at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (job_id TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
 """
 
@@ -66,8 +71,10 @@ class SQLiteJobStore(JobStore):
             try:
                 db = self._db()
                 db.executescript(_SCHEMA)
-                if "history" not in {row["name"] for row in db.execute("PRAGMA table_info(requests)")}:
-                    db.execute("ALTER TABLE requests ADD COLUMN history TEXT")   # a store from before history
+                columns = {row["name"] for row in db.execute("PRAGMA table_info(requests)")}
+                for column in ("history", "request"):      # a store from before these columns
+                    if column not in columns:
+                        db.execute(f"ALTER TABLE requests ADD COLUMN {column} TEXT")
             except sqlite3.OperationalError as exc:
                 raise TransientError(f"job store {self.path} is busy: {exc}") from exc
 
@@ -149,11 +156,15 @@ class SQLiteJobStore(JobStore):
             added = 0
             for spec in specs:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO requests (job_id, request_id, render_id, priority, seq, status, updated_at)"
-                    " VALUES (?,?,?,?,?,?,?)", (job_id, spec.request_id, spec.render_id, spec.priority, seq + 1, status, now))
+                    "INSERT OR IGNORE INTO requests (job_id, request_id, render_id, priority, seq, status, updated_at,"
+                    " request) VALUES (?,?,?,?,?,?,?,?)",
+                    (job_id, spec.request_id, spec.render_id, spec.priority, seq + 1, status, now, spec.request))
                 if cur.rowcount:
                     seq += 1
                     added += 1
+                elif spec.request is not None:
+                    db.execute("UPDATE requests SET request=? WHERE job_id=? AND request_id=?",
+                               (spec.request, job_id, spec.request_id))
             db.execute("UPDATE jobs SET seq=?, updated_at=? WHERE job_id=?", (seq, now, job_id))
         return added
 
@@ -182,16 +193,23 @@ class SQLiteJobStore(JobStore):
                          created_at=to_utc(job["created_at"]), updated_at=to_utc(job["updated_at"]),
                          meta=json.loads(job["meta"]))
 
-    def request_states(self, job_id) -> list[RequestState]:
-        with self._tx() as db:
-            self._job_row(db, job_id)
-            rows = db.execute("SELECT * FROM requests WHERE job_id=? ORDER BY seq", (job_id,)).fetchall()
-        return [RequestState(request_id=r["request_id"], render_id=r["render_id"], status=r["status"],
-                             priority=r["priority"], attempts=r["attempts"], error_stage=r["error_stage"],
-                             error_message=r["error_message"],
-                             result=None if r["result"] is None else json.loads(r["result"]),
-                             updated_at=to_utc(r["updated_at"]), history=json.loads(r["history"] or "[]"))
-                for r in rows]
+    def iter_request_states(self, job_id, page_size=1000) -> Iterator[RequestState]:
+        after = -1
+        while True:
+            with self._tx() as db:
+                self._job_row(db, job_id)
+                rows = db.execute("SELECT * FROM requests WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?",
+                                  (job_id, after, page_size)).fetchall()
+            for r in rows:
+                yield RequestState(request_id=r["request_id"], render_id=r["render_id"], status=r["status"],
+                                   priority=r["priority"], attempts=r["attempts"], error_stage=r["error_stage"],
+                                   error_message=r["error_message"],
+                                   result=None if r["result"] is None else json.loads(r["result"]),
+                                   updated_at=to_utc(r["updated_at"]), history=json.loads(r["history"] or "[]"),
+                                   request=r["request"])
+            if len(rows) < page_size:
+                return
+            after = rows[-1]["seq"]
 
     def dead_letters(self, job_id) -> list[DeadLetter]:
         with self._tx() as db:
@@ -202,21 +220,21 @@ class SQLiteJobStore(JobStore):
 
     # -- work loop
 
-    def claim_next(self, job_id, limit=1) -> list[str]:
+    def claim(self, job_id, limit=1) -> list[ClaimedRequest]:
         if limit <= 0:
             return []
         now = time.time()
         with self._tx() as db:
             if self._job_row(db, job_id)["cancelled"]:
                 return []
-            ids = [r["request_id"] for r in db.execute(
-                "SELECT request_id FROM requests WHERE job_id=? AND status='pending' ORDER BY priority DESC, seq"
-                " LIMIT ?", (job_id, limit))]
+            claimed = [ClaimedRequest(r["request_id"], r["attempts"] + 1, r["request"]) for r in db.execute(
+                "SELECT request_id, attempts, request FROM requests WHERE job_id=? AND status='pending'"
+                " ORDER BY priority DESC, seq LIMIT ?", (job_id, limit))]
             db.executemany("UPDATE requests SET status='running', attempts=attempts+1, updated_at=?"
-                           " WHERE job_id=? AND request_id=?", [(now, job_id, rid) for rid in ids])
-            if ids:
+                           " WHERE job_id=? AND request_id=?", [(now, job_id, c.request_id) for c in claimed])
+            if claimed:
                 self._touch(db, job_id, now)
-        return ids
+        return claimed
 
     def _request(self, db, job_id, request_id) -> sqlite3.Row:
         row = db.execute("SELECT * FROM requests WHERE job_id=? AND request_id=?", (job_id, request_id)).fetchone()
@@ -224,13 +242,21 @@ class SQLiteJobStore(JobStore):
             raise KeyError(f"job {job_id!r} has no request {request_id!r}")
         return row
 
-    def mark_done(self, job_id, request_id, result=None) -> None:
+    def finish(self, job_id, finished: Sequence[Finished]) -> None:
+        if not finished:
+            return
         now = time.time()
         with self._tx() as db:
             self._job_row(db, job_id)
-            self._request(db, job_id, request_id)
-            db.execute("UPDATE requests SET status='done', result=?, error_stage=NULL, error_message=NULL, updated_at=?"
-                       " WHERE job_id=? AND request_id=?", (json.dumps(result or {}), now, job_id, request_id))
+            for item in finished:
+                cur = db.execute(
+                    "UPDATE requests SET status='done', result=?, render_id=COALESCE(?, render_id), error_stage=NULL,"
+                    " error_message=NULL, updated_at=? WHERE job_id=? AND request_id=?",
+                    (json.dumps(item.result), item.render_id, now, job_id, item.request_id))
+                if cur.rowcount == 0:
+                    raise KeyError(f"job {job_id!r} has no request {item.request_id!r}")
+            db.executemany("INSERT OR REPLACE INTO renders (render_id, result, at) VALUES (?,?,?)",
+                           [(item.render_id, json.dumps(item.result), now) for item in finished if item.new_render])
             self._touch(db, job_id, now)
 
     def mark_failed(self, job_id, request_id, stage, message, *, transient=False, max_attempts=3) -> RequestStatus:
@@ -344,3 +370,14 @@ class SQLiteJobStore(JobStore):
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO renders (render_id, result, at) VALUES (?,?,?)",
                        (render_id, json.dumps(result), time.time()))
+
+    # -- input hashes
+
+    def lookup_input(self, uri) -> tuple[str, str] | None:
+        rows = self._read("SELECT fingerprint, sha256 FROM inputs WHERE uri=?", (uri,))
+        return (rows[0]["fingerprint"], rows[0]["sha256"]) if rows else None
+
+    def record_input(self, uri, fingerprint, sha256) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO inputs (uri, fingerprint, sha256, at) VALUES (?,?,?,?)",
+                       (uri, fingerprint, sha256, time.time()))

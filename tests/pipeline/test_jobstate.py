@@ -11,6 +11,8 @@ import pytest
 
 from core.errors import TransientError
 from pipeline.jobstate import (
+    ClaimedRequest,
+    Finished,
     JobNotFoundError,
     RedisJobStore,
     RequestSpec,
@@ -225,3 +227,44 @@ def test_requeue_keeps_each_rows_earlier_runs(store):
     store.mark_failed("j", "a", "audio", "silent")
     store.requeue_failed("j")
     assert [e["message"] for e in store.request_states("j")[0].history] == ["no face found", "silent"]
+
+
+def test_claims_carry_attempts_and_requests_and_finishes_commit_together(store):
+    store.create_job("j", [RequestSpec("a", None, 0, '{"take": 1}'), ("b", None, 0), ("c", None, 0)])
+    assert store.create_job("j", [RequestSpec("a", None, 0, '{"take": 2}'), ("b", None, 0)]) == 0   # latest file wins
+    assert store.claim("j", 3) == [ClaimedRequest("a", 1, '{"take": 2}'), ClaimedRequest("b", 1, None),
+                                   ClaimedRequest("c", 1, None)]
+    assert store.mark_failed("j", "c", "decode", "gpu lost", transient=True) == "pending"
+    assert store.claim("j", 3) == [ClaimedRequest("c", 2, None)]
+
+    # One unknown row sinks the whole commit: nothing of it is written.
+    with pytest.raises(KeyError):
+        store.finish("j", [Finished("a", {"output": "a.mp4"}, "ra", new_render=True), Finished("nope", {})])
+    assert _statuses(store, "j") == {"a": "running", "b": "running", "c": "running"}
+    store.finish("j", [Finished("a", {"output": "a.mp4"}, "ra", new_render=True),
+                       Finished("b", {"output": "a.mp4", "reused": True}, "ra"), Finished("c", {"output": "c.mp4"})])
+    states = {state.request_id: state for state in store.request_states("j")}
+    assert {rid: (state.status, state.render_id) for rid, state in states.items()} == {
+        "a": ("done", "ra"), "b": ("done", "ra"), "c": ("done", None)}
+    assert states["b"].result == {"output": "a.mp4", "reused": True} and states["a"].request == '{"take": 2}'
+    assert store.lookup_render("ra") == {"output": "a.mp4"} and store.job_status("j").counts["done"] == 3
+    with pytest.raises(JobNotFoundError):
+        store.finish("nope", [Finished("a", {})])
+
+
+def test_states_are_read_page_by_page_in_submission_order(store):
+    ids = [f"r{i}" for i in range(7)]
+    store.create_job("j", [RequestSpec(rid, None, i % 3, f'"{rid}"') for i, rid in enumerate(ids)])
+    store.claim_next("j", 2)
+    pages = store.iter_request_states("j", page_size=3)
+    assert [(state.request_id, state.request) for state in pages] == [(rid, f'"{rid}"') for rid in ids]
+    assert [state.status for state in store.request_states("j")].count("running") == 2
+    with pytest.raises(JobNotFoundError):
+        list(store.iter_request_states("nope"))
+
+
+def test_input_hashes_are_shared_across_drivers(store):
+    assert store.lookup_input("/media/face.jpg") is None
+    store.record_input("/media/face.jpg", "1024:17", "ab" * 32)
+    store.record_input("/media/face.jpg", "1024:18", "cd" * 32)       # hashed again after it changed
+    assert pickle.loads(pickle.dumps(store)).lookup_input("/media/face.jpg") == ("1024:18", "cd" * 32)

@@ -19,7 +19,7 @@ from core.identity import sha256_file
 from core.schemas import RenderControls
 from core.stage import Resources, Stage, TaskStage
 from core.storage import Storage, is_s3
-from core.take import FRAME_DUBBED, FRAME_STATUS_NAMES, TakeTrack
+from core.take import FRAME_DUBBED, FRAME_STATUS_NAMES
 from core.task import FrameChunk, RenderTask
 from workers.audio.vad import speech_mask
 from workers.decoder.renderer import DECODER_VERSION, DecoderConfig
