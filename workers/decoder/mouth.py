@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workers.decoder.interior import sample_detail
 from workers.decoder.shapes import (
     between_curves_distance,
     polyline_y,
@@ -32,6 +33,15 @@ CHEEK_SHADE = 0.7
 # closing gap. (At 0.3 the batch QC's mouth patches between tracked frames read lip r 0.13
 # below the full eval on Grace Hopper, past its 0.1 tolerance; at 0.5 they agree.)
 SMALL_OPENING_SHADE = 0.5
+# Real interior detail (workers/decoder/interior.py): its log-luma amplitude on what is
+# synthesised, faded in over this share of the mouth width from each lip line (the exemplars'
+# own lip rims are dark lines there; at 8 % of the opening instead, the inner-lip edge ratio
+# fell by 0.04 on every closed-mouth photo).
+DETAIL_GAIN = 1.8
+DETAIL_FADE = 0.05
+# ... and at most about this much (log luma, soft limit): stronger, a wide-open mouth's teeth
+# bands catch the exemplars' highlights and read as chrome.
+DETAIL_SOFT_LIMIT = 0.35
 
 
 def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tensor, lower: torch.Tensor,
@@ -45,8 +55,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         upper: (B, 11, 2) inner upper lip line, right corner to left corner (sorted by x).
         lower: (B, 11, 2) inner lower lip line, same order.
         light: (3,) RGB light on the face in the photo (see :func:`mouth_light`).
-        teeth_rgb: (3,) colour of the photo's own teeth under its light, for the teeth it never
-            showed; None: teeth of the lips' light (TEETH_RGB x light).
+        teeth_rgb: (2, 3) colours of the photo's own upper and lower teeth under its light, for
+            the teeth it never showed; None: teeth of the lips' light (TEETH_RGB x light).
         plates: the photo's own teeth, back to front: (plate, affine) pairs with plate
             (1, 4, S, S) RGB + alpha over the crop (see :func:`teeth_plate`) and affine (B, 2, 3)
             from frame pixels to the plate's crop pixels (upper teeth: the skull's motion;
@@ -99,17 +109,34 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     tongue_cover = smoothstep(1.0, 0.75, tongue) * smoothstep(0.0, 0.35, gap / (2 * half_width))
     interior = interior + tongue_cover * (rgb(TONGUE_RGB) * (1.0 - 0.35 * depth) * lit - interior)
     # Teeth the photo never showed: bands hanging from the upper lip line and standing on the
-    # lower one, in the photo's own teeth colour, darker toward the corners. No drawn seams.
-    teeth_color = rgb(TEETH_RGB) * lit if teeth_rgb is None else teeth_rgb.view(1, 3, 1, 1)
+    # lower one, in the colour of the photo's own set (upper or lower), darker toward the
+    # corners. No drawn seams.
+    if teeth_rgb is None:
+        upper_color = lower_color = rgb(TEETH_RGB) * lit
+    else:
+        upper_color, lower_color = teeth_rgb.view(2, 1, 3, 1, 1)
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     upper_h = 0.28 * half_width
     upper_teeth = smoothstep(upper_h, upper_h * 0.75, y - top) * smoothstep(0.96, 0.7, across)
     lower_h = 0.18 * half_width
     lower_teeth = smoothstep(lower_h, lower_h * 0.7, bottom - y) * smoothstep(0.85, 0.55, across)
     lower_teeth = lower_teeth * smoothstep(0.25, 0.5, gap / upper_h)
-    interior = interior + lower_teeth * (0.82 * teeth_color * corner_shade - interior)
+    interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
     upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)
-    interior = interior + upper_teeth * (teeth_color * corner_shade * upper_shade - interior)
+    interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
+    # Real interiors' structure (gaps between teeth, incisor edges, the tongue's highlights,
+    # inner-cheek folds), carried from real open mouths as log-luma detail in mouth coordinates;
+    # the colours stay this face's. Faded in from the lip lines, where the rim below takes over.
+    # Only for a photo that shows no teeth: where it does, its own plates carry real texture, and
+    # another mouth's tooth gaps over its teeth's colour would contradict them (on the astronaut
+    # they also cost the tracker 0.013 lip r).
+    if teeth_rgb is None:
+        v = ((y - top) / gap.clamp_min(1.0)).clamp(0.0, 1.0)
+        opening = gap.amax(dim=(2, 3)).view(batch) / (2.0 * half_width.view(batch))
+        detail = sample_detail((x - center) / half_width, v, opening)
+        from_lips = torch.minimum(y - top, bottom - y)
+        detail = detail * smoothstep(0.0, DETAIL_FADE * 2.0 * half_width, from_lips)
+        interior = interior * torch.exp(DETAIL_SOFT_LIMIT * torch.tanh(DETAIL_GAIN * detail / DETAIL_SOFT_LIMIT))
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
     # (the photo's own teeth below carry the photo's light already).
     small = smoothstep(0.75 * half_width, 0.0, gap)

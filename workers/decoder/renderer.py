@@ -38,7 +38,7 @@ from workers.decoder.spline import ThinPlateGrid, fit_thin_plate
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-4"
+DECODER_VERSION = "talkfarm-warp-decoder-5"
 WARP_MAX_BLINK = 0.5
 # Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
 # jaw's rotation alone, far from the lips) the lower teeth follow.
@@ -48,6 +48,8 @@ _MOUTH_DYNAMICS = [dyn_index(name) for name in DYNAMICS if name in (
     "jaw_open", "lip_stretch", "lip_pucker", "lip_press", "upper_lip_raise", "lower_lip_depress")]
 # A set of teeth smaller than this (pixels) is too little of the photo to carry as a plate.
 MIN_PLATE_PIXELS = 60
+# ... and one smaller than this too little to give its own colour.
+MIN_SET_PIXELS = 20
 _EYES = (
     (topo.RIGHT_IRIS, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
     (topo.LEFT_IRIS, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
@@ -216,7 +218,11 @@ class FaceRenderer:
             return np.interp(xs, xy[order, 0], xy[order, 1])[None, :]
 
         if mouth.teeth_visible and not self.keep_mouth:
-            self.teeth_rgb = torch.as_tensor(mouth.teeth_rgb, dtype=self.dtype, device=self.device)
+            # Each set's own colour where the photo shows enough of it (the upper teeth of a
+            # mid-speech photo are in the upper lip's shadow, the lower ones lit), else all teeth's.
+            self.teeth_rgb = torch.as_tensor(np.stack([
+                crop[teeth].mean(0) / 255.0 if teeth.sum() >= MIN_SET_PIXELS else mouth.teeth_rgb
+                for teeth in (mouth.upper_teeth, mouth.lower_teeth)]), dtype=self.dtype, device=self.device)
             for teeth, anchors, toward in (
                     (mouth.lower_teeth, _MANDIBLE, (yy <= line(topo.LIP_OUTER_LOWER)) & (yy >= line(topo.LIP_INNER_UPPER))),
                     (mouth.upper_teeth, _SKULL, (yy >= line(topo.LIP_OUTER_UPPER)) & (yy <= line(topo.LIP_INNER_LOWER)))):

@@ -25,9 +25,10 @@ from workers.face.latents import (
     euler_from_matrix,
     rotation_matrix,
 )
+from workers.face.rest_lips import rest_lips
 from workers.face.rig import EYEBALL_RADIUS, build_rig
 
-RIG_VERSION = "talkfarm-rig-2"
+RIG_VERSION = "talkfarm-rig-3"
 # Below this jaw opening in the photo, what the rig does not reproduce of the photo stays in
 # the identity instead of being folded into the jaw field (dividing by ~0 would blow it up).
 MIN_JAW_FOR_RESIDUAL = 0.05
@@ -108,6 +109,11 @@ class FaceModel:
         # wide and flat), so the jaw alone leaves the lips apart toward the corners. Close the
         # rest explicitly: the identity's inner lips meet along the whole mouth.
         identity = identity + close_lips(identity)
+        # Closed so, an open photo's lips keep the shape they had apart (an "O" keeps its round
+        # inner line and its tucked-in corners, and folds when the head pitches): they are laid
+        # in their rest geometry instead, with the photo's own thickness.
+        if dyn[DYNAMICS.index("jaw_open")] > 0.0:
+            identity = identity + rest_lips(identity, canonical)
         # The rig is built on the closed shape: fields that act on the lip lines (the press
         # pulls each inner line toward the other) are then defined from lips that touch, and
         # do not push a parted photo's lips through each other.

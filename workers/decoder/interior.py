@@ -1,0 +1,147 @@
+"""Texture of real mouth interiors, for the parts of a mouth the photo never showed.
+
+What :func:`workers.decoder.mouth.paint_mouth` synthesises (cavity, tongue, teeth bands) is
+smooth shading in this face's colours: it reads as paint. Real interiors have structure at
+every scale: the dark gaps between teeth, the edges of the incisors, the tongue's wet
+highlights, the folds of the inner cheeks. This module carries that structure from real
+open-mouth photos and frames (sources and licences in data/mouth_interiors.json) as *detail*
+only: the high-pass along the mouth of each interior's log luma, in the mouth's own coordinates (u across the
+opening, -1 at the right corner to 1 at the left; v down it, 0 at the upper inner lip line
+to 1 at the lower). The colours stay this face's; the detail multiplies them.
+
+The atlas is built once by ``bench/mouth_interiors.py`` (:func:`interior_detail` on each
+exemplar) and stored in the package as a 16-bit PNG of the stacked exemplars plus a JSON
+sidecar giving each one's opening (inner-lip gap over mouth width), source and licence.
+
+:func:`texture_along_mouth` measures on a frame what the detail is for (bench/mouth.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workers.face import topology as topo
+from workers.face.mouth import mouth_width, polygon_mask
+
+DATA = Path(__file__).resolve().parent / "data"
+ATLAS_PNG = DATA / "mouth_interiors.png"
+ATLAS_JSON = DATA / "mouth_interiors.json"
+# Texels of one exemplar: v (down the opening) x u (across it).
+TEXELS = (40, 96)
+# High-pass: log luma minus its Gaussian blur along the mouth of this many texels; detail
+# clipped to +-DETAIL_CLIP.
+DETAIL_SIGMA = 3.0
+DETAIL_CLIP = 0.6
+# Exemplars are blended by how near their opening is to the frame's (Gaussian, this sigma).
+OPENING_SIGMA = 0.06
+
+
+def interior_detail(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """One open mouth's interior detail in mouth coordinates, (40, 96) float.
+
+    Args:
+        crop: (S, S, 3) uint8 RGB, the photo's aligned crop.
+        upper, lower: (11, 2) inner lip lines in crop pixels, corner to corner.
+    """
+    rows, cols = TEXELS
+    order_u, order_l = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
+    left = max(upper[:, 0].min(), lower[:, 0].min())
+    right = min(upper[:, 0].max(), lower[:, 0].max())
+    u = (np.arange(cols) + 0.5) / cols                     # 0..1 across, right corner to left
+    v = (np.arange(rows) + 0.5) / rows
+    xs = left + u * (right - left)
+    top = np.interp(xs, upper[order_u, 0], upper[order_u, 1])
+    bottom = np.interp(xs, lower[order_l, 0], lower[order_l, 1])
+    map_x = np.broadcast_to(xs[None, :], (rows, cols)).astype(np.float32) - 0.5
+    map_y = (top[None, :] + v[:, None] * (bottom - top)[None, :]).astype(np.float32) - 0.5
+    patch = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REFLECT).astype(np.float32) / 255.0
+    luma = np.log(np.maximum(patch @ np.array([0.299, 0.587, 0.114], np.float32), 0.02))
+    # High-pass along the mouth only: what varies along a row (gaps between teeth, highlights)
+    # is kept; bands along the mouth (each exemplar's lip rims and teeth rows) are this face's
+    # own shading's to draw, and laid over it they read as streaks of chrome.
+    taps = 2 * int(np.ceil(3.0 * DETAIL_SIGMA)) + 1
+    detail = luma - cv2.GaussianBlur(luma, (taps, 1), DETAIL_SIGMA, borderType=cv2.BORDER_REFLECT)
+    return np.clip(detail, -DETAIL_CLIP, DETAIL_CLIP)
+
+
+def write_atlas(details: list[np.ndarray], records: list[dict]) -> None:
+    """Store exemplars (each (40, 96)) and their records (opening, source, licence)."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    stacked = np.concatenate(details, 0)
+    encoded = np.round((stacked / DETAIL_CLIP * 0.5 + 0.5) * 65535.0).clip(0, 65535).astype(np.uint16)
+    cv2.imwrite(str(ATLAS_PNG), encoded)
+    ATLAS_JSON.write_text(json.dumps({"texels": list(TEXELS), "detail_clip": DETAIL_CLIP,
+                                      "exemplars": records}, indent=2) + "\n")
+
+
+@functools.lru_cache(maxsize=1)
+def load_atlas() -> tuple[np.ndarray, np.ndarray]:
+    """(details (E, 40, 96) float32, openings (E,) float32) from the package's atlas."""
+    meta = json.loads(ATLAS_JSON.read_text())
+    encoded = cv2.imread(str(ATLAS_PNG), cv2.IMREAD_UNCHANGED)
+    if encoded is None:
+        raise FileNotFoundError(f"mouth interior atlas missing: {ATLAS_PNG}")
+    details = (encoded.astype(np.float32) / 65535.0 - 0.5) * 2.0 * float(meta["detail_clip"])
+    rows, cols = meta["texels"]
+    openings = np.array([record["opening"] for record in meta["exemplars"]], np.float32)
+    return details.reshape(len(openings), rows, cols), openings
+
+
+def sample_detail(u: torch.Tensor, v: torch.Tensor, opening: torch.Tensor) -> torch.Tensor:
+    """Real interior detail at mouth coordinates, blended over exemplars by opening.
+
+    Args:
+        u: (B, 1, h or 1, w) across the opening, -1 right corner .. 1 left corner.
+        v: (B, 1, h, w) down the opening, 0 upper inner lip line .. 1 lower.
+        opening: (B,) inner-lip gap over mouth width of each frame.
+
+    Returns:
+        (B, 1, h, w) log-luma detail (zero mean, about +-0.3).
+    """
+    details, openings = load_atlas()
+    atlas = torch.as_tensor(details, dtype=u.dtype, device=u.device)[:, None]          # (E, 1, r, c)
+    weight = torch.exp(-0.5 * ((opening[:, None] - torch.as_tensor(openings, dtype=u.dtype, device=u.device)[None])
+                               / OPENING_SIGMA).square())                                 # (B, E)
+    weight = weight / weight.sum(1, keepdim=True).clamp_min(1e-6)
+    u, v = torch.broadcast_tensors(u, v)
+    grid = torch.stack([u.clamp(-1.0, 1.0), v.clamp(0.0, 1.0) * 2.0 - 1.0], -1)[:, 0]    # (B, h, w, 2)
+    out = torch.zeros_like(u)
+    for index in range(atlas.shape[0]):
+        sampled = F.grid_sample(atlas[index:index + 1].expand(u.shape[0], -1, -1, -1), grid, mode="bilinear",
+                                padding_mode="border", align_corners=False)
+        out = out + weight[:, index].view(-1, 1, 1, 1) * sampled
+    return out
+
+
+def texture_along_mouth(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """How much a mouth interior varies along the mouth: what flat paint lacks.
+
+    Median |d/dx| of log luma inside the inner lip line, per 1 % of the mouth width, on a
+    frame (H, W, 3) uint8 RGB with its Face Mesh landmarks (478, 2+) in pixels.
+
+    Across the mouth, not down it: painted interiors are bands along the mouth (teeth rows,
+    the dark ring, the tongue's edge), whose edges are horizontal; what paint lacks is what
+    varies along the row (gaps between teeth, the tongue's highlights). Taken at Gaussian scale
+    1 % of the mouth width, over the interior shrunk by 4 % of it (the lip rim left out), so a
+    webcam mouth and a studio portrait are measured at the same scale of the mouth. None when
+    the interior is too small (a closed or barely parted mouth).
+    """
+    width = mouth_width(landmarks)
+    inside = polygon_mask(frame.shape[:2], landmarks[topo.inner_mouth_polygon(), :2]).astype(np.uint8)
+    depth = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
+    core = depth > 0.04 * width
+    if core.sum() < 30:
+        return None
+    luma = np.log(np.maximum(frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32), 2.0))
+    sigma = max(0.5, 0.01 * width)
+    smooth = cv2.GaussianBlur(luma, (0, 0), sigma)
+    across = cv2.Sobel(smooth, cv2.CV_32F, 1, 0) / 8.0
+    return float(np.median(np.abs(across)[core]) * 0.01 * width)
