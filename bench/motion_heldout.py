@@ -132,6 +132,7 @@ class LatentScorer:
         from workers.audio.decode import load_audio, normalize_loudness
         from workers.audio.features import compute_features
         from workers.audio.phonemes import BILABIALS, align_transcript
+        from workers.audio.whisper import with_motion_features
         from workers.quality.measure import (
             audio_envelope,
             lagged_correlations,
@@ -150,7 +151,7 @@ class LatentScorer:
                 phones = align_transcript(wave, text) if text is not None else None
             except Exception:   # noqa: BLE001 - a silent clip, or one the aligner cannot place, is left out
                 continue
-            features = compute_features(wave)
+            features = with_motion_features(compute_features(wave), wave)
             target = phone_target_opening(phones, features.fps, features.num_frames) if phones else None
             envelope = audio_envelope(wave, features.fps, features.num_frames)
             bilabials = [p for p in phones if p.phone in BILABIALS] if phones else []
