@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recordings", default=str(ASTERISK_SOUNDS), help="folder of recordings whose held-out "
                         "tenth (jobs/recordings.py) is scored too; skipped when absent")
     parser.add_argument("--transcripts", default=str(ASTERISK_TRANSCRIPTS), help="transcript list of --recordings")
+    parser.add_argument("--english-only", action="store_true", help="leave out the other languages' prompts")
     args = parser.parse_args(argv)
 
     from jobs.recordings import find_recordings, read_transcripts
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         held_out, _ = find_recordings(args.recordings, read_transcripts(args.transcripts), held_out=True,
                                       known_word=in_dictionary)
         sets[f"{Path(args.recordings).name} held-out tenth"] = [(r.path, r.text) for r in held_out]
-    for language, folder in OTHER_LANGUAGES.items():
+    for language, folder in ({} if args.english_only else OTHER_LANGUAGES).items():
         transcripts = asterisk_transcripts(language)
         if (ASTERISK_ROOT / folder).is_dir() and transcripts.is_file():
             held_out, _ = find_recordings(ASTERISK_ROOT / folder, read_transcripts(transcripts), held_out=True,
@@ -130,7 +131,7 @@ def shared_clips(assets: Path) -> list[tuple[Path, str]]:
 
 def print_per_clip(per_set: dict, clip_names: dict) -> None:
     """Per clip: each generator's articulation contrast, P/B/M closed and envelope r; then, per
-    diffusion checkpoint, on how many clips (with a value) it is above procedural on each."""
+    diffusion checkpoint, on how many clips (with a value) it is above, equal to and below procedural."""
     keys = ("articulation contrast", "P/B/M closed", "envelope r")
     print("\n| recordings | clip | generator | " + " | ".join(keys) + " |\n|---|---|---|" + "---|" * len(keys))
     wins: dict = {}
@@ -144,12 +145,11 @@ def print_per_clip(per_set: dict, clip_names: dict) -> None:
                 for k in keys:
                     ours, theirs = values[k][index], scores["procedural"][k][index]
                     if np.isfinite(ours) and np.isfinite(theirs):
-                        tally = wins.setdefault((generator, k), [0, 0])
-                        tally[0] += int(ours > theirs)
-                        tally[1] += 1
-    print("\n| generator | measure | clips above procedural |\n|---|---|---|")
-    for (generator, key), (above, total) in wins.items():
-        print(f"| {generator} | {key} | {above} / {total} |")
+                        tally = wins.setdefault((generator, k), [0, 0, 0])
+                        tally[0 if ours > theirs + 1e-9 else 1 if ours >= theirs - 1e-9 else 2] += 1
+    print("\n| generator | measure | clips above / equal to / below procedural |\n|---|---|---|")
+    for (generator, key), (above, equal, below) in wins.items():
+        print(f"| {generator} | {key} | {above} / {equal} / {below} |")
 
 
 class LatentScorer:
