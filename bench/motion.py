@@ -44,6 +44,7 @@ def speed_rows(assets: Path, steps: int) -> list[str]:
     from pipeline.streaming import stream_render
     from workers.audio.decode import load_audio, normalize_loudness
     from workers.audio.features import compute_features
+    from workers.audio.whisper import with_motion_features
     from workers.motion.base import sampling_options
     from workers.motion.conditioning import features_matrix
     from workers.motion.diffusion import (
@@ -67,7 +68,7 @@ def speed_rows(assets: Path, steps: int) -> list[str]:
     portrait = assets / "face_grace_hopper.jpg"
     for audio in sorted(assets.glob("speech_*.wav")):
         wave = normalize_loudness(load_audio(audio))
-        audio_rows = features_matrix(compute_features(wave, 16000, 25.0))
+        audio_rows = features_matrix(with_motion_features(compute_features(wave, 16000, 25.0), wave))
         sample_motion(model, audio_rows[:20], Conditions(), 0, options)            # warm-up
         started = time.perf_counter()
         sample_motion(model, audio_rows, Conditions(), 0, options)

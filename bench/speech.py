@@ -7,8 +7,9 @@
   Debian's ``asterisk-core-sounds-{en,fr}-g722`` are installed, on ``--heldout`` prompts of
   the held-out tenth (``jobs.recordings.is_held_out``): recordings no choice here was tuned on.
 * **Cost** in seconds per audio second with the models loaded (a render's steady state):
-  silero-vad, the Whisper tiny.en encoder port (``workers.audio.whisper``, one 30 s window
-  per started 30 s) and recognition; model load times printed apart.
+  silero-vad, the motion features (``workers.audio.whisper.motion_features``: the tiny.en
+  encoder port up to block 3 on the clip's own length) and recognition (faster-whisper, which
+  encodes whole 30 s windows); model load times printed apart.
 * **Which encoder layer** (``--probe N``): ridge regression from each layer's 25 fps
   features to the transcript's mouth targets (``articulation.mouth_targets`` of the aligned
   phones, jaw opening and lip closure) on N English held-out-set prompts, fitted on half the
@@ -31,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from workers.audio.decode import load_audio  # noqa: E402
 from workers.audio.recognise import recognise, word_errors  # noqa: E402
 from workers.audio.vad import speech_mask, speech_probability  # noqa: E402
-from workers.audio.whisper import load_encoder, model_files  # noqa: E402
+from workers.audio.whisper import load_encoder, model_files, motion_features  # noqa: E402
 
 KNOWN_TEXT = {
     "speech_librivox_austen_7s.wav": None,      # its .txt beside it
@@ -63,13 +64,13 @@ CPU_SECONDS: list[float] = []
 
 def clip_rows(clips: list[tuple[str, np.ndarray, str | None, str]]) -> list[dict]:
     """Recognise, VAD and encode each (name, wave, reference text or None, language) clip."""
-    encoder = load_encoder("tiny.en")
+    load_encoder("tiny.en")          # loaded (and sha256-checked) before anything is timed
     rows = []
     for name, wave, reference, language in clips:
         seconds = len(wave) / 16000
         probability, vad_s = timed(speech_probability, wave, 25.0)
         speech_s = speech_mask(probability, 25.0).sum() / 25.0
-        _, encoder_s = timed(encoder.frame_features, wave, 25.0, 2)
+        _, encoder_s = timed(motion_features, wave, 25.0)      # what the audio stage computes for the motion model
         encoder_cpu = CPU_SECONDS[-1]
         result, asr_s = timed(recognise, wave, language, speech_s)
         asr_cpu = CPU_SECONDS[-1]

@@ -43,6 +43,9 @@ class AudioFeatures:
             2500-8000 Hz in dBFS (the four bands sum to the frame's mean square), floor -80.
         speech_probability: (num_frames,) float32 voice activity in [0, 1] from silero-vad
             (``workers.audio.vad``), filled by the audio stage; None where not computed.
+        whisper_states: (num_frames, 384) float32 Whisper tiny.en encoder states after its
+            third block (``workers.audio.whisper.motion_features``), what the diffusion
+            motion model reads; filled by the audio stage for it; None where not computed.
     """
 
     fps: float
@@ -55,6 +58,7 @@ class AudioFeatures:
     voicing: np.ndarray
     band_energy_db: np.ndarray
     speech_probability: np.ndarray | None = None
+    whisper_states: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@
     python -m jobs.train_motion --corpus /work/synthetic /work/recorded ...   # trained on together
 
 ``--init CHECKPOINT`` starts a new run from a shipped checkpoint's weights (fine-tuning after
-the corpus targets changed; the standardisation is the new corpus's).
+the corpus targets changed; the standardisation is the new corpus's). A checkpoint that reads
+fewer audio columns (one trained before the Whisper states) gets its input projection widened:
+the new columns' weights start at zero, so training starts from the old model's motion and
+learns what the Whisper states add.
 
 Resumable: every ``--save-every`` steps the run folder gets ``state.pt`` (model, optimiser,
 step, RNG) and a loss curve ``loss.png``; running the same command again continues from it.
@@ -45,7 +48,6 @@ from workers.face.latents import DYN_SLICE, DYNAMICS, MOTION_DIM
 from workers.motion.articulation import CLOSED_PRESS, MOUTH_DYN_INDEX
 from workers.motion.conditioning import (
     AUDIO_FEATURES,
-    MODEL_AUDIO_DIM,
     ClipNormalization,
     audio_matrix,
     silence_matrix,
@@ -115,11 +117,14 @@ def load_corpus(uri: str | list[str], storage: Storage | None = None, seed: int 
     audio, motion, offsets, controls, silence = [], [], [0], [], []
     for name in names:
         shard = np.load(io.BytesIO(storage.read_bytes(name)))
+        if "whisper_states" not in shard:
+            raise SystemExit(f"{name} has no whisper_states (built before the Whisper features): build the corpus again")
         bounds = shard["offsets"]
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             log_mel = warp_formants(shard["log_mel"][lo:hi], rng.uniform(*FORMANT_WARP))
             rows = audio_matrix(log_mel, shard["energy_db"][lo:hi], shard["pitch_hz"][lo:hi],
-                                shard["voicing"][lo:hi], shard["band_energy_db"][lo:hi])
+                                shard["voicing"][lo:hi], shard["band_energy_db"][lo:hi],
+                                shard["whisper_states"][lo:hi])
             normalization = ClipNormalization.fit(rows)
             audio.append(normalization.apply(rows))
             silence.append(normalization.apply(silence_matrix(1))[0])
@@ -237,6 +242,19 @@ def set_statistics(model: MotionTransformer, corpus: Corpus) -> None:
         model.audio_std.copy_(torch.from_numpy(corpus.audio.std(0)).clamp(min=1e-3))
 
 
+def load_widened(model: MotionTransformer, initial: MotionTransformer) -> None:
+    """Copy ``initial``'s weights into ``model``; when ``initial`` reads fewer audio columns, its
+    input projection fills the leading columns and the new ones start at zero."""
+    state = initial.state_dict()
+    if initial.audio_dim != model.audio_dim:
+        old = state["audio_in.0.weight"]                              # (width, old columns, kernel)
+        widened = torch.zeros(old.shape[0], model.audio_dim, old.shape[2])
+        widened[:, : initial.audio_dim] = old
+        state["audio_in.0.weight"] = widened
+        state["audio_mean"], state["audio_std"] = model.audio_mean, model.audio_std   # the corpus's, set after
+    model.load_state_dict(state)
+
+
 def plot_losses(losses: list[tuple[int, float]], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -276,7 +294,7 @@ def export(model: MotionTransformer, folder: Path, summary: dict, training: dict
         "parameters": params,
         "config": dataclasses.asdict(model.config),
         "fps": 25.0,
-        "audio_dim": MODEL_AUDIO_DIM,
+        "audio_dim": model.audio_dim,
         "audio_features": AUDIO_FEATURES,
         "motion_dim": MOTION_DIM,
         "corpus": {k: summary.get(k) for k in ("hours", "utterances", "engines", "voices", "languages", "seed", "articulation_gain", "rest_press", "effort_floor", "recordings", "parts")},
@@ -341,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         initialised_from = init_checkpoint.version
         if dataclasses.asdict(initial.config) != dataclasses.asdict(config):
             raise SystemExit(f"--init checkpoint has {initial.config}; pass the same model options")
-        model.load_state_dict(initial.state_dict())
+        load_widened(model, initial)
         set_statistics(model, corpus)    # the corpus's own standardisation; the weights adapt to it
         print(f"initialised from {args.init}", flush=True)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {config}", flush=True)

@@ -11,7 +11,10 @@ a window of motion as soon as its audio is in, and the decoder turns it into fra
 live previews; batch renders take the whole-clip path of the stages.
 
 Loudness is normalised with the running active level of the speech read so far (a whole-clip
-render uses the level of the whole clip), so the first second can differ slightly.
+render uses the level of the whole clip), so the first second can differ slightly. Whisper's
+encoder states (``workers.audio.whisper.motion_features``) are computed on each block with
+WHISPER_CONTEXT_FRAMES of the audio before it and WHISPER_LOOKAHEAD_FRAMES after it, so they
+see most of what a whole-clip encoding sees around each frame.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import dataclasses
+
 import imageio_ffmpeg
 import numpy as np
 
@@ -28,12 +33,18 @@ from core.errors import BadInputError
 from core.schemas import RenderControls, RenderRequest
 from core.task import RenderTask
 from workers.audio.features import compute_features
+from workers.audio.whisper import motion_features
 from workers.motion.conditioning import features_matrix
 from workers.motion.diffusion import FPS
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = int(SAMPLE_RATE / FPS)          # 640
 CONTEXT_FRAMES = 3                                   # left context for the 25-40 ms analysis windows
+# Whisper's attention reads both ways: each block is encoded with 2 s before it and its rows
+# wait for 0.2 s after them. On a 7 s clip the states then match the whole-clip encoding to
+# cosine 0.956 (median over frames; 0.926 without the look-ahead).
+WHISPER_CONTEXT_FRAMES = 50
+WHISPER_LOOKAHEAD_FRAMES = 5
 TARGET_DBFS = -20.0
 ACTIVE_DBFS = -50.0
 
@@ -82,15 +93,25 @@ def stream_audio_rows(path: str | os.PathLike, block_seconds: float = 0.2) -> It
             complete = base + len(samples) // SAMPLES_PER_FRAME
             if ended and len(samples) > (complete - base) * SAMPLES_PER_FRAME:
                 complete += 1            # the last partial frame, as the whole-clip features count it
-            if complete > emitted:
+            # Rows wait WHISPER_LOOKAHEAD_FRAMES for the audio after them (until the audio ends).
+            ready = complete if ended else complete - WHISPER_LOOKAHEAD_FRAMES
+            if ready > emitted:
                 start = max(0, emitted - CONTEXT_FRAMES)
-                segment = samples[(start - base) * SAMPLES_PER_FRAME: (complete - base) * SAMPLES_PER_FRAME]
-                gain = level.gain(samples[(emitted - base) * SAMPLES_PER_FRAME: (complete - base) * SAMPLES_PER_FRAME])
+                segment = samples[(start - base) * SAMPLES_PER_FRAME: (ready - base) * SAMPLES_PER_FRAME]
+                gain = level.gain(samples[(emitted - base) * SAMPLES_PER_FRAME: (ready - base) * SAMPLES_PER_FRAME])
                 features = compute_features(np.clip(segment * gain, -1.0, 1.0), SAMPLE_RATE, FPS)
-                rows = features_matrix(features)[emitted - start: complete - start]
-                emitted = complete
+                # Whisper states of the frames from `start` on, encoded with the context held before
+                # them and the look-ahead after them.
+                heard = np.clip(samples[:(complete - base) * SAMPLES_PER_FRAME] * gain, -1.0, 1.0)
+                states = motion_features(heard, FPS)[start - base:ready - base]
+                states = np.pad(states, ((0, features.num_frames - len(states)), (0, 0)), mode="edge")
+                features = dataclasses.replace(features, whisper_states=states)
+                rows = features_matrix(features)[emitted - start: ready - start]
+                # a last partial frame the segment's rounding dropped repeats the row before it
+                rows = np.pad(rows, ((0, ready - emitted - len(rows)), (0, 0)), mode="edge")
+                emitted = ready
                 # keep only the left context the next rows need
-                keep_from = max(base, emitted - CONTEXT_FRAMES)
+                keep_from = max(base, emitted - WHISPER_CONTEXT_FRAMES)
                 samples = samples[(keep_from - base) * SAMPLES_PER_FRAME:]
                 base = keep_from
                 yield rows

@@ -2,7 +2,8 @@
 featurised and given target motion, written as shards (``jobs.corpus.shards``).
 
 Audio features are computed exactly as at inference (loudness normalisation, then
-``compute_features`` at 25 fps) on the augmented 16 kHz audio. Utterance i is drawn from its own
+``compute_features`` and the Whisper states of ``workers.audio.whisper.motion_features`` at
+25 fps) on the augmented 16 kHz audio. Utterance i is drawn from its own
 generator seeded with (seed, i), so a seed gives the same corpus on any machine with the same
 engines installed. An utterance whose engine fails is skipped and counted; the build never
 stops for one.
@@ -42,6 +43,7 @@ from jobs.recordings import Recording
 from workers.audio.decode import normalize_loudness
 from workers.audio.espeak import EngineError
 from workers.audio.features import compute_features
+from workers.audio.whisper import with_motion_features
 from workers.motion.articulation import Phone
 
 logger = logging.getLogger(__name__)
@@ -124,7 +126,8 @@ class Builder:
         augmentations += applied
 
         clean = compute_features(normalize_loudness(wave16, sample_rate=SAMPLE_RATE), SAMPLE_RATE, fps=FPS)
-        features = compute_features(normalize_loudness(noisy, sample_rate=SAMPLE_RATE), SAMPLE_RATE, fps=FPS)
+        heard = normalize_loudness(noisy, sample_rate=SAMPLE_RATE)
+        features = with_motion_features(compute_features(heard, SAMPLE_RATE, fps=FPS), heard)
         emotion_name, emotion, gaze, distance = sample_conditions(rng)
         motion = target_motion(clean, phones, synth.alphabet, emotion, gaze, distance,
                                int(rng.integers(2 ** 31)), self.unknown_phones)

@@ -6,6 +6,7 @@ concatenated frames of ~``shard_utterances`` utterances::
     log_mel float16 (F, 80)       energy_db float16 (F,)      pitch_hz float16 (F,)
     voicing float16 (F,)          band_energy_db float16 (F, 4)
     clean_energy_db float16 (F,)  frame level of the speech before augmentation (the targets' vocal effort)
+    whisper_states float16 (F, 384)  Whisper tiny.en states after block 3 (workers.audio.whisper.motion_features)
     motion float32 (F, 20)        offsets int64 (U + 1,)      frame boundaries of utterances
     emotion float32 (U, 12)       gaze float32 (U, 2)         NaN rows: no gaze condition
     distance float32 (U,)         meta: JSON string, per utterance engine, voice, language,
@@ -55,6 +56,7 @@ def shard_arrays(utterances: list[Utterance]) -> dict[str, np.ndarray]:
         "voicing": cat("voicing"),
         "band_energy_db": cat("band_energy_db"),
         "clean_energy_db": np.concatenate([u.clean_energy_db for u in utterances]).astype(np.float16),
+        "whisper_states": cat("whisper_states"),
         "motion": np.concatenate([u.motion for u in utterances]).astype(np.float32),
         "offsets": offsets,
         "emotion": np.stack([u.emotion for u in utterances]).astype(np.float32),

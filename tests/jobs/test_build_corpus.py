@@ -52,12 +52,13 @@ def test_shard_layout(corpus):
     assert len(shards) >= 2
     for s in shards:
         assert set(s) == {"log_mel", "energy_db", "pitch_hz", "voicing", "band_energy_db", "clean_energy_db", "motion",
-                          "offsets", "emotion", "gaze", "distance", "meta"}
+                          "offsets", "emotion", "gaze", "distance", "meta", "whisper_states"}
         offsets = s["offsets"]
         frames, utts = int(offsets[-1]), len(offsets) - 1
         assert offsets.dtype == np.int64 and offsets[0] == 0 and np.all(np.diff(offsets) > 0)
         for name, shape in (("log_mel", (frames, 80)), ("energy_db", (frames,)), ("pitch_hz", (frames,)),
-                            ("voicing", (frames,)), ("band_energy_db", (frames, 4)), ("clean_energy_db", (frames,))):
+                            ("voicing", (frames,)), ("band_energy_db", (frames, 4)), ("clean_energy_db", (frames,)),
+                            ("whisper_states", (frames, 384))):
             assert s[name].dtype == np.float16 and s[name].shape == shape, name
         assert s["motion"].dtype == np.float32 and s["motion"].shape == (frames, MOTION_DIM)
         assert s["emotion"].dtype == np.float32 and s["emotion"].shape == (utts, len(DYNAMICS))

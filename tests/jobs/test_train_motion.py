@@ -65,3 +65,33 @@ def test_short_run_on_two_corpora_exports_a_checkpoint(two_corpora, tmp_path):
                     "--init", str(tmp_path / "export"), "--export", str(tmp_path / "tuned"), *small]) == 0
     tuned = json.loads((tmp_path / "tuned" / "motion-diffusion.json").read_text())
     assert tuned["training"]["initialised_from"] == meta["version"] != tuned["version"]
+
+
+def test_a_model_from_before_the_whisper_states_is_widened_without_changing_its_output():
+    """--init from a checkpoint that reads the 98 acoustic columns: the widened model predicts
+    exactly what the old one did until training gives the Whisper columns weight."""
+    from workers.motion.conditioning import CUES_MODEL_DIM, MODEL_AUDIO_DIM
+    from workers.motion.diffusion import DiffusionConfig, MotionTransformer
+
+    config = DiffusionConfig(width=32, layers=1, heads=2, window=20, context=4, overlap=2)
+    torch.manual_seed(0)
+    old = MotionTransformer(config, audio_dim=CUES_MODEL_DIM).eval()
+    for block in old.blocks:                        # adaLN-zero starts at zero: make the blocks act
+        torch.nn.init.normal_(block.modulation.weight, std=0.05)
+    new = MotionTransformer(config).eval()
+    new.audio_mean.normal_()
+    new.audio_std.uniform_(0.5, 2.0)
+    tm.load_widened(new, old)
+    assert new.audio_dim == MODEL_AUDIO_DIM and new.audio_in[0].weight.shape[1] == MODEL_AUDIO_DIM
+    # The corpus's standardisation is kept for the new columns; the old ones read as before.
+    new.audio_mean[:CUES_MODEL_DIM], new.audio_std[:CUES_MODEL_DIM] = old.audio_mean, old.audio_std
+    generator = torch.Generator().manual_seed(1)
+    b, k, w = 2, config.context, config.window
+    inputs = dict(noisy=torch.randn(b, w, 20, generator=generator), t=torch.tensor([10, 500]),
+                  audio=torch.randn(b, k + w, MODEL_AUDIO_DIM, generator=generator),
+                  previous=torch.randn(b, k, 20, generator=generator), controls=torch.zeros(b, 16),
+                  keep_audio=torch.ones(b), keep_previous=torch.ones(b))
+    with torch.no_grad():
+        assert torch.allclose(new(**inputs), old(**inputs), atol=1e-5)
+        inputs["audio"][..., CUES_MODEL_DIM:] *= 3.0      # the Whisper columns do not matter yet
+        assert torch.allclose(new(**inputs), old(**inputs), atol=1e-5)

@@ -15,20 +15,26 @@ from core.schemas import RenderControls
 from pipeline.streaming import stream_audio_rows, stream_render
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
-from workers.motion.conditioning import features_matrix
+from workers.audio.whisper import with_motion_features
+from workers.motion.conditioning import WHISPER, features_matrix
 
 
 def test_streamed_rows_match_the_whole_clip_features(shared_assets):
     path = shared_assets / "speech_librivox_austen_7s.wav"
     chunks = list(stream_audio_rows(path, block_seconds=0.2))
     rows = np.concatenate(chunks)
-    whole = features_matrix(compute_features(normalize_loudness(load_audio(path)), 16000, 25.0))
+    wave = normalize_loudness(load_audio(path))
+    whole = features_matrix(with_motion_features(compute_features(wave, 16000, 25.0), wave))
     assert rows.shape == whole.shape and len(chunks) > 10
     # Spectral shape, voicing and band balance are level-free: they match the whole-clip rows;
     # the level columns differ only by the running vs whole-clip loudness gain.
     assert np.median(np.abs(rows[:, :80] - whole[:, :80])) < 0.1
     assert np.mean(rows[:, 83] == whole[:, 83]) > 0.95          # voiced flag
     assert np.median(np.abs(rows[:, 81] - whole[:, 81])) < 0.15   # energy / 20 dB
+    # Whisper's states, encoded block by block with 2 s of left context, keep the whole clip's.
+    cosine = (rows[:, WHISPER] * whole[:, WHISPER]).sum(1) / (
+        np.linalg.norm(rows[:, WHISPER], axis=1) * np.linalg.norm(whole[:, WHISPER], axis=1))
+    assert np.median(cosine) > 0.95, np.median(cosine)
 
 
 def _slow_writer(source, fifo, first_part: float, release: threading.Event):

@@ -24,7 +24,7 @@ from workers.audio.recognise import VERSION as RECOGNITION_VERSION
 from workers.audio.recognise import recognise
 from workers.audio.vad import VERSION as VAD_VERSION
 from workers.audio.vad import speech_mask, speech_probability
-from workers.audio.whisper import ModelUnavailableError
+from workers.audio.whisper import MOTION_FEATURES_VERSION, ModelUnavailableError, with_motion_features
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ MAX_AUDIO_SECONDS = 600.0
 class AudioFeatureStage(TaskStage):
     """Decodes the speech (ffmpeg, 16 kHz mono), normalises loudness, computes features.
 
-    Fills ``task.audio`` (with silero-vad's speech probability per frame) and
-    ``task.audio_path``. Empty, silent, non-audio or over-long files fail the request with a
+    Fills ``task.audio`` (with silero-vad's speech probability per frame and, for the diffusion
+    motion model, Whisper's encoder states) and ``task.audio_path``. Empty, silent, non-audio or over-long files fail the request with a
     clear message.
 
     Every render gets a transcript (``task.transcript``): the request's own
@@ -56,6 +56,8 @@ class AudioFeatureStage(TaskStage):
     @classmethod
     def model_versions(cls, controls: RenderControls) -> dict[str, str]:
         versions = {"voice_activity": VAD_VERSION}
+        if controls.motion == "diffusion":
+            versions["speech_features"] = MOTION_FEATURES_VERSION
         if controls.transcript is not None:
             versions["transcript_alignment"] = TRANSCRIPT_ALIGNMENT_VERSION
         elif controls.recognise:
@@ -73,6 +75,9 @@ class AudioFeatureStage(TaskStage):
             task.audio_sha256 = sha256_file(local)
         wave = normalize_loudness(wave, sample_rate=SAMPLE_RATE)
         features = compute_features(wave, SAMPLE_RATE, controls.fps)
+        if controls.motion == "diffusion":     # the diffusion model reads Whisper's encoder states
+            features = with_motion_features(features, wave)
+            task.model_versions["speech_features"] = MOTION_FEATURES_VERSION
         task.audio = dataclasses.replace(features, speech_probability=speech_probability(wave, controls.fps))
         task.model_versions["voice_activity"] = VAD_VERSION
         if controls.transcript:

@@ -10,6 +10,12 @@ balance; and appends the hand-built articulation cues of :mod:`workers.audio.cue
 (MODEL_AUDIO_DIM columns in all). The model was trained on synthetic voices only; without
 this step its lips did not transfer to recorded speech. Global standardisation (mean / std
 over the training corpus) lives in the model checkpoint, not here.
+
+The Whisper encoder states of :func:`workers.audio.whisper.motion_features` (tiny.en after
+its third block, 384 per frame) follow as the last columns of both, unchanged by the clip
+normalisation (Whisper was trained on many voices; it is its own speaker normalisation). A
+checkpoint names the recipe it reads (:data:`FEATURE_RECIPES`); one trained before the Whisper
+columns existed reads the first 98 model columns.
 """
 
 from __future__ import annotations
@@ -26,23 +32,31 @@ from workers.audio.features import (
     hz_to_slaney_mel,
     slaney_mel_to_hz,
 )
+from workers.audio.whisper import MOTION_FEATURE_DIM, MOTION_FEATURES, silence_motion_features
 
 # log_mel shape (80) + mel level + energy dB + log pitch + voiced flag + voicing + 4 relative bands
-AUDIO_DIM = NUM_MELS + 1 + 1 + 1 + 1 + 1 + 4
+ACOUSTIC_DIM = NUM_MELS + 1 + 1 + 1 + 1 + 1 + 4
+# Raw rows: the acoustic columns, then the Whisper states.
+AUDIO_DIM = ACOUSTIC_DIM + MOTION_FEATURE_DIM
 # Columns of the raw rows.
 LEVEL, ENERGY, LOG_PITCH, VOICED, VOICING = NUM_MELS, NUM_MELS + 1, NUM_MELS + 2, NUM_MELS + 3, NUM_MELS + 4
 BANDS = slice(NUM_MELS + 5, NUM_MELS + 9)
-# Normalised rows followed by one column per articulation cue.
-MODEL_AUDIO_DIM = AUDIO_DIM + len(CUE_NAMES)
+WHISPER = slice(ACOUSTIC_DIM, AUDIO_DIM)
+# Model rows: normalised acoustic columns, one column per articulation cue, the Whisper states.
+CUES_MODEL_DIM = ACOUSTIC_DIM + len(CUE_NAMES)
+MODEL_AUDIO_DIM = CUES_MODEL_DIM + MOTION_FEATURE_DIM
 # Name of this feature recipe, stored in checkpoints: a model only reads the rows it was trained on.
-AUDIO_FEATURES = f"clip-normalized-cues-{MODEL_AUDIO_DIM}"
+AUDIO_FEATURES = f"clip-normalized-cues-{CUES_MODEL_DIM}+{MOTION_FEATURES}"
+# Recipes a checkpoint may name -> how many leading model columns it reads (the Whisper states
+# come last, so a model trained before them reads the columns it knows).
+FEATURE_RECIPES = {AUDIO_FEATURES: MODEL_AUDIO_DIM, f"clip-normalized-cues-{CUES_MODEL_DIM}": CUES_MODEL_DIM}
 # A frame quieter than this (dBFS, after loudness normalisation) is silence for padding.
 SILENCE_DB = -80.0
 
 
 def audio_matrix(log_mel: np.ndarray, energy_db: np.ndarray, pitch_hz: np.ndarray, voicing: np.ndarray,
-                 band_energy_db: np.ndarray) -> np.ndarray:
-    """Per-frame model input (T, AUDIO_DIM) float32 from the fields of :class:`AudioFeatures`.
+                 band_energy_db: np.ndarray, whisper_states: np.ndarray) -> np.ndarray:
+    """Per-frame raw rows (T, AUDIO_DIM) float32 from the fields of :class:`AudioFeatures`.
 
     Args:
         log_mel: (T, 80) natural-log mel power.
@@ -50,6 +64,7 @@ def audio_matrix(log_mel: np.ndarray, energy_db: np.ndarray, pitch_hz: np.ndarra
         pitch_hz: (T,) F0 in Hz, 0 where unvoiced.
         voicing: (T,) periodicity in [0, 1].
         band_energy_db: (T, 4) band levels in dBFS.
+        whisper_states: (T, 384) Whisper motion features.
     """
     log_mel = np.asarray(log_mel, dtype=np.float32)
     energy = np.asarray(energy_db, dtype=np.float32)
@@ -61,13 +76,17 @@ def audio_matrix(log_mel: np.ndarray, energy_db: np.ndarray, pitch_hz: np.ndarra
     return np.concatenate([
         log_mel - level, level, energy[:, None] / 20.0, log_pitch[:, None], voiced[:, None],
         np.asarray(voicing, dtype=np.float32)[:, None], np.clip(bands, -60.0, 0.0) / 20.0,
+        np.asarray(whisper_states, dtype=np.float32).reshape(len(energy), MOTION_FEATURE_DIM),
     ], axis=1).astype(np.float32)
 
 
 def features_matrix(features: AudioFeatures) -> np.ndarray:
-    """:func:`audio_matrix` of a clip's :class:`AudioFeatures` (T, AUDIO_DIM)."""
+    """:func:`audio_matrix` of a clip's :class:`AudioFeatures` (T, AUDIO_DIM); its
+    ``whisper_states`` must have been computed (the audio stage does for the diffusion model)."""
+    if features.whisper_states is None:
+        raise ValueError("these audio features have no Whisper states (workers.audio.whisper.motion_features)")
     return audio_matrix(features.log_mel, features.energy_db, features.pitch_hz, features.voicing,
-                        features.band_energy_db)
+                        features.band_energy_db, features.whisper_states)
 
 
 def silence_matrix(num_frames: int) -> np.ndarray:
@@ -75,7 +94,8 @@ def silence_matrix(num_frames: int) -> np.ndarray:
     log_mel = np.full((num_frames, NUM_MELS), np.log(1e-10), dtype=np.float32)
     floor = np.full(num_frames, SILENCE_DB, dtype=np.float32)
     return audio_matrix(log_mel, floor, np.zeros(num_frames), np.zeros(num_frames),
-                        np.full((num_frames, 4), SILENCE_DB, dtype=np.float32))
+                        np.full((num_frames, 4), SILENCE_DB, dtype=np.float32),
+                        np.repeat(silence_motion_features()[None], num_frames, axis=0))
 
 
 @dataclass(frozen=True)
@@ -117,7 +137,7 @@ class ClipNormalization:
     def apply(self, rows: np.ndarray, fps: float = 25.0) -> np.ndarray:
         """Model rows (T, MODEL_AUDIO_DIM) float32 from raw rows (T, AUDIO_DIM) of this clip."""
         rows = np.asarray(rows, np.float32)
-        out = rows.copy()
+        out = rows[:, :ACOUSTIC_DIM].copy()
         out[:, :NUM_MELS] -= self.mel_shape_mean
         out[:, LEVEL] -= self.mel_level
         out[:, ENERGY] -= self.cues.speech_level_db / 20.0
@@ -125,7 +145,8 @@ class ClipNormalization:
         out[:, BANDS] -= self.band_mean
         energy, bands, voicing = _cue_inputs(rows)
         cues = acoustic_cues(energy, bands, voicing, fps, self.cues)
-        return np.concatenate([out, np.stack([cues[name] for name in CUE_NAMES], axis=1)], axis=1).astype(np.float32)
+        return np.concatenate([out, np.stack([cues[name] for name in CUE_NAMES], axis=1), rows[:, WHISPER]],
+                              axis=1).astype(np.float32)
 
 
 def _cue_inputs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -130,14 +130,16 @@ class MotionTransformer(nn.Module):
 
     Inputs are standardised with the corpus statistics held in the buffers
     (``motion_mean/std``, ``audio_mean/std``); :meth:`forward` takes and returns raw units.
+    ``audio_dim`` is how many leading model audio columns it reads (``FEATURE_RECIPES``).
     """
 
-    def __init__(self, config: DiffusionConfig):
+    def __init__(self, config: DiffusionConfig, audio_dim: int = MODEL_AUDIO_DIM):
         super().__init__()
         self.config = config
+        self.audio_dim = audio_dim
         width = config.width
         self.motion_in = nn.Linear(MOTION_DIM, width)
-        self.audio_in = nn.Sequential(nn.Conv1d(MODEL_AUDIO_DIM, width, 5, padding=2), nn.GELU(),
+        self.audio_in = nn.Sequential(nn.Conv1d(audio_dim, width, 5, padding=2), nn.GELU(),
                                       nn.Conv1d(width, width, 3, padding=1))
         self.null_audio = nn.Parameter(torch.zeros(width))
         self.null_previous = nn.Parameter(torch.zeros(width))
@@ -150,8 +152,8 @@ class MotionTransformer(nn.Module):
         self.out = nn.Linear(width, MOTION_DIM)
         self.register_buffer("motion_mean", torch.zeros(MOTION_DIM))
         self.register_buffer("motion_std", torch.ones(MOTION_DIM))
-        self.register_buffer("audio_mean", torch.zeros(MODEL_AUDIO_DIM))
-        self.register_buffer("audio_std", torch.ones(MODEL_AUDIO_DIM))
+        self.register_buffer("audio_mean", torch.zeros(audio_dim))
+        self.register_buffer("audio_std", torch.ones(audio_dim))
         self.register_buffer("alpha_bar", cosine_alpha_bar(config.diffusion_steps))
 
     def normalize_motion(self, motion: torch.Tensor) -> torch.Tensor:
@@ -169,7 +171,8 @@ class MotionTransformer(nn.Module):
             noisy: (B, W, MOTION_DIM) standardised noisy motion x_t.
             t: (B,) integer diffusion steps.
             audio: (B, K + W, MODEL_AUDIO_DIM) clip-normalised audio rows of the context and the
-                window (:class:`workers.motion.conditioning.ClipNormalization`).
+                window (:class:`workers.motion.conditioning.ClipNormalization`); the model reads
+                the first ``audio_dim`` columns.
             previous: (B, K, MOTION_DIM) standardised final motion of the K frames before.
             controls: (B, CONTROL_DIM) control vectors (gaze zeroed where not given).
             keep_audio, keep_previous: (B,) 1.0 to use that condition, 0.0 to drop it.
@@ -179,6 +182,7 @@ class MotionTransformer(nn.Module):
             (B, W, MOTION_DIM) standardised prediction of x0.
         """
         k = self.config.context
+        audio = audio[..., : self.audio_dim]
         a = self.audio_in(((audio - self.audio_mean) / self.audio_std).transpose(1, 2)).transpose(1, 2)
         keep_a = keep_audio[:, None, None]
         a = a * keep_a + self.null_audio * (1 - keep_a)

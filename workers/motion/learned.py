@@ -23,7 +23,7 @@ from core.errors import BadInputError
 from core.speech import AudioFeatures
 from workers.face.latents import DYN_SLICE, DYNAMICS, GAZE_SLICE, POSE_SLICE
 from workers.motion.base import MotionControls
-from workers.motion.conditioning import AUDIO_FEATURES, features_matrix
+from workers.motion.conditioning import AUDIO_FEATURES, FEATURE_RECIPES, features_matrix
 from workers.motion.diffusion import (
     FPS,
     Conditions,
@@ -75,10 +75,10 @@ def load_model(checkpoint: Checkpoint, device: str | torch.device = "cpu") -> Mo
     from safetensors.torch import load_file
 
     features = checkpoint.meta.get("audio_features")
-    if features != AUDIO_FEATURES:
+    if features not in FEATURE_RECIPES:
         raise BadInputError(f"motion checkpoint reads audio features {features!r}; this code makes "
                             f"{AUDIO_FEATURES!r} (retrain it with jobs/train_motion.py)", str(checkpoint.weights))
-    model = MotionTransformer(DiffusionConfig(**checkpoint.meta["config"]))
+    model = MotionTransformer(DiffusionConfig(**checkpoint.meta["config"]), FEATURE_RECIPES[features])
     model.load_state_dict(load_file(str(checkpoint.weights)))
     return model.eval().to(device)
 

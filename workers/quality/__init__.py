@@ -9,6 +9,8 @@ One job per module (imports run down this list, never up):
 * ``patches``: mouth / eye patches between tracked frames and their per-clip calibration;
 * ``flicker``: frame-to-frame luma change outside the mouth;
 * ``measure``: mouth opening, audio envelope, lip sync, silences, phones, eyes and blinks;
+* ``theval``: THEval-style naturalness: head translation and rotation, brow and lip dynamics,
+  the lips in pauses;
 * ``geometry``: rigid fits, head rotation and pose, identity drift, jitter;
 * ``tracking``: Face Mesh trackers (and their pool) and detectors; ``landmark_wire``: its
   landmark message read from bytes;

@@ -15,6 +15,7 @@ import numpy as np
 
 from core.video import scaled_size
 from workers.audio.phonemes import align_transcript
+from workers.audio.vad import speech_mask, speech_probability
 from workers.quality.flicker import FlickerMeter
 from workers.quality.frames import DECODE_MAX_SIDE, fit_frame
 from workers.quality.geometry import (
@@ -35,6 +36,7 @@ from workers.quality.measure import (
     silence_closure,
 )
 from workers.quality.patches import FacePatches, calibrate
+from workers.quality.theval import naturalness
 from workers.quality.thresholds import DEFAULT_THRESHOLDS, QualityThresholds
 from workers.quality.tracking import FaceTracker, acquire_tracker, release_tracker
 
@@ -289,6 +291,12 @@ class StreamingQC:
         spans = [_nan_stat(pose[:, k], lambda v: np.percentile(v, 95) - np.percentile(v, 5)) for k in range(3)]
         m.update(yaw_range_deg=spans[0], pitch_range_deg=spans[1], roll_range_deg=spans[2],
                  head_range_deg=max((s for s in spans if math.isfinite(s)), default=float("nan")))
+        speech = None
+        if wave16k is not None and len(wave16k) and n:
+            speech = np.zeros(n, bool)
+            heard = speech_mask(speech_probability(wave16k, fps), fps)[:n]
+            speech[:len(heard)] = heard
+        m.update(naturalness(landmarks, pose, fps, stride, envelope if audio_seconds is not None else None, speech))
         # with patches the eye aspect ratio is known on every frame, else on the tracked ones
         if self._patches is not None:
             blinks, per_minute = blink_rate(ear, fps)

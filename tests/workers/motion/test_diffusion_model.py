@@ -9,6 +9,7 @@ import pytest
 from core.schemas import RenderControls
 from workers.audio.decode import load_audio, normalize_loudness
 from workers.audio.features import compute_features
+from workers.audio.whisper import with_motion_features
 from workers.decoder.renderer import DecoderConfig, FaceRenderer
 from workers.face.latents import dyn_index
 from workers.motion.base import motion_controls
@@ -28,7 +29,7 @@ def generator() -> DiffusionMotion:
 
 def _features(path):
     wave = normalize_loudness(load_audio(path))
-    return wave, compute_features(wave, 16000, 25.0)
+    return wave, with_motion_features(compute_features(wave, 16000, 25.0), wave)
 
 
 @pytest.fixture(scope="module")
