@@ -19,12 +19,11 @@ see most of what a whole-clip encoding sees around each frame.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-
-import dataclasses
 
 import imageio_ffmpeg
 import numpy as np

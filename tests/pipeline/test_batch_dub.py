@@ -27,7 +27,9 @@ SPEECH = "speech_cmu_arctic_a0009_3s.wav"
 def request_file(shared_assets, tmp_path_factory):
     folder = tmp_path_factory.mktemp("dubjob")
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-ss", "3", "-t", "1.2", "-i",
-                    str(shared_assets / WEBCAM), "-c:v", "libx264", "-preset", "veryfast", str(folder / "take.mp4")],
+                    # 640x480: the watermark reads back reliably from frames of 512 px and up (BENCHMARKS,
+                    # "Limit"); the webcam clip's own 400x300 is at its edge
+                    str(shared_assets / WEBCAM), "-vf", "scale=640:480", "-c:v", "libx264", "-preset", "veryfast", str(folder / "take.mp4")],
                    check=True)
     (folder / "speech.wav").write_bytes((shared_assets / SPEECH).read_bytes())
     (folder / "requests.csv").write_text("id,video,audio,fit\nline-1,take.mp4,speech.wav,hold\n")

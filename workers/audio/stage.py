@@ -24,7 +24,11 @@ from workers.audio.recognise import VERSION as RECOGNITION_VERSION
 from workers.audio.recognise import recognise
 from workers.audio.vad import VERSION as VAD_VERSION
 from workers.audio.vad import speech_mask, speech_probability
-from workers.audio.whisper import MOTION_FEATURES_VERSION, ModelUnavailableError, with_motion_features
+from workers.audio.whisper import (
+    MOTION_FEATURES_VERSION,
+    ModelUnavailableError,
+    with_motion_features,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,11 @@ from workers.audio.features import (
     hz_to_slaney_mel,
     slaney_mel_to_hz,
 )
-from workers.audio.whisper import MOTION_FEATURE_DIM, MOTION_FEATURES, silence_motion_features
+from workers.audio.whisper import (
+    MOTION_FEATURE_DIM,
+    MOTION_FEATURES,
+    silence_motion_features,
+)
 
 # log_mel shape (80) + mel level + energy dB + log pitch + voiced flag + voicing + 4 relative bands
 ACOUSTIC_DIM = NUM_MELS + 1 + 1 + 1 + 1 + 1 + 4
