@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.graph import DUB_GRAPH, GraphConfig
     from pipeline.render import LocalRenderer
     from workers.encode import watermark
+    from core.take import FRAME_DUBBED
+    from workers.face.topology import FACE_OVAL
     from workers.quality.qc import evaluate
+    from workers.take.compose import face_region
     from workers.take.track import track_take
 
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
@@ -145,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             track, _ = track_take(take, 0, 512, 3600)
             source, dubbed = read_frames(take)[:result.frames], read_frames(output)
             frames = min(len(source), len(dubbed))
-            marked = watermark.embed(source[:frames], watermark.payload_for(result.render_id))
+            # The floor: the take with only the watermark, marked as the encoder marks a dub
+            # (whole on dubbed faces, lighter elsewhere), before h264.
+            regions = np.stack([face_region(points) if status == FRAME_DUBBED else np.full((len(FACE_OVAL), 2), np.nan)
+                                for points, status in zip(track.landmarks[:frames], track.status[:frames])])
+            marked = watermark.embed(source[:frames], watermark.payload_for(result.render_id),
+                                     watermark.region_weights(*source.shape[1:3], regions.astype(np.float32)))
             floor = outside_face_psnr(source[:frames], marked, track.landmarks[:frames])
             psnr = outside_face_psnr(source[:frames], dubbed[:frames], track.landmarks[:frames])
             reference = track.landmarks[int(np.argmin(np.abs(track.own[:, 0]) + np.abs(track.own[:, 1])))]
@@ -154,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             base = evaluate(trimmed, speech, transcript=transcript, portrait=reference).metrics
             contact_sheet(source[:frames], dubbed[:frames], track.landmarks[:frames],
                           out_dir / f"dub_{source_path.stem}.png")
+            reading = watermark.read_video(output)
             decode_fps = result.frames / result.seconds.get("take_decode", float("nan"))
             rows.append(
                 f"| {label} | {frames} | {got['lipsync_r']:.2f} / {got['lipsync_lag_frames']:+d} "
@@ -161,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"({base.get('bilabial_closed_fraction', float('nan')):.2f}) | {got['identity_drift_pct']:.2f} "
                 f"({base['identity_drift_pct']:.2f}) | {got['jitter_pct_iod']:.2f} ({base['jitter_pct_iod']:.2f}) | "
                 f"{got['flicker_grey']:.2f} ({base['flicker_grey']:.2f}) | {psnr:.1f} ({floor:.1f}) | "
-                f"{decode_fps:.2f} | {result.frames / wall:.2f} |")
+                f"{decode_fps:.2f} | {result.frames / wall:.2f} | {'yes' if reading.found else 'no'} "
+                f"({reading.bit_snr:.2f}) |")
             passed = [w for w in result.warnings if "passed through" in w]
             notes.append(f"{label}: {passed[0] if passed else 'every frame dubbed'}; stage seconds "
                          + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
@@ -176,13 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     section = "\n".join([
         SECTION, "",
         f"`bench/dub.py` ({date.today().isoformat()}, {cpu_model()}, 2 cores shared with other work; the "
-        "first take's seconds include loading the models). Takes cut to {args.seconds:g} s, dubbed with `{SPEECH}.wav` and its "
+        f"first take's seconds include loading the models). Takes cut to {args.seconds:g} s, dubbed with `{SPEECH}.wav` and its "
         "transcript (`--fit trim`: the speech's 7.1 s). In brackets: the same measure on the source take (for lip "
         "sync: the take's own mouth against the new speech), for PSNR: the source with only the watermark.", "",
         "| take | frames | lip r / lag (source) | p/b/m closed (source) | identity drift % IOD (source) | "
         "jitter % IOD (source) | flicker grey (source) | PSNR outside face dB (watermark only) | take decode "
-        "frames/s | whole dub frames/s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "frames/s | whole dub frames/s | watermark read (bit SNR) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows, "", *[f"- {note}" for note in notes],
         *([f"- take stage memory: {'; '.join(memory)}"] if memory else []), ""])
     print(section)

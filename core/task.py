@@ -132,6 +132,10 @@ class FrameChunk:
     stop: int
     frames: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    # (stop - start, K, 2) float32 polygons in frame pixels: where each frame was re-rendered
+    # (all NaN: the frame passed through). None: whole frames were rendered (a portrait).
+    # The encoder marks these regions at full strength and the rest of the frame lighter.
+    edited_regions: np.ndarray | None = None
 
     @property
     def is_last(self) -> bool:

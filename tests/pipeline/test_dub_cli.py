@@ -57,10 +57,10 @@ def test_dub_keeps_the_take_and_moves_the_mouth(take, shared_assets, detector, t
     assert sidecar["inputs"]["video"]["name"] == "take.mov" and sidecar["controls"]["take"]["fit"] == "trim"
     diff = np.abs(dubbed.astype(float) - source.astype(float)).mean(-1)     # (T, H, W)
     # The face is ~120 px wide around x = 200: above the eyes and beside the head the frame is
-    # the take's own, up to h264 and the watermark; the lips differ.
+    # the take's own, up to h264 and the watermark's lighter background share; the lips differ.
     outside = np.concatenate([diff[:, :80].reshape(30, -1), diff[:, :, :110].reshape(30, -1)], 1)
     psnr = 10 * np.log10(255 ** 2 / np.mean(outside ** 2))
-    assert psnr > 30
+    assert psnr >= 40.0           # the goal; 41.5 measured here
     lips = detector.detect(source[0])[0].landmarks[list(topo.LIPS_ALL), :2]
     (x0, y0), (x1, y1) = lips.min(0).astype(int), lips.max(0).astype(int)
     assert np.median(diff[:, y0:y1, x0:x1].mean((1, 2))) > 3 * np.median(outside.mean(1))

@@ -105,7 +105,9 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
                 video = self._open[key] if key in self._open else self._begin(task, chunk, key)
                 qc_before = video.qc.seconds if video.qc is not None else 0.0
                 # the same pattern in every frame, so chunk.start needs no stride bookkeeping
-                marked = watermark.embed(chunk.frames, watermark.payload_for(video.render_id))
+                weights = None if chunk.edited_regions is None else watermark.region_weights(
+                    *chunk.frames.shape[1:3], chunk.edited_regions)
+                marked = watermark.embed(chunk.frames, watermark.payload_for(video.render_id), weights)
                 video.writer.write(marked)
                 if video.qc is not None:
                     video.qc.add(marked)     # measured as written: what the viewer gets, less h264

@@ -34,6 +34,9 @@ _LOWER_FACE = tuple(sorted(set(topo.FACE_OVAL[8:29] + topo.LIPS_ALL + topo.CHIN 
 # Mask growth and feather, in units of the crop side.
 MASK_GROW = 0.035
 MASK_FEATHER = 0.025
+# The face outline grown by a tenth about its centre: the region a dubbed frame's watermark is
+# whole in (the paste mask lies inside it, with the opened jaw's reach below the chin).
+FACE_REGION_GROW = 1.1
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,14 @@ class FrameTargets:
     landmarks: np.ndarray
     own: np.ndarray
     target: np.ndarray
+
+
+def face_region(landmarks: np.ndarray) -> np.ndarray:
+    """(len(FACE_OVAL), 2) float32 polygon, frame pixels: the face outline of (478, 2+)
+    ``landmarks`` grown by ``FACE_REGION_GROW`` about its centre."""
+    oval = np.asarray(landmarks, np.float32)[list(topo.FACE_OVAL), :2]
+    centre = oval.mean(0)
+    return centre + FACE_REGION_GROW * (oval - centre)
 
 
 def mouth_change(own: np.ndarray, target: np.ndarray) -> np.ndarray:

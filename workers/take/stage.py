@@ -24,13 +24,14 @@ from core.task import FrameChunk, RenderTask
 from workers.audio.vad import speech_mask
 from workers.decoder.renderer import DECODER_VERSION, DecoderConfig
 from workers.face.model import RIG_VERSION
-from workers.take.compose import JAW_INDEX, MOUTH_INDEX, FrameTargets, dub_frame
+from workers.face.topology import FACE_OVAL
+from workers.take.compose import JAW_INDEX, MOUTH_INDEX, FrameTargets, dub_frame, face_region
 from workers.take.reader import TakeInfo, read_take_frames
 from workers.take.track import TRACKER_VERSION, track_take
 
 MAX_TAKE_SECONDS = 600.0
 TAKE_MOTION_VERSION = "talkfarm-take-motion-1"
-TAKE_DECODER_VERSION = f"talkfarm-take-decoder-1+{DECODER_VERSION}"
+TAKE_DECODER_VERSION = f"talkfarm-take-decoder-2+{DECODER_VERSION}"
 # Share of the take's own jaw kept where the new speech is voiced: the actor's jaw carries
 # some of the head's motion and breath, which a wholly synthetic jaw loses. Where the new
 # speech is silent, the mouth is the speech's (rest) alone.
@@ -157,11 +158,15 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
             info = TakeInfo(take.width, take.height, take.fps, take.num_frames / take.fps)
             with self.storage.localized(take.path) as local:
                 frames = read_take_frames(local, info, source)
+            regions = np.full((len(source), len(FACE_OVAL), 2), np.nan, np.float32)
             for i, index in enumerate(source):
                 if take.status[index] == FRAME_DUBBED:
                     targets = FrameTargets(take.landmarks[index], take.own[index], task.motion[chunk.start + i])
                     frames[i] = dub_frame(frames[i], targets, take.crop_size, self.config)
+                    regions[i] = face_region(take.landmarks[index])
             chunk.frames = frames
+            # Everything outside the face is the take's own: the watermark is lighter there.
+            chunk.edited_regions = regions
             task.model_versions["decoder"] = TAKE_DECODER_VERSION
             spent = time.perf_counter() - started
             for seconds in (task.seconds, chunk.seconds):

