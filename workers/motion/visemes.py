@@ -30,11 +30,11 @@ VERSION = "visemes-2"
 # CLOSED_PRESS / CLOSED_JAW (0.95 / 0.06): measured on rendered frames (bench/rendered_heldout.py,
 # Eileen Collins, whose photo smiles) a one-frame closure at those values reads 0.063-0.08 of the
 # mouth width, above talkfarm eval's 0.06 "closed"; the procedural rest (press 1.0, jaw 0.02)
-# reads 0.044. A closure also lasts at least CLOSURE_MIN_S (real bilabial closures: 60-120 ms),
-# so a short aligned /b/ is not one frame.
+# reads 0.044. A closure also lasts at least CLOSURE_MIN_S (real bilabial closures: 60-120 ms;
+# 3 frames at 25 fps), so a short aligned /b/ is not one frame between two open ones.
 CLOSURE_PRESS = 1.0
 CLOSURE_JAW = 0.0
-CLOSURE_MIN_S = 0.08
+CLOSURE_MIN_S = 0.12
 # Loudness scaling of the opening channels (see opening_gain).
 OPENING_CHANNELS = ("jaw_open", "lower_lip_depress")
 GAIN_QUIET = 1.0

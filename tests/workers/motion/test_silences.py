@@ -53,6 +53,8 @@ def test_mouth_rests_closed_in_silences_and_eyes_blink_at_a_human_rate(generator
     # The clip has silences: the leading one, the 1.5 s pause and the trailing second.
     assert resting.sum() >= 1.5 * fps, resting.sum()
     assert np.all(motion[resting, JAW] < 0.06), motion[resting, JAW].max()
+    # ...yet not frozen: real mouths keep small movements in pauses.
+    assert motion[resting, JAW].std() > 0.003 and np.ptp(motion[resting, JAW]) > 0.01, motion[resting, JAW]
     assert np.median(motion[speaking, JAW]) > 3 * np.median(motion[resting, JAW]) + 0.02
     minutes = len(motion) / fps / 60.0
     blinks = len(blink_onsets(motion, fps))
