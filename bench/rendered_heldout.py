@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = [c for c in clips if args.only is None or c[0].stem in args.only]
     portrait = assets / args.portrait
     runner = LocalRenderer(DecoderConfig(device="cpu"))
-    print(f"| clip | mode | heard | contrast | P/B/M (n) closed | lip r | render s |\n|---|---|---|---:|---:|---:|---:|")
+    print("| clip | mode | heard | contrast | P/B/M (n) closed | lip r | render s |\n|---|---|---|---:|---:|---:|---:|")
     values: dict[str, dict[str, list[float]]] = {m: {k: [] for k in KEYS} for m in args.modes}
     with tempfile.TemporaryDirectory(prefix="talkfarm-rendered-heldout-") as folder:
         for path, text in clips:
