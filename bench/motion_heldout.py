@@ -30,6 +30,12 @@ P / B / M, ``workers.quality.measure.phone_articulation``); means over the clips
 ``--per-clip`` prints every clip and, per checkpoint, on how many clips it is above
 procedural; several ``--checkpoint`` are compared side by side.
 
+What the generators get here: the audio only, no transcript, for procedural and diffusion
+alike (the latents before any viseme correction). A render as a user gets it also recognises
+the speech and blends the recognised words' visemes into either generator's mouth; that
+comparison, on the rendered frames, against procedural audio-only *and* procedural with the
+same recognised transcript, is ``bench/rendered_heldout.py``.
+
 ``--render`` also renders every alsa recording with each generator on each shared portrait
 (512 px, seed 0) and measures the video with ``talkfarm eval`` and the transcript: the
 phone-target r on the rendered frames, the share of open vowels whose lips part (the

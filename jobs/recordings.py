@@ -38,17 +38,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers.audio.phonemes import SYMBOL_WORDS, number_words, spell_out  # noqa: F401 - re-exported
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".g722", ".ogg", ".mp3", ".gsm", ".sln16")
 # One recording in this many (by a hash of its name) is held out of every corpus.
 HELD_OUT_EVERY = 10
 # Bracketed parts describe sounds rather than transcribe words: "[ascending tones]", "<beep>".
 DESCRIPTION = re.compile(r"[\[\]<>()]")
-SYMBOL_WORDS = {"#": " pound ", "*": " star ", "&": " and ", "%": " percent ", "+": " plus ", "@": " at "}
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-         "sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-
-
 @dataclass(frozen=True)
 class Recording:
     """One recording and what is said in it.
@@ -66,30 +62,6 @@ class Recording:
     text: str
     speaker: str
     language: str = "en"
-
-
-def number_words(number: int) -> str:
-    """English words of 0 <= number < 1,000,000 (``162`` -> ``one hundred sixty two``)."""
-    if number < 20:
-        return _ONES[number]
-    if number < 100:
-        tens, ones = divmod(number, 10)
-        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
-    if number < 1000:
-        hundreds, rest = divmod(number, 100)
-        return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
-    if number < 1_000_000:
-        thousands, rest = divmod(number, 1000)
-        return number_words(thousands) + " thousand" + ("" if rest == 0 else " " + number_words(rest))
-    raise ValueError(f"{number} is too large to spell")
-
-
-def spell_out(text: str) -> str:
-    """The transcript as spoken: numerals and keypad symbols become words."""
-    for symbol, words in SYMBOL_WORDS.items():
-        text = text.replace(symbol, words)
-    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
-    return re.sub(r"\d+", lambda m: f" {number_words(int(m.group()))} " if len(m.group()) <= 6 else m.group(), text)
 
 
 def read_transcripts(path: str | Path) -> dict[str, str]:

@@ -50,13 +50,44 @@ class PhoneSegment:
     word: str
 
 
+SYMBOL_WORDS = {"#": " pound ", "*": " star ", "&": " and ", "%": " percent ", "+": " plus ", "@": " at "}
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+         "sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(number: int) -> str:
+    """English words of 0 <= number < 1,000,000 (``162`` -> ``one hundred sixty two``)."""
+    if number < 20:
+        return _ONES[number]
+    if number < 100:
+        tens, ones = divmod(number, 10)
+        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
+    if number < 1000:
+        hundreds, rest = divmod(number, 100)
+        return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
+    if number < 1_000_000:
+        thousands, rest = divmod(number, 1000)
+        return number_words(thousands) + " thousand" + ("" if rest == 0 else " " + number_words(rest))
+    raise ValueError(f"{number} is too large to spell")
+
+
+def spell_out(text: str) -> str:
+    """The transcript as spoken: numerals and keypad symbols become words."""
+    for symbol, words in SYMBOL_WORDS.items():
+        text = text.replace(symbol, words)
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    return re.sub(r"\d+", lambda m: f" {number_words(int(m.group()))} " if len(m.group()) <= 6 else m.group(), text)
+
+
 def normalize_transcript(text: str) -> list[str]:
     """Lower-case words as the CMU dictionary spells them.
 
-    Keeps letters, digits and in-word apostrophes; hyphens, dashes and other punctuation
-    split words.
+    Numerals and symbols are spelled as spoken (:func:`spell_out`: Whisper writes "10 of
+    clubs", the dictionary knows "ten"); keeps letters and in-word apostrophes; hyphens,
+    dashes and other punctuation split words.
     """
-    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    text = spell_out(text).lower().replace("\u2019", "'").replace("\u2018", "'")
     words = re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", text)
     return words
 

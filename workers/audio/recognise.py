@@ -24,11 +24,12 @@ import numpy as np
 
 from core.languages import supported_languages
 from core.speech import Transcript
+from workers.audio.phonemes import spell_out
 from workers.audio.whisper import PACKAGES, SAMPLE_RATE, model_files
 
 logger = logging.getLogger(__name__)
 
-VERSION = "asr-1-faster-whisper-1.2.1"
+VERSION = "asr-2-faster-whisper-1.2.1"
 # Mean word probability below which a transcript is not trusted. Measured (bench/speech.py):
 # real English read speech 0.89-0.93 with tiny.en (shared clips, held-out asterisk prompts);
 # espeak-ng English 0.72-0.78; the shared Spanish clip decoded by tiny.en as English 0.61;
@@ -38,6 +39,8 @@ MIN_CONFIDENCE = 0.7
 MIN_LANGUAGE_PROBABILITY = 0.5
 # Less speech than this (seconds, from the VAD) is not worth recognising.
 MIN_SPEECH_SECONDS = 0.3
+# tiny.en and base agreeing on all but one word in this many make an unconfident result usable.
+AGREEMENT_WORDS = 10
 # Greedy decoding: beam search (5) costs ~2.5x for no measured WER gain on the shared clips.
 BEAM_SIZE = 1
 _DESCRIPTION = re.compile(r"[\(\[][^\)\]]*[\)\]]|[♪♫*]")
@@ -128,6 +131,23 @@ def _judge(result: Recognition, alignable: bool) -> Recognition:
     return replace(result, problem=problem)
 
 
+def _agreed(english: Recognition, detected: Recognition) -> Recognition:
+    """tiny.en's unconfident result, usable when base (which decoded the clip anyway to
+    detect its language, and found English) heard the same words.
+
+    Short clips are where tiny.en is least sure of words it gets right: the alsa channel
+    names ("front center", 1-2 s) come back right at 0.47-0.67, the first word of a clip having
+    no context. Two models of different size and training agreeing on every word (at most one
+    word in :data:`AGREEMENT_WORDS` differing) is the evidence the mean word probability
+    lacks; the more confident decoding is kept, and the aligner's own confidence still refuses
+    text that does not fit the audio (bench/rendered_heldout.py, BENCHMARKS.md round 3)."""
+    errors, words = word_errors(spell_out(detected.text), spell_out(english.text))
+    if not re.search(r"\w", _DESCRIPTION.sub(" ", detected.text)) or errors * AGREEMENT_WORDS > max(words, 1):
+        return english
+    best = detected if detected.confidence > english.confidence else english
+    return replace(best, problem=None, confidence=max(english.confidence, detected.confidence))
+
+
 def _alignable(language: str) -> bool:
     return language == "en" or language in supported_languages()
 
@@ -177,6 +197,8 @@ def recognise(wave16k: np.ndarray, language: str = "en", speech_seconds: float |
         detected = _decode(wave16k, "base", None)
         if detected.language != "en" and (detected.language_probability or 0.0) >= MIN_LANGUAGE_PROBABILITY:
             return _judge(detected, _alignable(detected.language))
+        if detected.language == "en" and english.problem and english.problem.startswith("speech recognition confidence"):
+            return _agreed(english, detected)
         return english
     if whisper_language not in _LANGUAGE_CODES:
         return Recognition("", whisper_language, (), 0.0, "", "",

@@ -74,6 +74,6 @@ class MotionStage(TaskStage):
         if task.audio.speech_probability is not None:
             speaking = speech_mask(task.audio.speech_probability, task.audio.fps)
             task.motion = rest_in_silences(task.motion, speaking, task.audio.fps, task.face.model.source_latent,
-                                           motion_controls.emotion)
+                                           motion_controls.emotion, seed=controls.seed)
             task.motion = ensure_blinks(task.motion, speaking, task.audio.fps, controls.seed)
             task.model_versions["silences"] = SILENCES_VERSION

@@ -25,7 +25,16 @@ from workers.motion.articulation import (
 
 # Share of the viseme target in the blended mouth channels (1 - this stays from the audio).
 VISEME_WEIGHT = 0.8
-VERSION = "visemes-1"
+VERSION = "visemes-2"
+# On the enforced p / b / m closures the lips are shut harder than the training targets'
+# CLOSED_PRESS / CLOSED_JAW (0.95 / 0.06): measured on rendered frames (bench/rendered_heldout.py,
+# Eileen Collins, whose photo smiles) a one-frame closure at those values reads 0.063-0.08 of the
+# mouth width, above talkfarm eval's 0.06 "closed"; the procedural rest (press 1.0, jaw 0.02)
+# reads 0.044. A closure also lasts at least CLOSURE_MIN_S (real bilabial closures: 60-120 ms;
+# 3 frames at 25 fps), so a short aligned /b/ is not one frame between two open ones.
+CLOSURE_PRESS = 1.0
+CLOSURE_JAW = 0.0
+CLOSURE_MIN_S = 0.12
 # Loudness scaling of the opening channels (see opening_gain).
 OPENING_CHANNELS = ("jaw_open", "lower_lip_depress")
 GAIN_QUIET = 1.0
@@ -70,7 +79,9 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
     targets = mouth_targets(phones, out.shape[0], fps)
     emotion = np.zeros(len(DYNAMICS), np.float32) if emotion is None else np.asarray(emotion, np.float32)
     press = MOUTH_CHANNELS.index("lip_press")
-    closure = targets[:, press] >= CLOSED_PRESS - 1e-6
+    closure = _lengthen(targets[:, press] >= CLOSED_PRESS - 1e-6, max(1, int(round(CLOSURE_MIN_S * fps))))
+    targets[closure, press] = CLOSURE_PRESS
+    targets[closure, MOUTH_CHANNELS.index("jaw_open")] = CLOSURE_JAW
     if energy_db is not None and len(energy_db) == len(targets):
         gain = np.where(closure, 1.0, opening_gain(energy_db))   # closures stay closed
         for name in OPENING_CHANNELS:
@@ -82,4 +93,18 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
         rest = 0.0 if MOUTH_CHANNELS[k] == "jaw_open" else float(source_latent[column])
         target = rest + emotion[index] + targets[:, k]
         out[:, column] = (1.0 - w) * out[:, column] + w * target
+    return out
+
+
+def _lengthen(mask: np.ndarray, frames: int) -> np.ndarray:
+    """(T,) bool ``mask`` whose runs shorter than ``frames`` are extended forward (backward at
+    the clip's end) to that length."""
+    out = mask.copy()
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    starts, ends = np.flatnonzero(np.diff(padded) == 1), np.flatnonzero(np.diff(padded) == -1)
+    for start, end in zip(starts, ends):
+        missing = frames - (end - start)
+        if missing > 0:
+            end = min(len(mask), end + missing)
+            out[max(0, end - frames):end] = True
     return out

@@ -93,6 +93,12 @@ def test_open_vowels_are_louder_than_bilabial_closures(segments, speech):
     assert mid_band_db(OPEN_VOWELS) > mid_band_db(BILABIALS) + 6
 
 
+def test_numerals_are_spelled_as_spoken():
+    # Whisper writes numbers as digits; the pronunciation dictionary knows only words.
+    assert normalize_transcript("8 of spades, 4 of clubs, 1,500 times & 10%") == (
+        "eight of spades four of clubs one thousand five hundred times and ten percent".split())
+
+
 def test_punctuation_and_case_are_normalized(speech, transcript):
     messy = "And Mister John-Dashwood had then leisure, to consider how much there might be prudently in his power to do for them!"
     assert normalize_transcript(messy) == transcript.split()

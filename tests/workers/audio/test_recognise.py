@@ -39,6 +39,24 @@ def test_spanish_speech_is_recognised_with_the_multilingual_model(shared_assets)
     assert detected.language_probability >= 0.5
 
 
+def test_a_short_clip_is_used_when_both_models_hear_the_same_words(shared_assets):
+    """0.9 s of LibriVox ("much there might"): tiny.en gets the words right but below the
+    confidence bar (no context before the first word); base, run to detect the language,
+    hears the same words, so the transcript is used, at the unconfident level it has."""
+    wave = load_audio(shared_assets / "speech_librivox_austen_7s.wav", 16000, 60)[int(3.95 * 16000): int(4.81 * 16000)]
+    result = recognise(wave, "en")
+    assert result.usable and result.language == "en", result
+    assert result.confidence < MIN_CONFIDENCE
+    assert word_errors("much there might", result.text)[0] == 0, result.text
+
+
+def test_a_short_clip_the_models_disagree_on_is_not_used(shared_assets):
+    # 1 s of LibriVox cut inside "leisure": tiny.en "had then leave", base "had then le-".
+    wave = load_audio(shared_assets / "speech_librivox_austen_7s.wav", 16000, 60)[int(1.53 * 16000): int(2.51 * 16000)]
+    result = recognise(wave, "en")
+    assert not result.usable and "confidence" in result.problem, result
+
+
 @pytest.mark.parametrize("kind", ["noise", "tones", "silence"])
 def test_noise_music_and_silence_give_no_transcript_and_no_error(kind):
     rng = np.random.default_rng(0)

@@ -53,6 +53,8 @@ def test_mouth_rests_closed_in_silences_and_eyes_blink_at_a_human_rate(generator
     # The clip has silences: the leading one, the 1.5 s pause and the trailing second.
     assert resting.sum() >= 1.5 * fps, resting.sum()
     assert np.all(motion[resting, JAW] < 0.06), motion[resting, JAW].max()
+    # ...yet not frozen: real mouths keep small movements in pauses.
+    assert motion[resting, JAW].std() > 0.003 and np.ptp(motion[resting, JAW]) > 0.01, motion[resting, JAW]
     assert np.median(motion[speaking, JAW]) > 3 * np.median(motion[resting, JAW]) + 0.02
     minutes = len(motion) / fps / 60.0
     blinks = len(blink_onsets(motion, fps))
@@ -74,8 +76,20 @@ def test_added_blinks_fill_the_blink_free_stretches_and_keep_the_generators_own(
     assert len(onsets) == int(np.ceil(MIN_BLINKS_PER_MINUTE * 11 / 60))
     assert np.min(np.diff(onsets)) >= FPS                      # at least 1 s apart
     assert np.any(np.abs(onsets - 100) <= 1)                  # one moved to the pause start
-    # A generator that already blinks often keeps its blinks and gets none added.
-    busy = out.copy()
-    for start in range(10, n - 10, 40):
-        busy[start:start + 4, [DYN_SLICE.start + DYNAMICS.index(k) for k in ("blink_left", "blink_right")]] = 1.0
+    # A generator that already blinks often (27 a minute) keeps its blinks and gets none added.
+    lids = [DYN_SLICE.start + DYNAMICS.index(k) for k in ("blink_left", "blink_right")]
+    busy = motion.copy()
+    for start in range(10, n - 10, 60):
+        busy[start:start + 4, lids] = 1.0
     assert np.array_equal(ensure_blinks(busy, speaking, FPS, seed=0), busy)
+    # One blinking 38 a minute loses its excess blinks down to 30 a minute; the rest stay.
+    busier = motion.copy()
+    for start in range(10, n - 10, 40):
+        busier[start:start + 4, lids] = 1.0
+    kept = ensure_blinks(busier, speaking, FPS, seed=0)
+    onsets = blink_onsets(kept, FPS)
+    assert len(onsets) == int(MAX_BLINKS_PER_MINUTE * 11 / 60), onsets
+    assert set(onsets.tolist()) <= set(range(10, n - 10, 40))
+    assert np.all(kept[:, lids] <= 1.0) and kept[:, lids].min() >= 0.0
+    for onset in onsets:
+        np.testing.assert_array_equal(kept[onset:onset + 4, lids], busier[onset:onset + 4, lids])

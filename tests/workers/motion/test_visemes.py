@@ -41,3 +41,17 @@ def test_no_phones_leaves_motion_unchanged_and_loud_frames_open_wider():
     gain = opening_gain(np.array([-80.0, -40.0, -20.0, -12.0, -10.0]))
     assert np.all(np.diff(gain) >= 0) and gain[0] < gain[-1]
     assert len(MOUTH_CHANNELS) == 6
+
+
+def test_a_short_bilabial_is_shut_for_at_least_two_frames():
+    # A 30 ms /b/ (as the aligner places the b of "clubs") would be one frame of closure;
+    # real closures last 60-120 ms, and one frame at the training targets' 0.95 press reads as
+    # parted lips on a smiling portrait's rendered frames.
+    phones = [Phone("a", 0.10, 0.40), Phone("b", 0.40, 0.43), Phone("a", 0.43, 0.80)]
+    motion = np.full((25, MOTION_DIM), 0.4, np.float32)
+    out = apply_visemes(motion, phones, 25.0, np.zeros(MOTION_DIM, np.float32))
+    press = out[:, DYN_SLICE.start + DYNAMICS.index("lip_press")]
+    jaw = out[:, DYN_SLICE.start + DYNAMICS.index("jaw_open")]
+    shut = np.flatnonzero((press >= 1.0 - 1e-6) & (jaw <= 1e-6))
+    assert len(shut) >= 2 and np.all(np.diff(shut) == 1) and 9 <= shut[0] <= 11, shut
+    assert jaw[5] > 0.3 and jaw[16] > 0.3      # the vowels either side stay open

@@ -1,0 +1,166 @@
+"""Rendered lips on real speech no training run has heard: the default against procedural.
+
+    .venv/bin/python bench/rendered_heldout.py --set choose|confirm [--pocketsphinx DIR] [--size 256]
+        [--portrait face_astronaut_eileen_collins.png] [--viseme-weight W] [--modes ...]
+
+Every clip is rendered through the product (``pipeline.render.LocalRenderer``) and measured on
+the frames as ``talkfarm eval --transcript TRUE_TEXT`` does (``workers.quality.qc.evaluate``):
+articulation contrast (median opening on open vowels minus on p / b / m), the share of p / b / m
+with closed lips, and lip r (mouth opening against the loudness envelope, best lag). Four
+renders per clip, all seed 0:
+
+* ``default``: ``--motion diffusion`` with no text, as a user gets it: the speech is recognised
+  (Whisper) and the recognised words' visemes shape the mouth;
+* ``diffusion+text``: the true text given (the with-transcript level);
+* ``procedural audio-only``: ``--motion procedural --no-recognise`` (the hand rules alone, the
+  baseline the issue first compared against);
+* ``procedural+recognised``: ``--motion procedural`` with no text: the same recognised
+  transcript as the default (recognition is deterministic), so the two differ only in the
+  generator under the visemes.
+
+Two sets of voices that are in no corpus; settings are chosen on ``choose`` and confirmed on
+``confirm``:
+
+* ``choose``: the eight channel names of Debian's alsa-utils (/usr/share/sounds/alsa, one
+  speaker) and the five "cards" prompts of pocketsphinx 5.1.1's sdist (``test/data/cards``,
+  another speaker; "ten of clubs", "eight of spades ...");
+* ``confirm``: the shared clips with known text (LibriVox 0870, CMU ARCTIC a0007 / a0009) and
+  the four other LibriVox prompts of the pocketsphinx sdist (``test/data/librivox`` 0880-0930).
+
+``--pocketsphinx DIR``: the sdist's ``test/data`` folder (``pip download`` the sdist, unpack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
+MODES = ("default", "diffusion+text", "procedural audio-only", "procedural+recognised", "diffusion audio-only")
+KEYS = ("articulation_contrast", "bilabial_closed_fraction", "lipsync_r")
+
+
+def choose_set(pocketsphinx: Path) -> list[tuple[Path, str]]:
+    clips = [(p, p.stem.replace("_", " ").lower()) for p in sorted(ALSA_SOUNDS.glob("*_*.wav"))]
+    cards = pocketsphinx / "cards"
+    if (cards / "cards.transcription").is_file():
+        for line in (cards / "cards.transcription").read_text().splitlines():
+            text, _, name = line.replace("<s>", "").replace("</s>", "").rpartition("(")
+            clips.append((cards / f"{name.strip(') ')}.wav", " ".join(text.split())))
+    return clips
+
+
+def confirm_set(pocketsphinx: Path, assets: Path) -> list[tuple[Path, str]]:
+    from bench.speech import KNOWN_TEXT
+
+    clips = []
+    for name, text in KNOWN_TEXT.items():
+        path = assets / name
+        if path.is_file() and (text or path.with_suffix(".txt").is_file()):
+            clips.append((path, text or path.with_suffix(".txt").read_text().strip()))
+    for wav in sorted((pocketsphinx / "librivox").glob("*.wav")):
+        if wav.stem.endswith("0870"):        # the shared LibriVox clip, already in the list
+            continue
+        clips.append((wav, wav.with_suffix(".txt").read_text().strip()))
+    return clips
+
+
+def controls_of(mode: str, text: str, size: int, guidance: float | None = None) -> dict:
+    if guidance is not None and mode in ("default", "diffusion+text", "diffusion audio-only"):
+        return _controls(mode, text, size) | dict(audio_guidance=guidance)
+    return _controls(mode, text, size)
+
+
+def _controls(mode: str, text: str, size: int) -> dict:
+    return {
+        "default": dict(motion="diffusion"),
+        "diffusion+text": dict(motion="diffusion", transcript=text),
+        "procedural audio-only": dict(motion="procedural", recognise=False),
+        "procedural+recognised": dict(motion="procedural"),
+        "diffusion audio-only": dict(motion="diffusion", recognise=False),
+    }[mode] | dict(size=size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=("choose", "confirm"), required=True)
+    parser.add_argument("--pocketsphinx", default="/work/data19r3/pocketsphinx")
+    parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
+    parser.add_argument("--portrait", default="face_astronaut_eileen_collins.png")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--modes", nargs="*", default=list(MODES[:4]), choices=MODES)
+    parser.add_argument("--audio-guidance", type=float, default=None,
+                        help="lambda_A of the diffusion renders (a sweep; default: the render default)")
+    parser.add_argument("--only", nargs="*", default=None, help="clip names (stems) to render")
+    parser.add_argument("--viseme-weight", type=float, default=None,
+                        help="override workers.motion.visemes.VISEME_WEIGHT (a sweep; default: the shipped value)")
+    parser.add_argument("--limit", type=int, default=0, help="first N clips only")
+    args = parser.parse_args(argv)
+
+    from core.schemas import RenderControls, RenderRequest
+    from pipeline.render import LocalRenderer
+    from workers.decoder.renderer import DecoderConfig
+    from workers.motion import visemes
+    from workers.quality.qc import evaluate
+
+    if args.viseme_weight is not None:
+        visemes.VISEME_WEIGHT = args.viseme_weight
+    pocketsphinx, assets = Path(args.pocketsphinx), Path(args.assets)
+    clips = choose_set(pocketsphinx) if args.set == "choose" else confirm_set(pocketsphinx, assets)
+    clips = clips[: args.limit] if args.limit else clips
+    clips = [c for c in clips if args.only is None or c[0].stem in args.only]
+    portrait = assets / args.portrait
+    runner = LocalRenderer(DecoderConfig(device="cpu"))
+    print("| clip | mode | heard | contrast | P/B/M (n) closed | lip r | render s |\n|---|---|---|---:|---:|---:|---:|")
+    values: dict[str, dict[str, list[float]]] = {m: {k: [] for k in KEYS} for m in args.modes}
+    with tempfile.TemporaryDirectory(prefix="talkfarm-rendered-heldout-") as folder:
+        for path, text in clips:
+            for mode in args.modes:
+                out = Path(folder) / f"{path.stem}_{mode.replace(' ', '_').replace('+', '_')}.mp4"
+                started = time.perf_counter()
+                result = runner.render(RenderRequest(id=out.stem, image=str(portrait), audio=str(path), output=str(out),
+                                                     controls=RenderControls(**controls_of(mode, text, args.size, args.audio_guidance))))
+                seconds = time.perf_counter() - started
+                if result.status != "done":
+                    print(f"| {path.stem} | {mode} | failed: {result.error_stage}: {result.error_message} |")
+                    for k in KEYS:
+                        values[mode][k].append(float("nan"))
+                    continue
+                m = evaluate(out, path, portrait, text).metrics
+                heard = result.transcript or {}
+                said = (f"{heard.get('text', '')!r} ({heard.get('confidence', 0):.2f}, {heard.get('source')}"
+                        f"{'' if heard.get('used', True) else ', not used'})" if heard else "-")
+                for k in KEYS:
+                    v = m.get(k)
+                    values[mode][k].append(float(v) if v is not None else float("nan"))
+                contrast, closed, r = (values[mode][k][-1] for k in KEYS)
+                print(f"| {path.stem} | {mode} | {said} | {contrast:.3f} | {m.get('bilabials', 0)} "
+                      f"{closed:.2f} | {r:.2f} | {seconds:.1f} |", flush=True)
+    print("\n| mode | clips | contrast mean | P/B/M closed mean | lip r mean |\n|---|---:|---:|---:|---:|")
+    for mode, by_key in values.items():
+        cells = " | ".join(f"{np.nanmean(by_key[k]):.3f}" if np.isfinite(by_key[k]).any() else "-" for k in KEYS)
+        print(f"| {mode} | {len(by_key[KEYS[0]])} | {cells} |")
+    if "default" in values:
+        print("\n| default against | measure | clips above / equal / below |\n|---|---|---|")
+        for base in ("procedural audio-only", "procedural+recognised", "diffusion+text"):
+            if base not in values:
+                continue
+            for k in KEYS:
+                tally = [0, 0, 0]
+                for ours, theirs in zip(values["default"][k], values[base][k]):
+                    if np.isfinite(ours) and np.isfinite(theirs):
+                        tally[0 if ours > theirs + 1e-9 else 1 if ours >= theirs - 1e-9 else 2] += 1
+                print(f"| {base} | {k} | {tally[0]} / {tally[1]} / {tally[2]} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
