@@ -113,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.common import cpu_model, replace_section
     from core.schemas import RenderControls, RenderRequest
+    from core.take import FRAME_DUBBED
     from core.video import read_frames
     from pipeline.graph import DUB_GRAPH, GraphConfig
     from pipeline.render import LocalRenderer
     from workers.encode import watermark
-    from core.take import FRAME_DUBBED
     from workers.face.topology import FACE_OVAL
     from workers.quality.qc import evaluate
     from workers.take.compose import face_region

@@ -25,7 +25,13 @@ from workers.audio.vad import speech_mask
 from workers.decoder.renderer import DECODER_VERSION, DecoderConfig
 from workers.face.model import RIG_VERSION
 from workers.face.topology import FACE_OVAL
-from workers.take.compose import JAW_INDEX, MOUTH_INDEX, FrameTargets, dub_frame, face_region
+from workers.take.compose import (
+    JAW_INDEX,
+    MOUTH_INDEX,
+    FrameTargets,
+    dub_frame,
+    face_region,
+)
 from workers.take.reader import TakeInfo, read_take_frames
 from workers.take.track import TRACKER_VERSION, track_take
 

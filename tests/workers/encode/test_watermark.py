@@ -114,9 +114,9 @@ def test_unmarked_video_reads_unmarked_over_many_windows(carrier, shared_assets,
 def test_a_dub_is_marked_whole_on_the_face_and_lighter_on_the_rest(carrier, detector, tmp_path):
     """A dubbed frame re-renders only the face: the rest of it is the take's own pixels and takes the
     pattern at ``BACKGROUND_WEIGHT``; the mark still reads back after h264."""
-    from workers.take.compose import face_region
-
     import cv2
+
+    from workers.take.compose import face_region
 
     # Light marking costs the reader a little (bit SNR 2.42 -> 2.32 here): a take of 768 px, as
     # the reader is marginal on takes under ~512 px at any strength (BENCHMARKS.md, "Watermark").
