@@ -40,7 +40,7 @@ def _ou_process(rng: np.random.Generator, n: int, fps: float, std: float, tau_s:
 
 class ProceduralMotion:
     name = "procedural"
-    version = "procedural-1"
+    version = "procedural-2"
 
     def mouth(self, audio: AudioFeatures) -> dict[str, np.ndarray]:
         """Speech-driven dynamics, each (T,): jaw_open, lip_press, lip_pucker, lip_stretch, ..."""
@@ -107,8 +107,6 @@ class ProceduralMotion:
             pose[:, 0] += 0.3 * nods * rng.choice([-1.0, 1.0])
         # A single photo holds up to moderate turns; past these the warp would show its seams.
         pose[:, :3] = np.clip(pose[:, :3], source_latent[:3] - HEAD_LIMIT_DEGREES, source_latent[:3] + HEAD_LIMIT_DEGREES)
-        pose[:, 3] += 0.0015 * (pose[:, 0] - source_latent[0])      # the head shifts as it turns
-        pose[:, 4] += 0.0015 * (pose[:, 1] - source_latent[1])
         pose[:, 5] += np.log(controls.distance)
 
         self._blinks(rng, dyn, speaking, fps)

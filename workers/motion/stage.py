@@ -12,6 +12,7 @@ from core.task import RenderTask
 from workers.audio.vad import speech_mask
 from workers.motion.base import MotionGenerator
 from workers.motion.base import motion_controls as to_motion_controls
+from workers.motion.head import HEAD_VERSION, move_with_neck
 from workers.motion.learned import DiffusionMotion
 from workers.motion.procedural import ProceduralMotion
 from workers.motion.silences import VERSION as SILENCES_VERSION
@@ -43,7 +44,7 @@ class MotionStage(TaskStage):
 
     @classmethod
     def model_versions(cls, controls: RenderControls) -> dict[str, str]:
-        versions = {"motion": _generator_version(controls.motion), "silences": SILENCES_VERSION}
+        versions = {"motion": _generator_version(controls.motion), "silences": SILENCES_VERSION, "head": HEAD_VERSION}
         if controls.transcript is not None:
             versions["visemes"] = VISEME_VERSION
         return versions
@@ -71,6 +72,8 @@ class MotionStage(TaskStage):
             # Transcript visemes correct the mouth of whichever generator ran.
             task.motion = apply_visemes(task.motion, task.phones, task.audio.fps, task.face.model.source_latent,
                                         motion_controls.emotion, energy_db=task.audio.energy_db)
+        task.motion = move_with_neck(task.motion, task.face.model.source_latent, task.audio.fps, controls.seed)
+        task.model_versions["head"] = HEAD_VERSION
         if task.audio.speech_probability is not None:
             speaking = speech_mask(task.audio.speech_probability, task.audio.fps)
             task.motion = rest_in_silences(task.motion, speaking, task.audio.fps, task.face.model.source_latent,

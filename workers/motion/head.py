@@ -1,0 +1,60 @@
+"""The head turns about the neck, not about the face's centre, and the body under it sways.
+
+Both generators sample head rotation; the translation channels (``tx``, ``ty``) they leave
+nearly still, so the rendered face centre moved a tenth of what a real talking head's does
+(BENCHMARKS.md, issue 19, THEval-style naturalness). A real head rotates about the top of the
+spine, below and behind the face: with ``image = s R c + t`` about the canonical origin, a
+rotation about a pivot ``p`` is the same rotation plus the translation ``s (R0 - R) p`` (R0:
+the photo's own rotation, so the photo's pose stays where it is). On top, the torso's slow
+sway carries the head as a whole (an Ornstein-Uhlenbeck drift per image axis, seeded).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from workers.face.latents import rotation_matrix
+
+HEAD_VERSION = "head-pivot-1"
+# The pivot in canonical units (outer-eye-corner distance, ~9 cm; y down, z away from the
+# camera): the upper neck sits about 9 cm below and 9 cm behind the eyes' centre.
+NECK_PIVOT = np.array([0.0, 1.0, 1.0])
+SWAY_STD = 0.05          # torso sway, canonical units (~4.5 mm, ~7 % of the interocular distance)
+SWAY_SECONDS = 2.5       # its time constant
+
+
+def _rotations(pose: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) rotation matrices of (T, 3) yaw, pitch, roll in degrees."""
+    angles = torch.as_tensor(np.asarray(pose, np.float64))
+    return rotation_matrix(angles[:, 0], angles[:, 1], angles[:, 2]).numpy()
+
+
+def _sway(rng: np.random.Generator, frames: int, fps: float) -> np.ndarray:
+    """(frames, 2) Ornstein-Uhlenbeck drift with stationary std ``SWAY_STD``."""
+    alpha = np.exp(-1.0 / (SWAY_SECONDS * fps))
+    noise = rng.standard_normal((frames, 2)) * SWAY_STD * np.sqrt(1 - alpha ** 2)
+    out = np.empty((frames, 2))
+    value = rng.standard_normal(2) * SWAY_STD
+    for i in range(frames):
+        value = alpha * value + noise[i]
+        out[i] = value
+    return out
+
+
+def move_with_neck(motion: np.ndarray, source_latent: np.ndarray, fps: float, seed: int) -> np.ndarray:
+    """(T, MOTION_DIM) motion latents -> the same with ``tx``, ``ty`` following the head's
+    rotation about the neck pivot and the torso's sway.
+
+    Translation is in the latents' unit (fraction of the crop side); one canonical unit is
+    ``exp(log_scale)`` of the crop side at each frame.
+    """
+    out = np.array(motion, np.float32, copy=True)
+    if len(out) == 0:
+        return out
+    rotations = _rotations(out[:, :3])
+    photo = _rotations(np.asarray(source_latent, np.float64)[None, :3])[0]
+    shift = ((photo[None] - rotations) @ NECK_PIVOT)[:, :2]                 # (T, 2) canonical units
+    shift += _sway(np.random.default_rng([seed, 0x5A7]), len(out), fps)
+    out[:, 3:5] += (np.exp(out[:, 5:6].astype(np.float64)) * shift).astype(np.float32)
+    return out
