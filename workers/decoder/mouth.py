@@ -216,14 +216,18 @@ def mouth_light(crop: torch.Tensor, lip_box: tuple[int, int, int, int]) -> torch
 
 
 # Closed lips meet on a faint dark line (the shadow between them); it keeps the closed mouth
-# readable as two lips, for people and for landmark trackers alike.
-SEAM_DARKEN = 0.5
+# readable as two lips, for people and for landmark trackers alike. At 0.5 (with the photo's
+# own dark lip rims carried up to 1.5 px of the line) the webcam frames' closed lips met on a
+# band 3-4 px dark that Face Mesh read as a gap of 0.04-0.05 mouth widths; at 0.2 with the rims
+# left out (EDGE_MARGIN_PX 3) the line stays visible and reads <= 0.01.
+SEAM_DARKEN = 0.2
 SEAM_WIDTH_PX = 2.0
 # The same line in the frame, where target lips meet (pixels, Gaussian sigma).
 CLOSED_SEAM_WIDTH_PX = 1.0
 # The fill mirrors the lips about lines this far outside the inner lip lines, so the
-# anti-aliased edge pixels (half lip, half tooth) and the photo's dark lip rim go too.
-EDGE_MARGIN_PX = 1.5
+# anti-aliased edge pixels (half lip, half tooth) and the photo's dark lip rim go too; lips
+# that meet show the photo's lips up to this far from its inner lines (the rim there is shadow).
+EDGE_MARGIN_PX = 3.0
 # Deepest lip row the mirror reaches, pixels beyond the mirror line: a band taller than twice
 # this is filled by stretching these rows, not by mirroring further (a thin lip would
 # otherwise bring its outer border and the skin beyond into the middle of the mouth).
@@ -257,7 +261,7 @@ def close_photo_mouth(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray) ->
     columns = (xs > left) & (xs < right) & (bottom - top > 0.5)
     if not columns.any():
         return crop
-    # Mirror about lines 1.5 px outside the inner lip lines: the anti-aliased edge pixels,
+    # Mirror about lines EDGE_MARGIN_PX outside the inner lip lines: the anti-aliased edge pixels,
     # half lip and half tooth, are replaced too.
     top_axis, bottom_axis = top - EDGE_MARGIN_PX, bottom + EDGE_MARGIN_PX
     middle = 0.5 * (top + bottom)
@@ -352,7 +356,7 @@ def map_lips(grid: torch.Tensor, origin: tuple[int, int], size: int, lines: list
     t = source_x - low
     photo = [row[low] * (1.0 - t) + row[high] * t for row in photo_lines]                 # 4 x (B, h, w)
     photo_outer_up, photo_inner_up, photo_inner_low, photo_outer_low = photo
-    # Target lips that meet show the photo's lips up to 1.5 px from its inner lines: the rim
+    # Target lips that meet show the photo's lips up to EDGE_MARGIN_PX from its inner lines: the rim
     # pixels there are half tooth.
     meeting = smoothstep(2.0, 0.0, inner_low - inner_up)
     margin = EDGE_MARGIN_PX * meeting

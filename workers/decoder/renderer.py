@@ -38,7 +38,7 @@ from workers.decoder.spline import ThinPlateGrid, fit_thin_plate
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-5"
+DECODER_VERSION = "talkfarm-warp-decoder-6"
 WARP_MAX_BLINK = 0.5
 # Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
 # jaw's rotation alone, far from the lips) the lower teeth follow.
@@ -94,7 +94,9 @@ class FaceRenderer:
         self.source_points = self.model.landmarks(source_motion)[0, :, :2]            # (478, 2)
         # The warp samples a copy of the photo whose mouth interior is lip, so a closed mouth
         # shows no squeezed strip of the photo's teeth (see close_photo_mouth).
-        points = self.source_points.cpu().numpy().astype(np.float64)
+        # The photo's own landmarks, not the source latent's decode: a barely parted photo's
+        # model closes its lips (FaceModel.from_landmarks), while its pixels still show the gap.
+        points = np.asarray(face.landmarks, dtype=np.float64)[:, :2]
         self.mouth = face.mouth
         # A mouth the photo hides (hand, microphone) or cuts off is left as it is: the mouth
         # dynamics stay the photo's and nothing is painted.

@@ -28,7 +28,7 @@ from workers.face.latents import (
 from workers.face.rest_lips import rest_lips
 from workers.face.rig import EYEBALL_RADIUS, build_rig
 
-RIG_VERSION = "talkfarm-rig-3"
+RIG_VERSION = "talkfarm-rig-4"
 # Below this jaw opening in the photo, what the rig does not reproduce of the photo stays in
 # the identity instead of being folded into the jaw field (dividing by ~0 would blow it up).
 MIN_JAW_FOR_RESIDUAL = 0.05
@@ -126,7 +126,13 @@ class FaceModel:
         if dyn[jaw] > MIN_JAW_FOR_RESIDUAL:
             basis[jaw] += (residual / dyn[jaw]).astype(basis.dtype)
         else:
+            # A photo barely parted (teeth glinting between lips that nearly meet) keeps its
+            # residual in the identity, and with it its gap: closed latents then rendered the
+            # lips ~2 px apart with the photo's teeth between them (the standing Obama read
+            # 0.06-0.07 mouth widths open at yaw -15). Closed means meeting: close them again;
+            # the source latent then decodes to the photo with its lips just touching.
             identity = identity + residual
+            identity = identity + close_lips(identity)
         # Gaze: mean iris offset from the eye-corner midpoints. Both irises move back by the
         # shared offset only, so each eye keeps its own small asymmetry.
         offsets = [identity[list(iris)].mean(0) - identity[list(corners)].mean(0)
