@@ -174,18 +174,28 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, h, w) by ``sigma`` pixels (edges replicated); as is below 0.3."""
+    """Separable Gaussian blur of (B, C, h, w) by ``sigma`` pixels (edges replicated); as is below 0.3.
+
+    Each pass is a weighted sum of the 2r + 1 shifted views of the padded images: the same
+    taps as a depthwise ``conv2d``, which on CPU took ~40 ms for a mouth box (the grouped
+    convolution has no fast path there), against ~1 ms for the sums.
+    """
     if sigma < 0.3:
         return images
     radius = int(np.ceil(2.5 * sigma))
     taps = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
     kernel = torch.exp(-0.5 * (taps / sigma).square())
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    out = F.pad(images, (radius, radius, 0, 0), mode="replicate")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    out = F.pad(out, (0, 0, radius, radius), mode="replicate")
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    weights = (kernel / kernel.sum()).tolist()
+    height, width = images.shape[2:]
+    padded = F.pad(images, (radius, radius, 0, 0), mode="replicate")
+    across = padded[..., 0:width] * weights[0]
+    for k in range(1, len(weights)):
+        across.add_(padded[..., k:k + width], alpha=weights[k])
+    padded = F.pad(across, (0, 0, radius, radius), mode="replicate")
+    out = padded[..., 0:height, :] * weights[0]
+    for k in range(1, len(weights)):
+        out.add_(padded[..., k:k + height, :], alpha=weights[k])
+    return out
 
 
 def _column_sample(region: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from workers.decoder.mouth import (
     paint_mouth,
     teeth_plate,
 )
+from workers.decoder.region import region_grid
 from workers.decoder.shapes import (
     between_curves_distance,
     polyline_y,
@@ -34,7 +35,7 @@ from workers.decoder.shapes import (
     soft_inside,
     sorted_by_x,
 )
-from workers.decoder.spline import ThinPlateGrid, fit_thin_plate
+from workers.decoder.spline import fit_thin_plate
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
@@ -125,15 +126,6 @@ class FaceRenderer:
         x0, y0 = (center - half).floor().clamp(0, size).int().tolist()
         x1, y1 = (center + half).ceil().clamp(0, size).int().tolist()
         self.region = (x0, y0, x1, y1)
-        along_x = torch.linspace(x0, x1, 9, device=device)
-        along_y = torch.linspace(y0, y1, 9, device=device)[1:-1]
-        self.anchors = torch.cat([
-            torch.stack([along_x, torch.full_like(along_x, y0)], -1),
-            torch.stack([along_x, torch.full_like(along_x, y1)], -1),
-            torch.stack([torch.full_like(along_y, x0), along_y], -1),
-            torch.stack([torch.full_like(along_y, x1), along_y], -1),
-        ]).to(self.dtype)
-
         identity = torch.as_tensor(self.model.identity, dtype=self.dtype, device=device)
         upper_oval = identity[list(topo.FACE_OVAL)]
         upper_oval = upper_oval[upper_oval[:, 1] < identity[1, 1]]
@@ -150,35 +142,14 @@ class FaceRenderer:
         self.ring_source = self.model.project(self.head_ring, self.source_pose)[0, :, :2]
         self.chin_source = self.model.project(chin[None], self.source_pose)[0, 0, :2]
 
-        gx = torch.arange(x0, x1, config.grid_step, device=device, dtype=self.dtype)
-        gy = torch.arange(y0, y1, config.grid_step, device=device, dtype=self.dtype)
-        gx = torch.cat([gx, torch.tensor([float(x1)], device=device)]) if float(gx[-1]) < x1 else gx
-        gy = torch.cat([gy, torch.tensor([float(y1)], device=device)]) if float(gy[-1]) < y1 else gy
-        self.grid_shape = (len(gy), len(gx))
-        self.grid_points = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2)
-        # Taper the flow to exactly zero over the outer eighth of the region: no seam.
-        edge = torch.minimum(
-            torch.minimum(self.grid_points[:, 0] - x0, x1 - self.grid_points[:, 0]) / max(1, x1 - x0),
-            torch.minimum(self.grid_points[:, 1] - y0, y1 - self.grid_points[:, 1]) / max(1, y1 - y0))
-        self.taper = smoothstep(0.0, 0.125, edge).reshape(1, 1, *self.grid_shape)
-        px = torch.arange(x0, x1, device=device, dtype=self.dtype) + 0.5
-        py = torch.arange(y0, y1, device=device, dtype=self.dtype) + 0.5
-        self.region_pixels = torch.stack(torch.meshgrid(px, py, indexing="xy"), -1)    # (h, w, 2)
-        self.region_grid = self.region_pixels / size * 2.0 - 1.0                         # grid_sample units
+        # The grid geometry depends on the region box alone: shared between renderers.
+        grid = region_grid(size, self.region, config.grid_step, str(device), self.dtype)
+        self.anchors = grid.anchors
+        self.grid_shape, self.grid_points, self.taper = grid.shape, grid.points, grid.taper
+        self.region_pixels, self.region_grid = grid.pixels, grid.sample_grid
+        self.flow_grid, self.upsample_y, self.upsample_x = grid.flow_grid, grid.upsample_y, grid.upsample_x
         self.source_controls = torch.cat([self.source_points[self.control_index], self.ring_source,
                                           self.neck_source, self.anchors])              # (N, 2)
-        # The grid and the border anchors (the last controls of every fit) never move: their
-        # part of the spline kernel is computed once here, not per frame.
-        self.flow_grid = ThinPlateGrid(self.grid_points / size, self.anchors / size)
-        # Bilinear upsampling of the coarse flow as two small matrix products, (h, gh) and
-        # (gw, w): ~3x faster on CPU than F.interpolate. The weights are the ones
-        # F.interpolate(align_corners=True) used, nodes spread evenly from the first to the
-        # last pixel centre, so frames stay as they were. (The nodes are really at gx / gy,
-        # up to ~2 px from there; interpolating from those positions instead lowers the
-        # lip-landmark error on rendered frames from 2.3 to 1.7-2.1 px but shifts texture by
-        # ~1 px, PSNR ~35 dB against before: a quality change to make on its own.)
-        self.upsample_y = _linear_interpolation_matrix(torch.linspace(float(py[0]), float(py[-1]), len(gy)), py)
-        self.upsample_x = _linear_interpolation_matrix(torch.linspace(float(px[0]), float(px[-1]), len(gx)), px).T.contiguous()
 
         self._prepare_eyes()
         lips = self.source_points[list(topo.LIPS_ALL)]
@@ -478,19 +449,6 @@ class FaceRenderer:
         region = out[:, :, py0:py1, px0:px1]
         out[:, :, py0:py1, px0:px1] = region + self.paste_mask * (warped - region)
         return out
-
-
-def _linear_interpolation_matrix(nodes: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Weights (P, K) of 1-D linear interpolation from values at ``nodes`` (K,), increasing, to
-    ``positions`` (P,); held constant beyond the end nodes. Same units for both (pixels)."""
-    right = torch.searchsorted(nodes, positions.contiguous()).clamp(1, len(nodes) - 1)  # (P,)
-    left = right - 1
-    t = ((positions - nodes[left]) / (nodes[right] - nodes[left])).clamp(0.0, 1.0)
-    weights = torch.zeros(len(positions), len(nodes), dtype=positions.dtype, device=positions.device)
-    rows = torch.arange(len(positions), device=positions.device)
-    weights[rows, left] = 1.0 - t
-    weights[rows, right] += t
-    return weights
 
 
 def _to_uint8(frames: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,14 @@ take's frames (chunk stage, in place of the portrait decoder).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
+import torch
 
 from core.errors import BadInputError
 from core.identity import sha256_file
@@ -36,6 +39,13 @@ from workers.take.reader import TakeInfo, read_take_frames
 from workers.take.track import TRACKER_VERSION, track_take
 
 MAX_TAKE_SECONDS = 600.0
+# torch threads while a chunk is dubbed (None: the process's setting). Each frame's decoder
+# works on small tensors, where intra-op threads cost more in hand-offs than they win: 2
+# threads on 2 busy cores ran 0.68 s a frame against 0.06-0.085 s on one (BENCHMARKS "Visual
+# dubbing: speed"). Not the default yet: switching torch to 1 thread and back in a process
+# made a later Face Mesh detection in that process fail (tests/workers/decoder/test_interior
+# after it); a pool worker that dubs only should be started with OMP_NUM_THREADS=1 instead.
+TAKE_DECODE_THREADS: int | None = None
 TAKE_MOTION_VERSION = "talkfarm-take-motion-1"
 TAKE_DECODER_VERSION = f"talkfarm-take-decoder-2+{DECODER_VERSION}"
 # Share of the take's own jaw kept where the new speech is voiced: the actor's jaw carries
@@ -149,11 +159,18 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
         return {"decoder": TAKE_DECODER_VERSION}
 
     def __init__(self, config: DecoderConfig = DecoderConfig(), device: str | None = None,
-                 storage: Storage | None = None):
+                 storage: Storage | None = None, threads: int | None = TAKE_DECODE_THREADS):
         self.config = config if device is None else dataclasses.replace(config, device=device)
         self.storage = storage or Storage()
+        self.threads = threads
 
     def __call__(self, batch: list[FrameChunk]) -> list[FrameChunk]:
+        if self.threads is None:
+            return self._dub(batch)
+        with torch_threads(self.threads):
+            return self._dub(batch)
+
+    def _dub(self, batch: list[FrameChunk]) -> list[FrameChunk]:
         for chunk in batch:
             task = chunk.task
             if task.failure is not None:
@@ -178,3 +195,15 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
             for seconds in (task.seconds, chunk.seconds):
                 seconds[self.name] = seconds.get(self.name, 0.0) + spent
         return batch
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside, restored after (the setting is
+    per process, and other stages of an in-process render share it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
