@@ -8,6 +8,7 @@ frames every reader of the take decodes (``workers.take.reader``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,8 @@ class TakeTrack:
         own: (num_frames, MOTION_DIM) float32 the take's own motion latents (the take's face
             model, ``workers.face.model.FaceModel.encode``); zero where the frame passes through.
         cuts: frame indices where a new shot starts (the tracker re-detected there).
+        first: take frame whose row is row 0 of ``landmarks``, ``status`` and ``own``: 0 for
+            the whole track, a frame chunk's first frame for its window (``window``).
     """
 
     path: str
@@ -49,6 +52,25 @@ class TakeTrack:
     status: np.ndarray
     own: np.ndarray
     cuts: list[int] = field(default_factory=list)
+    first: int = 0
+
+    def window(self, start: int, stop: int) -> TakeTrack:
+        """The track of output frames [start, stop) alone: the rows of the take frames they
+        show (an output frame past the take's end shows its last), copied, so a frame chunk
+        sent to another worker carries its own frames' track and not the whole take's. Every
+        other field (``num_frames`` included) stays the whole take's; ``counts`` needs the whole."""
+        if self.first or len(self.status) != self.num_frames:
+            raise ValueError("a window is cut from the whole track")
+        first = min(start, self.num_frames - 1)
+        last = min(max(stop, start + 1) - 1, self.num_frames - 1)
+        rows = slice(first, last + 1)
+        return dataclasses.replace(self, first=first, landmarks=self.landmarks[rows].copy(),
+                                   status=self.status[rows].copy(), own=self.own[rows].copy(),
+                                   cuts=[cut for cut in self.cuts if first <= cut <= last])
+
+    def rows(self, frames: np.ndarray) -> np.ndarray:
+        """Rows of ``landmarks`` / ``status`` / ``own`` holding take frames ``frames``."""
+        return np.asarray(frames) - self.first
 
     def counts(self, frames: int | None = None) -> dict[str, int]:
         """Frames per status (``FRAME_STATUS_NAMES``) among the first ``frames`` output frames;

@@ -12,6 +12,7 @@ encode specs. A :class:`GraphConfig` says which graph it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -258,6 +259,13 @@ def model_versions(controls: RenderControls, graph: tuple[StageSpec, ...] = REND
 
 
 def frame_chunks(task: RenderTask, chunk_frames: int = CHUNK_FRAMES) -> Iterator[FrameChunk]:
-    """Split a task's frames into consecutive chunks [start, stop)."""
+    """Split a task's frames into consecutive chunks [start, stop).
+
+    A dub's chunk carries a copy of the task holding only its frames' rows of the take's track
+    (``core.take.TakeTrack.window``): on Ray each chunk is shipped to a decoder with its task,
+    and a 10-minute take's landmarks alone are ~80 MB. The copy shares everything else.
+    """
     for start in range(0, task.num_frames, chunk_frames):
-        yield FrameChunk(task, start, min(task.num_frames, start + chunk_frames))
+        stop = min(task.num_frames, start + chunk_frames)
+        own = task if task.take is None else dataclasses.replace(task, take=task.take.window(start, stop))
+        yield FrameChunk(own, start, stop)

@@ -28,6 +28,7 @@ from workers.audio.vad import speech_mask
 from workers.decoder.renderer import DECODER_VERSION, DecoderConfig
 from workers.face.model import RIG_VERSION
 from workers.face.topology import FACE_OVAL
+from workers.take.cache import TakeCache
 from workers.take.compose import (
     JAW_INDEX,
     MOUTH_INDEX,
@@ -147,7 +148,8 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
     """Dubs each chunk's frames of the take; frames the tracker could not dub pass through.
 
     A chunk reads only its own frames of the take (``workers.take.reader``), so a long take is
-    spread over the pool chunk by chunk and no worker holds more than a chunk.
+    spread over the pool chunk by chunk and no worker holds more than a chunk. A take on S3 is
+    downloaded once per worker, not once per chunk (``workers.take.cache.TakeCache``).
     """
 
     name: ClassVar[str] = "take_decode"
@@ -163,6 +165,7 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
         self.config = config if device is None else dataclasses.replace(config, device=device)
         self.storage = storage or Storage()
         self.threads = threads
+        self.takes = TakeCache(self.storage)
 
     def __call__(self, batch: list[FrameChunk]) -> list[FrameChunk]:
         if self.threads is None:
@@ -179,14 +182,13 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
             take = task.take
             source = np.minimum(np.arange(chunk.start, chunk.stop), take.num_frames - 1)
             info = TakeInfo(take.width, take.height, take.fps, take.num_frames / take.fps)
-            with self.storage.localized(take.path) as local:
-                frames = read_take_frames(local, info, source)
+            frames = read_take_frames(self.takes.local(take.path, task.image_sha256), info, source)
             regions = np.full((len(source), len(FACE_OVAL), 2), np.nan, np.float32)
-            for i, index in enumerate(source):
-                if take.status[index] == FRAME_DUBBED:
-                    targets = FrameTargets(take.landmarks[index], take.own[index], task.motion[chunk.start + i])
+            for i, row in enumerate(take.rows(source)):
+                if take.status[row] == FRAME_DUBBED:
+                    targets = FrameTargets(take.landmarks[row], take.own[row], task.motion[chunk.start + i])
                     frames[i] = dub_frame(frames[i], targets, take.crop_size, self.config)
-                    regions[i] = face_region(take.landmarks[index])
+                    regions[i] = face_region(take.landmarks[row])
             chunk.frames = frames
             # Everything outside the face is the take's own: the watermark is lighter there.
             chunk.edited_regions = regions
