@@ -37,6 +37,7 @@ class TakeTrack:
         own: (num_frames, MOTION_DIM) float32 the take's own motion latents (the take's face
             model, ``workers.face.model.FaceModel.encode``); zero where the frame passes through.
         cuts: frame indices where a new shot starts (the tracker re-detected there).
+        colour: the take's colour tags (``core.video.probe_colour``), carried to the dub.
     """
 
     path: str
@@ -49,6 +50,7 @@ class TakeTrack:
     status: np.ndarray
     own: np.ndarray
     cuts: list[int] = field(default_factory=list)
+    colour: dict[str, str] = field(default_factory=dict)
 
     def counts(self, frames: int | None = None) -> dict[str, int]:
         """Frames per status (``FRAME_STATUS_NAMES``) among the first ``frames`` output frames;
