@@ -19,9 +19,9 @@ from core.identity import sha256_file
 from core.schemas import RenderControls
 from core.stage import Resources, Stage, TaskStage
 from core.storage import Storage, is_s3
-from core.video import probe_colour
 from core.take import FRAME_DUBBED, FRAME_STATUS_NAMES
 from core.task import FrameChunk, RenderTask
+from core.video import probe_colour
 from workers.audio.vad import speech_mask
 from workers.decoder.renderer import DECODER_VERSION, DecoderConfig
 from workers.face.model import RIG_VERSION

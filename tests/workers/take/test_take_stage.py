@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from core.errors import BadInputError
-from core.speech import AudioFeatures
 from core.schemas import RenderRequest, TakeOptions
+from core.speech import AudioFeatures
 from core.task import RenderTask
 from workers.take.compose import JAW_INDEX, MOUTH_INDEX
-from workers.take.stage import TAKE_JAW_WEIGHT, TakeMotionStage, fitted_frames, jaw_match
+from workers.take.stage import (
+    TAKE_JAW_WEIGHT,
+    TakeMotionStage,
+    fitted_frames,
+    jaw_match,
+)
 
 
 def test_fit_policies():
