@@ -40,6 +40,7 @@ class TakeTrack:
         cuts: frame indices where a new shot starts (the tracker re-detected there).
         first: take frame whose row is row 0 of ``landmarks``, ``status`` and ``own``: 0 for
             the whole track, a frame chunk's first frame for its window (``window``).
+        colour: the take's colour tags (``core.video.probe_colour``), carried to the dub.
     """
 
     path: str
@@ -53,6 +54,7 @@ class TakeTrack:
     own: np.ndarray
     cuts: list[int] = field(default_factory=list)
     first: int = 0
+    colour: dict[str, str] = field(default_factory=dict)
 
     def window(self, start: int, stop: int) -> TakeTrack:
         """The track of output frames [start, stop) alone: the rows of the take frames they

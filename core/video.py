@@ -8,6 +8,7 @@ reader) and the quality control all decode with these, so none of them imports t
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import ffmpeg
@@ -41,6 +42,34 @@ def probe_video(path: str | os.PathLike) -> dict:
             info["has_audio"] = True
             info["audio_codec"] = line.split("Audio:")[1].split(",")[0].split()[0]
     return info
+
+
+# ffmpeg's stream line prints the pixel format's colour as "yuv420p(tv, bt709, progressive)" or,
+# when they differ, "yuv420p(pc, space/primaries/transfer)": range first, then the matrix.
+_COLOUR_RANGES = ("tv", "pc")
+_COLOUR_KEYS = ("matrix", "primaries", "transfer")
+
+
+def probe_colour(path: str | os.PathLike) -> dict[str, str]:
+    """The video stream's colour tags as ffmpeg names them: ``range`` (tv / pc), ``matrix``
+    (e.g. bt709, smpte170m), ``primaries``, ``transfer``; a tag the file leaves unset is absent."""
+    completed = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                               capture_output=True, text=True)
+    for line in completed.stderr.splitlines():
+        found = re.search(r"Video: [^,]+, \w+\(([^)]*)\)", line)
+        if found is None:
+            continue
+        colour: dict[str, str] = {}
+        for token in (part.strip() for part in found.group(1).split(",")):
+            if token in _COLOUR_RANGES:
+                colour["range"] = token
+            elif "/" in token and len(token.split("/")) == 3:
+                colour.update(zip(_COLOUR_KEYS, token.split("/")))
+            elif token.isidentifier() or token.replace("-", "").replace(".", "").isalnum():
+                if token not in ("progressive", "interlaced") and not token.endswith("first") and not colour.get("matrix"):
+                    colour.update(dict.fromkeys(_COLOUR_KEYS, token))
+        return {key: value for key, value in colour.items() if value not in ("unknown", "reserved")}
+    return {}
 
 
 def read_frames(path: str | os.PathLike) -> np.ndarray:

@@ -13,7 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from core.video import probe_video, read_frames
+from core.video import probe_colour, probe_video, read_frames
 from workers.face import topology as topo
 
 SPEECH = "speech_cmu_arctic_a0009_3s.wav"
@@ -33,11 +33,12 @@ def ffmpeg(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def take(shared_assets, tmp_path_factory) -> Path:
-    """1.2 s of the webcam clip (30 frames, 400x300, 25 fps) as an MOV with its own (silent) sound."""
+    """1.2 s of the webcam clip (30 frames, 400x300, 25 fps) as an MOV with its own (silent) sound,
+    converted to BT.709 full range and tagged so (the dub must carry the tags)."""
     out = tmp_path_factory.mktemp("take") / "take.mov"
     ffmpeg("-ss", "3", "-t", "1.2", "-i", str(shared_assets / WEBCAM), "-f", "lavfi", "-t", "1.2", "-i",
-           "anullsrc=r=48000:cl=mono", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast", "-c:a", "aac",
-           "-shortest", str(out))
+           "anullsrc=r=48000:cl=mono", "-vf", "scale=out_color_matrix=bt709:out_range=pc,format=yuv420p,"
+           "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=pc", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast", "-c:a", "aac", "-shortest", str(out))
     return out
 
 
@@ -49,6 +50,9 @@ def test_dub_keeps_the_take_and_moves_the_mouth(take, shared_assets, detector, t
     info = probe_video(output)
     assert (info["width"], info["height"], info["fps"]) == (400, 300, 25.0)
     assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
+    # the take's colour tags, carried
+    assert probe_colour(output) == probe_colour(take) == {"range": "pc", "matrix": "bt709", "primaries": "bt709",
+                                                          "transfer": "bt709"}
     # --fit trim (the default): the 1.2 s take is shorter than the 3.1 s speech, so 1.2 s
     assert abs(info["duration_s"] - 1.2) < 0.1
     source, dubbed = read_frames(take), read_frames(output)

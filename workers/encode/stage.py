@@ -143,7 +143,8 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
         height, width = chunk.frames.shape[1:3]
         # A dub may be trimmed to a take shorter than its speech: the video's end ends the file.
         writer = Mp4Writer(local, (width, height), task.request.controls.fps, audio, self.crf, self.preset,
-                           metadata=mp4_metadata(record), shortest=task.take is not None)
+                           metadata=mp4_metadata(record), shortest=task.take is not None,
+                           colour=None if task.take is None else task.take.colour)
         qc = None
         if self.quality_check:
             # the QC's stack: loaded only with quality_check

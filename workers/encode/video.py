@@ -60,6 +60,32 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
+# ffmpeg's colour-space names (as ``probe_colour`` reads them) -> the scale filter's matrix names.
+_SCALE_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc",
+                 "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
+
+
+def colour_options(colour: dict[str, str]) -> dict[str, str]:
+    """ffmpeg output options that convert RGB to YUV with ``colour``'s matrix and range and tag
+    the stream with its range, matrix, primaries and transfer; {} for no tags. The tags are set
+    on the frames (``setparams``): ffmpeg takes the stream's from them, not from ``-color_*``."""
+    colour = {key: value for key, value in colour.items() if re.fullmatch(r"[a-z0-9][a-z0-9.-]*", value)}
+    scale, tags = [], []
+    if colour.get("matrix") in _SCALE_MATRIX:
+        scale.append(f"out_color_matrix={_SCALE_MATRIX[colour['matrix']]}")
+        tags.append(f"colorspace={colour['matrix']}")
+    if colour.get("range") in ("tv", "pc"):
+        scale.append(f"out_range={colour['range']}")
+        tags.append(f"range={colour['range']}")
+    for key, name in (("primaries", "color_primaries"), ("transfer", "color_trc")):
+        if colour.get(key):
+            tags.append(f"{name}={colour[key]}")
+    if not tags:
+        return {}
+    steps = (["scale=" + ":".join(scale)] if scale else []) + ["format=yuv420p", "setparams=" + ":".join(tags)]
+    return {"vf": ",".join(steps)}
+
+
 class Mp4Writer:
     """Streams frames into an MP4 next to ``path`` and renames it into place on close.
 
@@ -75,11 +101,16 @@ class Mp4Writer:
         metadata: container tags (e.g. ``comment``) written with ``-metadata key=value``.
         shortest: end the file with the shorter of frames and audio (a dub trimmed to a take
             shorter than its speech); otherwise the audio is muxed whole.
+        colour: colour tags to carry (``core.video.probe_colour`` of a dub's take: range,
+            matrix, primaries, transfer). The RGB frames are converted to YUV with that matrix
+            and range, and the stream is tagged with all four, so a player shows the take's
+            colours; None or empty: untagged, converted as ffmpeg's default (BT.601, tv range).
     """
 
     def __init__(self, path: str | os.PathLike, size: tuple[int, int], fps: float,
                  audio_path: str | os.PathLike | None = None, crf: int = 18, preset: str = "veryfast",
-                 metadata: dict[str, str] | None = None, shortest: bool = False):
+                 metadata: dict[str, str] | None = None, shortest: bool = False,
+                 colour: dict[str, str] | None = None):
         self.path = Path(path)
         self.size = size
         # Unique per attempt and named by its writer (host, pid): two writers of one output
@@ -98,6 +129,7 @@ class Mp4Writer:
         streams = [video.video]
         options = dict(vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset=preset, movflags="+faststart",
                        format="mp4", r=fps)
+        options.update(colour_options(colour or {}))
         if audio_path is not None:
             streams.append(ffmpeg.input(str(audio_path)).audio)
             options.update(acodec="aac", audio_bitrate="128k", ar=48000)

@@ -24,6 +24,7 @@ from core.stage import Resources, Stage, TaskStage
 from core.storage import Storage, is_s3
 from core.take import FRAME_DUBBED, FRAME_STATUS_NAMES
 from core.task import FrameChunk, RenderTask
+from core.video import probe_colour
 from workers.audio.vad import speech_mask
 from workers.decoder.renderer import DECODER_VERSION, DecoderConfig
 from workers.face.model import RIG_VERSION
@@ -47,12 +48,15 @@ MAX_TAKE_SECONDS = 600.0
 # made a later Face Mesh detection in that process fail (tests/workers/decoder/test_interior
 # after it); a pool worker that dubs only should be started with OMP_NUM_THREADS=1 instead.
 TAKE_DECODE_THREADS: int | None = None
-TAKE_MOTION_VERSION = "talkfarm-take-motion-1"
+TAKE_MOTION_VERSION = "talkfarm-take-motion-2"
 TAKE_DECODER_VERSION = f"talkfarm-take-decoder-2+{DECODER_VERSION}"
-# Share of the take's own jaw kept where the new speech is voiced: the actor's jaw carries
-# some of the head's motion and breath, which a wholly synthetic jaw loses. Where the new
-# speech is silent, the mouth is the speech's (rest) alone.
-TAKE_JAW_WEIGHT = 0.2
+# Most of the take's own jaw kept where the new speech is voiced and the take's jaw moves with
+# it (locally correlated): there the actor's jaw carries the speech's rhythm plus the head's
+# motion and breath, which a wholly synthetic jaw loses. Where they disagree or the new speech
+# is silent, the jaw is the speech's alone.
+TAKE_JAW_WEIGHT = 0.5
+# Window of the local correlation between the take's jaw and the new speech's (seconds).
+JAW_MATCH_WINDOW_S = 0.6
 # --fit error: the take and the speech may differ by at most this (seconds).
 FIT_TOLERANCE_S = 1.0
 
@@ -86,6 +90,7 @@ class TakeTrackStage(TaskStage):
         with self.storage.localized(request.video) as local:
             task.image_sha256 = sha256_file(local)
             track, face = track_take(local, request.take.face, request.controls.size, self.max_seconds)
+            track.colour = probe_colour(local)
         track.path = request.video if is_s3(request.video) else str(local)
         task.take, task.face = track, face
         # The take's frame rate is the render's: features, motion and video on the take's frames.
@@ -97,7 +102,9 @@ class TakeTrackStage(TaskStage):
 class TakeMotionStage(TaskStage):
     """Fits the take to the speech (``request.take.fit``) and gives each output frame the take's
     own latent with the mouth channels of the sampled motion (``task.motion``, on the take's
-    frames); the jaw keeps ``TAKE_JAW_WEIGHT`` of the take's own where the speech is voiced.
+    frames); the jaw keeps up to ``TAKE_JAW_WEIGHT`` of the take's own where the speech is
+    voiced, in proportion to how well the take's jaw follows the new speech's there
+    (:func:`jaw_match`).
 
     Replaces ``task.motion`` with (frames, MOTION_DIM): one row per output frame. Counts the
     frames that pass through unchanged into the warnings.
@@ -119,7 +126,8 @@ class TakeMotionStage(TaskStage):
         motion[:, MOUTH_INDEX] = new[:, MOUTH_INDEX]
         if task.audio is not None and task.audio.speech_probability is not None:
             voiced = speech_mask(task.audio.speech_probability, task.audio.fps)[:frames].astype(np.float32)
-            weight = TAKE_JAW_WEIGHT * voiced
+            weight = TAKE_JAW_WEIGHT * voiced * jaw_match(take.own[source, JAW_INDEX], new[:, JAW_INDEX],
+                                                          round(JAW_MATCH_WINDOW_S * take.fps))
             motion[:, JAW_INDEX] = (1.0 - weight) * new[:, JAW_INDEX] + weight * take.own[source, JAW_INDEX]
         task.motion = motion.astype(np.float32)
         task.model_versions["take_motion"] = TAKE_MOTION_VERSION
@@ -130,6 +138,28 @@ class TakeMotionStage(TaskStage):
             task.warnings.append(f"{sum(passed.values())} of {frames} frames passed through unchanged ({detail})")
         if take.cuts:
             task.warnings.append(f"{len(take.cuts)} shot cut(s) in the take; the face was detected afresh after each")
+
+
+def jaw_match(own: np.ndarray, new: np.ndarray, window: int) -> np.ndarray:
+    """(T,) in [0, 1]: how well the take's jaw ``own`` (T,) follows the new speech's ``new`` (T,)
+    around each frame: their Pearson correlation over a centred ``window`` of frames (Gaussian
+    weighted), negative clipped to 0, zero where either is still (spread under 0.02)."""
+    sigma = max(1.0, window / 2.0)
+    radius = int(np.ceil(2 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+
+    def local_mean(values: np.ndarray) -> np.ndarray:
+        padded = np.pad(values.astype(np.float64), radius, mode="edge")
+        return np.convolve(padded, kernel, mode="valid")
+
+    mean_own, mean_new = local_mean(own), local_mean(new)
+    covariance = local_mean(own * new) - mean_own * mean_new
+    spread_own = np.sqrt(np.maximum(local_mean(own * own) - mean_own ** 2, 0.0))
+    spread_new = np.sqrt(np.maximum(local_mean(new * new) - mean_new ** 2, 0.0))
+    moving = (spread_own > 0.02) & (spread_new > 0.02)
+    r = np.where(moving, covariance / np.maximum(spread_own * spread_new, 1e-9), 0.0)
+    return np.clip(r, 0.0, 1.0).astype(np.float32)
 
 
 def fitted_frames(take_frames: int, speech_frames: int, fps: float, fit: str, path: str) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import BadInputError
 from core.identity import sha256_file
-from core.video import probe_video, read_frames
+from core.video import probe_colour, probe_video, read_frames
 from workers.encode.video import Mp4Writer, check_writable
 
 
@@ -116,3 +116,24 @@ def test_two_live_writers_of_one_output_never_touch_each_others_file(tmp_path):
     assert first.close() == path and probe_video(path)["duration_s"] == pytest.approx(1.2, abs=0.15)
     assert second.close() == path and probe_video(path)["duration_s"] == pytest.approx(0.4, abs=0.15)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+@pytest.mark.parametrize("colour", [{"range": "pc", "matrix": "bt709", "primaries": "bt709", "transfer": "bt709"},
+                                    {"range": "tv", "matrix": "smpte170m", "primaries": "bt470bg",
+                                     "transfer": "smpte170m"}])
+def test_carries_colour_tags_and_converts_with_them(tmp_path, colour):
+    """A dub keeps its take's colour: the stream is tagged with the take's range, matrix,
+    primaries and transfer, and the RGB is converted with that matrix and range, so a reader
+    that honours the tags gets the colours back (saturated patches, where a matrix mismatch
+    shows as ~10 levels)."""
+    frame = np.zeros((64, 96, 3), np.uint8)
+    for i, patch in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (230, 200, 60), (20, 20, 20), (240,) * 3]):
+        frame[:, 16 * i:16 * (i + 1)] = patch
+    path = tmp_path / "tagged.mp4"
+    writer = Mp4Writer(path, (96, 64), 25.0, colour=colour)
+    writer.write(np.repeat(frame[None], 10, 0))
+    writer.close()
+    assert probe_colour(path) == colour
+    back = read_frames(path)[3].astype(int)
+    error = np.abs(back - frame).reshape(64, 6, 16, 3)[8:56, :, 3:13].mean((0, 2))     # per patch, inner part
+    assert error.max() <= 3
