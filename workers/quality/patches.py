@@ -29,6 +29,11 @@ EYE_BAND_SIZE = (64, 12)
 # hundreds it vanishes (bench/qc_tracking.py).
 CALIBRATION_RIDGE = 3.0
 MIN_CALIBRATION_FRAMES = 8      # fewer tracked frames with a face: interpolate between them instead
+# Around the mouth, nose to chin: where the frames between two tracked ones are registered to
+# the tracked one (phase correlation), so the mouth patch follows the head's few pixels of
+# travel instead of staying where the tracked frame had the mouth.
+MOTION_BOX = (-1.0, 1.0, -1.6, -0.2)              # in mouth widths, as MOUTH_PATCH_BOX: nose and upper lip
+MOTION_SIZE = (48, 32)
 
 
 def _patch_map(origin: np.ndarray, axis: np.ndarray, box: tuple[float, float, float, float],
@@ -57,6 +62,9 @@ class FacePatches:
 
     def __init__(self):
         self._mouth_map: np.ndarray | None = None
+        self._motion_map: np.ndarray | None = None
+        self._reference: np.ndarray | None = None
+        self._window = cv2.createHanningWindow(MOTION_SIZE, cv2.CV_32F)
         self._eye_map: np.ndarray | None = None
         self._mouth: list[np.ndarray | None] = []
         self._eyes: list[np.ndarray | None] = []
@@ -77,6 +85,9 @@ class FacePatches:
             return
         self._mouth_map = _patch_map((corners[0] + corners[1]) / 2, corners[1] - corners[0], MOUTH_PATCH_BOX,
                                      MOUTH_PATCH_SIZE)
+        self._motion_map = _patch_map((corners[0] + corners[1]) / 2, corners[1] - corners[0], MOTION_BOX,
+                                      MOTION_SIZE)
+        self._reference = None          # the located frame's area around the mouth, cut on its add
         self._eye_map = _patch_map(corners[2], corners[3] - corners[2], EYE_BAND_BOX, EYE_BAND_SIZE)
 
     def add(self, frame: np.ndarray) -> None:
@@ -86,7 +97,17 @@ class FacePatches:
             self._eyes.append(None)
             return
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        for patches, matrix, size in ((self._mouth, self._mouth_map, MOUTH_PATCH_SIZE),
+        around = cv2.cvtColor(cv2.warpAffine(frame, self._motion_map, MOTION_SIZE, flags=flags,
+                                             borderMode=cv2.BORDER_REPLICATE), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        mouth_map = self._mouth_map
+        if self._reference is None:
+            self._reference = around
+        else:
+            (dx, dy), _ = cv2.phaseCorrelate(self._reference, around, self._window)
+            if abs(dx) < MOTION_SIZE[0] / 4 and abs(dy) < MOTION_SIZE[1] / 4:
+                mouth_map = mouth_map.copy()
+                mouth_map[:, 2] += dx * self._motion_map[:, 0] + dy * self._motion_map[:, 1]
+        for patches, matrix, size in ((self._mouth, mouth_map, MOUTH_PATCH_SIZE),
                                       (self._eyes, self._eye_map, EYE_BAND_SIZE)):
             colour = cv2.warpAffine(frame, matrix, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
             patches.append(cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY))
