@@ -40,7 +40,7 @@ class TakeTrack:
         cuts: frame indices where a new shot starts (the tracker re-detected there).
         first: take frame whose row is row 0 of ``landmarks``, ``status`` and ``own``: 0 for
             the whole track, a frame chunk's first frame for its window (``window``).
-        colour: the take's colour tags (``core.video.probe_colour``), carried to the dub.
+        colour: the take's colour tags (``core.video.probe_video``'s ``colour``), carried to the dub.
     """
 
     path: str

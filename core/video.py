@@ -17,10 +17,11 @@ import numpy as np
 
 
 def probe_video(path: str | os.PathLike) -> dict:
-    """Container facts from ffmpeg's header dump: width, height, fps, duration_s, has_audio, codecs."""
+    """Container facts from ffmpeg's header dump: width, height, fps, duration_s, has_audio, codecs,
+    and the video's colour tags (``colour``: :func:`_colour_tags`)."""
     completed = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
                                capture_output=True, text=True)
-    info: dict = {"has_audio": False, "video_codec": None, "audio_codec": None, "pix_fmt": None}
+    info: dict = {"has_audio": False, "video_codec": None, "audio_codec": None, "pix_fmt": None, "colour": {}}
     for line in completed.stderr.splitlines():
         line = line.strip()
         if line.startswith("Duration:"):
@@ -32,6 +33,7 @@ def probe_video(path: str | os.PathLike) -> dict:
             fields = line.split("Video:")[1].split(",")
             info["video_codec"] = fields[0].split()[0]
             info["pix_fmt"] = fields[1].strip().split("(")[0].strip()
+            info["colour"] = _colour_tags(line)
             for field in fields:
                 token = field.strip().split(" ")[0]
                 if "x" in token and token.replace("x", "").isdigit():
@@ -48,28 +50,24 @@ def probe_video(path: str | os.PathLike) -> dict:
 # when they differ, "yuv420p(pc, space/primaries/transfer)": range first, then the matrix.
 _COLOUR_RANGES = ("tv", "pc")
 _COLOUR_KEYS = ("matrix", "primaries", "transfer")
+_COLOUR_TOKEN = re.compile(r"[a-z0-9.-]+(/[a-z0-9.-]+){2}|[a-z0-9.-]+")
 
 
-def probe_colour(path: str | os.PathLike) -> dict[str, str]:
-    """The video stream's colour tags as ffmpeg names them: ``range`` (tv / pc), ``matrix``
-    (e.g. bt709, smpte170m), ``primaries``, ``transfer``; a tag the file leaves unset is absent."""
-    completed = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                               capture_output=True, text=True)
-    for line in completed.stderr.splitlines():
-        found = re.search(r"Video: [^,]+, \w+\(([^)]*)\)", line)
-        if found is None:
-            continue
-        colour: dict[str, str] = {}
-        for token in (part.strip() for part in found.group(1).split(",")):
-            if token in _COLOUR_RANGES:
-                colour["range"] = token
-            elif "/" in token and len(token.split("/")) == 3:
-                colour.update(zip(_COLOUR_KEYS, token.split("/")))
-            elif token.isidentifier() or token.replace("-", "").replace(".", "").isalnum():
-                if token not in ("progressive", "interlaced") and not token.endswith("first") and not colour.get("matrix"):
-                    colour.update(dict.fromkeys(_COLOUR_KEYS, token))
-        return {key: value for key, value in colour.items() if value not in ("unknown", "reserved")}
-    return {}
+def _colour_tags(stream_line: str) -> dict[str, str]:
+    """The colour tags of an ``ffmpeg -i`` video stream line, as ffmpeg names them: ``range``
+    (tv / pc), ``matrix`` (e.g. bt709, smpte170m), ``primaries``, ``transfer``; a tag the file
+    leaves unset is absent."""
+    found = re.search(r"Video: [^,]+, \w+\(([^)]*)\)", stream_line)
+    colour: dict[str, str] = {}
+    for token in (part.strip() for part in (found.group(1).split(",") if found else [])):
+        if token in _COLOUR_RANGES:
+            colour["range"] = token
+        elif token in ("progressive", "interlaced") or token.endswith("first") or "matrix" in colour:
+            continue                                  # the scan order, not a colour
+        elif _COLOUR_TOKEN.fullmatch(token):
+            parts = token.split("/")
+            colour.update(zip(_COLOUR_KEYS, parts if len(parts) == 3 else parts * 3))
+    return {key: value for key, value in colour.items() if value not in ("unknown", "reserved")}
 
 
 def read_frames(path: str | os.PathLike) -> np.ndarray:

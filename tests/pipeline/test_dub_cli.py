@@ -13,7 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from core.video import probe_colour, probe_video, read_frames
+from core.video import probe_video, read_frames
 from workers.face import topology as topo
 
 SPEECH = "speech_cmu_arctic_a0009_3s.wav"
@@ -51,8 +51,8 @@ def test_dub_keeps_the_take_and_moves_the_mouth(take, shared_assets, detector, t
     assert (info["width"], info["height"], info["fps"]) == (400, 300, 25.0)
     assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
     # the take's colour tags, carried
-    assert probe_colour(output) == probe_colour(take) == {"range": "pc", "matrix": "bt709", "primaries": "bt709",
-                                                          "transfer": "bt709"}
+    assert info["colour"] == probe_video(take)["colour"] == {"range": "pc", "matrix": "bt709", "primaries": "bt709",
+                                                             "transfer": "bt709"}
     # --fit trim (the default): the 1.2 s take is shorter than the 3.1 s speech, so 1.2 s
     assert abs(info["duration_s"] - 1.2) < 0.1
     source, dubbed = read_frames(take), read_frames(output)

@@ -60,7 +60,7 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
-# ffmpeg's colour-space names (as ``probe_colour`` reads them) -> the scale filter's matrix names.
+# ffmpeg's colour-space names (as ``core.video.probe_video`` reads them) -> the scale filter's matrix names.
 _SCALE_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc",
                  "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
 
@@ -101,7 +101,7 @@ class Mp4Writer:
         metadata: container tags (e.g. ``comment``) written with ``-metadata key=value``.
         shortest: end the file with the shorter of frames and audio (a dub trimmed to a take
             shorter than its speech); otherwise the audio is muxed whole.
-        colour: colour tags to carry (``core.video.probe_colour`` of a dub's take: range,
+        colour: colour tags to carry (``core.video.probe_video``'s ``colour`` of a dub's take: range,
             matrix, primaries, transfer). The RGB frames are converted to YUV with that matrix
             and range, and the stream is tagged with all four, so a player shows the take's
             colours; None or empty: untagged, converted as ffmpeg's default (BT.601, tv range).

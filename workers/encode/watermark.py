@@ -178,16 +178,14 @@ def _tile(payload: Payload) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _frame_delta(payload: Payload, height: int, width: int) -> np.ndarray:
-    tile = _tile(payload)
-    reps = (-(-height // TILE), -(-width // TILE))
-    return np.rint(np.tile(tile, reps)[:height, :width]).astype(np.int16)
-
-
-@lru_cache(maxsize=16)
 def _frame_delta_float(payload: Payload, height: int, width: int) -> np.ndarray:
     reps = (-(-height // TILE), -(-width // TILE))
     return np.tile(_tile(payload), reps)[:height, :width]
+
+
+@lru_cache(maxsize=16)
+def _frame_delta(payload: Payload, height: int, width: int) -> np.ndarray:
+    return np.rint(_frame_delta_float(payload, height, width)).astype(np.int16)
 
 
 def region_weights(height: int, width: int, regions: np.ndarray) -> np.ndarray:

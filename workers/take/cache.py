@@ -60,11 +60,6 @@ class TakeCache:
                 old.unlink(missing_ok=True)
             return path
 
-    @property
-    def downloads_kept(self) -> int:
-        """Takes on disk now."""
-        return len(self._files)
-
     def close(self) -> None:
         with self._lock:
             self._files.clear()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import imageio_ffmpeg
 import numpy as np
@@ -37,12 +37,14 @@ class TakeInfo:
         fps: its (average) frame rate, frames per second.
         duration_s: length, seconds.
         expected_frames: frames at ``fps`` over ``duration_s``.
+        colour: the colour tags the take states (``core.video.probe_video``'s ``colour``).
     """
 
     width: int
     height: int
     fps: float
     duration_s: float
+    colour: dict[str, str] = field(default_factory=dict)
 
     @property
     def expected_frames(self) -> int:
@@ -64,7 +66,8 @@ def probe_take(path: str | os.PathLike, max_seconds: float) -> TakeInfo:
         raise BadInputError(f"the take is {info['duration_s']:.0f} s long; at most {max_seconds:.0f} s", path)
     if not MIN_FPS <= info["fps"] <= MAX_FPS:
         raise BadInputError(f"frame rate {info['fps']:g} fps is outside {MIN_FPS:g}-{MAX_FPS:g} fps", path)
-    return TakeInfo(int(info["width"]), int(info["height"]), float(info["fps"]), float(info["duration_s"]))
+    return TakeInfo(int(info["width"]), int(info["height"]), float(info["fps"]), float(info["duration_s"]),
+                    info["colour"])
 
 
 def read_take(path: str | os.PathLike, info: TakeInfo, start: int = 0, count: int | None = None,

@@ -8,14 +8,11 @@ take's frames (chunk stage, in place of the portrait decoder).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
-import torch
 
 from core.errors import BadInputError
 from core.identity import sha256_file
@@ -24,7 +21,6 @@ from core.stage import Resources, Stage, TaskStage
 from core.storage import Storage, is_s3
 from core.take import FRAME_DUBBED, FRAME_STATUS_NAMES
 from core.task import FrameChunk, RenderTask
-from core.video import probe_colour
 from workers.audio.vad import speech_mask
 from workers.decoder.renderer import DECODER_VERSION, DecoderConfig
 from workers.face.model import RIG_VERSION
@@ -41,13 +37,6 @@ from workers.take.reader import TakeInfo, read_take_frames
 from workers.take.track import TRACKER_VERSION, track_take
 
 MAX_TAKE_SECONDS = 600.0
-# torch threads while a chunk is dubbed (None: the process's setting). Each frame's decoder
-# works on small tensors, where intra-op threads cost more in hand-offs than they win: 2
-# threads on 2 busy cores ran 0.68 s a frame against 0.06-0.085 s on one (BENCHMARKS "Visual
-# dubbing: speed"). Not the default yet: switching torch to 1 thread and back in a process
-# made a later Face Mesh detection in that process fail (tests/workers/decoder/test_interior
-# after it); a pool worker that dubs only should be started with OMP_NUM_THREADS=1 instead.
-TAKE_DECODE_THREADS: int | None = None
 TAKE_MOTION_VERSION = "talkfarm-take-motion-2"
 TAKE_DECODER_VERSION = f"talkfarm-take-decoder-2+{DECODER_VERSION}"
 # Most of the take's own jaw kept where the new speech is voiced and the take's jaw moves with
@@ -90,7 +79,6 @@ class TakeTrackStage(TaskStage):
         with self.storage.localized(request.video) as local:
             task.image_sha256 = sha256_file(local)
             track, face = track_take(local, request.take.face, request.controls.size, self.max_seconds)
-            track.colour = probe_colour(local)
         track.path = request.video if is_s3(request.video) else str(local)
         task.take, task.face = track, face
         # The take's frame rate is the render's: features, motion and video on the take's frames.
@@ -191,19 +179,12 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
         return {"decoder": TAKE_DECODER_VERSION}
 
     def __init__(self, config: DecoderConfig = DecoderConfig(), device: str | None = None,
-                 storage: Storage | None = None, threads: int | None = TAKE_DECODE_THREADS):
+                 storage: Storage | None = None):
         self.config = config if device is None else dataclasses.replace(config, device=device)
         self.storage = storage or Storage()
-        self.threads = threads
         self.takes = TakeCache(self.storage)
 
     def __call__(self, batch: list[FrameChunk]) -> list[FrameChunk]:
-        if self.threads is None:
-            return self._dub(batch)
-        with torch_threads(self.threads):
-            return self._dub(batch)
-
-    def _dub(self, batch: list[FrameChunk]) -> list[FrameChunk]:
         for chunk in batch:
             task = chunk.task
             if task.failure is not None:
@@ -228,14 +209,3 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
                 seconds[self.name] = seconds.get(self.name, 0.0) + spent
         return batch
 
-
-@contextlib.contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``threads`` inside, restored after (the setting is
-    per process, and other stages of an in-process render share it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

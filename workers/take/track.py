@@ -207,7 +207,7 @@ def track_take(path: str, face: int, max_crop: int, max_seconds: float) -> tuple
                         for i in dubbed])
     own[dubbed] = aligned.model.encode(in_crop)
     track = TakeTrack(path=str(path), fps=info.fps, width=info.width, height=info.height, num_frames=frames,
-                      crop_size=crop_size, landmarks=stacked, status=codes, own=own, cuts=cuts)
+                      crop_size=crop_size, landmarks=stacked, status=codes, own=own, cuts=cuts, colour=info.colour)
     return track, aligned
 
 

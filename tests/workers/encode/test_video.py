@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import BadInputError
 from core.identity import sha256_file
-from core.video import probe_colour, probe_video, read_frames
+from core.video import probe_video, read_frames
 from workers.encode.video import Mp4Writer, check_writable
 
 
@@ -133,7 +133,7 @@ def test_carries_colour_tags_and_converts_with_them(tmp_path, colour):
     writer = Mp4Writer(path, (96, 64), 25.0, colour=colour)
     writer.write(np.repeat(frame[None], 10, 0))
     writer.close()
-    assert probe_colour(path) == colour
+    assert probe_video(path)["colour"] == colour
     back = read_frames(path)[3].astype(int)
     error = np.abs(back - frame).reshape(64, 6, 16, 3)[8:56, :, 3:13].mean((0, 2))     # per patch, inner part
     assert error.max() <= 3
