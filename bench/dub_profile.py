@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         wrap(renderer_module.FaceRenderer, "_prepare_lips", "  renderer set-up: lips")
         wrap(renderer_module, "close_photo_mouth", "  renderer set-up: close photo mouth")
         wrap(renderer_module, "mouth_light", "  renderer set-up: mouth light")
-        wrap(renderer_module, "ThinPlateGrid", "  renderer set-up: spline grid")
+        wrap(renderer_module, "region_grid", "  renderer set-up: region grid (cached)")
+        wrap(renderer_module, "fit_thin_plate", "  renderer set-up: thin-plate fit")
+        wrap(renderer_module.FaceRenderer, "_prepare_paste_back", "  renderer set-up: paste-back")
         original_init = renderer_module.FaceRenderer.__init__
         original_render = renderer_module.FaceRenderer.render
 
