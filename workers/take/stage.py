@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import ClassVar
 
 import numpy as np
-import torch
 
 from core.errors import BadInputError
 from core.identity import sha256_file
@@ -165,17 +162,6 @@ def fitted_frames(take_frames: int, speech_frames: int, fps: float, fit: str, pa
     return speech_frames
 
 
-@contextmanager
-def torch_threads(count: int):
-    """Torch's intra-op threads set to ``count`` for the block, then put back."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
     """Dubs each chunk's frames of the take; frames the tracker could not dub pass through.
 
@@ -197,17 +183,8 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
         self.config = config if device is None else dataclasses.replace(config, device=device)
         self.storage = storage or Storage()
         self.takes = TakeCache(self.storage)
-        # The worker's thread budget (torch's thread count: every core in one process, one
-        # in a fractional-CPU pool worker) goes to frames side by side, each frame's torch on
-        # one thread: a frame's tensors are too small for intra-op threads to pay (a 512 px
-        # frame took 4-5x longer on two busy threads than on one).
-        self.frame_threads = max(1, torch.get_num_threads())
 
     def __call__(self, batch: list[FrameChunk]) -> list[FrameChunk]:
-        with torch_threads(1), ThreadPoolExecutor(self.frame_threads) as pool:
-            return self._dub_chunks(batch, pool)
-
-    def _dub_chunks(self, batch: list[FrameChunk], pool: ThreadPoolExecutor) -> list[FrameChunk]:
         for chunk in batch:
             task = chunk.task
             if task.failure is not None:
@@ -218,15 +195,11 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
             info = TakeInfo(take.width, take.height, take.fps, take.num_frames / take.fps)
             frames = read_take_frames(self.takes.local(take.path, task.image_sha256), info, source)
             regions = np.full((len(source), len(FACE_OVAL), 2), np.nan, np.float32)
-            dubbed = [(i, row) for i, row in enumerate(take.rows(source)) if take.status[row] == FRAME_DUBBED]
-
-            def dub(index_row: tuple[int, int]) -> np.ndarray:
-                i, row = index_row
-                targets = FrameTargets(take.landmarks[row], take.own[row], task.motion[chunk.start + i])
-                return dub_frame(frames[i], targets, take.crop_size, self.config)
-            for (i, row), frame in zip(dubbed, pool.map(dub, dubbed)):
-                frames[i] = frame
-                regions[i] = face_region(take.landmarks[row])
+            for i, row in enumerate(take.rows(source)):
+                if take.status[row] == FRAME_DUBBED:
+                    targets = FrameTargets(take.landmarks[row], take.own[row], task.motion[chunk.start + i])
+                    frames[i] = dub_frame(frames[i], targets, take.crop_size, self.config)
+                    regions[i] = face_region(take.landmarks[row])
             chunk.frames = frames
             # Everything outside the face is the take's own: the watermark is lighter there.
             chunk.edited_regions = regions
