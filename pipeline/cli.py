@@ -118,6 +118,12 @@ def _dub(args: argparse.Namespace) -> int:
                                 controls=controls, take=TakeOptions(fit=args.fit, face=args.face))
     except ValidationError as err:
         raise CliError(validation_message(err, option_name)) from None
+    # A dub works a frame at a time on small tensors: torch's intra-op threads cost more than
+    # they give there, most on shared cores (bench/dub_speed.py: the whole dub 2.2x faster on one
+    # thread at load 7-8, BENCHMARKS "Visual dubbing: speed, round 4"). Set before torch loads
+    # (it is imported below, in _render_locally) and only where the user has not chosen.
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     return _render_locally(request, args, dub=True)
 
 

@@ -11,6 +11,7 @@ Everything is batched torch and runs unchanged on CPU or GPU.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -210,17 +211,28 @@ class FaceRenderer:
         # about k times as soft as its own half-pixel blur.
         enlarged = float(np.sqrt(abs(np.linalg.det(self.face.crop_from_photo[:, :2]))))
         self.blur = 0.5 * max(1.0, enlarged)
-        rng = np.random.default_rng(1)
-        self.grain = torch.as_tensor(rng.normal(0.0, max(mouth.noise, 0.004), (size, size)),
-                                     dtype=self.dtype, device=self.device)
+        self.grain = torch.as_tensor(max(mouth.noise, 0.004) * _unit_grain(size), dtype=self.dtype, device=self.device)
 
     def _image(self, rgb: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(rgb, device=self.device).permute(2, 0, 1)[None].to(self.dtype) / 255.0
 
     def _prepare_eyes(self) -> None:
         """Split each eye into an iris sprite and an iris-free eyeball, so gaze can move the iris."""
-        crop = self.face.crop
+        whole = self.face.crop
         points = self.source_points.cpu().numpy()
+        # Everything below happens within a box around both eyes (their lids and irises grown
+        # past the iris disc, the 5-px dilation and the inpainting radius), in its pixels.
+        eye_points = points[[i for eye in _EYES for part in eye for i in part]]
+        largest_iris = max(float(np.linalg.norm(points[list(iris[1:])] - points[iris[0]], axis=1).mean())
+                           for iris, _, _ in _EYES)
+        reach = 1.15 * largest_iris + 12.0
+        (x0, y0), (x1, y1) = np.floor(eye_points.min(0) - reach), np.ceil(eye_points.max(0) + reach)
+        x0, x1 = (int(np.clip(v, 0, whole.shape[1])) for v in (x0, x1))
+        y0, y1 = (int(np.clip(v, 0, whole.shape[0])) for v in (y0, y1))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            x0, y0, x1, y1 = 0, 0, whole.shape[1], whole.shape[0]
+        crop = whole[y0:y1, x0:x1]
+        points = points - (x0, y0)
         sprite = crop.copy()
         hole = np.zeros(crop.shape[:2], np.uint8)
         self.iris_radius = []
@@ -250,8 +262,11 @@ class FaceRenderer:
             if sclera_rgb is not None:
                 eyeball[eye_hole] = 0.35 * eyeball[eye_hole] + 0.65 * sclera_rgb
         eyeball = eyeball.round().clip(0, 255).astype(np.uint8)
-        self.iris_sprite = self._image(sprite)
-        self.eyeball = self._image(eyeball)
+        whole_sprite, whole_eyeball = whole.copy(), whole.copy()
+        whole_sprite[y0:y1, x0:x1] = sprite
+        whole_eyeball[y0:y1, x0:x1] = eyeball
+        self.iris_sprite = self._image(whole_sprite)
+        self.eyeball = self._image(whole_eyeball)
 
     def _prepare_paste_back(self) -> None:
         photo = self.face.photo
@@ -449,6 +464,15 @@ class FaceRenderer:
         region = out[:, :, py0:py1, px0:px1]
         out[:, :, py0:py1, px0:px1] = region + self.paste_mask * (warped - region)
         return out
+
+
+@functools.lru_cache(maxsize=4)
+def _unit_grain(size: int) -> np.ndarray:
+    """(size, size) float64 standard normal noise, fixed seed: scaled to each photo's grain
+    (the same draw as ``default_rng(1).normal(0, scale, ...)``, made once per crop size)."""
+    grain = np.random.default_rng(1).standard_normal((size, size))
+    grain.flags.writeable = False
+    return grain
 
 
 def _to_uint8(frames: torch.Tensor) -> torch.Tensor:

@@ -188,30 +188,74 @@ def _frame_delta(payload: Payload, height: int, width: int) -> np.ndarray:
     return np.rint(_frame_delta_float(payload, height, width)).astype(np.int16)
 
 
-def region_weights(height: int, width: int, regions: np.ndarray) -> np.ndarray:
-    """(N, H, W) float32 pattern weights for frames re-rendered only inside ``regions``.
+@dataclass(frozen=True)
+class RegionWeights:
+    """Pattern strength per pixel of N frames re-rendered only inside a region each.
+
+    ``BACKGROUND_WEIGHT`` everywhere except, for frame ``i`` with a region, inside
+    ``boxes[i]`` = (x0, y0, x1, y1) frame pixels, where ``inside[i]`` (y1 - y0, x1 - x0)
+    float32 holds it (1 within the region, feathered to the background outside it).
+    Frames without a region (``boxes[i]`` None) are at the background strength throughout.
+    """
+
+    height: int
+    width: int
+    boxes: tuple[tuple[int, int, int, int] | None, ...]
+    inside: tuple[np.ndarray | None, ...]
+
+    def dense(self) -> np.ndarray:
+        """(N, H, W) float32, every pixel's strength."""
+        weights = np.full((len(self.boxes), self.height, self.width), BACKGROUND_WEIGHT, np.float32)
+        for index, (box, inside) in enumerate(zip(self.boxes, self.inside)):
+            if box is not None:
+                x0, y0, x1, y1 = box
+                weights[index, y0:y1, x0:x1] = inside
+        return weights
+
+
+def region_weights(height: int, width: int, regions: np.ndarray) -> RegionWeights:
+    """Pattern weights for frames re-rendered only inside ``regions``.
 
     ``regions`` is (N, K, 2) float32: per frame a polygon in frame pixels (x, y), all NaN
     where the frame was not re-rendered at all. Weight 1 inside the polygon, feathered to
-    ``BACKGROUND_WEIGHT`` outside it.
+    ``BACKGROUND_WEIGHT`` outside it. The feather is worked out in a box around the polygon
+    that holds its whole reach (OpenCV's float Gaussian spans 4 sigma); beyond the box the
+    weight is the background's exactly.
     """
-    weights = np.full((len(regions), height, width), BACKGROUND_WEIGHT, np.float32)
-    for index, polygon in enumerate(regions):
+    boxes: list[tuple[int, int, int, int] | None] = []
+    insides: list[np.ndarray | None] = []
+    for polygon in regions:
         if not np.isfinite(polygon).all():
+            boxes.append(None)
+            insides.append(None)
             continue
-        inside = np.zeros((height, width), np.uint8)
-        cv2.fillPoly(inside, [np.round(polygon).astype(np.int32)], 255)
+        corners = np.round(polygon).astype(np.int32)
         sigma = max(1.0, REGION_FEATHER * float(np.ptp(polygon, axis=0).max()))
+        reach = int(np.ceil(4 * sigma)) + 2
+        x0, y0 = np.clip(corners.min(0) - reach, 0, [width, height])
+        x1, y1 = np.clip(corners.max(0) + reach + 1, 0, [width, height])
+        if x1 <= x0 or y1 <= y0:
+            boxes.append(None)
+            insides.append(None)
+            continue
+        inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(inside, [corners - np.array([x0, y0], np.int32)], 255)
         soft = cv2.GaussianBlur(inside.astype(np.float32) / 255.0, (0, 0), sigma)
         soft[inside > 0] = 1.0          # whole inside; the feather lies outside the polygon
-        weights[index] += (1.0 - BACKGROUND_WEIGHT) * soft
-    return weights
+        weights = np.full(inside.shape, BACKGROUND_WEIGHT, np.float32)
+        weights += (1.0 - BACKGROUND_WEIGHT) * soft
+        boxes.append((int(x0), int(y0), int(x1), int(y1)))
+        insides.append(weights)
+    return RegionWeights(height, width, tuple(boxes), tuple(insides))
 
 
 @lru_cache(maxsize=16)
-def _frame_delta_parts(payload: Payload, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The delta as two (H, W, 3) uint8 planes, positive and negative part, for saturating adds."""
-    delta = _frame_delta(payload, height, width)
+def _frame_delta_parts(payload: Payload, height: int, width: int,
+                       weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The delta at ``weight`` strength as two (H, W, 3) uint8 planes, positive and negative
+    part, for saturating adds."""
+    delta = _frame_delta(payload, height, width) if weight == 1.0 else np.rint(
+        _frame_delta_float(payload, height, width) * np.float32(weight)).astype(np.int16)
     positive = np.repeat(np.clip(delta, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
     negative = np.repeat(np.clip(-delta, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
     return positive, negative
@@ -220,30 +264,33 @@ def _frame_delta_parts(payload: Payload, height: int, width: int) -> tuple[np.nd
 # ---------------------------------------------------------------- embedding
 
 def embed(frames: np.ndarray | torch.Tensor, payload: Payload,
-          weights: np.ndarray | None = None) -> np.ndarray | torch.Tensor:
+          weights: RegionWeights | None = None) -> np.ndarray | torch.Tensor:
     """Watermark (N, H, W, 3) uint8 RGB frames (numpy or a torch tensor on any device).
 
-    ``weights``: optional (N, H, W) float32 strength per pixel in [0, 1]
-    (:func:`region_weights`); None marks every pixel at full strength. Returns new frames of
-    the same type.
+    ``weights``: optional strength per pixel in [0, 1] (:func:`region_weights`); None marks
+    every pixel at full strength. Returns new frames of the same type.
     """
     height, width = frames.shape[1:3]
-    if weights is not None:
-        delta = np.rint(_frame_delta_float(payload, height, width)[None] * weights).astype(np.int16)
-        if isinstance(frames, torch.Tensor):
-            marked = frames.to(torch.int16) + torch.from_numpy(delta).to(frames.device)[..., None]
-            return marked.clamp_(0, 255).to(torch.uint8)
-        return np.clip(frames.astype(np.int16) + delta[..., None], 0, 255).astype(np.uint8)
     if isinstance(frames, torch.Tensor):   # batched int16 add on the frames' device
-        delta = torch.from_numpy(_frame_delta(payload, height, width)).to(frames.device)
-        marked = frames.to(torch.int16) + delta[None, :, :, None]
+        if weights is None:
+            delta = torch.from_numpy(_frame_delta(payload, height, width))[None]
+        else:
+            delta = torch.from_numpy(np.rint(_frame_delta_float(payload, height, width)[None]
+                                              * weights.dense()).astype(np.int16))
+        marked = frames.to(torch.int16) + delta.to(frames.device)[..., None]
         return marked.clamp_(0, 255).to(torch.uint8)
-    # CPU numpy: two saturating uint8 passes per frame (SIMD in OpenCV), no int16 temporaries
-    positive, negative = _frame_delta_parts(payload, height, width)
+    # CPU numpy: two saturating uint8 passes per frame (SIMD in OpenCV), no int16 temporaries;
+    # a dub's re-rendered box then gets its own strength.
+    positive, negative = _frame_delta_parts(payload, height, width, 1.0 if weights is None else BACKGROUND_WEIGHT)
     marked = np.empty(frames.shape, np.uint8)
     for index, frame in enumerate(frames):
         cv2.add(frame, positive, dst=marked[index])
         cv2.subtract(marked[index], negative, dst=marked[index])
+        if weights is not None and weights.boxes[index] is not None:
+            x0, y0, x1, y1 = weights.boxes[index]
+            delta = np.rint(_frame_delta_float(payload, height, width)[y0:y1, x0:x1] * weights.inside[index])
+            marked[index, y0:y1, x0:x1] = np.clip(frame[y0:y1, x0:x1].astype(np.int16)
+                                                  + delta.astype(np.int16)[..., None], 0, 255)
     return marked
 
 

@@ -91,14 +91,23 @@ def lower_face_mask(size: int, *point_sets: np.ndarray) -> np.ndarray:
     (crop pixels): their hull, grown by MASK_GROW and feathered by MASK_FEATHER of the side."""
     hull_points = np.concatenate([points[list(_LOWER_FACE), :2] for points in point_sets])
     hull = cv2.convexHull(np.round(hull_points * 4).astype(np.int32))
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(mask, hull, 255, shift=2)
     grow = max(1, int(round(MASK_GROW * size)))
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
     sigma = MASK_FEATHER * size
-    soft = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), sigma)
+    # The grown, feathered hull reaches grow + 4 sigma (OpenCV's float kernel) past the hull:
+    # the filters run on that box only, and the mask is zero beyond it.
+    reach = grow + int(np.ceil(4 * sigma)) + 2
+    (x0, y0), (x1, y1) = hull.reshape(-1, 2).min(0) // 4 - reach, hull.reshape(-1, 2).max(0) // 4 + reach + 1
+    x0, y0, x1, y1 = (int(np.clip(v, 0, size)) for v in (x0, y0, x1, y1))
+    mask = np.zeros((size, size), np.float32)
+    if x1 <= x0 or y1 <= y0:
+        return mask
+    box = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillConvexPoly(box, hull - np.array([4 * x0, 4 * y0], np.int32), 255, shift=2)
+    box = cv2.dilate(box, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    soft = cv2.GaussianBlur(box.astype(np.float32) / 255.0, (0, 0), sigma)
     # Inside the hull itself the mask is whole; the feather lies outside it.
-    return np.maximum(soft * 2.0 - 1.0, 0.0).clip(0.0, 1.0)
+    mask[y0:y1, x0:x1] = np.maximum(soft * 2.0 - 1.0, 0.0).clip(0.0, 1.0)
+    return mask
 
 
 def paste(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, crop_from_frame: np.ndarray) -> np.ndarray:

@@ -143,3 +143,22 @@ def test_a_hidden_mouth_reaches_the_result_and_the_manifest(astronaut_task, dete
     assert MOUTH_HIDDEN_FLAG in result.quality_flags
     row = ManifestRow.from_result("job", request, result)
     assert MOUTH_HIDDEN_FLAG in row.quality_flags and any("mouth is covered" in w for w in row.warnings)
+
+
+@pytest.mark.parametrize("photo", ["face_astronaut_eileen_collins.png", "face_grace_hopper.jpg",
+                                   "face_obama_speaking.jpg"])
+def test_the_reading_of_a_box_around_the_mouth_is_the_reading_of_the_whole_crop(photo, align, shared_assets):
+    """``read_mouth`` reads only a box around the lips (their skin ring and its filters' reach)
+    and places the masks back: the same reading, mask for mask, as reading the whole crop."""
+    from workers.face.mouth import _read_mouth_box, read_mouth
+
+    path = shared_assets / photo if (shared_assets / photo).is_file() else EXTRA / photo
+    face = align(path).face
+    boxed = read_mouth(face.crop, face.landmarks, face.photo.shape[:2], face.crop_from_photo)
+    whole = _read_mouth_box(face.crop, face.landmarks, face.photo.shape[:2], face.crop_from_photo)
+    assert boxed.hidden is None and boxed.interior.any()
+    for name, value in vars(whole).items():
+        if isinstance(value, np.ndarray):
+            assert np.array_equal(value, getattr(boxed, name)), name
+        else:
+            assert value == getattr(boxed, name), name
