@@ -33,12 +33,13 @@ from workers.take.compose import (
     dub_frame,
     face_region,
 )
+from workers.take.mouth_bank import MOUTH_BANK_VERSION
 from workers.take.reader import TakeInfo, read_take_frames
 from workers.take.track import TRACKER_VERSION, track_take
 
 MAX_TAKE_SECONDS = 600.0
 TAKE_MOTION_VERSION = "talkfarm-take-motion-2"
-TAKE_DECODER_VERSION = f"talkfarm-take-decoder-2+{DECODER_VERSION}"
+TAKE_DECODER_VERSION = f"talkfarm-take-decoder-3+{MOUTH_BANK_VERSION}+{DECODER_VERSION}"
 # Most of the take's own jaw kept where the new speech is voiced and the take's jaw moves with
 # it (locally correlated): there the actor's jaw carries the speech's rhythm plus the head's
 # motion and breath, which a wholly synthetic jaw loses. Where they disagree or the new speech
@@ -198,7 +199,7 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
             for i, row in enumerate(take.rows(source)):
                 if take.status[row] == FRAME_DUBBED:
                     targets = FrameTargets(take.landmarks[row], take.own[row], task.motion[chunk.start + i])
-                    frames[i] = dub_frame(frames[i], targets, take.crop_size, self.config)
+                    frames[i] = dub_frame(frames[i], targets, take.crop_size, self.config, take.mouth_bank)
                     regions[i] = face_region(take.landmarks[row])
             chunk.frames = frames
             # Everything outside the face is the take's own: the watermark is lighter there.
