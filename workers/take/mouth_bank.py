@@ -262,3 +262,63 @@ def _light_gain(crop: np.ndarray, target: np.ndarray, entry: MouthInterior) -> n
     if lips is None:
         return np.ones(3, np.float32)
     return np.clip(lips / np.maximum(entry.lip_rgb, 1e-3), *GAIN_RANGE).astype(np.float32)
+
+
+def openings(landmarks: np.ndarray) -> np.ndarray:
+    """(T,) :func:`mouth_shape` openings of (T, 478, 2+) landmarks."""
+    points = np.asarray(landmarks, np.float64)
+    right, left = topo.MOUTH_CORNERS_OUTER
+    up, low = topo.LIP_CENTER_INNER
+    width = np.maximum(np.linalg.norm(points[:, left, :2] - points[:, right, :2], axis=-1), 1e-6)
+    return (points[:, low, 1] - points[:, up, 1]) / width
+
+
+def opened_beyond(model, landmarks: np.ndarray, own: np.ndarray, target: np.ndarray, batch: int = 256) -> np.ndarray:
+    """(T,) bool: the frames whose dubbed mouth opens beyond the take's own there, as
+    :func:`fill_interior` decides (its opening above its own by OPEN_BEYOND's start, at least
+    MIN_FILL_OPENING). The frames' own openings are read on their landmarks (T, 478, 2+); the
+    dub's adds the change the take's face ``model`` (``FaceModel``) makes from the latents
+    ``own`` to ``target`` (T, MOTION_DIM), as each frame's decoder adds it to its own."""
+    import torch
+
+    change = np.zeros(len(own))
+    with torch.inference_mode():
+        for start in range(0, len(own), batch):
+            pair = torch.as_tensor(np.concatenate([own[start:start + batch], target[start:start + batch]]),
+                                   dtype=torch.float32)
+            decoded = model.landmarks(pair)[..., :2].numpy()
+            half = len(decoded) // 2
+            change[start:start + half] = openings(decoded[half:]) - openings(decoded[:half])
+    before = openings(landmarks)
+    after = before + change
+    return (after - before > OPEN_BEYOND[0]) & (after >= MIN_FILL_OPENING)
+
+
+def bank_note(bank: MouthBank | None, opened: int, frames: int) -> str | None:
+    """The result's line on the mouth interiors: how many of ``frames`` frames a dub opens
+    beyond the take's own mouth, and whether the take's own open mouths fill them."""
+    if not opened:
+        return None
+    if bank is None or not bank.entries:
+        return (f"{opened} of {frames} frames open the mouth beyond the take's; the take never opens its mouth, "
+                "so their interiors are synthesised")
+    return (f"{opened} of {frames} frames open the mouth beyond the take's; their interiors come from "
+            f"{len(bank)} of the take's own open-mouth frames")
+
+
+def interior_lab(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+    """(3,) mean CIELAB colour (L* 0-100) of a frame's (H, W, 3) uint8 RGB mouth interior: inside
+    the inner lip line of its landmarks (478, 2+), the rim pixel left out; None when the mouth is
+    barely open (fewer than 6 pixels). What bench/dub.py and the tests compare interiors by."""
+    points = np.asarray(landmarks, np.float64)[:, :2]
+    polygon = points[topo.inner_mouth_polygon()]
+    x0, y0 = np.floor(polygon.min(0) - 2).astype(int).clip(0, None)
+    x1, y1 = np.ceil(polygon.max(0) + 2).astype(int)
+    x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    inside = cv2.erode(_polygon_mask((y1 - y0, x1 - x0), polygon, (x0, y0)), np.ones((3, 3), np.uint8)) > 0
+    if inside.sum() < 6:
+        return None
+    pixels = frame[y0:y1, x0:x1][inside].astype(np.float32).reshape(-1, 1, 3) / 255.0
+    return cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(0)
