@@ -50,6 +50,8 @@ def test_the_bank_keeps_the_takes_own_open_mouths(tracked):
         # what it keeps is the inside of a real open mouth: darker than the frame's lips around it
         assert interior_lab(entry.crop, _box_landmarks(entry))[0] < _lab(entry.lip_rgb)[0]
     assert bank.nbytes < 64 * 1024
+    # every frame chunk's window of the track carries the same bank
+    assert track.window(10, 20).mouth_bank is bank
 
 
 def _box_landmarks(entry) -> np.ndarray:
