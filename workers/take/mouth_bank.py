@@ -52,6 +52,9 @@ OPENING_SPREAD = 0.06
 WIDTH_SPREAD = 0.05
 # Per-channel light match between the bank frame's lips and this frame's, within these gains.
 GAIN_RANGE = (0.7, 1.4)
+# A mouth opened wider than the bank's keeps this share of the bank mouth's opening along each
+# lip at its size (the teeth) and stretches the middle (see _depth_in_entry).
+TEETH_BAND = 0.3
 # Feather of the filled interior at the lip line (Gaussian sigma, pixels).
 FEATHER_PX = 0.6
 _EYE_CORNERS = (33, 263)
@@ -239,12 +242,14 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
     u = np.clip(relative @ axis / max(float(axis @ axis), 1e-6), 0.0, 1.0)
     offset = relative @ normal
     top_at, bottom_at = np.interp(u, u_top, top), np.interp(u, u_bottom, bottom)
-    v = np.clip((offset - top_at) / np.maximum(bottom_at - top_at, 0.5), -0.1, 1.1)
+    gap = np.maximum(bottom_at - top_at, 0.5)
+    v = np.clip((offset - top_at) / gap, -0.1, 1.1)
     filled = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
     for entry, weight in choose(bank, opening, width):
         e_origin, e_axis, e_normal, ((eu_top, e_top), (eu_bottom, e_bottom)) = _mouth_frame(entry.upper, entry.lower)
         e_top_at, e_bottom_at = np.interp(u, eu_top, e_top), np.interp(u, eu_bottom, e_bottom)
-        depth = e_top_at + v * (e_bottom_at - e_top_at)
+        depth = e_top_at + _depth_in_entry(offset - top_at, gap, e_bottom_at - e_top_at,
+                                           math.sqrt(float(e_axis @ e_axis) / max(float(axis @ axis), 1e-6)), v)
         source = e_origin + u[..., None] * e_axis + depth[..., None] * e_normal            # box pixel centres
         sampled = cv2.remap(entry.crop, (source[..., 0] - 0.5).astype(np.float32),
                             (source[..., 1] - 0.5).astype(np.float32), cv2.INTER_LINEAR,
@@ -254,6 +259,25 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
     out = crop.copy()
     out[y0:y1, x0:x1] = np.round(region + mask[..., None] * (filled - region)).clip(0, 255).astype(np.uint8)
     return out, True
+
+
+def _depth_in_entry(depth: np.ndarray, gap: np.ndarray, entry_gap: np.ndarray, scale: float,
+                    v: np.ndarray) -> np.ndarray:
+    """Where a pixel ``depth`` pixels below the target's upper inner lip (its opening ``gap``
+    pixels there) samples the bank mouth, in pixels below its upper inner lip (its opening
+    ``entry_gap``; ``scale``: bank pixels per target pixel). A mouth the bank shows at least as
+    open is squeezed to fit (``v``: the share of the opening). One opened wider than the bank's
+    keeps the bands along its lips their size (``TEETH_BAND`` of the bank's opening each: the
+    teeth hang from the upper lip and stand on the lower) and stretches what lies between them
+    (cavity, tongue), as a real mouth opening further shows more of its inside; stretched
+    whole, the teeth would grow with the opening."""
+    squeezed = v * entry_gap
+    band = TEETH_BAND * entry_gap
+    reach = band / scale                                   # the band's height in the target
+    middle = band + (depth - reach) * (entry_gap - 2.0 * band) / np.maximum(gap - 2.0 * reach, 1e-3)
+    kept = np.where(depth < reach, depth * scale,
+                    np.where(depth > gap - reach, entry_gap - (gap - depth) * scale, middle))
+    return np.where(gap * scale > entry_gap, kept, squeezed)
 
 
 def _light_gain(crop: np.ndarray, target: np.ndarray, entry: MouthInterior) -> np.ndarray:
