@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -122,6 +120,6 @@ def test_a_take_that_never_opens_the_mouth_falls_back_and_says_so(closed_take):
     speech = track.own.copy()
     speech[:, JAW_INDEX] = 0.8
     request = RenderRequest(id="dub", video=str(take), audio="speech.wav", output="out.mp4")
-    task = RenderTask(request, face=face, take=dataclasses.replace(track), motion=speech)
+    task = RenderTask(request, face=face, take=track, motion=speech)
     TakeMotionStage()([task])
     assert any("the take never opens its mouth, so their interiors are synthesised" in w for w in task.warnings)
