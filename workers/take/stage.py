@@ -2,8 +2,10 @@
 
 ``take``: reads the take, tracks its face and reads its own motion (task stage, first);
 ``take_motion``: fits the take to the new speech and puts the speech's mouth on the take's
-own motion (task stage, after the shared motion stage); ``take_decode``: dubs a chunk of the
-take's frames (chunk stage, in place of the portrait decoder).
+own motion (task stage, after the shared motion stage), counting the frames whose new mouth
+opens beyond the take's; ``take_decode``: dubs a chunk of the take's frames (chunk stage, in
+place of the portrait decoder), those mouths' interiors from the take's own open mouths (the
+``TakeTrack.mouth_bank`` the take stage kept), the same few frames for every chunk.
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ from workers.take.compose import (
     dub_frame,
     face_region,
 )
+from workers.take.mouth_bank import MOUTH_BANK_VERSION, bank_note, opened_beyond
 from workers.take.reader import TakeInfo, read_take_frames
 from workers.take.track import TRACKER_VERSION, track_take
 
 MAX_TAKE_SECONDS = 600.0
 TAKE_MOTION_VERSION = "talkfarm-take-motion-2"
-TAKE_DECODER_VERSION = f"talkfarm-take-decoder-2+{DECODER_VERSION}"
+TAKE_DECODER_VERSION = f"talkfarm-take-decoder-3+{MOUTH_BANK_VERSION}+{DECODER_VERSION}"
 # Most of the take's own jaw kept where the new speech is voiced and the take's jaw moves with
 # it (locally correlated): there the actor's jaw carries the speech's rhythm plus the head's
 # motion and breath, which a wholly synthetic jaw loses. Where they disagree or the new speech
@@ -124,6 +127,12 @@ class TakeMotionStage(TaskStage):
         if passed:
             detail = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in passed.items())
             task.warnings.append(f"{sum(passed.values())} of {frames} frames passed through unchanged ({detail})")
+        dubbed = np.flatnonzero(take.status[source] == FRAME_DUBBED)
+        opened = opened_beyond(task.face.model, take.landmarks[source[dubbed]], take.own[source[dubbed]],
+                               motion[dubbed]) if len(dubbed) else np.zeros(0, bool)
+        note = bank_note(take.mouth_bank, int(opened.sum()), frames)
+        if note:
+            task.warnings.append(note)
         if take.cuts:
             task.warnings.append(f"{len(take.cuts)} shot cut(s) in the take; the face was detected afresh after each")
 
@@ -198,7 +207,7 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
             for i, row in enumerate(take.rows(source)):
                 if take.status[row] == FRAME_DUBBED:
                     targets = FrameTargets(take.landmarks[row], take.own[row], task.motion[chunk.start + i])
-                    frames[i] = dub_frame(frames[i], targets, take.crop_size, self.config)
+                    frames[i] = dub_frame(frames[i], targets, take.crop_size, self.config, take.mouth_bank)
                     regions[i] = face_region(take.landmarks[row])
             chunk.frames = frames
             # Everything outside the face is the take's own: the watermark is lighter there.

@@ -30,6 +30,7 @@ from workers.face.latents import MOTION_DIM, euler_from_matrix
 from workers.face.model import frontal_frame
 from workers.face.mouth import read_mouth
 from workers.face.topology import NUM_LANDMARKS
+from workers.take.mouth_bank import MouthBankBuilder
 from workers.take.reader import MIN_DECODED_FRACTION, probe_take, read_take
 
 TRACKER_VERSION = "mediapipe-face-mesh-0.10.21-video-1"
@@ -58,12 +59,14 @@ def is_cut(previous: np.ndarray | None, current: np.ndarray) -> bool:
 @dataclass(frozen=True)
 class FrameFace:
     """One frame's tracked face: landmarks (478, 3) in frame pixels or None, and its status
-    (``core.take.FRAME_*``), its head yaw and pitch (degrees; 0 without a face)."""
+    (``core.take.FRAME_*``), its head yaw and pitch (degrees; 0 without a face), and whether
+    its mouth shows teeth."""
 
     landmarks: np.ndarray | None
     status: int
     yaw: float = 0.0
     pitch: float = 0.0
+    teeth: bool = False
 
 
 class FaceTracker:
@@ -142,9 +145,10 @@ def classify(frame: np.ndarray, landmarks: np.ndarray | None) -> FrameFace:
     crop = cv2.warpAffine(frame, matrix, (OCCLUSION_CROP, OCCLUSION_CROP), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REFLECT101)
     in_crop = crop_points(points, matrix)
-    if read_mouth(crop, in_crop, frame.shape[:2], matrix).hidden is not None:
+    mouth = read_mouth(crop, in_crop, frame.shape[:2], matrix)
+    if mouth.hidden is not None:
         return FrameFace(landmarks, FRAME_MOUTH_OCCLUDED, yaw, pitch)
-    return FrameFace(landmarks, FRAME_DUBBED, yaw, pitch)
+    return FrameFace(landmarks, FRAME_DUBBED, yaw, pitch, mouth.teeth_visible)
 
 
 def crop_points(landmarks: np.ndarray, crop_from_frame: np.ndarray) -> np.ndarray:
@@ -160,8 +164,9 @@ def track_take(path: str, face: int, max_crop: int, max_seconds: float) -> tuple
     """Track the ``face``-th face through the take at ``path`` (streamed, a batch at a time).
 
     Returns the track (landmarks, statuses and own latents per frame, crop size: the face's own
-    resolution, at most ``max_crop``) and the take's reference face: its most frontal dubbable
-    frame, aligned, whose face model reads every frame's own motion.
+    resolution, at most ``max_crop``; the take's own open mouths, ``workers.take.mouth_bank``)
+    and the take's reference face: its most frontal dubbable frame, aligned, whose face model
+    reads every frame's own motion.
 
     Raises:
         BadInputError: not a video, unreadable or truncated, too long, or no dubbable face.
@@ -169,6 +174,7 @@ def track_take(path: str, face: int, max_crop: int, max_seconds: float) -> tuple
     info = probe_take(path, max_seconds)
     tracker = FaceTracker(face)
     landmarks, status, cuts = [], [], []
+    bank = MouthBankBuilder()
     reference: tuple[float, np.ndarray, np.ndarray] | None = None     # (|yaw| + |pitch|, frame, landmarks)
     try:
         for batch in read_take(path, info):
@@ -180,6 +186,8 @@ def track_take(path: str, face: int, max_crop: int, max_seconds: float) -> tuple
                                  else found.landmarks)
                 status.append(found.status)
                 turn = abs(found.yaw) + abs(found.pitch)
+                if found.status == FRAME_DUBBED:
+                    bank.offer(len(status) - 1, frame, found.landmarks, turn, found.teeth)
                 if found.status == FRAME_DUBBED and (reference is None or turn < reference[0]):
                     reference = (turn, frame.copy(), found.landmarks)
     finally:
@@ -207,7 +215,8 @@ def track_take(path: str, face: int, max_crop: int, max_seconds: float) -> tuple
                         for i in dubbed])
     own[dubbed] = aligned.model.encode(in_crop)
     track = TakeTrack(path=str(path), fps=info.fps, width=info.width, height=info.height, num_frames=frames,
-                      crop_size=crop_size, landmarks=stacked, status=codes, own=own, cuts=cuts, colour=info.colour)
+                      crop_size=crop_size, landmarks=stacked, status=codes, own=own, cuts=cuts, colour=info.colour,
+                      mouth_bank=bank.bank())
     return track, aligned
 
 

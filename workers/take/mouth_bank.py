@@ -1,0 +1,348 @@
+"""The take's own open mouths, as the interior of the mouths a dub opens.
+
+Where the new speech opens a mouth the take had closed, the decoder has no picture of the
+inside of this actor's mouth and synthesises one (``workers.decoder.mouth.paint_mouth``):
+smooth shading that reads as a painted band of teeth. The take itself has those pictures:
+the frames where the actor speaks with the mouth open show their real teeth, tongue and
+cavity under the take's own light.
+
+While the take stage reads the take (``workers.take.track.track_take``), :class:`MouthBankBuilder`
+keeps, per mouth shape bin (opening x width), the sharpest most frontal open mouth it has
+seen: a small box of the frame around the inner lips, turned level, with its inner lip lines.
+At most ``len(OPENING_EDGES) x (len(WIDTH_EDGES) + 1)`` boxes whatever the take's length, so
+memory stays flat, and the bank travels on the take's track (``core.take.TakeTrack.mouth_bank``)
+to every frame chunk: every decoder fills from the same frames.
+
+:func:`fill_interior` then fills a decoded crop's open mouth, inside its target inner lip
+line, with the one or two bank mouths nearest in shape, each warped in mouth coordinates
+(u along the corner-to-corner axis, v from the upper inner lip line to the lower: the bank
+mouth's lip lines land on the target's), lit to the frame's lips and feathered at the lip.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from core.take import MouthBank, MouthInterior
+from workers.face import topology as topo
+
+MOUTH_BANK_VERSION = "take-mouth-bank-1"
+# Inner-lip gap over mouth width (workers.face.mouth.read_mouth's opening) from which a frame's
+# mouth is open enough to show its interior, and the shape bins the bank keeps one mouth for.
+MIN_OPENING = 0.12
+OPENING_EDGES = (0.12, 0.2, 0.28, 0.38, 0.5)
+# Mouth width over the outer eye corners' distance: narrow (rounded), neutral, wide (spread).
+WIDTH_EDGES = (0.54, 0.6)
+# Longest mouth width kept (pixels): the bank is at most the take's own resolution.
+MAX_MOUTH_PX = 128
+# Box around the inner lips kept, grown by this share of the mouth width (the lip rim and a
+# little lip, which the feathered edge reaches).
+BOX_MARGIN = 0.12
+# A frame's mouth is filled from the bank where its target opening exceeds its own by this
+# much (ramped over the interval), and is at least MIN_FILL_OPENING: below, the interior is a
+# dark slit the decoder's own shading covers.
+OPEN_BEYOND = (0.01, 0.05)
+MIN_FILL_OPENING = 0.04
+# Bank mouths are weighted by shape distance (Gaussian; these spreads), the nearest two blended
+# so a mouth opening through the bins cross-fades rather than jumps between frames.
+OPENING_SPREAD = 0.06
+WIDTH_SPREAD = 0.05
+# Per-channel light match between the bank frame's lips and this frame's, within these gains.
+GAIN_RANGE = (0.7, 1.4)
+# A mouth opened wider than the bank's keeps this share of the bank mouth's opening along each
+# lip at its size (the teeth) and stretches the middle (see _depth_in_entry).
+TEETH_BAND = 0.3
+# Feather of the filled interior at the lip line (Gaussian sigma, pixels).
+FEATHER_PX = 0.6
+_EYE_CORNERS = (33, 263)
+
+
+def mouth_shape(landmarks: np.ndarray) -> tuple[float, float]:
+    """(opening, width) of (478, 2+) landmarks: the inner-lip gap at the centre over the mouth
+    width (outer corners), and the mouth width over the outer eye corners' distance."""
+    points = np.asarray(landmarks, np.float64)[:, :2]
+    right, left = topo.MOUTH_CORNERS_OUTER
+    width = max(float(np.linalg.norm(points[left] - points[right])), 1e-6)
+    up, low = topo.LIP_CENTER_INNER
+    gap = float(points[low, 1] - points[up, 1])
+    eyes = max(float(np.linalg.norm(points[_EYE_CORNERS[1]] - points[_EYE_CORNERS[0]])), 1e-6)
+    return gap / width, width / eyes
+
+
+def shape_bin(opening: float, width: float) -> tuple[int, int] | None:
+    """The bank's bin of a mouth shape, or None for a mouth not open enough to keep."""
+    if not opening >= MIN_OPENING:
+        return None
+    return int(np.searchsorted(OPENING_EDGES, opening, side="right")), int(np.searchsorted(WIDTH_EDGES, width))
+
+
+def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, origin=(0.0, 0.0)) -> np.ndarray:
+    """(h, w) uint8 0/1 filled polygon (N, 2) in pixels, anti-aliased to a quarter pixel."""
+    mask = np.zeros(shape, np.uint8)
+    points = np.round((np.asarray(polygon, np.float64) - np.asarray(origin) - 0.5) * 4).astype(np.int32)
+    cv2.fillPoly(mask, [points], 1, lineType=cv2.LINE_8, shift=2)
+    return mask
+
+
+def lip_colour(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+    """(3,) float32 median RGB (0-1) of the lips (between the outer and inner lip lines) of
+    ``image`` (H, W, 3) uint8 with landmarks (478, 2+) in its pixels; None if too few pixels."""
+    points = np.asarray(landmarks, np.float64)[:, :2]
+    outer = points[list(topo.LIP_OUTER_UPPER) + list(topo.LIP_OUTER_LOWER[-2:0:-1])]
+    inner = points[topo.inner_mouth_polygon()]
+    x0, y0 = np.floor(outer.min(0)).astype(int).clip(0, None)
+    x1, y1 = np.ceil(outer.max(0)).astype(int) + 1
+    x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    box = (y1 - y0, x1 - x0)
+    lips = _polygon_mask(box, outer, (x0, y0)) > _polygon_mask(box, inner, (x0, y0))
+    if lips.sum() < 10:
+        return None
+    return (np.median(image[y0:y1, x0:x1][lips], axis=0) / 255.0).astype(np.float32)
+
+
+def extract_interior(frame: np.ndarray, landmarks: np.ndarray, index: int, teeth: bool
+                     ) -> tuple[MouthInterior, float] | None:
+    """One frame's open mouth as a bank entry, and its sharpness (mean |Laplacian| of grey levels
+    inside the inner lips: detail, not motion blur); None for a mouth too small to read."""
+    points = np.asarray(landmarks, np.float64)[:, :2]
+    opening, width_ratio = mouth_shape(points)
+    right, left = topo.MOUTH_CORNERS_OUTER
+    axis = points[left] - points[right]
+    width = float(np.linalg.norm(axis))
+    if width < 8:
+        return None
+    lip = lip_colour(frame, points)
+    if lip is None:
+        return None
+    scale = min(1.0, MAX_MOUTH_PX / width)
+    cos, sin = axis / width
+    rotation = scale * np.array([[cos, sin], [-sin, cos]])
+    inner = points[topo.inner_mouth_polygon()] @ rotation.T
+    margin = BOX_MARGIN * width * scale + 2.0
+    low = inner.min(0) - margin
+    size = np.ceil(inner.max(0) + margin - low).astype(int)
+    # frame -> box, in pixel-index coordinates (landmarks put pixel i's centre at i + 0.5)
+    matrix = np.hstack([rotation, (-low + rotation @ [0.5, 0.5] - 0.5)[:, None]])
+    box = cv2.warpAffine(frame, matrix, (int(size[0]), int(size[1])), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+
+    def place(line):
+        return (points[list(line)] @ rotation.T - low).astype(np.float32)
+
+    upper, lower = place(topo.LIP_INNER_UPPER), place(topo.LIP_INNER_LOWER)
+    inside = _polygon_mask(box.shape[:2], np.concatenate([upper, lower[-2:0:-1]]))
+    core = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
+    if core.sum() < 6:
+        return None
+    grey = cv2.cvtColor(box, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    sharpness = float(np.abs(cv2.Laplacian(grey, cv2.CV_32F))[core].mean())
+    entry = MouthInterior(crop=box, upper=upper, lower=lower, opening=opening, width=width_ratio, teeth=bool(teeth),
+                          lip_rgb=lip, frame=int(index))
+    return entry, sharpness
+
+
+class MouthBankBuilder:
+    """Keeps the best open mouth per shape bin of the frames it is offered (in take order)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[int, int], tuple[float, MouthInterior]] = {}
+
+    def offer(self, index: int, frame: np.ndarray, landmarks: np.ndarray, turn_deg: float, teeth: bool) -> None:
+        """Frame ``index`` of the take (H, W, 3) uint8 RGB, its landmarks (478, 2+) in frame
+        pixels and its head turn (|yaw| + |pitch|, degrees): kept if its mouth is open and it
+        is the sharpest, most frontal of its bin so far."""
+        key = shape_bin(*mouth_shape(landmarks))
+        if key is None:
+            return
+        found = extract_interior(frame, landmarks, index, teeth)
+        if found is None:
+            return
+        entry, sharpness = found
+        score = sharpness / (1.0 + turn_deg / 20.0)
+        if key not in self._kept or score > self._kept[key][0]:
+            self._kept[key] = (score, entry)
+
+    def bank(self) -> MouthBank:
+        return MouthBank(sorted((entry for _, entry in self._kept.values()), key=lambda entry: entry.frame))
+
+
+def _smoothstep(low: float, high: float, x):
+    t = np.clip((x - low) / (high - low), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def choose(bank: MouthBank, opening: float, width: float) -> list[tuple[MouthInterior, float]]:
+    """The (at most two) bank mouths nearest a shape, with weights summing to 1."""
+    distance = np.array([((entry.opening - opening) / OPENING_SPREAD) ** 2 + ((entry.width - width) / WIDTH_SPREAD) ** 2
+                         for entry in bank.entries])
+    nearest = np.argsort(distance)[:2]
+    weight = np.exp(-0.5 * (distance[nearest] - distance[nearest[0]]))
+    weight /= weight.sum()
+    return [(bank.entries[i], float(w)) for i, w in zip(nearest, weight) if w > 1e-3]
+
+
+def _mouth_frame(upper: np.ndarray, lower: np.ndarray):
+    """The corner-to-corner axis of inner lip lines (11, 2) each (right corner first): its
+    origin, axis vector, unit normal (pointing down the face), and each line's (u, offset) pairs
+    (u: 0 at the right corner, 1 at the left; offset along the normal, pixels)."""
+    origin = upper[0].astype(np.float64)
+    axis = upper[-1].astype(np.float64) - origin
+    length2 = max(float(axis @ axis), 1e-6)
+    normal = np.array([-axis[1], axis[0]]) / math.sqrt(length2)
+    lines = []
+    for line in (upper, lower):
+        relative = line.astype(np.float64) - origin
+        u, offset = relative @ axis / length2, relative @ normal
+        order = np.argsort(u)
+        lines.append((u[order], offset[order]))
+    return origin, axis, normal, lines
+
+
+def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: MouthBank | None
+                  ) -> tuple[np.ndarray, bool]:
+    """A decoded face crop with its open mouth's interior from the take's own open mouths.
+
+    Args:
+        crop: (S, S, 3) uint8 RGB, the decoded crop (its mouth interior synthesised).
+        target: (478, 2+) the decoded face's landmarks, crop pixels.
+        own: (478, 2+) the frame's own landmarks, crop pixels (what the take showed).
+        bank: the take's mouth bank.
+
+    Returns:
+        (the crop, filled or as it was; whether the bank filled it). Filled where the target
+        opening exceeds the frame's own (OPEN_BEYOND) and the bank holds a mouth.
+    """
+    if bank is None or not bank.entries:
+        return crop, False
+    opening, width = mouth_shape(target)
+    own_opening, _ = mouth_shape(own)
+    strength = float(_smoothstep(*OPEN_BEYOND, opening - own_opening))
+    if strength <= 0.0 or opening < MIN_FILL_OPENING:
+        return crop, False
+    target = np.asarray(target, np.float64)[:, :2]
+    upper, lower = target[list(topo.LIP_INNER_UPPER)], target[list(topo.LIP_INNER_LOWER)]
+    polygon = np.concatenate([upper, lower[-2:0:-1]])
+    size = crop.shape[0]
+    x0, y0 = np.floor(polygon.min(0) - 3).astype(int).clip(0, size)
+    x1, y1 = np.ceil(polygon.max(0) + 3).astype(int).clip(0, size)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return crop, False
+    mask = _polygon_mask((y1 - y0, x1 - x0), polygon, (x0, y0)).astype(np.float32)
+    mask = cv2.GaussianBlur(mask, (0, 0), FEATHER_PX) * strength
+    # Each box pixel in mouth coordinates (u along the corners' axis, v from the upper inner
+    # lip line to the lower).
+    origin, axis, normal, ((u_top, top), (u_bottom, bottom)) = _mouth_frame(upper, lower)
+    xs, ys = np.meshgrid(np.arange(x0, x1) + 0.5, np.arange(y0, y1) + 0.5)
+    relative = np.stack([xs - origin[0], ys - origin[1]], -1)
+    u = np.clip(relative @ axis / max(float(axis @ axis), 1e-6), 0.0, 1.0)
+    offset = relative @ normal
+    top_at, bottom_at = np.interp(u, u_top, top), np.interp(u, u_bottom, bottom)
+    gap = np.maximum(bottom_at - top_at, 0.5)
+    v = np.clip((offset - top_at) / gap, -0.1, 1.1)
+    filled = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+    for entry, weight in choose(bank, opening, width):
+        e_origin, e_axis, e_normal, ((eu_top, e_top), (eu_bottom, e_bottom)) = _mouth_frame(entry.upper, entry.lower)
+        e_top_at, e_bottom_at = np.interp(u, eu_top, e_top), np.interp(u, eu_bottom, e_bottom)
+        depth = e_top_at + _depth_in_entry(offset - top_at, gap, e_bottom_at - e_top_at,
+                                           math.sqrt(float(e_axis @ e_axis) / max(float(axis @ axis), 1e-6)), v)
+        source = e_origin + u[..., None] * e_axis + depth[..., None] * e_normal            # box pixel centres
+        sampled = cv2.remap(entry.crop, (source[..., 0] - 0.5).astype(np.float32),
+                            (source[..., 1] - 0.5).astype(np.float32), cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        filled += weight * sampled * _light_gain(crop, target, entry)
+    region = crop[y0:y1, x0:x1].astype(np.float32)
+    out = crop.copy()
+    out[y0:y1, x0:x1] = np.round(region + mask[..., None] * (filled - region)).clip(0, 255).astype(np.uint8)
+    return out, True
+
+
+def _depth_in_entry(depth: np.ndarray, gap: np.ndarray, entry_gap: np.ndarray, scale: float,
+                    v: np.ndarray) -> np.ndarray:
+    """Where a pixel ``depth`` pixels below the target's upper inner lip (its opening ``gap``
+    pixels there) samples the bank mouth, in pixels below its upper inner lip (its opening
+    ``entry_gap``; ``scale``: bank pixels per target pixel). A mouth the bank shows at least as
+    open is squeezed to fit (``v``: the share of the opening). One opened wider than the bank's
+    keeps the bands along its lips their size (``TEETH_BAND`` of the bank's opening each: the
+    teeth hang from the upper lip and stand on the lower) and stretches what lies between them
+    (cavity, tongue), as a real mouth opening further shows more of its inside; stretched
+    whole, the teeth would grow with the opening."""
+    squeezed = v * entry_gap
+    band = TEETH_BAND * entry_gap
+    reach = band / scale                                   # the band's height in the target
+    middle = band + (depth - reach) * (entry_gap - 2.0 * band) / np.maximum(gap - 2.0 * reach, 1e-3)
+    kept = np.where(depth < reach, depth * scale,
+                    np.where(depth > gap - reach, entry_gap - (gap - depth) * scale, middle))
+    return np.where(gap * scale > entry_gap, kept, squeezed)
+
+
+def _light_gain(crop: np.ndarray, target: np.ndarray, entry: MouthInterior) -> np.ndarray:
+    """(3,) per-channel gain from the bank frame's light to this frame's: their lips' colours."""
+    lips = lip_colour(crop, target)
+    if lips is None:
+        return np.ones(3, np.float32)
+    return np.clip(lips / np.maximum(entry.lip_rgb, 1e-3), *GAIN_RANGE).astype(np.float32)
+
+
+def openings(landmarks: np.ndarray) -> np.ndarray:
+    """(T,) :func:`mouth_shape` openings of (T, 478, 2+) landmarks."""
+    points = np.asarray(landmarks, np.float64)
+    right, left = topo.MOUTH_CORNERS_OUTER
+    up, low = topo.LIP_CENTER_INNER
+    width = np.maximum(np.linalg.norm(points[:, left, :2] - points[:, right, :2], axis=-1), 1e-6)
+    return (points[:, low, 1] - points[:, up, 1]) / width
+
+
+def opened_beyond(model, landmarks: np.ndarray, own: np.ndarray, target: np.ndarray, batch: int = 256) -> np.ndarray:
+    """(T,) bool: the frames whose dubbed mouth opens beyond the take's own there, as
+    :func:`fill_interior` decides (its opening above its own by OPEN_BEYOND's start, at least
+    MIN_FILL_OPENING). The frames' own openings are read on their landmarks (T, 478, 2+); the
+    dub's adds the change the take's face ``model`` (``FaceModel``) makes from the latents
+    ``own`` to ``target`` (T, MOTION_DIM), as each frame's decoder adds it to its own."""
+    import torch
+
+    change = np.zeros(len(own))
+    with torch.inference_mode():
+        for start in range(0, len(own), batch):
+            pair = torch.as_tensor(np.concatenate([own[start:start + batch], target[start:start + batch]]),
+                                   dtype=torch.float32)
+            decoded = model.landmarks(pair)[..., :2].numpy()
+            half = len(decoded) // 2
+            change[start:start + half] = openings(decoded[half:]) - openings(decoded[:half])
+    before = openings(landmarks)
+    after = before + change
+    return (after - before > OPEN_BEYOND[0]) & (after >= MIN_FILL_OPENING)
+
+
+def bank_note(bank: MouthBank | None, opened: int, frames: int) -> str | None:
+    """The result's line on the mouth interiors: how many of ``frames`` frames a dub opens
+    beyond the take's own mouth, and whether the take's own open mouths fill them."""
+    if not opened:
+        return None
+    if bank is None or not bank.entries:
+        return (f"{opened} of {frames} frames open the mouth beyond the take's; the take never opens its mouth, "
+                "so their interiors are synthesised")
+    return (f"{opened} of {frames} frames open the mouth beyond the take's; their interiors come from "
+            f"{len(bank)} of the take's own open-mouth frames")
+
+
+def interior_lab(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+    """(3,) mean CIELAB colour (L* 0-100) of a frame's (H, W, 3) uint8 RGB mouth interior: inside
+    the inner lip line of its landmarks (478, 2+), the rim pixel left out; None when the mouth is
+    barely open (fewer than 6 pixels). What bench/dub.py and the tests compare interiors by."""
+    points = np.asarray(landmarks, np.float64)[:, :2]
+    polygon = points[topo.inner_mouth_polygon()]
+    x0, y0 = np.floor(polygon.min(0) - 2).astype(int).clip(0, None)
+    x1, y1 = np.ceil(polygon.max(0) + 2).astype(int)
+    x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    inside = cv2.erode(_polygon_mask((y1 - y0, x1 - x0), polygon, (x0, y0)), np.ones((3, 3), np.uint8)) > 0
+    if inside.sum() < 6:
+        return None
+    pixels = frame[y0:y1, x0:x1][inside].astype(np.float32).reshape(-1, 1, 3) / 255.0
+    return cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(0)
