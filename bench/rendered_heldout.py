@@ -1,7 +1,7 @@
 """Rendered lips on real speech no training run has heard: the default against procedural.
 
     .venv/bin/python bench/rendered_heldout.py --set choose|confirm [--pocketsphinx DIR] [--size 256]
-        [--portrait face_astronaut_eileen_collins.png] [--viseme-weight W] [--modes ...]
+        [--portrait face_astronaut_eileen_collins.png] [--viseme-weight W] [--modes ...] [--keep DIR [--reuse]]
 
 Every clip is rendered through the product (``pipeline.render.LocalRenderer``) and measured on
 the frames as ``talkfarm eval --transcript TRUE_TEXT`` does (``workers.quality.qc.evaluate``):
