@@ -1,7 +1,7 @@
 """Rendered lips on real speech no training run has heard: the default against procedural.
 
     .venv/bin/python bench/rendered_heldout.py --set choose|confirm [--pocketsphinx DIR] [--size 256]
-        [--portrait face_astronaut_eileen_collins.png] [--viseme-weight W] [--modes ...]
+        [--portrait face_astronaut_eileen_collins.png] [--viseme-weight W] [--modes ...] [--keep DIR [--reuse]]
 
 Every clip is rendered through the product (``pipeline.render.LocalRenderer``) and measured on
 the frames as ``talkfarm eval --transcript TRUE_TEXT`` does (``workers.quality.qc.evaluate``):
@@ -79,6 +79,19 @@ def controls_of(mode: str, text: str, size: int, guidance: float | None = None) 
     return _controls(mode, text, size)
 
 
+class _Reused:
+    """A render kept from an earlier run (--reuse): done, with the transcript its provenance records."""
+
+    status = "done"
+
+    def __init__(self, video: Path):
+        import json
+
+        provenance = video.with_name(video.name + ".provenance.json")
+        record = json.loads(provenance.read_text()) if provenance.is_file() else {}
+        self.transcript = record.get("transcript")
+
+
 def _controls(mode: str, text: str, size: int) -> dict:
     return {
         "default": dict(motion="diffusion"),
@@ -103,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--viseme-weight", type=float, default=None,
                         help="override workers.motion.visemes.VISEME_WEIGHT (a sweep; default: the shipped value)")
     parser.add_argument("--limit", type=int, default=0, help="first N clips only")
+    parser.add_argument("--keep", default=None, help="keep the renders in this folder (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the renders already in --keep again instead of rendering (a change of the measure)")
     args = parser.parse_args(argv)
 
     from core.schemas import RenderControls, RenderRequest
@@ -121,13 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     runner = LocalRenderer(DecoderConfig(device="cpu"))
     print("| clip | mode | heard | contrast | P/B/M (n) closed | lip r | render s |\n|---|---|---|---:|---:|---:|---:|")
     values: dict[str, dict[str, list[float]]] = {m: {k: [] for k in KEYS} for m in args.modes}
-    with tempfile.TemporaryDirectory(prefix="talkfarm-rendered-heldout-") as folder:
+    with tempfile.TemporaryDirectory(prefix="talkfarm-rendered-heldout-") as scratch:
+        folder = args.keep or scratch
+        Path(folder).mkdir(parents=True, exist_ok=True)
         for path, text in clips:
             for mode in args.modes:
                 out = Path(folder) / f"{path.stem}_{mode.replace(' ', '_').replace('+', '_')}.mp4"
                 started = time.perf_counter()
-                result = runner.render(RenderRequest(id=out.stem, image=str(portrait), audio=str(path), output=str(out),
-                                                     controls=RenderControls(**controls_of(mode, text, args.size, args.audio_guidance))))
+                if args.reuse and out.is_file():
+                    result = _Reused(out)
+                else:
+                    result = runner.render(RenderRequest(id=out.stem, image=str(portrait), audio=str(path), output=str(out),
+                                                         controls=RenderControls(**controls_of(mode, text, args.size,
+                                                                                               args.audio_guidance))))
                 seconds = time.perf_counter() - started
                 if result.status != "done":
                     print(f"| {path.stem} | {mode} | failed: {result.error_stage}: {result.error_message} |")

@@ -238,6 +238,9 @@ CLOSED_SEAM_WIDTH_PX = 1.0
 # anti-aliased edge pixels (half lip, half tooth) and the photo's dark lip rim go too; lips
 # that meet show the photo's lips up to this far from its inner lines (the rim there is shadow).
 EDGE_MARGIN_PX = 3.0
+# Pixels outside the lips' outer lines over which map_lips blends into the spline's flow: the
+# flow grid's step (DecoderConfig.grid_step), within which the upsampled flow cannot follow the lips.
+SKIN_REACH_PX = 10.0
 # Deepest lip row the mirror reaches, pixels beyond the mirror line: a band taller than twice
 # this is filled by stretching these rows, not by mirroring further (a thin lip would
 # otherwise bring its outer border and the skin beyond into the middle of the mouth).
@@ -332,7 +335,7 @@ def fit_affine(frame_points: torch.Tensor, photo_points: torch.Tensor) -> torch.
 
 
 def map_lips(grid: torch.Tensor, origin: tuple[int, int], size: int, lines: list[torch.Tensor],
-             photo_lines: torch.Tensor) -> None:
+             photo_lines: torch.Tensor, reach: float = SKIN_REACH_PX) -> None:
     """Carry each lip whole, in place on a backward-warp grid's mouth box.
 
     The spline flow is smooth, so where closed target lips meet it samples the photo half way
@@ -340,16 +343,27 @@ def map_lips(grid: torch.Tensor, origin: tuple[int, int], size: int, lines: list
     cavity, a dark stepped fold. Here every column of the target's lips samples the photo's
     lips instead: the target's upper lip (outer line to inner line) maps onto the photo's upper
     lip, the lower onto the lower and the opening onto the opening, so closing lips show the
-    photo's whole lip texture and thickness and meet on one seam. Blended into the spline's
-    flow over 3 px outside the outer lines and just past the inner corners.
+    photo's whole lip texture and thickness and meet on one seam. The skin just outside the
+    outer lines moves with them (a row ``d`` px above the target's outer upper line samples the
+    photo ``d`` px above its own), blended into the spline's flow over ``reach`` px, and the map
+    fades out just past the inner corners.
+
+    Why the skin too: the flow is the spline evaluated on a coarse grid (``grid_step``, 10 px)
+    and upsampled, which cannot follow a lip that closes by half its photo's opening within a
+    few pixels. Mapped only up to 3 px above the outer line, rows above it still sampled the
+    photo's upper lip, under them the photo's skin: a closing mouth rendered a dark line, a
+    light one, then the lip and the seam, which Face Mesh (talkfarm eval's tracker) read as
+    lips 0.03-0.09 of the mouth width apart, the more so the more the head pitched or turned.
 
     Args:
-        grid: (B, h, w, 2) grid_sample coordinates of the box, changed in place.
+        grid: (B, h, w, 2) grid_sample coordinates of the box, changed in place; the box spans
+            at least ``reach`` px outside the outer lines.
         origin: (x0, y0) crop pixel of the box's top-left corner.
         size: crop side, pixels.
         lines: target lip lines (B, 11, 2) each, crop pixels: outer upper, inner upper,
             inner lower, outer lower, right corner to left.
         photo_lines: (4, S) the photo's same four lines' heights at each crop column's centre.
+        reach: pixels outside the outer lines over which the map blends into the spline's flow.
     """
     batch, h, w, _ = grid.shape
     device, dtype = grid.device, grid.dtype
@@ -370,10 +384,11 @@ def map_lips(grid: torch.Tensor, origin: tuple[int, int], size: int, lines: list
     # pixels there are half tooth.
     meeting = smoothstep(2.0, 0.0, inner_low - inner_up)
     margin = EDGE_MARGIN_PX * meeting
-    upper = photo_outer_up + ((y - outer_up) / (inner_up - outer_up)).clamp(0.0, 1.0) * (
+    # Above the outer upper line (below the outer lower one) the skin keeps its distance to it.
+    upper = photo_outer_up + (y - outer_up).clamp_max(0.0) + ((y - outer_up) / (inner_up - outer_up)).clamp(0.0, 1.0) * (
         photo_inner_up - margin - photo_outer_up)
-    lower = photo_inner_low + margin + ((y - inner_low) / (outer_low - inner_low)).clamp(0.0, 1.0) * (
-        photo_outer_low - photo_inner_low - margin)
+    lower = photo_inner_low + margin + (y - outer_low).clamp_min(0.0) + (
+        (y - inner_low) / (outer_low - inner_low)).clamp(0.0, 1.0) * (photo_outer_low - photo_inner_low - margin)
     opening = photo_inner_up + ((y - inner_up) / (inner_low - inner_up).clamp_min(1e-3)).clamp(0.0, 1.0) * (
         photo_inner_low - photo_inner_up)
     # Anti-aliased switch between the zones (a hard switch steps along a sloping seam).
@@ -382,7 +397,7 @@ def map_lips(grid: torch.Tensor, origin: tuple[int, int], size: int, lines: list
     mapped = above * upper + below * lower + (1.0 - above - below).clamp_min(0.0) * opening
     left, right = lines[1][:, 0, 0].view(batch, 1, 1), lines[1][:, -1, 0].view(batch, 1, 1)
     across = ((xs.view(1, 1, w) - 0.5 * (left + right)) / (0.5 * (right - left)).abs().clamp_min(1.0)).abs()
-    weight = smoothstep(outer_up - 3.0, outer_up, y) * (1.0 - smoothstep(outer_low, outer_low + 3.0, y))
+    weight = smoothstep(outer_up - reach, outer_up, y) * (1.0 - smoothstep(outer_low, outer_low + reach, y))
     weight = weight * smoothstep(1.15, 1.0, across)
     mapped_grid = mapped / size * 2.0 - 1.0
     grid[..., 1] += weight * (mapped_grid - grid[..., 1])

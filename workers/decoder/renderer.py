@@ -40,7 +40,7 @@ from workers.decoder.spline import fit_thin_plate
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-6"
+DECODER_VERSION = "talkfarm-warp-decoder-7"
 WARP_MAX_BLINK = 0.5
 # Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
 # jaw's rotation alone, far from the lips) the lower teeth follow.
@@ -368,11 +368,12 @@ class FaceRenderer:
         rx0, ry0 = self.region[:2]
         lines = [target[:, list(line)] for line in (topo.LIP_OUTER_UPPER, topo.LIP_INNER_UPPER,
                                                      topo.LIP_INNER_LOWER, topo.LIP_OUTER_LOWER)]
-        bx0, by0, bx1, by1 = self._box(torch.cat([lines[0], lines[3]], 1), 4)
+        reach = float(self.config.grid_step)
+        bx0, by0, bx1, by1 = self._box(torch.cat([lines[0], lines[3]], 1), int(np.ceil(reach)) + 1)
         if bx1 <= bx0 or by1 <= by0:
             return
         box = grid[:, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
-        map_lips(box, (bx0, by0), self.size, lines, self.photo_lip_rows)
+        map_lips(box, (bx0, by0), self.size, lines, self.photo_lip_rows, reach)
 
     def _box(self, points: torch.Tensor, pad: int) -> tuple[int, int, int, int]:
         """Integer box around (B, N, 2) points over the whole batch, clipped to the region."""

@@ -16,12 +16,14 @@ import torch
 
 from workers.face.latents import rotation_matrix
 
-HEAD_VERSION = "head-pivot-1"
+HEAD_VERSION = "head-pivot-2"
 # The pivot in canonical units (outer-eye-corner distance, ~9 cm; y down, z away from the
 # camera): the upper neck sits about 9 cm below and 9 cm behind the eyes' centre.
 NECK_PIVOT = np.array([0.0, 1.0, 1.0])
 SWAY_STD = 0.05          # torso sway, canonical units (~4.5 mm, ~7 % of the interocular distance)
 SWAY_SECONDS = 2.5       # its time constant
+# Gain on the generators' yaw, pitch and roll swings about the clip's mean (see widen_rotation).
+ROTATION_GAIN = np.array([2.0, 1.0, 3.0])
 
 
 def _rotations(pose: np.ndarray) -> np.ndarray:
@@ -42,9 +44,23 @@ def _sway(rng: np.random.Generator, frames: int, fps: float) -> np.ndarray:
     return out
 
 
+def widen_rotation(angles: np.ndarray, gain: np.ndarray = ROTATION_GAIN) -> np.ndarray:
+    """(T, 3) yaw, pitch, roll degrees -> their swings about the clip's mean times ``gain``.
+
+    The generators' head turns are a third of real talking video's (rotation std on the frames,
+    held-out clips: yaw 1.4 / 2.1 degrees diffusion / procedural, pitch 1.5 / 1.3, roll 0.4 /
+    0.6, against the real webcam clip's 3.4, 2.3, 1.8): yaw and roll are widened. Pitch is not:
+    the head's pitch is what the rendered lips' closures are most sensitive to (BENCHMARKS.md,
+    issue 19 round 4), and the generators' pitch is already the nearest to real.
+    """
+    angles = np.asarray(angles, np.float64)
+    mean = angles.mean(0, keepdims=True)
+    return (mean + (angles - mean) * np.asarray(gain, np.float64)).astype(np.float32)
+
+
 def move_with_neck(motion: np.ndarray, source_latent: np.ndarray, fps: float, seed: int) -> np.ndarray:
-    """(T, MOTION_DIM) motion latents -> the same with ``tx``, ``ty`` following the head's
-    rotation about the neck pivot and the torso's sway.
+    """(T, MOTION_DIM) motion latents -> the same with yaw and roll widened (:func:`widen_rotation`)
+    and ``tx``, ``ty`` following the head's rotation about the neck pivot and the torso's sway.
 
     Translation is in the latents' unit (fraction of the crop side); one canonical unit is
     ``exp(log_scale)`` of the crop side at each frame.
@@ -52,6 +68,7 @@ def move_with_neck(motion: np.ndarray, source_latent: np.ndarray, fps: float, se
     out = np.array(motion, np.float32, copy=True)
     if len(out) == 0:
         return out
+    out[:, :3] = widen_rotation(out[:, :3])
     rotations = _rotations(out[:, :3])
     photo = _rotations(np.asarray(source_latent, np.float64)[None, :3])[0]
     shift = ((photo[None] - rotations) @ NECK_PIVOT)[:, :2]                 # (T, 2) canonical units

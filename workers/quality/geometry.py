@@ -84,6 +84,8 @@ def head_motion_intensity(landmarks: np.ndarray, stride: int = 1, span: int = HE
     span = stride * max(1, math.ceil(span / stride))
     rigid = np.asarray(landmarks, dtype=np.float64)[:, list(RIGID)]
     starts = np.arange(0, len(rigid) - span, stride)
+    if len(starts) == 0:          # a clip shorter than the span (7 frames at 25 fps)
+        return float("nan")
     a, b = rigid[starts], rigid[starts + span]
     ok = np.all(np.isfinite(a.reshape(len(a), -1)), axis=1) & np.all(np.isfinite(b.reshape(len(b), -1)), axis=1)
     if not ok.any():

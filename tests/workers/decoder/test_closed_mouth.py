@@ -17,7 +17,10 @@ from pipeline.preview import save_contact_sheet
 from workers.decoder.renderer import FaceRenderer
 from workers.face import topology as topo
 from workers.face.latents import dyn_index
-from workers.quality.measure import mouth_opening
+from workers.motion.visemes import CLOSURE_JAW, CLOSURE_PRESS
+from workers.quality.frames import DECODE_MAX_SIDE
+from workers.quality.measure import CLOSED_OPENING, mouth_opening
+from workers.quality.qc import evaluate_frames
 from workers.quality.tracking import FaceTracker
 
 JAW, PRESS = dyn_index("jaw_open"), dyn_index("lip_press")
@@ -78,6 +81,35 @@ def test_closed_latents_close_the_rendered_lips(rendered):
     assert (np.abs(refined[1:]) < 0.03).all(), refined
     assert (tracked[1:] < 0.06).all(), tracked
     assert (tracked[2:] < 0.05).all(), tracked
+
+
+POSES = (("pitch -3", 0.0, -3.0), ("pitch +3", 0.0, 3.0), ("yaw -10", -10.0, 0.0), ("yaw +10", 10.0, 0.0))
+
+
+def test_closed_lips_read_closed_at_every_head_pose(astronaut, test_output):
+    """A p / b / m closure as ``workers.motion.visemes`` enforces it (CLOSURE_JAW, CLOSURE_PRESS),
+    with the head turned off the photo's pose, reads closed on the frames as ``talkfarm eval``
+    reads them (StreamingQC: frames scaled to 256 px, Face Mesh tracking): under eval's
+    CLOSED_OPENING (0.06) at pitch -3 / +3 and yaw -10 / +10 degrees.
+
+    Measured (512 px render, CPU): 0.016 / 0.034 / 0.006 / 0.046. Before decoder-7 (map_lips
+    carried the lips but not the skin above them, which the coarse flow grid still filled with
+    the photo's upper lip: a dark line over a light one over the lips) the 256 px renders read
+    0.022-0.052 over pitch -3..+3 and 0.071 at yaw +10 (BENCHMARKS.md, issue 19 round 4).
+    """
+    rows = []
+    for _, yaw, pitch in POSES:
+        row = astronaut.model.source_latent.astype(np.float32).copy()
+        row[0] += yaw
+        row[1] += pitch
+        row[JAW], row[PRESS] = CLOSURE_JAW, astronaut.model.source_latent[PRESS] + CLOSURE_PRESS
+        rows.append(row)
+    frames = FaceRenderer(astronaut).render(np.stack(rows))
+    save_contact_sheet(list(frames), test_output / "decoder_closed_mouth_poses.png", columns=len(rows), tile=256,
+                       labels=[label for label, _, _ in POSES])
+    opening = evaluate_frames(frames, 25.0, max_side=DECODE_MAX_SIDE, thumbs=0).opening
+    assert np.isfinite(opening).all(), opening
+    assert (opening < CLOSED_OPENING).all(), dict(zip([label for label, _, _ in POSES], opening.round(3)))
 
 
 def test_teeth_are_covered_when_the_lips_meet(astronaut, rendered):

@@ -71,6 +71,16 @@ def test_real_webcam_face_passes_the_thresholds(shared_assets):
     assert result.flags == [], result.flags
 
 
+def test_a_clip_shorter_than_the_head_span_is_measured(shared_assets):
+    """Four real frames (0.16 s, shorter than the head measure's 6-frame span): the mouth and
+    the face are measured, the head motion is unknown (NaN), nothing raises."""
+    frames, fps = decode_frames(shared_assets / WEBCAM)
+    m = evaluate_frames(frames[:4], fps, thumbs=0).metrics
+    assert m["frames"] == 4 and m["face_found_fraction"] == 1.0
+    assert np.isfinite(m["opening_p50"])
+    assert m["head_motion_deg_per_frame"] is None or not np.isfinite(m["head_motion_deg_per_frame"])
+
+
 def test_audio_shifted_by_one_second_is_flagged(decoded):
     frames, fps, wave, portrait = decoded
     shifted = np.concatenate([np.zeros(16000, wave.dtype), wave[:-16000]])
