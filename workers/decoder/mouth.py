@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.decoder.interior import sample_detail
+from workers.decoder.interior import sample_interior
 from workers.decoder.shapes import (
     between_curves_distance,
     polyline_y,
@@ -24,7 +24,6 @@ from workers.decoder.shapes import (
 
 CAVITY_RGB = (0.20, 0.08, 0.09)
 TONGUE_RGB = (0.62, 0.30, 0.31)
-TEETH_RGB = (0.86, 0.80, 0.70)
 # Toward the mouth corners the cavity shows the inner cheeks: this share of the lips' colour
 # at this brightness.
 CHEEK_SHOW = 0.6
@@ -33,15 +32,9 @@ CHEEK_SHADE = 0.7
 # closing gap. (At 0.3 the batch QC's mouth patches between tracked frames read lip r 0.13
 # below the full eval on Grace Hopper, past its 0.1 tolerance; at 0.5 they agree.)
 SMALL_OPENING_SHADE = 0.5
-# Real interior detail (workers/decoder/interior.py): its log-luma amplitude on what is
-# synthesised, faded in over this share of the mouth width from each lip line (the exemplars'
-# own lip rims are dark lines there; at 8 % of the opening instead, the inner-lip edge ratio
-# fell by 0.04 on every closed-mouth photo).
-DETAIL_GAIN = 1.8
-DETAIL_FADE = 0.05
-# ... and at most about this much (log luma, soft limit): stronger, a wide-open mouth's teeth
-# bands catch the exemplars' highlights and read as chrome.
-DETAIL_SOFT_LIMIT = 0.35
+# The real interiors' flesh (workers/decoder/interior.py) takes this power of this face's lips'
+# chroma (over the light's): a pale face's tongue pinker, a dark face's browner.
+LIP_TINT = 0.5
 
 
 def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tensor, lower: torch.Tensor,
@@ -56,7 +49,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         lower: (B, 11, 2) inner lower lip line, same order.
         light: (3,) RGB light on the face in the photo (see :func:`mouth_light`).
         teeth_rgb: (2, 3) colours of the photo's own upper and lower teeth under its light, for
-            the teeth it never showed; None: teeth of the lips' light (TEETH_RGB x light).
+            the teeth it never showed; None: the photo shows no teeth, and real open mouths
+            (workers/decoder/interior.py) are laid whole into the opening instead of paint.
         plates: the photo's own teeth, back to front: (plate, affine) pairs with plate
             (1, 4, S, S) RGB + alpha over the crop (see :func:`teeth_plate`) and affine (B, 2, 3)
             from frame pixels to the plate's crop pixels (upper teeth: the skull's motion;
@@ -90,53 +84,24 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     across = ((x - center) / half_width).abs()                                  # 0 centre, 1 corners
     gap = (bottom - top).clamp_min(0.0)
 
-    def rgb(color: tuple[float, float, float]) -> torch.Tensor:
-        return torch.tensor(color, device=device, dtype=dtype).view(1, 3, 1, 1)
-
     lit = light.view(1, 3, 1, 1)
     # The lips' own colour just outside the inner line, per column (warped from the photo).
     above = _column_sample(region, (top - origin[1] - 2.0).squeeze(1))                # (B, 3, 1, w)
     below = _column_sample(region, (bottom - origin[1] + 1.0).squeeze(1))
-    # Cavity: dark, darkest deep in the middle of the opening; toward the corners the inner
-    # cheeks and lips show, flesh of the lips' colour in shade rather than black.
-    depth = smoothstep(0.0, 1.0, (1.0 - across)) * smoothstep(0.0, 0.5, (y - top) / gap.clamp_min(1.0))
-    interior = rgb(CAVITY_RGB) * (1.0 - 0.45 * depth) * lit
-    flesh = 0.5 * (above + below) * CHEEK_SHADE
-    interior = interior + CHEEK_SHOW * smoothstep(0.55, 1.0, across) * (flesh - interior)
-    # Tongue: a rounded mass resting behind the lower teeth.
-    tongue_cy = bottom - 0.18 * gap
-    tongue = ((x - center) / (0.62 * half_width)).square() + ((y - tongue_cy) / (0.42 * gap + 1.0)).square()
-    tongue_cover = smoothstep(1.0, 0.75, tongue) * smoothstep(0.0, 0.35, gap / (2 * half_width))
-    interior = interior + tongue_cover * (rgb(TONGUE_RGB) * (1.0 - 0.35 * depth) * lit - interior)
-    # Teeth the photo never showed: bands hanging from the upper lip line and standing on the
-    # lower one, in the colour of the photo's own set (upper or lower), darker toward the
-    # corners. No drawn seams.
     if teeth_rgb is None:
-        upper_color = lower_color = rgb(TEETH_RGB) * lit
+        # A photo that shows no teeth: real open mouths laid whole into this opening (teeth
+        # hanging from the upper lip at their own size, the cavity and tongue stretched between;
+        # workers/decoder/interior.py), under this face's light and tinted toward its lips.
+        mouth_w = 2.0 * half_width
+        opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
+        albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
+        interior = albedo * lit * _lip_tint(above, below, lit)
+        # The exemplars are as soft as their photos (webcam frames, most of them; their detail is
+        # sharpened in the atlas): they take only half the photo's blur.
+        blur = 0.5 * blur
     else:
-        upper_color, lower_color = teeth_rgb.view(2, 1, 3, 1, 1)
+        interior = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb)
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
-    upper_h = 0.28 * half_width
-    upper_teeth = smoothstep(upper_h, upper_h * 0.75, y - top) * smoothstep(0.96, 0.7, across)
-    lower_h = 0.18 * half_width
-    lower_teeth = smoothstep(lower_h, lower_h * 0.7, bottom - y) * smoothstep(0.85, 0.55, across)
-    lower_teeth = lower_teeth * smoothstep(0.25, 0.5, gap / upper_h)
-    interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
-    upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)
-    interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
-    # Real interiors' structure (gaps between teeth, incisor edges, the tongue's highlights,
-    # inner-cheek folds), carried from real open mouths as log-luma detail in mouth coordinates;
-    # the colours stay this face's. Faded in from the lip lines, where the rim below takes over.
-    # Only for a photo that shows no teeth: where it does, its own plates carry real texture, and
-    # another mouth's tooth gaps over its teeth's colour would contradict them (on the astronaut
-    # they also cost the tracker 0.013 lip r).
-    if teeth_rgb is None:
-        v = ((y - top) / gap.clamp_min(1.0)).clamp(0.0, 1.0)
-        opening = gap.amax(dim=(2, 3)).view(batch) / (2.0 * half_width.view(batch))
-        detail = sample_detail((x - center) / half_width, v, opening)
-        from_lips = torch.minimum(y - top, bottom - y)
-        detail = detail * smoothstep(0.0, DETAIL_FADE * 2.0 * half_width, from_lips)
-        interior = interior * torch.exp(DETAIL_SOFT_LIMIT * torch.tanh(DETAIL_GAIN * detail / DETAIL_SOFT_LIMIT))
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
     # (the photo's own teeth below carry the photo's light already).
     small = smoothstep(0.75 * half_width, 0.0, gap)
@@ -171,6 +136,50 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     meeting = smoothstep(2.0, 0.0, gap) * (1.0 - across.square()).clamp_min(0.0)
     line = torch.exp(-0.5 * ((y - 0.5 * (top + bottom)) / CLOSED_SEAM_WIDTH_PX).square())
     return out * (1.0 - SEAM_DARKEN * meeting * line)
+
+
+def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 1, 1) gain pulling the real interiors' flesh (tongue, cheeks) toward this face's
+    lips: LIP_TINT of the lips' chroma over the light's, unit mean."""
+    lips = 0.5 * (above + below).mean(dim=3, keepdim=True).clamp_min(1e-3)        # (B, 3, 1, 1)
+    chroma = lips / light.view(1, 3, 1, 1)
+    chroma = chroma / chroma.mean(dim=1, keepdim=True)
+    return chroma.pow(LIP_TINT)
+
+
+def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb):
+    """The painted interior behind the photo's own teeth (a photo that shows teeth): cavity,
+    tongue and the teeth bands it never showed, in its teeth's colour; (B, 3, h, w)."""
+    device, dtype = x.device, x.dtype
+
+    def rgb(color: tuple[float, float, float]) -> torch.Tensor:
+        return torch.tensor(color, device=device, dtype=dtype).view(1, 3, 1, 1)
+
+    # Cavity: dark, darkest deep in the middle of the opening; toward the corners the inner
+    # cheeks and lips show, flesh of the lips' colour in shade rather than black.
+    depth = smoothstep(0.0, 1.0, (1.0 - across)) * smoothstep(0.0, 0.5, (y - top) / gap.clamp_min(1.0))
+    interior = rgb(CAVITY_RGB) * (1.0 - 0.45 * depth) * lit
+    flesh = 0.5 * (above + below) * CHEEK_SHADE
+    interior = interior + CHEEK_SHOW * smoothstep(0.55, 1.0, across) * (flesh - interior)
+    # Tongue: a rounded mass resting behind the lower teeth.
+    tongue_cy = bottom - 0.18 * gap
+    tongue = ((x - center) / (0.62 * half_width)).square() + ((y - tongue_cy) / (0.42 * gap + 1.0)).square()
+    tongue_cover = smoothstep(1.0, 0.75, tongue) * smoothstep(0.0, 0.35, gap / (2 * half_width))
+    interior = interior + tongue_cover * (rgb(TONGUE_RGB) * (1.0 - 0.35 * depth) * lit - interior)
+    # Teeth the photo never showed: bands hanging from the upper lip line and standing on the
+    # lower one, in the colour of the photo's own set (upper or lower), darker toward the
+    # corners. No drawn seams.
+    upper_color, lower_color = teeth_rgb.view(2, 1, 3, 1, 1)
+    corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
+    upper_h = 0.28 * half_width
+    upper_teeth = smoothstep(upper_h, upper_h * 0.75, y - top) * smoothstep(0.96, 0.7, across)
+    lower_h = 0.18 * half_width
+    lower_teeth = smoothstep(lower_h, lower_h * 0.7, bottom - y) * smoothstep(0.85, 0.55, across)
+    lower_teeth = lower_teeth * smoothstep(0.25, 0.5, gap / upper_h)
+    interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
+    upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)
+    interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
+    return interior
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
