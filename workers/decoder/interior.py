@@ -1,19 +1,23 @@
-"""Texture of real mouth interiors, for the parts of a mouth the photo never showed.
+"""Real mouth interiors, for the parts of a mouth the photo never showed.
 
-What :func:`workers.decoder.mouth.paint_mouth` synthesises (cavity, tongue, teeth bands) is
-smooth shading in this face's colours: it reads as paint. Real interiors have structure at
-every scale: the dark gaps between teeth, the edges of the incisors, the tongue's wet
-highlights, the folds of the inner cheeks. This module carries that structure from real
-open-mouth photos and frames (sources and licences in data/mouth_interiors.json) as *detail*
-only: the high-pass along the mouth of each interior's log luma, in the mouth's own coordinates (u across the
-opening, -1 at the right corner to 1 at the left; v down it, 0 at the upper inner lip line
-to 1 at the lower). The colours stay this face's; the detail multiplies them.
+Smooth shading in this face's colours (cavity, tongue, teeth bands) reads as paint. Real
+interiors have structure at every scale and light that falls off into the mouth: teeth in the
+upper lip's shadow, the gaps between them, the tongue's wet highlights, the inner cheeks. The
+atlas holds real open mouths (sources and licences in data/mouth_interiors.json), each
+resampled between its inner lip lines to mouth coordinates (u across the opening, -1 at one
+corner to 1 at the other; v down it, 0 at the upper inner lip line to 1 at the lower):
 
-The atlas is built once by ``bench/mouth_interiors.py`` (:func:`interior_detail` on each
-exemplar) and stored in the package as a 16-bit PNG of the stacked exemplars plus a JSON
-sidecar giving each one's opening (inner-lip gap over mouth width), source and licence.
+* the whole interior's colour over its photo's light on the lips (:func:`interior_albedo`),
+  which :func:`sample_interior` lays into another face's opening (teeth hanging from the upper
+  lip and standing on the lower one at their own size, the cavity stretched between) for
+  :func:`workers.decoder.mouth.paint_mouth` to multiply by that face's light;
+* its log-luma detail along the mouth (:func:`interior_detail`; the atlas of decoder-5/6,
+  kept for the record of what each exemplar gives).
 
-:func:`texture_along_mouth` measures on a frame what the detail is for (bench/mouth.py).
+Built once by ``bench/mouth_interiors.py`` and stored in the package as 16-bit PNGs of the
+stacked exemplars plus the JSON sidecar (opening, source, licence, whether laid whole).
+
+:func:`texture_along_mouth` measures on a frame what the real interiors are for (bench/mouth.py).
 """
 
 from __future__ import annotations
@@ -95,32 +99,6 @@ def load_atlas() -> tuple[np.ndarray, np.ndarray]:
     return details.reshape(len(openings), rows, cols), openings
 
 
-def sample_detail(u: torch.Tensor, v: torch.Tensor, opening: torch.Tensor) -> torch.Tensor:
-    """Real interior detail at mouth coordinates, blended over exemplars by opening.
-
-    Args:
-        u: (B, 1, h or 1, w) across the opening, -1 right corner .. 1 left corner.
-        v: (B, 1, h, w) down the opening, 0 upper inner lip line .. 1 lower.
-        opening: (B,) inner-lip gap over mouth width of each frame.
-
-    Returns:
-        (B, 1, h, w) log-luma detail (zero mean, about +-0.3).
-    """
-    details, openings = load_atlas()
-    atlas = torch.as_tensor(details, dtype=u.dtype, device=u.device)[:, None]          # (E, 1, r, c)
-    weight = torch.exp(-0.5 * ((opening[:, None] - torch.as_tensor(openings, dtype=u.dtype, device=u.device)[None])
-                               / OPENING_SIGMA).square())                                 # (B, E)
-    weight = weight / weight.sum(1, keepdim=True).clamp_min(1e-6)
-    u, v = torch.broadcast_tensors(u, v)
-    grid = torch.stack([u.clamp(-1.0, 1.0), v.clamp(0.0, 1.0) * 2.0 - 1.0], -1)[:, 0]    # (B, h, w, 2)
-    out = torch.zeros_like(u)
-    for index in range(atlas.shape[0]):
-        sampled = F.grid_sample(atlas[index:index + 1].expand(u.shape[0], -1, -1, -1), grid, mode="bilinear",
-                                padding_mode="border", align_corners=False)
-        out = out + weight[:, index].view(-1, 1, 1, 1) * sampled
-    return out
-
-
 def texture_along_mouth(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
     """How much a mouth interior varies along the mouth: what flat paint lacks.
 
@@ -154,9 +132,11 @@ def texture_along_mouth(frame: np.ndarray, landmarks: np.ndarray) -> float | Non
 ALBEDO_PNG = DATA / "mouth_interiors_rgb.png"
 ALBEDO_TEXELS = (48, 96)
 ALBEDO_SCALE = 2.0
-# The inner lip lines are anti-aliased: sampled this far inside them (crop pixels at 512 px) the
-# exemplar's own lip rim stays out (this face's rim is drawn by paint_mouth).
-ALBEDO_INSET_PX = 1.0
+# The inner lip lines are anti-aliased and a webcam frame's lip rim is a few crop pixels thick:
+# sampled this far inside them (share of the mouth width, at least 1 px) the exemplar's own lip
+# stays out (this face's rim is drawn by paint_mouth; with 1 px, the exemplars' pink rims read
+# as lip to Face Mesh and halved its reading of Biden's half-open mouth).
+ALBEDO_INSET = 0.02
 # Exemplars blended per frame: the two nearest in opening (more ghost the teeth of one over
 # the gaps of another).
 ALBEDO_BLEND = 2
@@ -183,7 +163,7 @@ def interior_albedo(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray, ligh
     xs = left + (np.arange(cols) + 0.5) / cols * (right - left)
     top = np.interp(xs, upper[order_u, 0], upper[order_u, 1])
     bottom = np.interp(xs, lower[order_l, 0], lower[order_l, 1])
-    inset = np.minimum(ALBEDO_INSET_PX, 0.25 * (bottom - top))
+    inset = np.minimum(max(1.0, ALBEDO_INSET * (right - left)), 0.25 * (bottom - top))
     top, bottom = top + inset, bottom - inset
     v = (np.arange(rows) + 0.5) / rows
     map_x = np.broadcast_to(xs[None, :], (rows, cols)).astype(np.float32) - 0.5
