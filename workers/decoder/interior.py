@@ -11,8 +11,8 @@ corner to 1 at the other; v down it, 0 at the upper inner lip line to 1 at the l
   which :func:`sample_interior` lays into another face's opening (teeth hanging from the upper
   lip and standing on the lower one at their own size, the cavity stretched between) for
   :func:`workers.decoder.mouth.paint_mouth` to multiply by that face's light;
-* its log-luma detail along the mouth (:func:`interior_detail`; the atlas of decoder-5/6,
-  kept for the record of what each exemplar gives).
+* its log-luma detail along the mouth (:func:`interior_detail`; what decoder-5/6 laid over
+  their painted interiors, kept in the atlas for the record of what each exemplar gives).
 
 Built once by ``bench/mouth_interiors.py`` and stored in the package as 16-bit PNGs of the
 stacked exemplars plus the JSON sidecar (opening, source, licence, whether laid whole).
@@ -137,15 +137,20 @@ ALBEDO_SCALE = 2.0
 # stays out (this face's rim is drawn by paint_mouth; with 1 px, the exemplars' pink rims read
 # as lip to Face Mesh and halved its reading of Biden's half-open mouth).
 ALBEDO_INSET = 0.02
+# ... and the lower line this far: the lower lip's wet inner side is thick, and laid along this
+# face's lower lip it read as more lip (Face Mesh read Grace Hopper's half-open mouth 15 % less open).
+ALBEDO_INSET_LOWER = 0.05
 # Exemplars blended per frame: the two nearest in opening (more ghost the teeth of one over
 # the gaps of another).
-ALBEDO_BLEND = 2
+ALBEDO_BLEND = 3
 # How a real interior is laid into an opening of another height: the upper teeth hang from the
 # upper lip and the lower teeth stand on the lower one at their own size in mouth widths; the
 # middle (cavity, tongue) stretches. In a smaller opening the lower lip hides the upper
 # teeth's tips and the lower set's top: each side keeps this share of the frame's gap.
 UPPER_BAND, LOWER_BAND = 0.35, 0.3
 ALBEDO_SHARPEN, ALBEDO_SHARPEN_SIGMA = 0.8, 1.5
+# log-luma detail std (at ALBEDO_SHARPEN_SIGMA) of a sharp exemplar: none of it is added there.
+SHARP_DETAIL = 0.15
 
 
 def interior_albedo(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray, light: np.ndarray) -> np.ndarray:
@@ -163,8 +168,9 @@ def interior_albedo(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray, ligh
     xs = left + (np.arange(cols) + 0.5) / cols * (right - left)
     top = np.interp(xs, upper[order_u, 0], upper[order_u, 1])
     bottom = np.interp(xs, lower[order_l, 0], lower[order_l, 1])
-    inset = np.minimum(max(1.0, ALBEDO_INSET * (right - left)), 0.25 * (bottom - top))
-    top, bottom = top + inset, bottom - inset
+    gap = bottom - top
+    top = top + np.minimum(max(1.0, ALBEDO_INSET * (right - left)), 0.25 * gap)
+    bottom = bottom - np.minimum(max(1.0, ALBEDO_INSET_LOWER * (right - left)), 0.25 * gap)
     v = (np.arange(rows) + 0.5) / rows
     map_x = np.broadcast_to(xs[None, :], (rows, cols)).astype(np.float32) - 0.5
     map_y = (top[None, :] + v[:, None] * (bottom - top)[None, :]).astype(np.float32) - 0.5
@@ -197,7 +203,10 @@ def load_albedo_atlas() -> tuple[np.ndarray, np.ndarray]:
     for image in albedo:
         luma = np.log(np.maximum(image @ np.array([0.299, 0.587, 0.114], np.float32), 1e-3))
         detail = luma - cv2.GaussianBlur(luma, (0, 0), ALBEDO_SHARPEN_SIGMA, borderType=cv2.BORDER_REFLECT)
-        image *= np.exp(ALBEDO_SHARPEN * detail)[..., None]
+        # Only as much as a soft exemplar lacks: a sharp portrait's interior (detail std ~0.2)
+        # sharpened read above every real interior's texture.
+        gain = ALBEDO_SHARPEN * float(np.clip((SHARP_DETAIL - detail.std()) / SHARP_DETAIL, 0.0, 1.0))
+        image *= np.exp(gain * detail)[..., None]
     return albedo, openings[whole]
 
 

@@ -1,7 +1,9 @@
-"""Synthesised mouth interior: cavity, upper and lower teeth, tongue, lip shadow.
+"""Synthesised mouth interior: real open mouths laid into the opening, teeth, lip shadow, rim.
 
-Painted wherever the target inner lip line is open, so the warp (which can only stretch
-the closed lips of the photo) never shows smeared lip texture inside an open mouth.
+Drawn wherever the target inner lip line is open, so the warp (which can only stretch
+the closed lips of the photo) never shows smeared lip texture inside an open mouth. What the
+photo never showed is a real interior (workers/decoder/interior.py) under this face's light;
+its own teeth, where it shows them, are warped over it.
 """
 
 from __future__ import annotations
@@ -22,12 +24,9 @@ from workers.decoder.shapes import (
     sorted_by_x,
 )
 
-CAVITY_RGB = (0.20, 0.08, 0.09)
-TONGUE_RGB = (0.62, 0.30, 0.31)
-# Toward the mouth corners the cavity shows the inner cheeks: this share of the lips' colour
-# at this brightness.
-CHEEK_SHOW = 0.6
-CHEEK_SHADE = 0.7
+# The real interiors are as soft as their photos (webcam frames, most of them; their detail is
+# sharpened in the atlas): they take this share of the photo's blur.
+INTERIOR_BLUR_SHARE = 0.5
 # Little light enters a barely open mouth: what is synthesised is this much darker at a
 # closing gap. (At 0.3 the batch QC's mouth patches between tracked frames read lip r 0.13
 # below the full eval on Grace Hopper, past its 0.1 tolerance; at 0.5 they agree.)
@@ -35,6 +34,8 @@ SMALL_OPENING_SHADE = 0.5
 # The real interiors' flesh (workers/decoder/interior.py) takes this power of this face's lips'
 # chroma (over the light's): a pale face's tongue pinker, a dark face's browner.
 LIP_TINT = 0.5
+# The lips' moist inner rim: this share of the lip colour, over a Gaussian this many pixels wide.
+RIM_SHARE, RIM_WIDTH_PX = 0.45, 1.2
 
 
 def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tensor, lower: torch.Tensor,
@@ -49,8 +50,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         lower: (B, 11, 2) inner lower lip line, same order.
         light: (3,) RGB light on the face in the photo (see :func:`mouth_light`).
         teeth_rgb: (2, 3) colours of the photo's own upper and lower teeth under its light, for
-            the teeth it never showed; None: the photo shows no teeth, and real open mouths
-            (workers/decoder/interior.py) are laid whole into the opening instead of paint.
+            the teeth it never showed; None: the photo shows no teeth (the real interiors'
+            teeth are shown).
         plates: the photo's own teeth, back to front: (plate, affine) pairs with plate
             (1, 4, S, S) RGB + alpha over the crop (see :func:`teeth_plate`) and affine (B, 2, 3)
             from frame pixels to the plate's crop pixels (upper teeth: the skull's motion;
@@ -88,19 +89,20 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     # The lips' own colour just outside the inner line, per column (warped from the photo).
     above = _column_sample(region, (top - origin[1] - 2.0).squeeze(1))                # (B, 3, 1, w)
     below = _column_sample(region, (bottom - origin[1] + 1.0).squeeze(1))
-    if teeth_rgb is None:
-        # A photo that shows no teeth: real open mouths laid whole into this opening (teeth
-        # hanging from the upper lip at their own size, the cavity and tongue stretched between;
-        # workers/decoder/interior.py), under this face's light and tinted toward its lips.
-        mouth_w = 2.0 * half_width
-        opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
-        albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
-        interior = albedo * lit * _lip_tint(above, below, lit)
-        # The exemplars are as soft as their photos (webcam frames, most of them; their detail is
-        # sharpened in the atlas): they take only half the photo's blur.
-        blur = 0.5 * blur
-    else:
-        interior = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb)
+    # Real open mouths laid whole into this opening (teeth hanging from the upper lip at their
+    # own size, the cavity and tongue stretched between; workers/decoder/interior.py), under this
+    # face's light and tinted toward its lips.
+    mouth_w = 2.0 * half_width
+    opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
+    albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
+    interior = albedo * lit * _lip_tint(above, below, lit)
+    if teeth_rgb is not None:
+        # A photo that shows teeth: bands of its own teeth's colour along the lips (what of its
+        # teeth it never showed; its plates go over them below) in front of the real cavity and
+        # tongue. (With the real interiors' own teeth recoloured instead, the mid-speech photo's
+        # teeth read dE 7.6 but the band inside the lips went dark: edge ratio 0.74-0.78.)
+        interior = _painted_teeth(x, y, top, bottom, gap, across, half_width, interior, teeth_rgb)
+    blur = INTERIOR_BLUR_SHARE * blur
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
     # (the photo's own teeth below carry the photo's light already).
@@ -123,11 +125,10 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     interior = interior * (1.0 - 0.3 * under_lip * small)
     # The lip's moist inner rim: the lip colour continues a pixel or so inside the line,
     # lighter on the lower lip (it catches the light), instead of a drawn outline.
-    rim_width = 1.2
-    top_rim = torch.exp(-((y - top) / rim_width).square())
-    bottom_rim = torch.exp(-((bottom - y) / rim_width).square())
-    interior = interior + 0.45 * top_rim * (above - interior)
-    interior = interior + 0.45 * bottom_rim * (1.1 * below - interior)
+    top_rim = torch.exp(-((y - top) / RIM_WIDTH_PX).square())
+    bottom_rim = torch.exp(-((bottom - y) / RIM_WIDTH_PX).square())
+    interior = interior + RIM_SHARE * top_rim * (above - interior)
+    interior = interior + RIM_SHARE * bottom_rim * (1.1 * below - interior)
     out = region + coverage * (interior.clamp(0.0, 1.0) - region)
     if not seam:
         return out
@@ -147,28 +148,10 @@ def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor) -> 
     return chroma.pow(LIP_TINT)
 
 
-def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb):
-    """The painted interior behind the photo's own teeth (a photo that shows teeth): cavity,
-    tongue and the teeth bands it never showed, in its teeth's colour; (B, 3, h, w)."""
-    device, dtype = x.device, x.dtype
-
-    def rgb(color: tuple[float, float, float]) -> torch.Tensor:
-        return torch.tensor(color, device=device, dtype=dtype).view(1, 3, 1, 1)
-
-    # Cavity: dark, darkest deep in the middle of the opening; toward the corners the inner
-    # cheeks and lips show, flesh of the lips' colour in shade rather than black.
-    depth = smoothstep(0.0, 1.0, (1.0 - across)) * smoothstep(0.0, 0.5, (y - top) / gap.clamp_min(1.0))
-    interior = rgb(CAVITY_RGB) * (1.0 - 0.45 * depth) * lit
-    flesh = 0.5 * (above + below) * CHEEK_SHADE
-    interior = interior + CHEEK_SHOW * smoothstep(0.55, 1.0, across) * (flesh - interior)
-    # Tongue: a rounded mass resting behind the lower teeth.
-    tongue_cy = bottom - 0.18 * gap
-    tongue = ((x - center) / (0.62 * half_width)).square() + ((y - tongue_cy) / (0.42 * gap + 1.0)).square()
-    tongue_cover = smoothstep(1.0, 0.75, tongue) * smoothstep(0.0, 0.35, gap / (2 * half_width))
-    interior = interior + tongue_cover * (rgb(TONGUE_RGB) * (1.0 - 0.35 * depth) * lit - interior)
-    # Teeth the photo never showed: bands hanging from the upper lip line and standing on the
-    # lower one, in the colour of the photo's own set (upper or lower), darker toward the
-    # corners. No drawn seams.
+def _painted_teeth(x, y, top, bottom, gap, across, half_width, interior, teeth_rgb):
+    """Teeth bands hanging from the upper lip line and standing on the lower one, in the colours
+    of the photo's own upper and lower sets (``teeth_rgb`` (2, 3)), darker toward the corners,
+    over ``interior`` (B, 3, h, w). No drawn seams."""
     upper_color, lower_color = teeth_rgb.view(2, 1, 3, 1, 1)
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     upper_h = 0.28 * half_width
@@ -178,8 +161,7 @@ def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, a
     lower_teeth = lower_teeth * smoothstep(0.25, 0.5, gap / upper_h)
     interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
     upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)
-    interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
-    return interior
+    return interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
