@@ -24,6 +24,12 @@ from workers.decoder.shapes import (
     sorted_by_x,
 )
 
+CAVITY_RGB = (0.20, 0.08, 0.09)
+TONGUE_RGB = (0.62, 0.30, 0.31)
+# Toward the mouth corners the cavity shows the inner cheeks: this share of the lips' colour
+# at this brightness.
+CHEEK_SHOW = 0.6
+CHEEK_SHADE = 0.7
 # The real interiors are as soft as their photos (webcam frames, most of them; their detail is
 # sharpened in the atlas): they take this share of the photo's blur.
 INTERIOR_BLUR_SHARE = 0.5
@@ -89,20 +95,21 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     # The lips' own colour just outside the inner line, per column (warped from the photo).
     above = _column_sample(region, (top - origin[1] - 2.0).squeeze(1))                # (B, 3, 1, w)
     below = _column_sample(region, (bottom - origin[1] + 1.0).squeeze(1))
-    # Real open mouths laid whole into this opening (teeth hanging from the upper lip at their
-    # own size, the cavity and tongue stretched between; workers/decoder/interior.py), under this
-    # face's light and tinted toward its lips.
-    mouth_w = 2.0 * half_width
-    opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
-    albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
-    interior = albedo * lit * _lip_tint(above, below, lit)
-    if teeth_rgb is not None:
-        # A photo that shows teeth: bands of its own teeth's colour along the lips (what of its
-        # teeth it never showed; its plates go over them below) in front of the real cavity and
-        # tongue. (With the real interiors' own teeth recoloured instead, the mid-speech photo's
-        # teeth read dE 7.6 but the band inside the lips went dark: edge ratio 0.74-0.78.)
-        interior = _painted_teeth(x, y, top, bottom, gap, across, half_width, interior, teeth_rgb)
-    blur = INTERIOR_BLUR_SHARE * blur
+    if teeth_rgb is None:
+        # A photo that shows no teeth: real open mouths laid whole into this opening (teeth
+        # hanging from the upper lip at their own size, the cavity and tongue stretched between;
+        # workers/decoder/interior.py), under this face's light and tinted toward its lips.
+        mouth_w = 2.0 * half_width
+        opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
+        albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
+        interior = albedo * lit * _lip_tint(above, below, lit)
+        blur = INTERIOR_BLUR_SHARE * blur
+    else:
+        # A photo that shows teeth: its plates (below) carry its own teeth; what of them it never
+        # showed is painted in their colours. (A real cavity behind those bands, or the real
+        # interiors' own teeth recoloured, darkened the band inside the lips: edge ratio 0.77 /
+        # 0.74-0.78 on the official smile and the mid-speech photo, against 0.80 / 0.89.)
+        interior = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb)
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
     # (the photo's own teeth below carry the photo's light already).
@@ -148,10 +155,28 @@ def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor) -> 
     return chroma.pow(LIP_TINT)
 
 
-def _painted_teeth(x, y, top, bottom, gap, across, half_width, interior, teeth_rgb):
-    """Teeth bands hanging from the upper lip line and standing on the lower one, in the colours
-    of the photo's own upper and lower sets (``teeth_rgb`` (2, 3)), darker toward the corners,
-    over ``interior`` (B, 3, h, w). No drawn seams."""
+def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb):
+    """The painted interior behind the photo's own teeth (a photo that shows teeth): cavity,
+    tongue and the teeth bands it never showed, in its teeth's colour; (B, 3, h, w)."""
+    device, dtype = x.device, x.dtype
+
+    def rgb(color: tuple[float, float, float]) -> torch.Tensor:
+        return torch.tensor(color, device=device, dtype=dtype).view(1, 3, 1, 1)
+
+    # Cavity: dark, darkest deep in the middle of the opening; toward the corners the inner
+    # cheeks and lips show, flesh of the lips' colour in shade rather than black.
+    depth = smoothstep(0.0, 1.0, (1.0 - across)) * smoothstep(0.0, 0.5, (y - top) / gap.clamp_min(1.0))
+    interior = rgb(CAVITY_RGB) * (1.0 - 0.45 * depth) * lit
+    flesh = 0.5 * (above + below) * CHEEK_SHADE
+    interior = interior + CHEEK_SHOW * smoothstep(0.55, 1.0, across) * (flesh - interior)
+    # Tongue: a rounded mass resting behind the lower teeth.
+    tongue_cy = bottom - 0.18 * gap
+    tongue = ((x - center) / (0.62 * half_width)).square() + ((y - tongue_cy) / (0.42 * gap + 1.0)).square()
+    tongue_cover = smoothstep(1.0, 0.75, tongue) * smoothstep(0.0, 0.35, gap / (2 * half_width))
+    interior = interior + tongue_cover * (rgb(TONGUE_RGB) * (1.0 - 0.35 * depth) * lit - interior)
+    # Teeth the photo never showed: bands hanging from the upper lip line and standing on the
+    # lower one, in the colour of the photo's own set (upper or lower), darker toward the
+    # corners. No drawn seams.
     upper_color, lower_color = teeth_rgb.view(2, 1, 3, 1, 1)
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     upper_h = 0.28 * half_width
@@ -161,7 +186,8 @@ def _painted_teeth(x, y, top, bottom, gap, across, half_width, interior, teeth_r
     lower_teeth = lower_teeth * smoothstep(0.25, 0.5, gap / upper_h)
     interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
     upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)
-    return interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
+    interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
+    return interior
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
