@@ -138,10 +138,11 @@ ALBEDO_SCALE = 2.0
 # as lip to Face Mesh and halved its reading of Biden's half-open mouth).
 ALBEDO_INSET = 0.02
 # ... and the lower line this far: the lower lip's wet inner side is thick, and laid along this
-# face's lower lip it read as more lip (Face Mesh read Grace Hopper's half-open mouth 15 % less open).
+# face's lower lip it reads as more lip (a pink band over the lower lip line at small openings).
 ALBEDO_INSET_LOWER = 0.05
-# Exemplars blended per frame: the two nearest in opening (more ghost the teeth of one over
-# the gaps of another).
+# Exemplars blended per frame: the three nearest in opening (more ghost the teeth of one over
+# the gaps of another; three, so the small openings take the mid-speech photo's sharper interior
+# as well as the two dim half-open webcam ones).
 ALBEDO_BLEND = 3
 # How a real interior is laid into an opening of another height: the upper teeth hang from the
 # upper lip and the lower teeth stand on the lower one at their own size in mouth widths; the
