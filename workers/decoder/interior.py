@@ -11,8 +11,8 @@ corner to 1 at the other; v down it, 0 at the upper inner lip line to 1 at the l
   which :func:`sample_interior` lays into another face's opening (teeth hanging from the upper
   lip and standing on the lower one at their own size, the cavity stretched between) for
   :func:`workers.decoder.mouth.paint_mouth` to multiply by that face's light;
-* its log-luma detail along the mouth (:func:`interior_detail`; what decoder-5/6 laid over
-  their painted interiors, kept in the atlas for the record of what each exemplar gives).
+* its log-luma detail along the mouth (:func:`interior_detail`), which :func:`sample_detail`
+  lays over the painted interior of a barely open mouth.
 
 Built once by ``bench/mouth_interiors.py`` and stored in the package as 16-bit PNGs of the
 stacked exemplars plus the JSON sidecar (opening, source, licence, whether laid whole).
@@ -97,6 +97,32 @@ def load_atlas() -> tuple[np.ndarray, np.ndarray]:
     rows, cols = meta["texels"]
     openings = np.array([record["opening"] for record in meta["exemplars"]], np.float32)
     return details.reshape(len(openings), rows, cols), openings
+
+
+def sample_detail(u: torch.Tensor, v: torch.Tensor, opening: torch.Tensor) -> torch.Tensor:
+    """Real interior detail at mouth coordinates, blended over exemplars by opening.
+
+    Args:
+        u: (B, 1, h or 1, w) across the opening, -1 right corner .. 1 left corner.
+        v: (B, 1, h, w) down the opening, 0 upper inner lip line .. 1 lower.
+        opening: (B,) inner-lip gap over mouth width of each frame.
+
+    Returns:
+        (B, 1, h, w) log-luma detail (zero mean, about +-0.3).
+    """
+    details, openings = load_atlas()
+    atlas = torch.as_tensor(details, dtype=u.dtype, device=u.device)[:, None]          # (E, 1, r, c)
+    weight = torch.exp(-0.5 * ((opening[:, None] - torch.as_tensor(openings, dtype=u.dtype, device=u.device)[None])
+                               / OPENING_SIGMA).square())                                 # (B, E)
+    weight = weight / weight.sum(1, keepdim=True).clamp_min(1e-6)
+    u, v = torch.broadcast_tensors(u, v)
+    grid = torch.stack([u.clamp(-1.0, 1.0), v.clamp(0.0, 1.0) * 2.0 - 1.0], -1)[:, 0]    # (B, h, w, 2)
+    out = torch.zeros_like(u)
+    for index in range(atlas.shape[0]):
+        sampled = F.grid_sample(atlas[index:index + 1].expand(u.shape[0], -1, -1, -1), grid, mode="bilinear",
+                                padding_mode="border", align_corners=False)
+        out = out + weight[:, index].view(-1, 1, 1, 1) * sampled
+    return out
 
 
 def texture_along_mouth(frame: np.ndarray, landmarks: np.ndarray) -> float | None:

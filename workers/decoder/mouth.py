@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.decoder.interior import sample_interior
+from workers.decoder.interior import sample_detail, sample_interior
 from workers.decoder.shapes import (
     between_curves_distance,
     polyline_y,
@@ -42,6 +42,19 @@ SMALL_OPENING_SHADE = 0.5
 LIP_TINT = 0.5
 # The lips' moist inner rim: this share of the lip colour, over a Gaussian this many pixels wide.
 RIM_SHARE, RIM_WIDTH_PX = 0.45, 1.2
+# Openings (inner-lip gap over mouth width) over which the real interior replaces the painted
+# one in a photo that shows no teeth (see paint_mouth).
+REAL_FROM = (0.25, 0.4)
+TEETH_RGB = (0.86, 0.80, 0.70)
+# Real interior detail (workers/decoder/interior.py): its log-luma amplitude on what is
+# synthesised, faded in over this share of the mouth width from each lip line (the exemplars'
+# own lip rims are dark lines there; at 8 % of the opening instead, the inner-lip edge ratio
+# fell by 0.04 on every closed-mouth photo).
+DETAIL_GAIN = 1.8
+DETAIL_FADE = 0.05
+# ... and at most about this much (log luma, soft limit): stronger, a wide-open mouth's teeth
+# bands catch the exemplars' highlights and read as chrome.
+DETAIL_SOFT_LIMIT = 0.35
 
 
 def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tensor, lower: torch.Tensor,
@@ -102,7 +115,21 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         mouth_w = 2.0 * half_width
         opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
         albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
-        interior = albedo * lit * _lip_tint(above, below, lit)
+        real = albedo * lit * _lip_tint(above, below, lit, across)
+        # A barely open mouth stays painted (white teeth bands under this light over a dark
+        # cavity, with the real interiors' detail), the real interior fading in from REAL_FROM:
+        # real small openings took the batch QC's mouth patches off Face Mesh's reading (opening
+        # r 0.63-0.68 between tracked frames, lip r 0.11-0.12 off the full eval, on Grace
+        # Hopper's test render) and Face Mesh read them less open (her lip r 0.527 -> 0.481).
+        weight = smoothstep(REAL_FROM[0], REAL_FROM[1], opening).view(batch, 1, 1, 1)
+        interior = real
+        if float(weight.min()) < 1.0:
+            white = (lit.view(1, 3) * lit.new_tensor(TEETH_RGB)).expand(2, 3)
+            painted = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, white)
+            detail = sample_detail((x - center) / half_width, ((y - top) / gap.clamp_min(1.0)).clamp(0.0, 1.0), opening)
+            detail = detail * smoothstep(0.0, DETAIL_FADE * mouth_w, torch.minimum(y - top, bottom - y))
+            painted = painted * torch.exp(DETAIL_SOFT_LIMIT * torch.tanh(DETAIL_GAIN * detail / DETAIL_SOFT_LIMIT))
+            interior = painted + weight * (real - painted)
         blur = INTERIOR_BLUR_SHARE * blur
     else:
         # A photo that shows teeth: its plates (below) carry its own teeth; what of them it never
@@ -146,11 +173,13 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     return out * (1.0 - SEAM_DARKEN * meeting * line)
 
 
-def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
+def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, across: torch.Tensor) -> torch.Tensor:
     """(B, 3, 1, 1) gain pulling the real interiors' flesh (tongue, cheeks) toward this face's
-    lips: LIP_TINT of the lips' chroma over the light's, unit mean."""
-    lips = 0.5 * (above + below).mean(dim=3, keepdim=True).clamp_min(1e-3)        # (B, 3, 1, 1)
-    chroma = lips / light.view(1, 3, 1, 1)
+    lips: LIP_TINT of the lips' chroma over the light's, unit mean. The lips are read over the
+    mouth's own columns (``across`` < 1), never the box's, which spans the batch."""
+    inside = (across < 1.0).to(above.dtype)                                           # (B, 1, 1, w)
+    lips = (0.5 * (above + below) * inside).sum(dim=3, keepdim=True) / inside.sum(dim=3, keepdim=True).clamp_min(1.0)
+    chroma = lips.clamp_min(1e-3) / light.view(1, 3, 1, 1)
     chroma = chroma / chroma.mean(dim=1, keepdim=True)
     return chroma.pow(LIP_TINT)
 
