@@ -69,8 +69,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         lower: (B, 11, 2) inner lower lip line, same order.
         light: (3,) RGB light on the face in the photo (see :func:`mouth_light`).
         teeth_rgb: (2, 3) colours of the photo's own upper and lower teeth under its light, for
-            the teeth it never showed; None: the photo shows no teeth (the real interiors'
-            teeth are shown).
+            the teeth it never showed; None: the photo shows no teeth (white teeth bands under
+            its light in a barely open mouth, real interiors' teeth in a wider one).
         plates: the photo's own teeth, back to front: (plate, affine) pairs with plate
             (1, 4, S, S) RGB + alpha over the crop (see :func:`teeth_plate`) and affine (B, 2, 3)
             from frame pixels to the plate's crop pixels (upper teeth: the skull's motion;
@@ -129,7 +129,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
             detail = sample_detail((x - center) / half_width, ((y - top) / gap.clamp_min(1.0)).clamp(0.0, 1.0), opening)
             detail = detail * smoothstep(0.0, DETAIL_FADE * mouth_w, torch.minimum(y - top, bottom - y))
             painted = painted * torch.exp(DETAIL_SOFT_LIMIT * torch.tanh(DETAIL_GAIN * detail / DETAIL_SOFT_LIMIT))
-            interior = painted + weight * (real - painted)
+            # (where, not a blend, at weight 1: a frame's pixels must not depend on its batch-mates)
+            interior = torch.where(weight >= 1.0, real, painted + weight * (real - painted))
         blur = INTERIOR_BLUR_SHARE * blur
     else:
         # A photo that shows teeth: its plates (below) carry its own teeth; what of them it never
