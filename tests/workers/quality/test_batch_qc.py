@@ -47,6 +47,7 @@ TOLERANCE = {
     "audio_seconds": 0.01,
     "face_found_fraction": 0.0,
 }
+HEAD_RANGE_SHARE = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,11 @@ def test_in_memory_batch_qc_agrees_with_full_eval(rendered):
     assert batch["tracked_frames"] == len(range(0, 100, BATCH_STRIDE))
     assert full.metrics["stride"] == 1 and full.metrics["tracked_frames"] == 100
     for key, tolerance in TOLERANCE.items():
+        if key == "head_range_deg":
+            # p95 - p5 of 13 tracked frames sits nearer max - min than that of 100 does: the
+            # difference grows with the span itself (head-pivot-2's wider turns: 11.7 against
+            # 10.0 degrees on this render), so the bound is relative beyond 7.5 degrees.
+            tolerance = max(tolerance, HEAD_RANGE_SHARE * full.metrics[key])
         assert abs(batch[key] - full.metrics[key]) <= tolerance, (key, batch[key], full.metrics[key])
     assert result.quality_flags == full.flags == []
     json.dumps(batch, allow_nan=False)     # goes into the manifest as is
