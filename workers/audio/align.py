@@ -43,7 +43,7 @@ from workers.audio.features import _power_spectrogram, slaney_mel_filterbank
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-VERSION = "align-1-pocketsphinx5-espeakng-dtw"
+VERSION = "align-2-pocketsphinx5-espeakng-dtw"
 HOP_S = 0.010
 NUM_MELS = 40
 NUM_CEPS = 13
@@ -58,6 +58,11 @@ SYNTH_PAD_S = 0.15
 DEFAULT_RATE_WPM = 175
 # espeak-ng voice variants the text is spoken with (default male voice, a female one).
 VOICE_VARIANTS = ("", "+f3")
+# pocketsphinx aligns a clip as one utterance, and its memory and time grow with the square of
+# the clip's length (LibriVox looped, one process: 36 s 0.13 GB and 2 s; 64 s 0.21 GB and 4 s;
+# 121 s 0.48 GB and 22 s; a 10-minute dub's recognised transcript peaked at 10.5 GB). Longer
+# clips keep the espeak + DTW timings, whose band keeps memory linear in the length.
+MAX_POCKETSPHINX_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -286,6 +291,10 @@ def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "a
     dtw = align_dtw(wave16k, text, language)
     use_sphinx = method == "pocketsphinx" or (method == "auto" and is_english(language))
     if not use_sphinx:
+        return dtw
+    if len(wave16k) > MAX_POCKETSPHINX_SECONDS * SAMPLE_RATE:
+        logger.warning("the clip is %.0f s, over pocketsphinx's %.0f s: using espeak + DTW timings",
+                       len(wave16k) / SAMPLE_RATE, MAX_POCKETSPHINX_SECONDS)
         return dtw
     from workers.audio.phonemes import align_transcript
 

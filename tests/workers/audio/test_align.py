@@ -91,3 +91,18 @@ def test_dtw_path_is_monotone_and_follows_a_stretched_copy():
     assert np.all(np.diff(path, axis=0) >= 0)
     assert cost < 1e-5 and best < 1e-5
     assert all(j // 2 == i for i, j in path)
+
+
+def test_a_clip_over_pocketsphinx_length_keeps_the_dtw_timings(shared_assets, monkeypatch):
+    """pocketsphinx's one-utterance alignment grows with the square of the clip (10.5 GB on a
+    10-minute dub): past ``MAX_POCKETSPHINX_SECONDS`` the English clip keeps espeak + DTW's
+    timings. The limit is lowered here so that the shared 7 s reading is "long"."""
+    import workers.audio.align as align_module
+
+    wave = load_audio(shared_assets / "speech_librivox_austen_7s.wav", 16000)
+    text = (shared_assets / "speech_librivox_austen_7s.txt").read_text()
+    assert align(wave, text, "en").method == "pocketsphinx"
+    monkeypatch.setattr(align_module, "MAX_POCKETSPHINX_SECONDS", 5.0)
+    long = align(wave, text, "en")
+    assert long.method == "espeak-dtw" and long.matches
+    assert long.phones[-1].end_s > 0.8 * len(wave) / 16000
