@@ -29,6 +29,7 @@ ships in its wheel.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,9 +61,12 @@ DEFAULT_RATE_WPM = 175
 VOICE_VARIANTS = ("", "+f3")
 # pocketsphinx aligns a clip as one utterance, and its memory and time grow with the square of
 # the clip's length (LibriVox looped, one process: 36 s 0.13 GB and 2 s; 64 s 0.21 GB and 4 s;
-# 121 s 0.48 GB and 22 s; a 10-minute dub's recognised transcript peaked at 10.5 GB). Longer
-# clips keep the espeak + DTW timings, whose band keeps memory linear in the length.
+# 121 s 0.48 GB and 22 s; a 10-minute dub's recognised transcript peaked at 10.3 GB). A longer
+# clip with word times (a recognised transcript) is aligned span by span, cut at pauses
+# between its words every SPAN_SECONDS or so; without them it keeps the espeak + DTW timings,
+# whose band keeps memory linear in the length.
 MAX_POCKETSPHINX_SECONDS = 120.0
+SPAN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -269,7 +273,48 @@ def _align_voice(wave16k: np.ndarray, rec: np.ndarray, fmax: float, text: str, l
     return PhoneAlignment(out, confidence, "espeak-dtw", language)
 
 
-def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "auto") -> PhoneAlignment:
+def spans_at_pauses(words: Sequence[tuple[str, float, float]], duration_s: float,
+                    span_s: float | None = None) -> list[tuple[float, float, str]]:
+    """Cut a clip into spans of about ``span_s`` (default ``SPAN_SECONDS``) at the widest pause
+    between its words.
+
+    Args:
+        words: (text, start_s, end_s) of each word in order (a recogniser's word times).
+        duration_s: the clip's length.
+
+    Returns:
+        (start_s, end_s, text) spans covering the clip; each cut lies in the middle of the
+        widest gap between words in the second half of its span.
+    """
+    span_s = SPAN_SECONDS if span_s is None else span_s
+    spans: list[tuple[float, float, str]] = []
+    start_s, first = 0.0, 0
+    for k in range(len(words) - 1):
+        if words[k + 1][2] - start_s <= span_s:
+            continue
+        # Word boundaries in the span's second half; the widest gap is the cut.
+        candidates = [j for j in range(first, k + 1) if words[j][2] - start_s >= span_s / 2] or [k]
+        j = max(candidates, key=lambda i: words[i + 1][1] - words[i][2])
+        cut = 0.5 * (words[j][2] + words[j + 1][1])
+        spans.append((start_s, cut, " ".join(word[0] for word in words[first:j + 1])))
+        start_s, first = cut, j + 1
+    spans.append((start_s, duration_s, " ".join(word[0] for word in words[first:])))
+    return [span for span in spans if span[2].strip()]
+
+
+def _align_spans(wave16k: np.ndarray, spans: list[tuple[float, float, str]]) -> list[Phone]:
+    """pocketsphinx on each span alone, phone times moved to the clip's."""
+    from workers.audio.phonemes import align_transcript
+
+    phones: list[Phone] = []
+    for start_s, end_s, text in spans:
+        piece = wave16k[int(round(start_s * SAMPLE_RATE)):int(round(end_s * SAMPLE_RATE))]
+        phones += [Phone(s.phone, s.start_s + start_s, s.end_s + start_s) for s in align_transcript(piece, text)]
+    return phones
+
+
+def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "auto",
+          words: Sequence[tuple[str, float, float]] | None = None) -> PhoneAlignment:
     """Phones of ``text`` in the 16 kHz recording ``wave16k``.
 
     Args:
@@ -277,6 +322,8 @@ def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "a
         text: what is said (any length; punctuation is fine).
         language: espeak-ng language code (``en``, ``es``, ``de``, ``pt-br``...).
         method: "auto" (pocketsphinx for English, else DTW), "dtw" or "pocketsphinx".
+        words: (text, start_s, end_s) of the text's words when a recogniser gave them: a clip
+            over ``MAX_POCKETSPHINX_SECONDS`` is then aligned span by span.
 
     Raises:
         BadInputError: unsupported language, empty text or audio, espeak-ng failure.
@@ -292,16 +339,16 @@ def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "a
     use_sphinx = method == "pocketsphinx" or (method == "auto" and is_english(language))
     if not use_sphinx:
         return dtw
-    if len(wave16k) > MAX_POCKETSPHINX_SECONDS * SAMPLE_RATE:
-        logger.warning("the clip is %.0f s, over pocketsphinx's %.0f s: using espeak + DTW timings",
-                       len(wave16k) / SAMPLE_RATE, MAX_POCKETSPHINX_SECONDS)
+    duration_s = len(wave16k) / SAMPLE_RATE
+    long_clip = duration_s > MAX_POCKETSPHINX_SECONDS
+    if long_clip and not words:
+        logger.warning("the clip is %.0f s, over pocketsphinx's %.0f s, and has no word times: using espeak + DTW "
+                       "timings", duration_s, MAX_POCKETSPHINX_SECONDS)
         return dtw
-    from workers.audio.phonemes import align_transcript
-
+    spans = spans_at_pauses(words, duration_s) if long_clip else [(0.0, duration_s, text)]
     try:
-        segments = align_transcript(wave16k, text)
+        phones = _align_spans(wave16k, spans)
     except BadInputError as error:
         logger.warning("pocketsphinx alignment failed (%s); using espeak + DTW timings", error)
         return dtw
-    return PhoneAlignment([Phone(s.phone, s.start_s, s.end_s) for s in segments], dtw.confidence,
-                           "pocketsphinx", language)
+    return PhoneAlignment(phones, dtw.confidence, "pocketsphinx", language)

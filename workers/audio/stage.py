@@ -108,15 +108,17 @@ class AudioFeatureStage(TaskStage):
         if not recognition.usable:
             task.warnings.append(f"no transcript: {recognition.problem}; lip sync from the audio only")
             return
-        self._align(task, wave, recognition.text, recognition.language)
+        words = [(word.text, word.start_s, word.end_s) for word in recognition.words]
+        self._align(task, wave, recognition.text, recognition.language, words)
         task.transcript = dataclasses.replace(task.transcript, used=bool(task.phones))
 
     @staticmethod
-    def _align(task: RenderTask, wave, text: str, language_code: str) -> None:
+    def _align(task: RenderTask, wave, text: str, language_code: str,
+               words: list[tuple[str, float, float]] | None = None) -> None:
         language = check_language(language_code)   # BadInputError: fails the request
         task.model_versions["transcript_alignment"] = TRANSCRIPT_ALIGNMENT_VERSION
         try:
-            result = align(wave, text, language)
+            result = align(wave, text, language, words=words)
         except BadInputError as error:
             task.transcript_alignment = TranscriptAlignment(method=None, language=language, confidence=0.0, phones=0,
                                                             used=False)

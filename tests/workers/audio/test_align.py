@@ -94,9 +94,9 @@ def test_dtw_path_is_monotone_and_follows_a_stretched_copy():
 
 
 def test_a_clip_over_pocketsphinx_length_keeps_the_dtw_timings(shared_assets, monkeypatch):
-    """pocketsphinx's one-utterance alignment grows with the square of the clip (10.5 GB on a
-    10-minute dub): past ``MAX_POCKETSPHINX_SECONDS`` the English clip keeps espeak + DTW's
-    timings. The limit is lowered here so that the shared 7 s reading is "long"."""
+    """pocketsphinx's one-utterance alignment grows with the square of the clip (10.3 GB on a
+    10-minute dub): past ``MAX_POCKETSPHINX_SECONDS`` an English clip without word times keeps
+    espeak + DTW's timings. The limit is lowered here so that the shared 7 s reading is "long"."""
     import workers.audio.align as align_module
 
     wave = load_audio(shared_assets / "speech_librivox_austen_7s.wav", 16000)
@@ -106,3 +106,32 @@ def test_a_clip_over_pocketsphinx_length_keeps_the_dtw_timings(shared_assets, mo
     long = align(wave, text, "en")
     assert long.method == "espeak-dtw" and long.matches
     assert long.phones[-1].end_s > 0.8 * len(wave) / 16000
+
+
+def test_a_long_clip_with_word_times_is_aligned_span_by_span(shared_assets, monkeypatch):
+    """With a recogniser's word times a long clip is cut at pauses between words and each span
+    aligned alone: the phones match the whole clip's alignment (limits lowered so that the
+    shared 7 s reading is "long" and cut into 3 s spans)."""
+    import difflib
+
+    import workers.audio.align as align_module
+    from workers.audio.recognise import recognise
+
+    wave = load_audio(shared_assets / "speech_librivox_austen_7s.wav", 16000)
+    recognition = recognise(wave, "en")
+    words = [(word.text, word.start_s, word.end_s) for word in recognition.words]
+    whole = align(wave, recognition.text, "en", words=words)
+    monkeypatch.setattr(align_module, "MAX_POCKETSPHINX_SECONDS", 5.0)
+    monkeypatch.setattr(align_module, "SPAN_SECONDS", 3.0)
+    spans = align_module.spans_at_pauses(words, len(wave) / 16000)
+    assert len(spans) >= 2 and spans[0][0] == 0.0 and spans[-1][1] == len(wave) / 16000
+    assert " ".join(span[2] for span in spans).split() == recognition.text.split()
+    split = align(wave, recognition.text, "en", words=words)
+    assert split.method == "pocketsphinx" == whole.method
+    ours, theirs = [p.symbol for p in split.phones], [p.symbol for p in whole.phones]
+    matcher = difflib.SequenceMatcher(a=theirs, b=ours, autojunk=False)
+    pairs = [(i, j) for block in matcher.get_matching_blocks()
+             for i, j in zip(range(block.a, block.a + block.size), range(block.b, block.b + block.size))]
+    assert len(pairs) >= 0.9 * len(theirs)
+    shifts = np.abs([whole.phones[i].start_s - split.phones[j].start_s for i, j in pairs])
+    assert np.median(shifts) < 0.02
