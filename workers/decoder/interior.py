@@ -86,16 +86,21 @@ def write_atlas(details: list[np.ndarray], records: list[dict]) -> None:
                                       "exemplars": records}, indent=2) + "\n")
 
 
+def _read_atlas(png: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(the JSON sidecar, the 16-bit PNG ``png`` as stored, each exemplar's opening (E,) float32)."""
+    meta = json.loads(ATLAS_JSON.read_text())
+    encoded = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    if encoded is None:
+        raise FileNotFoundError(f"mouth interior atlas missing: {png}")
+    return meta, encoded, np.array([record["opening"] for record in meta["exemplars"]], np.float32)
+
+
 @functools.lru_cache(maxsize=1)
 def load_atlas() -> tuple[np.ndarray, np.ndarray]:
     """(details (E, 40, 96) float32, openings (E,) float32) from the package's atlas."""
-    meta = json.loads(ATLAS_JSON.read_text())
-    encoded = cv2.imread(str(ATLAS_PNG), cv2.IMREAD_UNCHANGED)
-    if encoded is None:
-        raise FileNotFoundError(f"mouth interior atlas missing: {ATLAS_PNG}")
+    meta, encoded, openings = _read_atlas(ATLAS_PNG)
     details = (encoded.astype(np.float32) / 65535.0 - 0.5) * 2.0 * float(meta["detail_clip"])
     rows, cols = meta["texels"]
-    openings = np.array([record["opening"] for record in meta["exemplars"]], np.float32)
     return details.reshape(len(openings), rows, cols), openings
 
 
@@ -217,11 +222,7 @@ def write_albedo_atlas(albedos: list[np.ndarray]) -> None:
 @functools.lru_cache(maxsize=1)
 def load_albedo_atlas() -> tuple[np.ndarray, np.ndarray]:
     """(albedos (E, 48, 96, 3) float32 RGB, openings (E,) float32) of the exemplars used whole."""
-    meta = json.loads(ATLAS_JSON.read_text())
-    encoded = cv2.imread(str(ALBEDO_PNG), cv2.IMREAD_UNCHANGED)
-    if encoded is None:
-        raise FileNotFoundError(f"mouth interior atlas missing: {ALBEDO_PNG}")
-    openings = np.array([record["opening"] for record in meta["exemplars"]], np.float32)
+    meta, encoded, openings = _read_atlas(ALBEDO_PNG)
     albedo = encoded[..., ::-1].astype(np.float32) / 65535.0 * ALBEDO_SCALE
     whole = np.array([record.get("whole", True) for record in meta["exemplars"]])
     albedo = albedo.reshape(len(openings), *ALBEDO_TEXELS, 3)[whole]

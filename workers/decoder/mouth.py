@@ -114,22 +114,27 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         # workers/decoder/interior.py), under this face's light and tinted toward its lips.
         mouth_w = 2.0 * half_width
         opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
-        albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
-        real = albedo * lit * _lip_tint(above, below, lit, across)
         # A barely open mouth stays painted (white teeth bands under this light over a dark
         # cavity, with the real interiors' detail), the real interior fading in from REAL_FROM:
         # real small openings took the batch QC's mouth patches off Face Mesh's reading (opening
         # r 0.63-0.68 between tracked frames, lip r 0.11-0.12 off the full eval, on Grace
         # Hopper's test render) and Face Mesh read them less open (her lip r 0.527 -> 0.481).
         weight = smoothstep(REAL_FROM[0], REAL_FROM[1], opening).view(batch, 1, 1, 1)
-        interior = real
+        real = painted = None
+        if float(weight.max()) > 0.0:
+            albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
+            real = albedo * lit * _lip_tint(above, below, lit, across)
         if float(weight.min()) < 1.0:
             white = (lit.view(1, 3) * lit.new_tensor(TEETH_RGB)).expand(2, 3)
             painted = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, white)
             detail = sample_detail((x - center) / half_width, ((y - top) / gap.clamp_min(1.0)).clamp(0.0, 1.0), opening)
             detail = detail * smoothstep(0.0, DETAIL_FADE * mouth_w, torch.minimum(y - top, bottom - y))
             painted = painted * torch.exp(DETAIL_SOFT_LIMIT * torch.tanh(DETAIL_GAIN * detail / DETAIL_SOFT_LIMIT))
-            # (where, not a blend, at weight 1: a frame's pixels must not depend on its batch-mates)
+        if painted is None:
+            interior = real
+        elif real is None:
+            interior = painted
+        else:   # (where, not a blend, at weight 1: a frame's pixels must not depend on its batch-mates)
             interior = torch.where(weight >= 1.0, real, painted + weight * (real - painted))
         blur = INTERIOR_BLUR_SHARE * blur
     else:
@@ -186,8 +191,9 @@ def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, acr
 
 
 def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb):
-    """The painted interior behind the photo's own teeth (a photo that shows teeth): cavity,
-    tongue and the teeth bands it never showed, in its teeth's colour; (B, 3, h, w)."""
+    """The painted interior, (B, 3, h, w): cavity, tongue and teeth bands in ``teeth_rgb``
+    (2, 3) upper and lower colours; behind a photo's own teeth, and in the barely open mouth of
+    a photo that shows none."""
     device, dtype = x.device, x.dtype
 
     def rgb(color: tuple[float, float, float]) -> torch.Tensor:

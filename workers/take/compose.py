@@ -88,7 +88,7 @@ def dub_frame(frame: np.ndarray, targets: FrameTargets, crop_size: int,
         target_points = renderer.model.landmarks(torch.as_tensor(latent[None]))[0, :, :2].numpy()
     source_points = renderer.source_points.cpu().numpy()
     # The frame's own landmarks (not its model's decode, which closes a barely parted mouth).
-    crop, _ = fill_interior(crop, target_points, face.landmarks, bank)
+    crop = fill_interior(crop, target_points, face.landmarks, bank)
     mask = lower_face_mask(crop_size, source_points, target_points)
     return paste(frame, crop, mask, face.crop_from_photo)
 

@@ -203,8 +203,7 @@ def _mouth_frame(upper: np.ndarray, lower: np.ndarray):
     return origin, axis, normal, lines
 
 
-def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: MouthBank | None
-                  ) -> tuple[np.ndarray, bool]:
+def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: MouthBank | None) -> np.ndarray:
     """A decoded face crop with its open mouth's interior from the take's own open mouths.
 
     Args:
@@ -214,16 +213,16 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
         bank: the take's mouth bank.
 
     Returns:
-        (the crop, filled or as it was; whether the bank filled it). Filled where the target
-        opening exceeds the frame's own (OPEN_BEYOND) and the bank holds a mouth.
+        The crop, filled where the target opening exceeds the frame's own (OPEN_BEYOND) and the
+        bank holds a mouth, else as it was.
     """
     if bank is None or not bank.entries:
-        return crop, False
+        return crop
     opening, width = mouth_shape(target)
     own_opening, _ = mouth_shape(own)
     strength = float(_smoothstep(*OPEN_BEYOND, opening - own_opening))
     if strength <= 0.0 or opening < MIN_FILL_OPENING:
-        return crop, False
+        return crop
     target = np.asarray(target, np.float64)[:, :2]
     upper, lower = target[list(topo.LIP_INNER_UPPER)], target[list(topo.LIP_INNER_LOWER)]
     polygon = np.concatenate([upper, lower[-2:0:-1]])
@@ -231,7 +230,7 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
     x0, y0 = np.floor(polygon.min(0) - 3).astype(int).clip(0, size)
     x1, y1 = np.ceil(polygon.max(0) + 3).astype(int).clip(0, size)
     if x1 - x0 < 2 or y1 - y0 < 2:
-        return crop, False
+        return crop
     mask = _polygon_mask((y1 - y0, x1 - x0), polygon, (x0, y0)).astype(np.float32)
     mask = cv2.GaussianBlur(mask, (0, 0), FEATHER_PX) * strength
     # Each box pixel in mouth coordinates (u along the corners' axis, v from the upper inner
@@ -245,6 +244,7 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
     gap = np.maximum(bottom_at - top_at, 0.5)
     v = np.clip((offset - top_at) / gap, -0.1, 1.1)
     filled = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+    lips = lip_colour(crop, target)
     for entry, weight in choose(bank, opening, width):
         e_origin, e_axis, e_normal, ((eu_top, e_top), (eu_bottom, e_bottom)) = _mouth_frame(entry.upper, entry.lower)
         e_top_at, e_bottom_at = np.interp(u, eu_top, e_top), np.interp(u, eu_bottom, e_bottom)
@@ -254,11 +254,11 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
         sampled = cv2.remap(entry.crop, (source[..., 0] - 0.5).astype(np.float32),
                             (source[..., 1] - 0.5).astype(np.float32), cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        filled += weight * sampled * _light_gain(crop, target, entry)
+        filled += weight * sampled * _light_gain(lips, entry)
     region = crop[y0:y1, x0:x1].astype(np.float32)
     out = crop.copy()
     out[y0:y1, x0:x1] = np.round(region + mask[..., None] * (filled - region)).clip(0, 255).astype(np.uint8)
-    return out, True
+    return out
 
 
 def _depth_in_entry(depth: np.ndarray, gap: np.ndarray, entry_gap: np.ndarray, scale: float,
@@ -280,9 +280,9 @@ def _depth_in_entry(depth: np.ndarray, gap: np.ndarray, entry_gap: np.ndarray, s
     return np.where(gap * scale > entry_gap, kept, squeezed)
 
 
-def _light_gain(crop: np.ndarray, target: np.ndarray, entry: MouthInterior) -> np.ndarray:
-    """(3,) per-channel gain from the bank frame's light to this frame's: their lips' colours."""
-    lips = lip_colour(crop, target)
+def _light_gain(lips: np.ndarray | None, entry: MouthInterior) -> np.ndarray:
+    """(3,) per-channel gain from the bank frame's light to this frame's: their lips' colours
+    (``lips``: this frame's, :func:`lip_colour`; None when unread)."""
     if lips is None:
         return np.ones(3, np.float32)
     return np.clip(lips / np.maximum(entry.lip_rgb, 1e-3), *GAIN_RANGE).astype(np.float32)
@@ -313,9 +313,7 @@ def opened_beyond(model, landmarks: np.ndarray, own: np.ndarray, target: np.ndar
             decoded = model.landmarks(pair)[..., :2].numpy()
             half = len(decoded) // 2
             change[start:start + half] = openings(decoded[half:]) - openings(decoded[:half])
-    before = openings(landmarks)
-    after = before + change
-    return (after - before > OPEN_BEYOND[0]) & (after >= MIN_FILL_OPENING)
+    return (change > OPEN_BEYOND[0]) & (openings(landmarks) + change >= MIN_FILL_OPENING)
 
 
 def bank_note(bank: MouthBank | None, opened: int, frames: int) -> str | None:
