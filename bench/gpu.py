@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                  "realtime factor", "peak GPU MiB alloc / reserved"], rows))
 
     print("\nStreaming (stream_render: call to first frames; goal <= 100 ms)\n")
-    print(table(["stream", "first frames ms", "frames in first window", "peak GPU MiB alloc / reserved"],
+    print(table(["stream", "first frames ms", "frames first yielded", "peak GPU MiB alloc / reserved"],
                 stream_latency(assets, device, args.size)))
     print(f"\npeak RSS {peak_rss_mib():.0f} MiB")
     return 0

@@ -129,7 +129,8 @@ def stream_audio_rows(path: str | os.PathLike, block_seconds: float = 0.2) -> It
 def stream_render(image: str | os.PathLike, audio: str | os.PathLike,
                   controls: RenderControls = RenderControls(motion="diffusion"),
                   device: str = "cpu") -> Iterator[np.ndarray]:
-    """Frames (n, H, W, 3) uint8 RGB at 25 fps, window by window, from a portrait and a speech file.
+    """Frames (n, H, W, 3) uint8 RGB at 25 fps, a decoder batch (n <= 25) at a time as the
+    motion sampler finishes each window, from a portrait and a speech file.
 
     Uses the diffusion motion generator (the procedural one needs the whole clip) with the
     controls' seed, gaze, distance, emotion, guidance and steps.
@@ -151,5 +152,10 @@ def stream_render(image: str | os.PathLike, audio: str | os.PathLike,
                             paste_back=controls.paste_back)
     motion_controls = to_motion_controls(controls)
     generator = DiffusionMotion(device=device)
+    batch = renderer.config.batch_frames
     for motion in generator.stream(stream_audio_rows(audio), task.face.model.source_latent, motion_controls):
-        yield renderer.render(motion)
+        # A decoder batch at a time, not the whole window: the first frames leave after one
+        # batch is warped instead of the sampler's whole window (74 frames), which is most of
+        # the first-frame latency once motion sampling is fast (bench/gpu_parts.py).
+        for start in range(0, len(motion), batch):
+            yield renderer.render(motion[start:start + batch])

@@ -44,3 +44,30 @@ def test_runs_on_cuda(shared_assets):
     result = _bench("--device", "cuda", "--quick", "--assets", str(shared_assets))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "device cuda" in result.stdout and "n/a (cpu)" not in result.stdout
+
+
+def _parts(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "bench" / "gpu_parts.py"), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_parts_without_prepared_inputs_is_a_clear_error(tmp_path):
+    result = _parts("measure", "--inputs", str(tmp_path), "--device", "cpu")
+    assert result.returncode == 2 and "no prepared inputs" in result.stderr
+
+
+@pytest.mark.slow
+def test_parts_prepare_then_measure_on_cpu_matches_the_cpu(shared_assets, tmp_path):
+    """The GPU machine's script end to end on the CPU: every section fills its table, and the
+    CPU against its own prepared outputs differs by nothing."""
+    prepared = _parts("prepare", "--assets", str(shared_assets), "--out", str(tmp_path / "inputs"), "--size", "256")
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    result = _parts("measure", "--inputs", str(tmp_path / "inputs"), "--device", "cpu", "--quick")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "FAILED" not in result.stdout
+    assert re.search(r"\| 256x256 \| 8 \| 4 \| [\d.]+ \| [\d.]+ \| n/a \(cpu\) \| 0\.000 / 0 \|", result.stdout)
+    motion = re.findall(r"\| speech_\S+\.wav \| [\d.]+ \| [\d.]+(?: \(model load\))? \| [\d.]+ \| \d+ \| (\S+) \|",
+                        result.stdout)
+    assert len(motion) == 3 and all(float(d) == 0.0 for d in motion)
+    assert re.search(r"\| first stream \| \d+ \| 25 \|", result.stdout)
+    assert re.search(r"\| 1 \| 30 \| [\d.]+ \| \d+ \| n/a \(cpu\) \| 0\.0e\+00 \|", result.stdout)

@@ -270,12 +270,16 @@ class WhisperEncoder:
         version: names the model file (its sha256 prefix).
     """
 
-    def __init__(self, name: str = "tiny.en", device: str = "cpu"):
+    def __init__(self, name: str = "tiny.en", device: str = "cpu", weights: dict[str, np.ndarray] | None = None):
+        """``weights``: the model's ``encoder/`` tensors as :func:`read_ctranslate2` reads them,
+        when they travel without the package (``bench/gpu_parts.py`` on a machine that lacks
+        it); None reads the installed package's sha256-checked ``model.bin``."""
         import torch
 
-        spec_name, weights = read_ctranslate2(model_files(name)["model.bin"], "encoder/")
-        if spec_name != "WhisperSpec":
-            raise ModelUnavailableError(f"{name} model.bin holds a {spec_name}, not a WhisperSpec")
+        if weights is None:
+            spec_name, weights = read_ctranslate2(model_files(name)["model.bin"], "encoder/")
+            if spec_name != "WhisperSpec":
+                raise ModelUnavailableError(f"{name} model.bin holds a {spec_name}, not a WhisperSpec")
         self.name = name
         self.version = PACKAGES[name].version
         positions, self.width = weights["encoder/position_encodings/encodings"].shape
