@@ -91,3 +91,32 @@ def test_voice_activity_finds_the_pause_between_two_phrases():
     # The pause is silence once the VAD's hangover (~0.2 s) is past; the second phrase is speech.
     assert not mask[int(first_end) + 8:int(first_end) + 23].any()
     assert mask[int(first_end) + 28:int(first_end) + 25 + int(len(second) / 16000 * 25) - 3].all()
+
+
+def test_a_short_window_is_encoded_over_its_speech_not_its_padding(shared_assets):
+    """A 3 s clip's 30 s window is nine tenths padding: the recogniser's encoder states cover
+    the clip and ENCODED_PADDING_FRAMES of padding. A window of speech throughout, and one with
+    under MIN_TRUNCATED_CONTENT_FRAMES of audio, are encoded whole (CTranslate2's encoder)."""
+    from faster_whisper.audio import pad_or_trim
+
+    from workers.audio.recognise import (
+        ENCODED_PADDING_FRAMES,
+        MIN_TRUNCATED_CONTENT_FRAMES,
+        _model,
+    )
+
+    model = _model("tiny.en")
+
+    def encoded_rows(wave: np.ndarray) -> tuple[int, int]:
+        mel = model.feature_extractor(wave)[:, :-1]
+        states = model.encode(pad_or_trim(mel))
+        assert tuple(states.shape)[::2] == (1, 384)
+        return mel.shape[1], states.shape[1]
+
+    frames, rows = encoded_rows(load_audio(shared_assets / "speech_cmu_arctic_a0009_3s.wav", 16000, 60))
+    assert frames >= MIN_TRUNCATED_CONTENT_FRAMES and rows == -(-(frames + ENCODED_PADDING_FRAMES) // 2) < 300
+    librivox = load_audio(shared_assets / "speech_librivox_austen_7s.wav", 16000, 60)
+    frames, rows = encoded_rows(librivox[: 2 * 16000])
+    assert frames < MIN_TRUNCATED_CONTENT_FRAMES and rows == 1500
+    long = load_audio(shared_assets / "speech_asterisk_esMX_allison_28s_8k.wav", 16000, 60)
+    assert encoded_rows(np.concatenate([long, long]))[1] == 1500
