@@ -37,6 +37,12 @@ INTERIOR_BLUR_SHARE = 0.5
 # closing gap. (At 0.3 the batch QC's mouth patches between tracked frames read lip r 0.13
 # below the full eval on Grace Hopper, past its 0.1 tolerance; at 0.5 they agree.)
 SMALL_OPENING_SHADE = 0.5
+# ... and a real interior (a photo that shows no teeth) this much: black at a closing gap, 45 %
+# darker at a fifth of the mouth width, none from 0.375. Teeth in a barely open mouth are in
+# the upper lip's shadow, and the tracker reads a dark slit as open as the gap is: at 0.5 the
+# real slit's lower part, dim tongue and lip, read as lip to Face Mesh (Grace Hopper's lip r on
+# the LibriVox clip 0.482 against 0.524 painted, the version string held; 0.517 at 1.0).
+REAL_SMALL_OPENING_SHADE = 1.0
 # The real interiors' flesh (workers/decoder/interior.py) takes this power of this face's lips'
 # chroma (over the light's): a pale face's tongue pinker, a dark face's browner.
 LIP_TINT = 0.5
@@ -108,6 +114,7 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
         albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
         interior = albedo * lit * _lip_tint(above, below, lit, across)
+        shade = REAL_SMALL_OPENING_SHADE
         blur = INTERIOR_BLUR_SHARE * blur
     else:
         # A photo that shows teeth: its plates (below) carry its own teeth; what of them it never
@@ -115,11 +122,12 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         # interiors' own teeth recoloured, darkened the band inside the lips: edge ratio 0.77 /
         # 0.74-0.78 on the official smile and the mid-speech photo, against 0.80 / 0.89.)
         interior = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb)
+        shade = SMALL_OPENING_SHADE
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
     # (the photo's own teeth below carry the photo's light already).
     small = smoothstep(0.75 * half_width, 0.0, gap)
-    interior = gaussian_blur(interior * (1.0 - SMALL_OPENING_SHADE * small), blur)
+    interior = gaussian_blur(interior * (1.0 - shade * small), blur)
     if grain is not None:
         interior = interior + grain
     # The photo's own teeth, lower set first (the upper set overlaps it in front).
