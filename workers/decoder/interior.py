@@ -12,7 +12,8 @@ corner to 1 at the other; v down it, 0 at the upper inner lip line to 1 at the l
   lip and standing on the lower one at their own size, the cavity stretched between) for
   :func:`workers.decoder.mouth.paint_mouth` to multiply by that face's light;
 * its log-luma detail along the mouth (:func:`interior_detail`), which :func:`sample_detail`
-  lays over the painted interior of a barely open mouth.
+  lays over a painted interior (decoder-5 to -8 did, at small openings; since decoder-9 the
+  renderer lays the whole interiors at every opening and the detail atlas is not rendered).
 
 Built once by ``bench/mouth_interiors.py`` and stored in the package as 16-bit PNGs of the
 stacked exemplars plus the JSON sidecar (opening, source, licence, whether laid whole).

@@ -105,8 +105,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         # A photo that shows no teeth: real open mouths laid whole into this opening at every
         # size of it (teeth hanging from the upper lip at their own size, the cavity and tongue
         # stretched between; workers/decoder/interior.py), under this face's light and tinted
-        # toward its lips. A barely open mouth shows the upper teeth's shadowed edges and the
-        # lower lip's wet inner side, not a lit band. (Until decoder-9 small openings were
+        # toward its lips. A barely open mouth is a slit in the upper lip's shadow (below), its
+        # lower teeth and tongue dim, not a lit band. (Until decoder-9 small openings were
         # painted, white teeth bands under this light: the batch QC's mouth patches, calibrated
         # on lit teeth, followed real ones poorly; workers/quality/patches.py reads the
         # interior's shadow now.)
@@ -172,8 +172,7 @@ def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, acr
 
 def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb):
     """The painted interior, (B, 3, h, w): cavity, tongue and teeth bands in ``teeth_rgb``
-    (2, 3) upper and lower colours; behind a photo's own teeth, and in the barely open mouth of
-    a photo that shows none."""
+    (2, 3) upper and lower colours, behind a photo's own teeth."""
     device, dtype = x.device, x.dtype
 
     def rgb(color: tuple[float, float, float]) -> torch.Tensor:
