@@ -12,7 +12,8 @@ corner to 1 at the other; v down it, 0 at the upper inner lip line to 1 at the l
   lip and standing on the lower one at their own size, the cavity stretched between) for
   :func:`workers.decoder.mouth.paint_mouth` to multiply by that face's light;
 * its log-luma detail along the mouth (:func:`interior_detail`), which :func:`sample_detail`
-  lays over the painted interior of a barely open mouth.
+  lays over a painted interior (decoder-5 to -8 did, at small openings; since decoder-9 the
+  renderer lays the whole interiors at every opening and the detail atlas is not rendered).
 
 Built once by ``bench/mouth_interiors.py`` and stored in the package as 16-bit PNGs of the
 stacked exemplars plus the JSON sidecar (opening, source, licence, whether laid whole).
@@ -177,8 +178,12 @@ ALBEDO_INSET_LOWER = 0.05
 ALBEDO_BLEND = 3
 # How a real interior is laid into an opening of another height: the upper teeth hang from the
 # upper lip and the lower teeth stand on the lower one at their own size in mouth widths; the
-# middle (cavity, tongue) stretches. In a smaller opening the lower lip hides the upper
-# teeth's tips and the lower set's top: each side keeps this share of the frame's gap.
+# middle (cavity, tongue) stretches. In a smaller opening than the exemplar's, what shows is its
+# lower part (the lower teeth's tips, the tongue), the upper teeth behind the upper lip: with
+# the upper teeth's tips hanging from the upper lip (the exemplar's upper 54 %, its lower 46 %
+# below them), Face Mesh read the lower part's dim tongue as lip and the slit less open
+# (Grace Hopper's lip r 0.482 against 0.498 with the lower part alone, both with paint_mouth's
+# small-opening shade at 0.5).
 UPPER_BAND, LOWER_BAND = 0.35, 0.3
 ALBEDO_SHARPEN, ALBEDO_SHARPEN_SIGMA = 0.8, 1.5
 # log-luma detail std (at ALBEDO_SHARPEN_SIGMA) of a sharp exemplar: none of it is added there.
@@ -272,8 +277,7 @@ def sample_interior(u: torch.Tensor, from_top: torch.Tensor, gap: torch.Tensor, 
         stretched = torch.where(y < top_band, y, torch.where(
             below < bottom_band, theirs - below,
             top_band + (y - top_band) * (theirs - top_band - bottom_band) / middle))
-        split = gap * UPPER_BAND / (UPPER_BAND + LOWER_BAND)
-        cropped = torch.where(y < split, y, theirs - below)
+        cropped = theirs - below
         v = torch.where(gap >= theirs, stretched, cropped) / theirs
         grid = torch.stack(torch.broadcast_tensors(u.clamp(-1.0, 1.0), v.clamp(0.0, 1.0) * 2.0 - 1.0), -1)[:, 0]
         sampled = F.grid_sample(atlas[index:index + 1].expand(batch, -1, -1, -1), grid, mode="bilinear",

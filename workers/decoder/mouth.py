@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.decoder.interior import sample_detail, sample_interior
+from workers.decoder.interior import sample_interior
 from workers.decoder.shapes import (
     between_curves_distance,
     polyline_y,
@@ -37,24 +37,17 @@ INTERIOR_BLUR_SHARE = 0.5
 # closing gap. (At 0.3 the batch QC's mouth patches between tracked frames read lip r 0.13
 # below the full eval on Grace Hopper, past its 0.1 tolerance; at 0.5 they agree.)
 SMALL_OPENING_SHADE = 0.5
+# ... and a real interior (a photo that shows no teeth) this much: black at a closing gap, 45 %
+# darker at a fifth of the mouth width, none from 0.375. Teeth in a barely open mouth are in
+# the upper lip's shadow, and the tracker reads a dark slit as open as the gap is: at 0.5 the
+# real slit's lower part, dim tongue and lip, read as lip to Face Mesh (Grace Hopper's lip r on
+# the LibriVox clip 0.482 against 0.524 painted, the version string held; 0.517 at 1.0).
+REAL_SMALL_OPENING_SHADE = 1.0
 # The real interiors' flesh (workers/decoder/interior.py) takes this power of this face's lips'
 # chroma (over the light's): a pale face's tongue pinker, a dark face's browner.
 LIP_TINT = 0.5
 # The lips' moist inner rim: this share of the lip colour, over a Gaussian this many pixels wide.
 RIM_SHARE, RIM_WIDTH_PX = 0.45, 1.2
-# Openings (inner-lip gap over mouth width) over which the real interior replaces the painted
-# one in a photo that shows no teeth (see paint_mouth).
-REAL_FROM = (0.25, 0.4)
-TEETH_RGB = (0.86, 0.80, 0.70)
-# Real interior detail (workers/decoder/interior.py): its log-luma amplitude on what is
-# synthesised, faded in over this share of the mouth width from each lip line (the exemplars'
-# own lip rims are dark lines there; at 8 % of the opening instead, the inner-lip edge ratio
-# fell by 0.04 on every closed-mouth photo).
-DETAIL_GAIN = 1.8
-DETAIL_FADE = 0.05
-# ... and at most about this much (log luma, soft limit): stronger, a wide-open mouth's teeth
-# bands catch the exemplars' highlights and read as chrome.
-DETAIL_SOFT_LIMIT = 0.35
 
 
 def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tensor, lower: torch.Tensor,
@@ -69,8 +62,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         lower: (B, 11, 2) inner lower lip line, same order.
         light: (3,) RGB light on the face in the photo (see :func:`mouth_light`).
         teeth_rgb: (2, 3) colours of the photo's own upper and lower teeth under its light, for
-            the teeth it never showed; None: the photo shows no teeth (white teeth bands under
-            its light in a barely open mouth, real interiors' teeth in a wider one).
+            the teeth it never showed; None: the photo shows no teeth (real interiors' teeth
+            at every opening).
         plates: the photo's own teeth, back to front: (plate, affine) pairs with plate
             (1, 4, S, S) RGB + alpha over the crop (see :func:`teeth_plate`) and affine (B, 2, 3)
             from frame pixels to the plate's crop pixels (upper teeth: the skull's motion;
@@ -109,33 +102,19 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     above = _column_sample(region, (top - origin[1] - 2.0).squeeze(1))                # (B, 3, 1, w)
     below = _column_sample(region, (bottom - origin[1] + 1.0).squeeze(1))
     if teeth_rgb is None:
-        # A photo that shows no teeth: real open mouths laid whole into this opening (teeth
-        # hanging from the upper lip at their own size, the cavity and tongue stretched between;
-        # workers/decoder/interior.py), under this face's light and tinted toward its lips.
+        # A photo that shows no teeth: real open mouths laid whole into this opening at every
+        # size of it (teeth hanging from the upper lip at their own size, the cavity and tongue
+        # stretched between; workers/decoder/interior.py), under this face's light and tinted
+        # toward its lips. A barely open mouth is a slit in the upper lip's shadow (below), its
+        # lower teeth and tongue dim, not a lit band. (Until decoder-9 small openings were
+        # painted, white teeth bands under this light: the batch QC's mouth patches, calibrated
+        # on lit teeth, followed real ones poorly; workers/quality/patches.py reads the
+        # interior's shadow now.)
         mouth_w = 2.0 * half_width
         opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
-        # A barely open mouth stays painted (white teeth bands under this light over a dark
-        # cavity, with the real interiors' detail), the real interior fading in from REAL_FROM:
-        # real small openings took the batch QC's mouth patches off Face Mesh's reading (opening
-        # r 0.63-0.68 between tracked frames, lip r 0.11-0.12 off the full eval, on Grace
-        # Hopper's test render) and Face Mesh read them less open (her lip r 0.527 -> 0.481).
-        weight = smoothstep(REAL_FROM[0], REAL_FROM[1], opening).view(batch, 1, 1, 1)
-        real = painted = None
-        if float(weight.max()) > 0.0:
-            albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
-            real = albedo * lit * _lip_tint(above, below, lit, across)
-        if float(weight.min()) < 1.0:
-            white = (lit.view(1, 3) * lit.new_tensor(TEETH_RGB)).expand(2, 3)
-            painted = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, white)
-            detail = sample_detail((x - center) / half_width, ((y - top) / gap.clamp_min(1.0)).clamp(0.0, 1.0), opening)
-            detail = detail * smoothstep(0.0, DETAIL_FADE * mouth_w, torch.minimum(y - top, bottom - y))
-            painted = painted * torch.exp(DETAIL_SOFT_LIMIT * torch.tanh(DETAIL_GAIN * detail / DETAIL_SOFT_LIMIT))
-        if painted is None:
-            interior = real
-        elif real is None:
-            interior = painted
-        else:   # (where, not a blend, at weight 1: a frame's pixels must not depend on its batch-mates)
-            interior = torch.where(weight >= 1.0, real, painted + weight * (real - painted))
+        albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
+        interior = albedo * lit * _lip_tint(above, below, lit, across)
+        shade = REAL_SMALL_OPENING_SHADE
         blur = INTERIOR_BLUR_SHARE * blur
     else:
         # A photo that shows teeth: its plates (below) carry its own teeth; what of them it never
@@ -143,11 +122,12 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         # interiors' own teeth recoloured, darkened the band inside the lips: edge ratio 0.77 /
         # 0.74-0.78 on the official smile and the mid-speech photo, against 0.80 / 0.89.)
         interior = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb)
+        shade = SMALL_OPENING_SHADE
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
     # (the photo's own teeth below carry the photo's light already).
     small = smoothstep(0.75 * half_width, 0.0, gap)
-    interior = gaussian_blur(interior * (1.0 - SMALL_OPENING_SHADE * small), blur)
+    interior = gaussian_blur(interior * (1.0 - shade * small), blur)
     if grain is not None:
         interior = interior + grain
     # The photo's own teeth, lower set first (the upper set overlaps it in front).
@@ -192,8 +172,7 @@ def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, acr
 
 def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb):
     """The painted interior, (B, 3, h, w): cavity, tongue and teeth bands in ``teeth_rgb``
-    (2, 3) upper and lower colours; behind a photo's own teeth, and in the barely open mouth of
-    a photo that shows none."""
+    (2, 3) upper and lower colours, behind a photo's own teeth."""
     device, dtype = x.device, x.dtype
 
     def rgb(color: tuple[float, float, float]) -> torch.Tensor:

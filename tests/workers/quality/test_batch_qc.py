@@ -99,9 +99,16 @@ def test_opening_between_tracked_frames_follows_face_mesh(rendered):
     r = np.corrcoef(result.opening[skipped], full.opening[skipped])[0, 1]
     # bench/qc_tracking.py: 0.90-0.93 on the shared renders, 0.92 on the webcam clip (before the
     # head turned about the neck). This render: 0.85 with the head's translation still, 0.74 once
-    # it moved, 0.815 with the patches registered to the tracked frame (MOTION_BOX).
-    assert r > 0.80, r
-    assert result.metrics["opening_patch_r"] > 0.8          # the fit's own leave-one-out estimate
+    # it moved, 0.815 with the patches registered to the tracked frame (MOTION_BOX). Decoder-9's
+    # real interiors at every opening (a dark slit, teeth in the upper lip's shadow): 0.67 with
+    # the patch columns fitted to painted lit teeth, 0.88 with the darkening against the closed
+    # mouth (workers/quality/patches.py; decoder-8's painted mouth 0.82 -> 0.90).
+    assert r > 0.85, r
+    # The fit's own leave-one-out estimate, on 13 tracked frames of which one is wide open: a
+    # dark slit's darkening grows less than linearly with the opening (more light enters a wider
+    # mouth), so that frame left out is under-predicted (0.11 against 0.27) and the estimate
+    # reads 0.78 where the frames it skipped follow Face Mesh with r 0.88 (above).
+    assert result.metrics["opening_patch_r"] > 0.7
 
 
 def test_qc_is_booked_as_its_own_stage(rendered):
