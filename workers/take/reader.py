@@ -92,10 +92,18 @@ class _TakeStream:
         self.ended = False
 
     def read(self, count: int) -> np.ndarray:
-        """The next ``count`` frames, (n, height, width, 3) uint8 RGB; n < ``count`` at the take's
-        end (the stream then checks ffmpeg's exit: BadInputError when it could not decode)."""
-        data = self.process.stdout.read(self.frame_bytes * count) if count > 0 and not self.ended else b""
-        whole = len(data) // self.frame_bytes
+        """The next ``count`` frames, (n, height, width, 3) uint8 RGB, read straight from the pipe
+        into a new array; n < ``count`` at the take's end (the stream then checks ffmpeg's exit:
+        BadInputError when it could not decode)."""
+        frames = np.empty((max(count, 0), self.info.height, self.info.width, 3), np.uint8)
+        buffer = memoryview(frames.reshape(-1))
+        got = 0
+        while got < len(buffer) and not self.ended:
+            read = self.process.stdout.readinto(buffer[got:])
+            if not read:
+                break
+            got += read
+        whole = got // self.frame_bytes
         self.next += whole
         if whole < count:
             self.ended = True
@@ -103,8 +111,7 @@ class _TakeStream:
             if self.process.wait() != 0:
                 raise BadInputError("cannot decode the take "
                                     f"({errors.splitlines()[-1] if errors else 'ffmpeg failed'})", self.path)
-        shape = (whole, self.info.height, self.info.width, 3)
-        return np.frombuffer(data[:whole * self.frame_bytes], np.uint8).reshape(shape)
+        return frames[:whole]
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -185,11 +192,13 @@ class TakeFrameReader:
         while stream.next < first and not stream.ended:      # skipped, a few frames at a time
             stream.read(min(first - stream.next, 8))
         parts.append(stream.read(max(0, last + 1 - stream.next)))
-        decoded = np.concatenate(parts)
+        decoded = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if len(decoded) < last - first + 1:
             self.close()
             raise BadInputError(f"the take ended before frame {last}", path)
         self._last = decoded[-1].copy()
+        if len(frames) == len(decoded):       # every frame once, in order: the frames as read
+            return decoded
         return decoded[frames - first]
 
     def _resumes(self, path: str | os.PathLike, info: TakeInfo, first: int) -> bool:
