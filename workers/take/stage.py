@@ -205,6 +205,8 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
             source = np.minimum(np.arange(chunk.start, chunk.stop), take.num_frames - 1)
             info = TakeInfo(take.width, take.height, take.fps, take.num_frames / take.fps)
             frames = self.reader.frames(self.takes.local(take.path, task.image_sha256), info, source)
+            if chunk.is_last:     # the dub's last frames: its decoding of the take is done
+                self.reader.close()
             regions = np.full((len(source), len(FACE_OVAL), 2), np.nan, np.float32)
             for i, row in enumerate(take.rows(source)):
                 if take.status[row] == FRAME_DUBBED:
