@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -149,19 +150,42 @@ class Mp4Writer:
             arguments,
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         self.frames_written = 0
+        self._piping: threading.Thread | None = None
+        self._broken = False
 
     def write(self, frames: np.ndarray) -> None:
-        """Append frames (N, H, W, 3) uint8 RGB."""
+        """Append frames (N, H, W, 3) uint8 RGB.
+
+        Returns once the frames before these are in ffmpeg's hands; these are piped on a
+        thread, so x264 encodes them while the caller makes the next ones (the pipe write waits
+        outside the GIL). At most one call's frames are held here. A failure of ffmpeg is
+        raised by the next ``write`` or by ``close``.
+        """
         if frames.shape[1:] != (self.size[1], self.size[0], 3) or frames.dtype != np.uint8:
             raise ValueError(f"expected (N, {self.size[1]}, {self.size[0]}, 3) uint8 frames, got {frames.shape} {frames.dtype}")
-        try:
-            self._process.stdin.write(np.ascontiguousarray(frames).tobytes())
-        except BrokenPipeError:
-            self._fail()
+        self._finish_piping()
+        data = memoryview(np.ascontiguousarray(frames).reshape(-1))
+        self._piping = threading.Thread(target=self._pipe, args=(data,), name="mp4-writer", daemon=True)
+        self._piping.start()
         self.frames_written += len(frames)
+
+    def _pipe(self, data: memoryview) -> None:
+        try:
+            self._process.stdin.write(data)
+        except (BrokenPipeError, ValueError):     # ffmpeg died, or abort() closed the pipe
+            self._broken = True
+
+    def _finish_piping(self) -> None:
+        """Wait for the frames being piped; ffmpeg's failure raised (RuntimeError)."""
+        if self._piping is not None:
+            self._piping.join()
+            self._piping = None
+        if self._broken:
+            self._fail()
 
     def close(self) -> Path:
         """Finish the file and move it into place; returns the final path."""
+        self._finish_piping()
         self._process.stdin.close()
         if self._process.wait() != 0:
             self._fail()
@@ -174,6 +198,9 @@ class Mp4Writer:
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        if self._piping is not None:      # its write ends with the pipe broken by the kill
+            self._piping.join()
+            self._piping = None
         self._log.close()
         self.temporary.unlink(missing_ok=True)
 

@@ -70,6 +70,57 @@ def probe_take(path: str | os.PathLike, max_seconds: float) -> TakeInfo:
                     info["colour"])
 
 
+class _TakeStream:
+    """One ffmpeg process decoding the take from frame ``start`` on, read ``count`` frames at a
+    time (only what a call asks for is in memory)."""
+
+    def __init__(self, path: str | os.PathLike, info: TakeInfo, start: int = 0, count: int | None = None):
+        self.path, self.info = path, info
+        self.next = start          # index of the next frame read() returns
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin"]
+        if start > 0:
+            command += ["-ss", f"{max(0.0, start / info.fps - _SEEK_MARGIN_S):.6f}"]
+        # -copyts keeps the take's own timestamps through the seek, so after the fps filter (from
+        # time 0) a frame's pts is its index in the take and the select picks frames by index.
+        command += ["-copyts", "-i", str(path), "-an", "-sn", "-vf",
+                    f"fps={info.fps}:start_time=0,select=gte(pts\\,{start})"]
+        if count is not None:
+            command += ["-frames:v", str(count)]
+        command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+        self.frame_bytes = info.width * info.height * 3
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.ended = False
+
+    def read(self, count: int) -> np.ndarray:
+        """The next ``count`` frames, (n, height, width, 3) uint8 RGB, read straight from the pipe
+        into a new array; n < ``count`` at the take's end (the stream then checks ffmpeg's exit:
+        BadInputError when it could not decode)."""
+        frames = np.empty((max(count, 0), self.info.height, self.info.width, 3), np.uint8)
+        buffer = memoryview(frames.reshape(-1))
+        got = 0
+        while got < len(buffer) and not self.ended:
+            read = self.process.stdout.readinto(buffer[got:])
+            if not read:
+                break
+            got += read
+        whole = got // self.frame_bytes
+        self.next += whole
+        if whole < count:
+            self.ended = True
+            errors = self.process.stderr.read().decode(errors="replace").strip()
+            if self.process.wait() != 0:
+                raise BadInputError("cannot decode the take "
+                                    f"({errors.splitlines()[-1] if errors else 'ffmpeg failed'})", self.path)
+        return frames[:whole]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+        self.process.stderr.close()
+
+
 def read_take(path: str | os.PathLike, info: TakeInfo, start: int = 0, count: int | None = None,
               batch: int = 25) -> Iterator[np.ndarray]:
     """Frames [start, start + count) of the take (all from ``start`` when None), in batches.
@@ -80,44 +131,85 @@ def read_take(path: str | os.PathLike, info: TakeInfo, start: int = 0, count: in
     Raises:
         BadInputError: ffmpeg cannot decode the take.
     """
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin"]
-    if start > 0:
-        command += ["-ss", f"{max(0.0, start / info.fps - _SEEK_MARGIN_S):.6f}"]
-    # -copyts keeps the take's own timestamps through the seek, so after the fps filter (from
-    # time 0) a frame's pts is its index in the take and the select picks frames by index.
-    command += ["-copyts", "-i", str(path), "-an", "-sn", "-vf",
-                f"fps={info.fps}:start_time=0,select=gte(pts\\,{start})"]
-    if count is not None:
-        command += ["-frames:v", str(count)]
-    command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
-    frame_bytes = info.width * info.height * 3
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stream = _TakeStream(path, info, start, count)
     try:
         while True:
-            data = process.stdout.read(frame_bytes * batch)
-            whole = len(data) // frame_bytes
-            if whole:
-                yield np.frombuffer(data[:whole * frame_bytes], np.uint8).reshape(whole, info.height, info.width, 3)
-            if len(data) < frame_bytes * batch:
+            frames = stream.read(batch)
+            if len(frames):
+                yield frames
+            if stream.ended:
                 break
-        errors = process.stderr.read().decode(errors="replace").strip()
-        if process.wait() != 0:
-            raise BadInputError(f"cannot decode the take ({errors.splitlines()[-1] if errors else 'ffmpeg failed'})",
-                                path)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
+        stream.close()
 
 
 def read_take_frames(path: str | os.PathLike, info: TakeInfo, frames: np.ndarray) -> np.ndarray:
     """The take's frames at consecutive, non-decreasing indices ``frames`` (an index may repeat:
     a held ending repeats the last frame) -> (len(frames), height, width, 3) uint8 RGB."""
     first, last = int(frames[0]), int(frames[-1])
-    parts = list(read_take(path, info, first, last - first + 1, batch=last - first + 1))
-    decoded = np.concatenate(parts) if parts else np.empty((0, info.height, info.width, 3), np.uint8)
+    stream = _TakeStream(path, info, first, last - first + 1)
+    try:
+        decoded = stream.read(last - first + 1)
+    finally:
+        stream.close()
     if len(decoded) < last - first + 1:
         raise BadInputError(f"the take ended before frame {last}", path)
     return decoded[frames - first]
+
+
+class TakeFrameReader:
+    """A worker's reader of its chunks' frames, one decoding of the take for a run of chunks.
+
+    A chunk read alone (:func:`read_take_frames`) seeks: ffmpeg decodes from the keyframe
+    before it (h264's default keyframe interval is 10 s) plus ``_SEEK_MARGIN_S``, so a take
+    read in 2-s chunks was decoded several times over. This reader keeps its ffmpeg process
+    open after a chunk: a chunk that starts at or a little after where the last one stopped
+    (within ``max_skip_s``: on a pool of several decoders each gets every n-th chunk) reads
+    on, decoding the frames between and dropping them, which is the same picture (one reader
+    of the take from its start, ``read_take``) and cheaper than a seek. Anything else (an
+    earlier frame, another take, a far jump) opens a fresh, seeking process. The last frame
+    read is kept, so a held ending (its index repeated) needs no re-reading. The process
+    stays open, idle, until another take is read or :meth:`close` (at most one per reader).
+    """
+
+    def __init__(self, max_skip_s: float = 4.0):
+        self.max_skip_s = max_skip_s
+        self._stream: _TakeStream | None = None
+        self._key: tuple[str, TakeInfo] | None = None
+        self._last: np.ndarray | None = None      # frame _stream.next - 1
+
+    def frames(self, path: str | os.PathLike, info: TakeInfo, frames: np.ndarray) -> np.ndarray:
+        """As :func:`read_take_frames`: frames at consecutive, non-decreasing indices ->
+        (len(frames), height, width, 3) uint8 RGB."""
+        first, last = int(frames[0]), int(frames[-1])
+        if not self._resumes(path, info, first):
+            self.close()
+            self._stream, self._key = _TakeStream(path, info, first), (str(path), info)
+        stream = self._stream
+        parts = []
+        if first < stream.next:           # the frame read last, again
+            parts.append(self._last[None])
+        while stream.next < first and not stream.ended:      # skipped, a few frames at a time
+            stream.read(min(first - stream.next, 8))
+        parts.append(stream.read(max(0, last + 1 - stream.next)))
+        decoded = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if len(decoded) < last - first + 1:
+            self.close()
+            raise BadInputError(f"the take ended before frame {last}", path)
+        self._last = decoded[-1].copy()
+        if len(frames) == len(decoded):       # every frame once, in order: the frames as read
+            return decoded
+        return decoded[frames - first]
+
+    def _resumes(self, path: str | os.PathLike, info: TakeInfo, first: int) -> bool:
+        stream = self._stream
+        if stream is None or stream.ended or self._key != (str(path), info):
+            return False
+        if first == stream.next - 1:
+            return self._last is not None
+        return stream.next <= first <= stream.next + self.max_skip_s * info.fps
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        self._stream, self._key, self._last = None, None, None

@@ -36,7 +36,7 @@ from workers.take.compose import (
     face_region,
 )
 from workers.take.mouth_bank import MOUTH_BANK_VERSION, bank_note, opened_beyond
-from workers.take.reader import TakeInfo, read_take_frames
+from workers.take.reader import TakeFrameReader, TakeInfo
 from workers.take.track import TRACKER_VERSION, track_take
 
 MAX_TAKE_SECONDS = 600.0
@@ -175,7 +175,8 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
     """Dubs each chunk's frames of the take; frames the tracker could not dub pass through.
 
     A chunk reads only its own frames of the take (``workers.take.reader``), so a long take is
-    spread over the pool chunk by chunk and no worker holds more than a chunk. A take on S3 is
+    spread over the pool chunk by chunk and no worker holds more than a chunk; a worker's
+    consecutive chunks continue one decoding of the take (``TakeFrameReader``). A take on S3 is
     downloaded once per worker, not once per chunk (``workers.take.cache.TakeCache``).
     """
 
@@ -192,6 +193,7 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
         self.config = config if device is None else dataclasses.replace(config, device=device)
         self.storage = storage or Storage()
         self.takes = TakeCache(self.storage)
+        self.reader = TakeFrameReader()
 
     def __call__(self, batch: list[FrameChunk]) -> list[FrameChunk]:
         for chunk in batch:
@@ -202,7 +204,9 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
             take = task.take
             source = np.minimum(np.arange(chunk.start, chunk.stop), take.num_frames - 1)
             info = TakeInfo(take.width, take.height, take.fps, take.num_frames / take.fps)
-            frames = read_take_frames(self.takes.local(take.path, task.image_sha256), info, source)
+            frames = self.reader.frames(self.takes.local(take.path, task.image_sha256), info, source)
+            if chunk.is_last:     # the dub's last frames: its decoding of the take is done
+                self.reader.close()
             regions = np.full((len(source), len(FACE_OVAL), 2), np.nan, np.float32)
             for i, row in enumerate(take.rows(source)):
                 if take.status[row] == FRAME_DUBBED:

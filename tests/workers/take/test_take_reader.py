@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import BadInputError
-from workers.take.reader import probe_take, read_take, read_take_frames
+from workers.take.reader import TakeFrameReader, probe_take, read_take, read_take_frames
 
 
 def test_a_take_reads_whole_and_in_chunks_alike(short_take):
@@ -22,6 +22,28 @@ def test_a_take_reads_whole_and_in_chunks_alike(short_take):
     assert np.array_equal(held[2], whole[29]) and np.array_equal(held[3], whole[29])
 
 
+def test_a_decoder_reading_chunks_on_gets_the_frames_a_whole_read_gets(short_take, make_take, tmp_path):
+    # One reader serving a worker's chunks in the orders a pool gives them: in turn, every
+    # other chunk (several decoders), back to an earlier chunk (a retry), a held ending, and
+    # another take between; every chunk is the whole read's frames.
+    info = probe_take(short_take, 600)
+    whole = np.concatenate(list(read_take(short_take, info)))
+    other = make_take(tmp_path / "other.mp4", 5.0, 1.2)
+    other_info = probe_take(other, 600)
+    other_whole = np.concatenate(list(read_take(other, other_info)))
+    reader = TakeFrameReader()
+    reads = [(0, 6), (6, 12), (18, 24), (6, 12), (12, 18), (24, 30)]
+    for start, stop in reads:
+        assert np.array_equal(reader.frames(short_take, info, np.arange(start, stop)), whole[start:stop])
+    held = reader.frames(short_take, info, np.array([29, 29, 29]))
+    assert all(np.array_equal(frame, whole[29]) for frame in held)
+    assert np.array_equal(reader.frames(other, other_info, np.arange(10, 20)), other_whole[10:20])
+    assert np.array_equal(reader.frames(short_take, info, np.arange(3, 9)), whole[3:9])
+    with pytest.raises(BadInputError, match="ended before frame 31"):
+        reader.frames(short_take, info, np.arange(9, 32))
+    reader.close()
+
+
 def test_a_variable_frame_rate_take_is_read_at_its_average_rate(make_take, tmp_path):
     # frames 10-19 twice as long as the others: a variable frame rate
     vfr = make_take(tmp_path / "vfr.mkv", 3.0, 1.2, "-vf",
@@ -30,6 +52,9 @@ def test_a_variable_frame_rate_take_is_read_at_its_average_rate(make_take, tmp_p
     whole = np.concatenate(list(read_take(vfr, info)))
     assert abs(len(whole) - info.expected_frames) <= 1
     assert np.array_equal(read_take_frames(vfr, info, np.arange(20, 26)), whole[20:26])
+    reader = TakeFrameReader()
+    for start in range(0, len(whole) - 5, 6):
+        assert np.array_equal(reader.frames(vfr, info, np.arange(start, start + 6)), whole[start:start + 6])
 
 
 @pytest.mark.parametrize("kind, message", [
