@@ -73,7 +73,7 @@ def test_widened_turns_stop_at_real_video_and_at_what_a_photo_holds():
     source = np.zeros(MOTION_DIM, np.float32)
     narrow, wide = (np.repeat(source[None], 250, 0) for _ in range(2))
     narrow[:, :3] = rng.standard_normal((250, 3)) * [0.5, 0.5, 0.3]        # diffusion-like swings
-    wide[:, :3] = np.clip(rng.standard_normal((250, 3)) * [1.2, 2.0, 1.2], -HEAD_LIMIT_DEGREES, HEAD_LIMIT_DEGREES)
+    wide[:, :3] = np.clip(rng.standard_normal((250, 3)) * [1.5, 2.0, 1.2], -HEAD_LIMIT_DEGREES, HEAD_LIMIT_DEGREES)
     narrow_out, wide_out = (move_with_neck(m, source, 25.0, seed=1) for m in (narrow, wide))
     # Narrow swings are widened by the full gain ...
     np.testing.assert_allclose(narrow_out[:, :3].std(0), narrow[:, :3].std(0) * ROTATION_GAIN, rtol=1e-4)
