@@ -44,12 +44,13 @@ CLOSURE_MIN_S = 0.12
 # consonants and short pauses as open as the phone's target, so the mouth followed loudness
 # less than procedural's loudness-driven jaw (lip r 0.53 against 0.67 on the rendered
 # held-out clips, BENCHMARKS.md issue 19 round 5; 0.4 -> 1.6 over -30 .. -4 dB gave 0.55,
-# 0 -> 2 over -24 .. 0 dB 0.66, these 0.70).
+# 0 -> 2 over -24 .. 0 dB 0.66, over -20 .. 0 dB 0.69 with less contrast between open vowels
+# and closures (0.100), over -24 .. -4 0.66 / 0.113; these 0.68 / 0.105).
 OPENING_CHANNELS = ("jaw_open", "lower_lip_depress")
 GAIN_QUIET = 0.0
 GAIN_LOUD = 2.0
-QUIET_DB = -20.0
-LOUD_DB = 0.0
+QUIET_DB = -22.0
+LOUD_DB = -2.0
 # The level is smoothed over this many frames (sigma at 25 fps): a jaw cannot follow
 # frame-to-frame flicker of the RMS level.
 LEVEL_SMOOTH_FRAMES = 0.8

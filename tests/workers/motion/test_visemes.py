@@ -62,7 +62,7 @@ def test_the_recognised_words_mouth_opens_with_the_loudness_of_real_speech(tmp_p
     gain of 1-2 that never closed it in quiet stretches) and followed loudness less than
     procedural's loudness-driven jaw on the rendered held-out clips (lip r 0.53 against 0.67).
     Real espeak-ng speech through the audio and motion stages, the transcript given: the jaw
-    follows the frame level (r 0.46 with visemes-3, 0.32 with visemes-2's gain)."""
+    follows the frame level (r 0.45 with visemes-3, 0.32 with visemes-2's gain)."""
     from scipy.io import wavfile
 
     from core.schemas import RenderControls, RenderRequest
