@@ -27,10 +27,11 @@ Two sets of voices that are in no corpus; settings are chosen on ``choose`` and 
 * ``confirm``: the shared clips with known text (LibriVox 0870, CMU ARCTIC a0007 / a0009) and
   the four other LibriVox prompts of the pocketsphinx sdist (``test/data/librivox`` 0880-0930).
 
-* ``codec2`` (round 5; never rendered while anything was tuned): five Harvard-sentence
-  recordings in Debian's ``codec2-examples`` 1.0.5-1 (``/usr/share/codec2/wav``; LGPL-2.1,
-  David Rowe; sha256 of the .deb 7af8cd12...), speakers in no corpus. Their text: the Harvard
-  sentence where it is one (IEEE 1969 lists), else what Whisper tiny.en and base both heard
+* ``codec2`` (round 5; chosen before any tuning; one gain range's results on it were seen
+  before the last sweep, BENCHMARKS.md issue 19 round 5): five Harvard-sentence recordings
+  in Debian's ``codec2-examples`` 1.0.5-1 (``/usr/share/codec2/wav``; LGPL-2.1, David Rowe;
+  sha256 of the .deb 7af8cd12...), speakers in no corpus. Their text: the Harvard sentence
+  where it is one (IEEE 1969 lists), else what Whisper tiny.en and base both heard
   (big_dog, morig; their true words may differ).
 
 ``--pocketsphinx DIR``: the sdist's ``test/data`` folder (``pip download`` the sdist, unpack).
