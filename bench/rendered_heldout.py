@@ -1,6 +1,6 @@
 """Rendered lips on real speech no training run has heard: the default against procedural.
 
-    .venv/bin/python bench/rendered_heldout.py --set choose|confirm [--pocketsphinx DIR] [--size 256]
+    .venv/bin/python bench/rendered_heldout.py --set choose|confirm|codec2 [--pocketsphinx DIR] [--size 256]
         [--portrait face_astronaut_eileen_collins.png] [--viseme-weight W] [--modes ...] [--keep DIR [--reuse]]
 
 Every clip is rendered through the product (``pipeline.render.LocalRenderer``) and measured on
@@ -27,7 +27,16 @@ Two sets of voices that are in no corpus; settings are chosen on ``choose`` and 
 * ``confirm``: the shared clips with known text (LibriVox 0870, CMU ARCTIC a0007 / a0009) and
   the four other LibriVox prompts of the pocketsphinx sdist (``test/data/librivox`` 0880-0930).
 
+* ``codec2`` (round 5; chosen before any tuning; one gain range's results on it were seen
+  before the last sweep, BENCHMARKS.md issue 19 round 5): five Harvard-sentence recordings
+  in Debian's ``codec2-examples`` 1.0.5-1 (``/usr/share/codec2/wav``; LGPL-2.1, David Rowe;
+  sha256 of the .deb 7af8cd12...), speakers in no corpus. Their text: the Harvard sentence
+  where it is one (IEEE 1969 lists), else what Whisper tiny.en and base both heard
+  (big_dog, morig; their true words may differ).
+
 ``--pocketsphinx DIR``: the sdist's ``test/data`` folder (``pip download`` the sdist, unpack).
+``--codec2 DIR``: the package's ``wav`` folder (``apt-get download codec2-examples``,
+``dpkg-deb -x``).
 """
 
 from __future__ import annotations
@@ -73,6 +82,19 @@ def confirm_set(pocketsphinx: Path, assets: Path) -> list[tuple[Path, str]]:
     return clips
 
 
+CODEC2_TEXT = {
+    "hts1a": "The Navy attacked the big task force.",
+    "hts2a": "These days a chicken leg is a rare dish.",
+    "big_dog": "The big dog left it to you on the old rag doll.",     # tiny.en = base
+    "mmt1": "It's easy to tell the depth of a well.",
+    "morig": "That frog jumped through the weeds.",      # not a Harvard sentence: tiny.en = base
+}
+
+
+def codec2_set(folder: Path) -> list[tuple[Path, str]]:
+    return [(folder / f"{name}.wav", text) for name, text in CODEC2_TEXT.items() if (folder / f"{name}.wav").is_file()]
+
+
 def controls_of(mode: str, text: str, size: int, guidance: float | None = None) -> dict:
     if guidance is not None and mode in ("default", "diffusion+text", "diffusion audio-only"):
         return _controls(mode, text, size) | dict(audio_guidance=guidance)
@@ -104,7 +126,8 @@ def _controls(mode: str, text: str, size: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=("choose", "confirm"), required=True)
+    parser.add_argument("--set", choices=("choose", "confirm", "codec2"), required=True)
+    parser.add_argument("--codec2", default="/work/data19r5/codec2/usr/share/codec2/wav")
     parser.add_argument("--pocketsphinx", default="/work/data19r3/pocketsphinx")
     parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
     parser.add_argument("--portrait", default="face_astronaut_eileen_collins.png")
@@ -121,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the renders already in --keep again instead of rendering (a change of the measure)")
     args = parser.parse_args(argv)
 
+    from core.errors import BadInputError
     from core.schemas import RenderControls, RenderRequest
     from pipeline.render import LocalRenderer
     from workers.decoder.renderer import DecoderConfig
@@ -130,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.viseme_weight is not None:
         visemes.VISEME_WEIGHT = args.viseme_weight
     pocketsphinx, assets = Path(args.pocketsphinx), Path(args.assets)
-    clips = choose_set(pocketsphinx) if args.set == "choose" else confirm_set(pocketsphinx, assets)
+    clips = {"choose": lambda: choose_set(pocketsphinx), "confirm": lambda: confirm_set(pocketsphinx, assets),
+             "codec2": lambda: codec2_set(Path(args.codec2))}[args.set]()
     clips = clips[: args.limit] if args.limit else clips
     clips = [c for c in clips if args.only is None or c[0].stem in args.only]
     portrait = assets / args.portrait
@@ -156,7 +181,13 @@ def main(argv: list[str] | None = None) -> int:
                     for k in KEYS:
                         values[mode][k].append(float("nan"))
                     continue
-                m = evaluate(out, path, portrait, text).metrics
+                try:
+                    m = evaluate(out, path, portrait, text).metrics
+                except BadInputError as error:         # the eval's aligner refused the text
+                    print(f"| {path.stem} | {mode} | not measured: {error} |")
+                    for k in KEYS:
+                        values[mode][k].append(float("nan"))
+                    continue
                 heard = result.transcript or {}
                 said = (f"{heard.get('text', '')!r} ({heard.get('confidence', 0):.2f}, {heard.get('source')}"
                         f"{'' if heard.get('used', True) else ', not used'})" if heard else "-")

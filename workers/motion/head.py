@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from workers.face.latents import rotation_matrix
+from workers.motion.procedural import HEAD_LIMIT_DEGREES
 
-HEAD_VERSION = "head-pivot-2"
+HEAD_VERSION = "head-pivot-3"
 # The pivot in canonical units (outer-eye-corner distance, ~9 cm; y down, z away from the
 # camera): the upper neck sits about 9 cm below and 9 cm behind the eyes' centre.
 NECK_PIVOT = np.array([0.0, 1.0, 1.0])
@@ -24,6 +25,13 @@ SWAY_STD = 0.05          # torso sway, canonical units (~4.5 mm, ~7 % of the int
 SWAY_SECONDS = 2.5       # its time constant
 # Gain on the generators' yaw, pitch and roll swings about the clip's mean (see widen_rotation).
 ROTATION_GAIN = np.array([2.0, 1.0, 3.0])
+# The widening stops where a swing reaches real talking video's: these latent stds (degrees)
+# render at about the real webcam clip's yaw / roll std on the frames (3.4 / 1.8; Face Mesh
+# reads the rendered yaw 1.4-1.9x and roll ~0.9x the latent's). Procedural's own swings are
+# wider than diffusion's; the fixed gains alone took it past real video (rotation std 3.50
+# degrees against 2.52 on the Biden / Spanish render; with these caps 2.57, the default 2.08;
+# a yaw cap of 1.8 narrowed the default to 1.87: BENCHMARKS.md issue 19 round 5).
+ROTATION_STD_CAP = np.array([2.4, np.inf, 2.1])
 
 
 def _rotations(pose: np.ndarray) -> np.ndarray:
@@ -44,8 +52,10 @@ def _sway(rng: np.random.Generator, frames: int, fps: float) -> np.ndarray:
     return out
 
 
-def widen_rotation(angles: np.ndarray, gain: np.ndarray = ROTATION_GAIN) -> np.ndarray:
-    """(T, 3) yaw, pitch, roll degrees -> their swings about the clip's mean times ``gain``.
+def widen_rotation(angles: np.ndarray, gain: np.ndarray = ROTATION_GAIN,
+                   std_cap: np.ndarray = ROTATION_STD_CAP) -> np.ndarray:
+    """(T, 3) yaw, pitch, roll degrees -> their swings about the clip's mean times ``gain``,
+    less where that would take an axis's std past ``std_cap`` (never below the generator's own).
 
     The generators' head turns are a third of real talking video's (rotation std on the frames,
     held-out clips: yaw 1.4 / 2.1 degrees diffusion / procedural, pitch 1.5 / 1.3, roll 0.4 /
@@ -55,11 +65,15 @@ def widen_rotation(angles: np.ndarray, gain: np.ndarray = ROTATION_GAIN) -> np.n
     """
     angles = np.asarray(angles, np.float64)
     mean = angles.mean(0, keepdims=True)
-    return (mean + (angles - mean) * np.asarray(gain, np.float64)).astype(np.float32)
+    std = angles.std(0)
+    gain = np.asarray(gain, np.float64)
+    gain = np.clip(np.divide(std_cap, std, out=np.full(3, np.inf), where=std > 0), 1.0, gain)
+    return (mean + (angles - mean) * gain).astype(np.float32)
 
 
 def move_with_neck(motion: np.ndarray, source_latent: np.ndarray, fps: float, seed: int) -> np.ndarray:
-    """(T, MOTION_DIM) motion latents -> the same with yaw and roll widened (:func:`widen_rotation`)
+    """(T, MOTION_DIM) motion latents -> the same with yaw and roll widened (:func:`widen_rotation`,
+    within ``HEAD_LIMIT_DEGREES`` of the photo's pose)
     and ``tx``, ``ty`` following the head's rotation about the neck pivot and the torso's sway.
 
     Translation is in the latents' unit (fraction of the crop side); one canonical unit is
@@ -68,7 +82,10 @@ def move_with_neck(motion: np.ndarray, source_latent: np.ndarray, fps: float, se
     out = np.array(motion, np.float32, copy=True)
     if len(out) == 0:
         return out
-    out[:, :3] = widen_rotation(out[:, :3])
+    # Widened, the head still stays within the turns a single photo holds (the generators
+    # clip to these before; the widening could take them past).
+    limit = np.asarray(source_latent, np.float32)[:3]
+    out[:, :3] = np.clip(widen_rotation(out[:, :3]), limit - HEAD_LIMIT_DEGREES, limit + HEAD_LIMIT_DEGREES)
     rotations = _rotations(out[:, :3])
     photo = _rotations(np.asarray(source_latent, np.float64)[None, :3])[0]
     shift = ((photo[None] - rotations) @ NECK_PIVOT)[:, :2]                 # (T, 2) canonical units

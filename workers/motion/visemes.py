@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 from workers.face.latents import DYN_SLICE, DYNAMICS
 from workers.motion.articulation import (
@@ -25,7 +26,7 @@ from workers.motion.articulation import (
 
 # Share of the viseme target in the blended mouth channels (1 - this stays from the audio).
 VISEME_WEIGHT = 0.8
-VERSION = "visemes-2"
+VERSION = "visemes-3"
 # On the enforced p / b / m closures the lips are shut harder than the training targets'
 # CLOSED_PRESS / CLOSED_JAW (0.95 / 0.06): measured on rendered frames (bench/rendered_heldout.py,
 # Eileen Collins, whose photo smiles) a one-frame closure at those values reads 0.063-0.08 of the
@@ -35,20 +36,36 @@ VERSION = "visemes-2"
 CLOSURE_PRESS = 1.0
 CLOSURE_JAW = 0.0
 CLOSURE_MIN_S = 0.12
-# Loudness scaling of the opening channels (see opening_gain).
+# Loudness scaling of the opening channels (see opening_gain): speakers open wider on loud,
+# stressed syllables and articulate smaller on quiet, reduced ones and in breath pauses. The
+# phone sets the mouth's shape, the level relative to the clip's speech level (its 95th
+# percentile frame) how far it opens: GAIN_QUIET at QUIET_DB and below, GAIN_LOUD at LOUD_DB
+# and above. A gain that never went under 1 (visemes-2: 1 -> 2 over -32 .. -8 dB) left quiet
+# consonants and short pauses as open as the phone's target, so the mouth followed loudness
+# less than procedural's loudness-driven jaw (lip r 0.53 against 0.67 on the rendered
+# held-out clips, BENCHMARKS.md issue 19 round 5; 0.4 -> 1.6 over -30 .. -4 dB gave 0.55,
+# 0 -> 2 over -24 .. 0 dB 0.66, over -20 .. 0 dB 0.69 with less contrast between open vowels
+# and closures (0.100), over -24 .. -4 0.66 / 0.113; these 0.68 / 0.105).
 OPENING_CHANNELS = ("jaw_open", "lower_lip_depress")
-GAIN_QUIET = 1.0
+GAIN_QUIET = 0.0
 GAIN_LOUD = 2.0
+QUIET_DB = -22.0
+LOUD_DB = -2.0
+# The level is smoothed over this many frames (sigma at 25 fps): a jaw cannot follow
+# frame-to-frame flicker of the RMS level.
+LEVEL_SMOOTH_FRAMES = 0.8
 
 
-def opening_gain(energy_db: np.ndarray) -> np.ndarray:
-    """(T,) scale of the mouth-opening targets from loudness: ~GAIN_QUIET in quiet speech up
-    to GAIN_LOUD on the loudest syllables (stressed vowels open wider)."""
+def opening_gain(energy_db: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    """(T,) scale of the mouth-opening targets from loudness: GAIN_QUIET in quiet stretches
+    up to GAIN_LOUD on the loudest syllables (stressed vowels open wider)."""
     energy = np.asarray(energy_db, dtype=np.float64)
     if energy.size == 0:
         return np.ones(0)
+    if energy.size > 1:
+        energy = gaussian_filter1d(energy, LEVEL_SMOOTH_FRAMES * fps / 25.0, mode="nearest")
     relative = energy - np.percentile(energy, 95)
-    x = np.clip((relative + 32.0) / 24.0, 0.0, 1.0)
+    x = np.clip((relative - QUIET_DB) / (LOUD_DB - QUIET_DB), 0.0, 1.0)
     loud = x * x * (3.0 - 2.0 * x)
     return GAIN_QUIET + (GAIN_LOUD - GAIN_QUIET) * loud
 
@@ -83,7 +100,7 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
     targets[closure, press] = CLOSURE_PRESS
     targets[closure, MOUTH_CHANNELS.index("jaw_open")] = CLOSURE_JAW
     if energy_db is not None and len(energy_db) == len(targets):
-        gain = np.where(closure, 1.0, opening_gain(energy_db))   # closures stay closed
+        gain = np.where(closure, 1.0, opening_gain(energy_db, fps))   # closures stay closed
         for name in OPENING_CHANNELS:
             k = MOUTH_CHANNELS.index(name)
             targets[:, k] = np.clip(targets[:, k] * gain, 0.0, 1.0)
