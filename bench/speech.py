@@ -8,8 +8,9 @@
   the held-out tenth (``jobs.recordings.is_held_out``): recordings no choice here was tuned on.
 * **Cost** in seconds per audio second with the models loaded (a render's steady state):
   silero-vad, the motion features (``workers.audio.whisper.motion_features``: the tiny.en
-  encoder port up to block 3 on the clip's own length) and recognition (faster-whisper, which
-  encodes whole 30 s windows); model load times printed apart.
+  encoder port up to block 3 on the clip's own length) and recognition (faster-whisper's decoder;
+  windows with 2.5 s of audio or more encoded by the port over their audio, others by
+  CTranslate2 whole, see ``workers.audio.recognise``); model load times printed apart.
 * **Which encoder layer** (``--probe N``): ridge regression from each layer's 25 fps
   features to the transcript's mouth targets (``articulation.mouth_targets`` of the aligned
   phones, jaw opening and lip closure) on N English held-out-set prompts, fitted on half the
