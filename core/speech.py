@@ -101,7 +101,8 @@ class TranscriptAlignment:
     alignment, which is the alignment stage's.
 
     Attributes:
-        method: "pocketsphinx" or "espeak-dtw"; None when the text could not be aligned.
+        method: "pocketsphinx", "espeak-dtw" or "pocketsphinx+dtw" (a long clip aligned span by
+            span, some spans keeping the DTW timings); None when the text could not be aligned.
         language: espeak-ng language code it was aligned in.
         confidence: in [0, 1], 3 decimals; below ``workers.audio.align.MIN_CONFIDENCE`` the text
             likely does not match the audio.

@@ -44,7 +44,7 @@ from workers.audio.features import _power_spectrogram, slaney_mel_filterbank
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-VERSION = "align-2-pocketsphinx5-espeakng-dtw"
+VERSION = "align-3-pocketsphinx5-espeakng-dtw"
 HOP_S = 0.010
 NUM_MELS = 40
 NUM_CEPS = 13
@@ -77,7 +77,8 @@ class PhoneAlignment:
         phones: phones in time order (IPA from espeak-ng or ARPAbet from pocketsphinx; '_' or
             none for pauses), times in seconds of the recording.
         confidence: in [0, 1]; below :data:`MIN_CONFIDENCE` the text likely does not match.
-        method: "pocketsphinx" or "espeak-dtw".
+        method: "pocketsphinx", "espeak-dtw", or "pocketsphinx+dtw" (a long clip some of
+            whose spans kept the DTW timings).
         language: the espeak-ng language code used.
     """
 
@@ -302,15 +303,33 @@ def spans_at_pauses(words: Sequence[tuple[str, float, float]], duration_s: float
     return [span for span in spans if span[2].strip()]
 
 
-def _align_spans(wave16k: np.ndarray, spans: list[tuple[float, float, str]]) -> list[Phone]:
-    """pocketsphinx on each span alone, phone times moved to the clip's."""
+def _align_spans(wave16k: np.ndarray, spans: list[tuple[float, float, str]],
+                 fallback: PhoneAlignment) -> tuple[list[Phone], int]:
+    """pocketsphinx on each span alone, phone times moved to the clip's.
+
+    A span pocketsphinx cannot fit (a misheard word, noise it takes for speech) keeps
+    ``fallback``'s phones (espeak + DTW of the whole clip) inside it, so one bad stretch of a
+    ten-minute clip does not cost the other spans their alignment. A clip of one span raises.
+
+    Returns:
+        (phones in time order, number of spans that kept the fallback's phones).
+    """
     from workers.audio.phonemes import align_transcript
 
     phones: list[Phone] = []
+    failed = 0
     for start_s, end_s, text in spans:
         piece = wave16k[int(round(start_s * SAMPLE_RATE)):int(round(end_s * SAMPLE_RATE))]
-        phones += [Phone(s.phone, s.start_s + start_s, s.end_s + start_s) for s in align_transcript(piece, text)]
-    return phones
+        try:
+            aligned = align_transcript(piece, text)
+        except BadInputError:
+            if len(spans) == 1:
+                raise
+            failed += 1
+            phones += [phone for phone in fallback.phones if start_s <= phone.start_s < end_s]
+            continue
+        phones += [Phone(s.phone, s.start_s + start_s, s.end_s + start_s) for s in aligned]
+    return phones, failed
 
 
 def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "auto",
@@ -347,8 +366,11 @@ def align(wave16k: np.ndarray, text: str, language: str = "en", method: str = "a
         return dtw
     spans = spans_at_pauses(words, duration_s) if long_clip else [(0.0, duration_s, text)]
     try:
-        phones = _align_spans(wave16k, spans)
+        phones, failed = _align_spans(wave16k, spans, dtw)
     except BadInputError as error:
         logger.warning("pocketsphinx alignment failed (%s); using espeak + DTW timings", error)
         return dtw
-    return PhoneAlignment(phones, dtw.confidence, "pocketsphinx", language)
+    if failed:
+        logger.warning("pocketsphinx could not align %d of %d spans; those keep espeak + DTW timings",
+                       failed, len(spans))
+    return PhoneAlignment(phones, dtw.confidence, "pocketsphinx+dtw" if failed else "pocketsphinx", language)

@@ -135,3 +135,35 @@ def test_a_long_clip_with_word_times_is_aligned_span_by_span(shared_assets, monk
     assert len(pairs) >= 0.9 * len(theirs)
     shifts = np.abs([whole.phones[i].start_s - split.phones[j].start_s for i, j in pairs])
     assert np.median(shifts) < 0.02
+
+
+def test_a_span_pocketsphinx_cannot_fit_keeps_the_dtw_timings_alone(shared_assets, monkeypatch):
+    """One span whose words do not fit its audio (here the recogniser's words of the middle
+    span replaced by others) keeps espeak + DTW's phones in its stretch; the other spans keep
+    pocketsphinx's (limits lowered so that the shared 7 s reading is "long", in 3 s spans)."""
+    import workers.audio.align as align_module
+    from workers.audio.recognise import recognise
+
+    wave = load_audio(shared_assets / "speech_librivox_austen_7s.wav", 16000)
+    words = [(word.text, word.start_s, word.end_s) for word in recognise(wave, "en").words]
+    monkeypatch.setattr(align_module, "MAX_POCKETSPHINX_SECONDS", 5.0)
+    monkeypatch.setattr(align_module, "SPAN_SECONDS", 3.0)
+    spans = align_module.spans_at_pauses(words, len(wave) / 16000)
+    assert len(spans) >= 3
+    middle_start, middle_end, middle_text = spans[1]
+    replacement = iter(["zebra", "quantum", "xylophone", "jukebox"] * 10)
+    words = [(next(replacement) if middle_start <= start < middle_end else text, start, end)
+             for text, start, end in words]
+    text = " ".join(word[0] for word in words)
+    result = align(wave, text, "en", words=words)
+    assert result.method == "pocketsphinx+dtw"
+    dtw = align_module.align_dtw(wave, text, "en")
+    inside = [p for p in result.phones if middle_start <= p.start_s < middle_end]
+    assert inside and inside == [p for p in dtw.phones if middle_start <= p.start_s < middle_end]
+    # pocketsphinx's ARPAbet phones on both sides of the stretch (DTW's are espeak-ng IPA)
+    before = [p for p in result.phones if p.start_s < middle_start]
+    after = [p for p in result.phones if p.start_s >= middle_end]
+    spoken = [p.symbol for p in before + after if p.symbol not in ("", "pau", "SIL", "_")]
+    assert before and after and spoken and all(symbol.isupper() for symbol in spoken), spoken
+    starts = [p.start_s for p in result.phones]
+    assert starts == sorted(starts)
