@@ -48,8 +48,8 @@ BEAM_SIZE = 1
 # window holding at least MIN_TRUNCATED_CONTENT_FRAMES of audio (frames of 10 ms) is encoded
 # by the PyTorch port (workers.audio.whisper) over that audio and ENCODED_PADDING_FRAMES of its
 # padding, and the decoder attends to those states alone. Measured (bench/speech.py and the
-# held-out asterisk prompts of 2.5 s and more, BENCHMARKS.md "Recognition over the clip's
-# length"): a third of the CPU for the same words (WER 0.069 -> 0.085 English, 0.175 both
+# held-out asterisk prompts of 2.5 s and more, BENCHMARKS.md "Cost, round 5: recognition over
+# the clip's length"): a third of the CPU for the same words (WER 0.069 -> 0.085 English, 0.175 both
 # French). Shorter content is encoded whole as before: on 1-2 s prompts the decoder, shown
 # so little, repeated a word to its token limit ("pound pound pound ...") even with 6 s of
 # padding kept.

@@ -11,9 +11,10 @@ corner to 1 at the other; v down it, 0 at the upper inner lip line to 1 at the l
   which :func:`sample_interior` lays into another face's opening (teeth hanging from the upper
   lip and standing on the lower one at their own size, the cavity stretched between) for
   :func:`workers.decoder.mouth.paint_mouth` to multiply by that face's light;
-* its log-luma detail along the mouth (:func:`interior_detail`), which :func:`sample_detail`
-  lays over a painted interior (decoder-5 to -8 did, at small openings; since decoder-9 the
-  renderer lays the whole interiors at every opening and the detail atlas is not rendered).
+* its log-luma detail along the mouth (:func:`interior_detail`, :func:`load_atlas`), which
+  decoder-5 to -8 laid over a painted interior at small openings; since decoder-9 the renderer
+  lays the whole interiors at every opening, and the detail atlas is only measured (its
+  exemplars' structure, tests/workers/decoder/test_interior.py), not rendered.
 
 Built once by ``bench/mouth_interiors.py`` and stored in the package as 16-bit PNGs of the
 stacked exemplars plus the JSON sidecar (opening, source, licence, whether laid whole).
@@ -103,32 +104,6 @@ def load_atlas() -> tuple[np.ndarray, np.ndarray]:
     details = (encoded.astype(np.float32) / 65535.0 - 0.5) * 2.0 * float(meta["detail_clip"])
     rows, cols = meta["texels"]
     return details.reshape(len(openings), rows, cols), openings
-
-
-def sample_detail(u: torch.Tensor, v: torch.Tensor, opening: torch.Tensor) -> torch.Tensor:
-    """Real interior detail at mouth coordinates, blended over exemplars by opening.
-
-    Args:
-        u: (B, 1, h or 1, w) across the opening, -1 right corner .. 1 left corner.
-        v: (B, 1, h, w) down the opening, 0 upper inner lip line .. 1 lower.
-        opening: (B,) inner-lip gap over mouth width of each frame.
-
-    Returns:
-        (B, 1, h, w) log-luma detail (zero mean, about +-0.3).
-    """
-    details, openings = load_atlas()
-    atlas = torch.as_tensor(details, dtype=u.dtype, device=u.device)[:, None]          # (E, 1, r, c)
-    weight = torch.exp(-0.5 * ((opening[:, None] - torch.as_tensor(openings, dtype=u.dtype, device=u.device)[None])
-                               / OPENING_SIGMA).square())                                 # (B, E)
-    weight = weight / weight.sum(1, keepdim=True).clamp_min(1e-6)
-    u, v = torch.broadcast_tensors(u, v)
-    grid = torch.stack([u.clamp(-1.0, 1.0), v.clamp(0.0, 1.0) * 2.0 - 1.0], -1)[:, 0]    # (B, h, w, 2)
-    out = torch.zeros_like(u)
-    for index in range(atlas.shape[0]):
-        sampled = F.grid_sample(atlas[index:index + 1].expand(u.shape[0], -1, -1, -1), grid, mode="bilinear",
-                                padding_mode="border", align_corners=False)
-        out = out + weight[:, index].view(-1, 1, 1, 1) * sampled
-    return out
 
 
 def texture_along_mouth(frame: np.ndarray, landmarks: np.ndarray) -> float | None:

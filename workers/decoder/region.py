@@ -81,8 +81,10 @@ def region_grid(size: int, region: tuple[int, int, int, int], grid_step: int, de
     # up to ~2 px from there; interpolating from those positions instead lowers the
     # lip-landmark error on rendered frames from 2.3 to 1.7-2.1 px but shifts texture by
     # ~1 px, PSNR ~35 dB against before: a quality change to make on its own.)
-    upsample_y = linear_interpolation_matrix(torch.linspace(float(py[0]), float(py[-1]), len(gy), device=device, dtype=dtype), py)
-    upsample_x = linear_interpolation_matrix(torch.linspace(float(px[0]), float(px[-1]), len(gx), device=device, dtype=dtype), px).T.contiguous()
+    nodes_y = torch.linspace(float(py[0]), float(py[-1]), len(gy), device=device, dtype=dtype)
+    nodes_x = torch.linspace(float(px[0]), float(px[-1]), len(gx), device=device, dtype=dtype)
+    upsample_y = linear_interpolation_matrix(nodes_y, py)
+    upsample_x = linear_interpolation_matrix(nodes_x, px).T.contiguous()
     # The grid and the border anchors (the last controls of every fit) never move: their
     # part of the spline kernel is computed once here, not per frame.
     return RegionGrid(anchors=anchors, shape=shape, points=points, taper=taper, pixels=pixels,

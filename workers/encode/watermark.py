@@ -330,7 +330,7 @@ HIGHPASS_SIGMA = 2.0               # reader's high-pass: luma minus its Gaussian
 # flat areas, where the pattern is most of the residual, over edges and texture. Measured on a
 # dub of the shared 400x300 webcam take (the weakest case: the pattern at 0.6 outside the
 # face): bit SNR 2.05 -> 2.61, sync 7.7 -> 8.3; the unmarked take 1.53 -> 1.47 (BENCHMARKS.md,
-# "Watermark: the reader whitens").
+# "Watermark", "The reader whitens").
 LOCAL_SIGMA = 4.0
 LOCAL_FLOOR = 0.5
 RESIDUAL_CLIP = 3.0
