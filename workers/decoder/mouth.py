@@ -325,6 +325,34 @@ def close_photo_mouth(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray) ->
     return filled.round().clip(0, 255).astype(np.uint8)
 
 
+# A set of teeth carries on across the opening, toward the other lip, only where something hid
+# its far end in the photo: the other lip's inner line or the other set, within this many pixels.
+# (Carried on everywhere, the mid-speech photo's upper set, whose tips end in the open mouth,
+# grew a band of its own colour down over the lower teeth at smaller openings.)
+TOUCH_PX = 3.0
+
+
+def teeth_reach(teeth: np.ndarray, other: np.ndarray, gum: np.ndarray, far: np.ndarray, hangs: bool) -> np.ndarray:
+    """(S, S) bool: where one set's plate may carry on (``teeth_plate``'s ``toward``).
+
+    In each column that shows the set: from its gum side (``gum``, its lip's outer line) to the
+    end of its teeth, or on to ``far`` (the other lip's inner line) where the photo hid that end.
+
+    Args:
+        teeth, other: (S, S) bool, this set and the other one.
+        gum, far: (S,) line heights at each crop column's centre, crop pixels.
+        hangs: the upper set (hangs from the upper lip; its end is its lowest row), else the lower.
+    """
+    rows = np.arange(teeth.shape[0], dtype=np.float64)[:, None] + 0.5
+    sign = 1.0 if hangs else -1.0
+    # Heights along the set's direction of growth (down for the upper set, up for the lower).
+    end = np.max(np.where(teeth, sign * rows, -np.inf), axis=0) + 0.5
+    other_start = np.min(np.where(other, sign * rows, np.inf), axis=0) - 0.5
+    hidden = (sign * far - end <= TOUCH_PX) | (other_start - end <= TOUCH_PX)
+    end = np.where(hidden, np.maximum(end, sign * far), end)
+    return teeth.any(0)[None, :] & (sign * rows >= sign * gum[None, :]) & (sign * rows <= end[None, :])
+
+
 def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: float,
                 seed: int = 0) -> np.ndarray:
     """One set of the photo's own teeth as an RGBA image over the crop, (S, S, 4) float in [0, 1].

@@ -27,6 +27,7 @@ from workers.decoder.mouth import (
     mouth_light,
     paint_mouth,
     teeth_plate,
+    teeth_reach,
 )
 from workers.decoder.region import region_grid
 from workers.decoder.shapes import (
@@ -40,7 +41,7 @@ from workers.decoder.spline import fit_thin_plate
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-9"
+DECODER_VERSION = "talkfarm-warp-decoder-10"
 WARP_MAX_BLINK = 0.5
 # Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
 # jaw's rotation alone, far from the lips) the lower teeth follow.
@@ -182,14 +183,13 @@ class FaceRenderer:
         self.plates: list[tuple[torch.Tensor, tuple[int, ...]]] = []
         self.teeth_rgb = None
         size = self.size
-        yy = np.arange(size)[:, None] + 0.5
         xs = np.arange(size) + 0.5
         points = self.source_points.cpu().numpy()
 
         def line(index):
             xy = points[list(index)]
             order = np.argsort(xy[:, 0])
-            return np.interp(xs, xy[order, 0], xy[order, 1])[None, :]
+            return np.interp(xs, xy[order, 0], xy[order, 1])
 
         if mouth.teeth_visible and not self.keep_mouth:
             # Each set's own colour where the photo shows enough of it (the upper teeth of a
@@ -197,13 +197,12 @@ class FaceRenderer:
             self.teeth_rgb = torch.as_tensor(np.stack([
                 crop[teeth].mean(0) / 255.0 if teeth.sum() >= MIN_SET_PIXELS else mouth.teeth_rgb
                 for teeth in (mouth.upper_teeth, mouth.lower_teeth)]), dtype=self.dtype, device=self.device)
+            upper, lower = mouth.upper_teeth, mouth.lower_teeth
             for teeth, anchors, toward in (
-                    (mouth.lower_teeth, _MANDIBLE, (yy <= line(topo.LIP_OUTER_LOWER)) & (yy >= line(topo.LIP_INNER_UPPER))),
-                    (mouth.upper_teeth, _SKULL, (yy >= line(topo.LIP_OUTER_UPPER)) & (yy <= line(topo.LIP_INNER_LOWER)))):
+                    (lower, _MANDIBLE, teeth_reach(lower, upper, line(topo.LIP_OUTER_LOWER), line(topo.LIP_INNER_UPPER), False)),
+                    (upper, _SKULL, teeth_reach(upper, lower, line(topo.LIP_OUTER_UPPER), line(topo.LIP_INNER_LOWER), True))):
                 if teeth.sum() < MIN_PLATE_PIXELS:
                     continue
-                columns = teeth.any(0)
-                toward = toward & columns[None, :]
                 plate = teeth_plate(crop, teeth, toward, mouth.noise)
                 self.plates.append((torch.as_tensor(plate, dtype=self.dtype, device=self.device).permute(2, 0, 1)[None],
                                     anchors))

@@ -21,7 +21,7 @@ import numpy as np
 
 from workers.face import topology as topo
 
-MOUTH_READER_VERSION = "talkfarm-mouth-1"
+MOUTH_READER_VERSION = "talkfarm-mouth-2"
 # Inner-lip gap over mouth width: below CLOSED the lips touch, from OPEN the mouth is open.
 CLOSED_GAP = 0.03
 OPEN_GAP = 0.15
@@ -36,6 +36,19 @@ LIP_HUE_RANGE = (10.0, 50.0)
 MIN_LIP_CHROMA = 8.0
 MIN_LIP_HUE_SHIFT = 4.5
 MIN_LIP_SKIN_DELTA_E = 5.0
+# Teeth in the upper lip's shadow (a mouth photographed mid-speech) can be darker than the
+# lips: pixels this bright over the lips' median L* and this little saturated over their median
+# chroma are teeth too where they join teeth found by the rule above (hysteresis). The
+# mid-speech photo's shaded upper set reads L* 30-59 (lips 43) at chroma 9-22 (lips 29); its
+# cavity beside them L* < 27 at chroma 22-30, its tongue chroma >= 28.
+SHADED_TEETH_L = 0.6
+SHADED_TEETH_CHROMA = 0.8
+# ... and no teeth pixel is as red as this share of the lips' median a*: the pale moist rim of
+# a lower lip passes the rules above (the mid-speech photo's: L* 51, a* 24-29 against lips' 23),
+# and in a lower teeth plate it showed as a pink band over the teeth when the jaw closed.
+# (Teeth read a* 0-17 at the median on five photos; 6-13 % of their pixels, edges mixed with
+# lip or tongue, are this red.) Whether the photo shows teeth is still read without it.
+MAX_TEETH_REDNESS = 0.8
 # The gap between the upper and the lower teeth: darker than this share of the teeth's L*.
 TEETH_GAP_DARKER = 0.75
 # Cut off: a lip landmark lies this many pixels outside the photo.
@@ -171,6 +184,9 @@ def _read_mouth_box(crop: np.ndarray, landmarks: np.ndarray, photo_shape: tuple[
     teeth_visible = bool(teeth.sum() >= MIN_TEETH_PIXELS and teeth.sum() >= MIN_TEETH_SHARE * interior.sum())
     if not teeth_visible:
         teeth = empty
+    else:
+        shaded = core & (lab[..., 0] > SHADED_TEETH_L * lips_l) & (chroma < SHADED_TEETH_CHROMA * lips_c)
+        teeth = (teeth | _joined(shaded, teeth)) & (lab[..., 1] < MAX_TEETH_REDNESS * lips_a)
     upper_teeth, lower_teeth = _split_teeth(teeth, lab[..., 0], interior, landmarks)
     tongue = interior & ~teeth & (lab[..., 1] >= 0.9 * lips_a) & (lab[..., 0] > 0.5 * lips_l)
     tongue &= _below_middle(shape, landmarks)
@@ -218,6 +234,13 @@ def _split_teeth(teeth: np.ndarray, luma: np.ndarray, interior: np.ndarray,
         if not spans_both:
             upper[part] = relative[part].mean() < 0.5
     return upper, teeth & ~upper
+
+
+def _joined(candidates: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the 8-connected parts of ``candidates`` that touch ``seeds``."""
+    count, labels = cv2.connectedComponents(candidates.astype(np.uint8), connectivity=8)
+    touched = np.unique(labels[seeds & candidates])
+    return np.isin(labels, touched[touched > 0])
 
 
 def _line_at(xs: np.ndarray, line: np.ndarray) -> np.ndarray:

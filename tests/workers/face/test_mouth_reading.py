@@ -55,15 +55,37 @@ def test_a_closed_mouth_reads_closed(grace_task):
 
 def test_a_mouth_photographed_mid_speech_has_both_sets(align):
     """Obama mid-speech (bench/data/mouth, public domain): open, upper and lower teeth, the lower
-    set below the upper one."""
+    set below the upper one.
+
+    His upper teeth are in the upper lip's shadow, darker than his lips (L* 28-53 against the
+    lips' median 43; the lower set is lit, L* 75): the reading finds them whole, from the upper
+    lip down to their tips, as many pixels as the lower set (talkfarm-mouth-1 found 54 px, the
+    tips' lit edge, against 340, and the decoder painted the rest), and no lip among them."""
     task = align(EXTRA / "face_obama_speaking.jpg")
-    reading = task.face.mouth
+    face, reading = task.face, task.face.mouth
     assert reading.state == "open" and reading.teeth_visible and reading.hidden is None
-    assert reading.lower_teeth.sum() > 100 and reading.upper_teeth.sum() > 20
+    upper, lower = reading.upper_teeth, reading.lower_teeth
+    assert lower.sum() > 200 and upper.sum() > 0.7 * lower.sum()
     rows = np.arange(reading.interior.shape[0])[:, None]
-    assert (rows * reading.lower_teeth).sum() / reading.lower_teeth.sum() > \
-        (rows * reading.upper_teeth).sum() / reading.upper_teeth.sum() + 5
+    assert (rows * lower).sum() / lower.sum() > (rows * upper).sum() / upper.sum() + 5
+    # The upper set reaches up to the upper lip's inner line, not only its tips' edge.
+    top = rows[upper.any(1)].min() + 0.5
+    assert top - face.landmarks[13, 1] < 3.0
+    # Shaded teeth: darker than the lit lower set, far brighter than the cavity, greyer than the
+    # lips; no teeth pixel is as red as the lips (the lower lip's pale moist rim is lip).
+    lab = to_lab(face.crop)
+    lips = lab[_lips(face)]
+    assert lab[upper][:, 0].mean() < lab[lower][:, 0].mean() - 15
+    assert lab[upper][:, 0].mean() > lab[reading.cavity][:, 0].mean() + 15
+    assert np.hypot(*lab[upper][:, 1:].mean(0)) < 0.8 * np.median(np.hypot(lips[:, 1], lips[:, 2]))
+    assert lab[upper | lower][:, 1].max() < np.median(lips[:, 1])
     assert reading.tongue.sum() > 50
+
+
+def _lips(face) -> np.ndarray:
+    from workers.face.mouth import lips_polygon_mask
+
+    return lips_polygon_mask(face.crop.shape[:2], face.landmarks)
 
 
 def _covered(photo: np.ndarray, landmarks: np.ndarray, how: str) -> np.ndarray:
