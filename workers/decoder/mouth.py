@@ -52,7 +52,8 @@ RIM_SHARE, RIM_WIDTH_PX = 0.45, 1.2
 
 def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tensor, lower: torch.Tensor,
                 light: torch.Tensor, teeth_rgb: torch.Tensor | None = None, plates: list[tuple] = (),
-                grain: torch.Tensor | None = None, blur: float = 0.0, seam: bool = False) -> torch.Tensor:
+                grain: torch.Tensor | None = None, blur: float = 0.0, seam: bool = False,
+                teeth_span: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
     """Composite the mouth interior into a region of the frames.
 
     Args:
@@ -74,6 +75,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
             synthesised is blurred as much, and its edge feathered as much.
         seam: draw the shadow line where the lips meet (for a photo whose lips are parted:
             its own closed line, if it has one, is warped with the lips).
+        teeth_span: how far toward the corners the photo shows its upper and lower teeth, in
+            half mouth widths from the middle (1: to the corners); the painted teeth stop there.
 
     Returns:
         (B, 3, h, w) the region with the interior in.
@@ -121,7 +124,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         # showed is painted in their colours. (A real cavity behind those bands, or the real
         # interiors' own teeth recoloured, darkened the band inside the lips: edge ratio 0.77 /
         # 0.74-0.78 on the official smile and the mid-speech photo, against 0.80 / 0.89.)
-        interior = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb)
+        interior = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb,
+                                     teeth_span)
         shade = SMALL_OPENING_SHADE
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
@@ -170,9 +174,10 @@ def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, acr
     return chroma.pow(LIP_TINT)
 
 
-def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb):
+def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb, teeth_span):
     """The painted interior, (B, 3, h, w): cavity, tongue and teeth bands in ``teeth_rgb``
-    (2, 3) upper and lower colours, behind a photo's own teeth."""
+    (2, 3) upper and lower colours, behind a photo's own teeth, no further toward the corners
+    than ``teeth_span`` (upper, lower; see paint_mouth)."""
     device, dtype = x.device, x.dtype
 
     def rgb(color: tuple[float, float, float]) -> torch.Tensor:
@@ -195,9 +200,13 @@ def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, a
     upper_color, lower_color = teeth_rgb.view(2, 1, 3, 1, 1)
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     upper_h = 0.28 * half_width
-    upper_teeth = smoothstep(upper_h, upper_h * 0.75, y - top) * smoothstep(0.96, 0.7, across)
+    # Toward the corners the photo shows its back teeth in the cheeks' shadow, or none: the bands
+    # fade out just past its own teeth (at the corners until decoder-10: a flat grey band beside
+    # the mid-speech photo's own upper teeth, where its photo is dark).
+    upper_end, lower_end = min(0.96, teeth_span[0] + 0.1), min(0.85, teeth_span[1] + 0.1)
+    upper_teeth = smoothstep(upper_h, upper_h * 0.75, y - top) * smoothstep(upper_end, upper_end - 0.26, across)
     lower_h = 0.18 * half_width
-    lower_teeth = smoothstep(lower_h, lower_h * 0.7, bottom - y) * smoothstep(0.85, 0.55, across)
+    lower_teeth = smoothstep(lower_h, lower_h * 0.7, bottom - y) * smoothstep(lower_end, lower_end - 0.3, across)
     lower_teeth = lower_teeth * smoothstep(0.25, 0.5, gap / upper_h)
     interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
     upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)

@@ -182,6 +182,7 @@ class FaceRenderer:
         mouth, crop = self.mouth, self.face.crop
         self.plates: list[tuple[torch.Tensor, tuple[int, ...]]] = []
         self.teeth_rgb = None
+        self.teeth_span = (1.0, 1.0)
         size = self.size
         xs = np.arange(size) + 0.5
         points = self.source_points.cpu().numpy()
@@ -198,9 +199,15 @@ class FaceRenderer:
                 crop[teeth].mean(0) / 255.0 if teeth.sum() >= MIN_SET_PIXELS else mouth.teeth_rgb
                 for teeth in (mouth.upper_teeth, mouth.lower_teeth)]), dtype=self.dtype, device=self.device)
             upper, lower = mouth.upper_teeth, mouth.lower_teeth
+            inner = points[list(topo.LIP_INNER_UPPER), 0]
+            middle, half = 0.5 * (inner.max() + inner.min()), max(0.5 * (inner.max() - inner.min()), 1.0)
+            self.teeth_span = tuple(float(np.abs(xs[teeth.any(0)] - middle).max() / half)
+                                    if teeth.sum() >= MIN_SET_PIXELS else 1.0 for teeth in (upper, lower))
+            outer_up, inner_up, inner_low, outer_low = (line(index) for index in (
+                topo.LIP_OUTER_UPPER, topo.LIP_INNER_UPPER, topo.LIP_INNER_LOWER, topo.LIP_OUTER_LOWER))
             for teeth, anchors, toward in (
-                    (lower, _MANDIBLE, teeth_reach(lower, upper, line(topo.LIP_OUTER_LOWER), line(topo.LIP_INNER_UPPER), False)),
-                    (upper, _SKULL, teeth_reach(upper, lower, line(topo.LIP_OUTER_UPPER), line(topo.LIP_INNER_LOWER), True))):
+                    (lower, _MANDIBLE, teeth_reach(lower, upper, outer_low, inner_up, hangs=False)),
+                    (upper, _SKULL, teeth_reach(upper, lower, outer_up, inner_low, hangs=True))):
                 if teeth.sum() < MIN_PLATE_PIXELS:
                     continue
                 plate = teeth_plate(crop, teeth, toward, mouth.noise)
@@ -452,7 +459,7 @@ class FaceRenderer:
                   for plate, anchors in self.plates]
         grain = self.grain[by0:by1, bx0:bx1][None, None]
         view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light, self.teeth_rgb, plates, grain, self.blur,
-                               seam=self.photo_lip_rows is not None))
+                               seam=self.photo_lip_rows is not None, teeth_span=self.teeth_span))
 
     def _paste(self, frames: torch.Tensor) -> torch.Tensor:
         """Crops (B, 3, S, S) float -> the full photo with the face region pasted back."""
