@@ -8,8 +8,9 @@ synthesise from them, and leaves a mouth it cannot read (hidden or cut off) as i
 
 Colour rules are relative to the person's own lips (CIELAB, D65), so a dim webcam mouth and a
 lit studio portrait are read alike: teeth are brighter than the lips' median and not more
-saturated (teeth in the shade of the upper lip are only a little brighter);
-the tongue is at least as red as the lips and not dark; the cavity is the rest.
+saturated; teeth in the upper lip's shade, which can be darker than the lips, are grey pixels
+joined to those; no teeth pixel is as red as the lips; the tongue is at least as red as the lips
+and not dark; the cavity is the rest.
 """
 
 from __future__ import annotations
