@@ -83,7 +83,10 @@ def fit_thin_plate(points: torch.Tensor, values: torch.Tensor, regularization: f
     zeros = points.new_zeros(batch, 3, 3)
     system = torch.cat([torch.cat([kernel, affine], 2), torch.cat([affine.transpose(1, 2), zeros], 2)], 1)
     rhs = torch.cat([values, values.new_zeros(batch, 3, values.shape[-1])], 1)
-    return torch.linalg.solve(system, rhs)
+    # Solved in float64: closed lips and lids make near-coincident controls, and on a regularised
+    # 1e-6 diagonal float32's error moved the whole warp by a fraction of a pixel, differently
+    # with the frames sharing the batch (a frame changed with how its render was chunked).
+    return torch.linalg.solve(system.double(), rhs.double()).to(points.dtype)
 
 
 def _log_kernel(d2: torch.Tensor) -> torch.Tensor:
