@@ -34,6 +34,21 @@ Two sets of voices that are in no corpus; settings are chosen on ``choose`` and 
   where it is one (IEEE 1969 lists), else what Whisper tiny.en and base both heard
   (big_dog, morig; their true words may differ).
 
+* ``allison`` (round 6, a tuning set with long p / b / m-rich prompts, which ``choose`` lacks):
+  the held-out tenth of Allison Smith's English asterisk prompts (``jobs/recordings.py``;
+  Debian ``asterisk-core-sounds-en-g722``) of 2.5 s and more, their text from the package's
+  transcript list. A known voice (the other nine tenths are in the motion corpus), so it tunes,
+  never confirms.
+* ``codec2-new`` (round 6, never looked at before the round's settings were fixed): the two
+  other Harvard-style sentences of ``codec2-examples`` (cross, forig); text = what Whisper
+  tiny.en and base heard (forig: base's, tiny.en heard "Belt" for "Don't").
+
+* ``ps-other`` (round 6, never looked at before the round's settings were fixed): the other
+  speech files of the same pocketsphinx 5.1.1 sdist (``test/data``: goforward, something,
+  forever/input_2_16k, forever/input_4_16k; the ``.raw`` ones are 16 kHz 16-bit mono, given a
+  WAV header); text = what Whisper base heard (tiny.en agrees but on goforward, which it
+  repeats to its token limit).
+
 ``--pocketsphinx DIR``: the sdist's ``test/data`` folder (``pip download`` the sdist, unpack).
 ``--codec2 DIR``: the package's ``wav`` folder (``apt-get download codec2-examples``,
 ``dpkg-deb -x``).
@@ -91,8 +106,41 @@ CODEC2_TEXT = {
 }
 
 
-def codec2_set(folder: Path) -> list[tuple[Path, str]]:
-    return [(folder / f"{name}.wav", text) for name, text in CODEC2_TEXT.items() if (folder / f"{name}.wav").is_file()]
+def codec2_set(folder: Path, texts: dict[str, str] | None = None) -> list[tuple[Path, str]]:
+    texts = CODEC2_TEXT if texts is None else texts
+    return [(folder / f"{name}.wav", text) for name, text in texts.items() if (folder / f"{name}.wav").is_file()]
+
+
+CODEC2_NEW_TEXT = {
+    "cross": "They took the cross-town bus.",          # tiny.en = base
+    "forig": "Don't throw trash on the street.",       # base (tiny.en: "Belt throw ...")
+}
+PS_OTHER_TEXT = {
+    "goforward": "Go forward ten meters.",
+    "something": "Go somewhere and do something.",
+    "input_2_16k": "Feels like these days go on forever.",
+    "input_4_16k": "Feels like these days go on forever.",
+}
+ALLISON_MIN_SECONDS = 2.5
+
+
+def ps_other_set(folder: Path) -> list[tuple[Path, str]]:
+    paths = {p.stem: p for p in sorted(folder.rglob("*.wav"))}
+    return [(paths[name], text) for name, text in PS_OTHER_TEXT.items() if name in paths]
+
+
+def allison_set() -> list[tuple[Path, str]]:
+    from bench.motion_heldout import ASTERISK_SOUNDS, asterisk_transcripts
+    from jobs.recordings import find_recordings, read_transcripts
+    from workers.audio.decode import load_audio
+    from workers.audio.phonemes import in_dictionary
+
+    transcripts = asterisk_transcripts("en")
+    if not transcripts.is_file():
+        return []
+    held_out, _ = find_recordings(ASTERISK_SOUNDS, read_transcripts(transcripts), held_out=True, known_word=in_dictionary)
+    return [(r.path, " ".join(r.text.replace("...", " ").split())) for r in held_out
+            if len(load_audio(r.path)) >= ALLISON_MIN_SECONDS * 16000]
 
 
 def controls_of(mode: str, text: str, size: int, guidance: float | None = None) -> dict:
@@ -126,9 +174,11 @@ def _controls(mode: str, text: str, size: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=("choose", "confirm", "codec2"), required=True)
+    parser.add_argument("--set", choices=("choose", "confirm", "codec2", "codec2-new", "allison", "ps-other"), required=True)
     parser.add_argument("--codec2", default="/work/data19r5/codec2/usr/share/codec2/wav")
     parser.add_argument("--pocketsphinx", default="/work/data19r3/pocketsphinx")
+    parser.add_argument("--ps-other", default="/work/data19r6/ps/pocketsphinx-5.1.1/test/data",
+                        help="the sdist's test/data with its .raw files given a WAV header (--set ps-other)")
     parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
     parser.add_argument("--portrait", default="face_astronaut_eileen_collins.png")
     parser.add_argument("--size", type=int, default=256)
@@ -155,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         visemes.VISEME_WEIGHT = args.viseme_weight
     pocketsphinx, assets = Path(args.pocketsphinx), Path(args.assets)
     clips = {"choose": lambda: choose_set(pocketsphinx), "confirm": lambda: confirm_set(pocketsphinx, assets),
-             "codec2": lambda: codec2_set(Path(args.codec2))}[args.set]()
+             "codec2": lambda: codec2_set(Path(args.codec2)),
+             "codec2-new": lambda: codec2_set(Path(args.codec2), CODEC2_NEW_TEXT), "allison": allison_set,
+             "ps-other": lambda: ps_other_set(Path(args.ps_other))}[args.set]()
     clips = clips[: args.limit] if args.limit else clips
     clips = [c for c in clips if args.only is None or c[0].stem in args.only]
     portrait = assets / args.portrait

@@ -26,7 +26,7 @@ from workers.motion.articulation import (
 
 # Share of the viseme target in the blended mouth channels (1 - this stays from the audio).
 VISEME_WEIGHT = 0.8
-VERSION = "visemes-3"
+VERSION = "visemes-4"
 # On the enforced p / b / m closures the lips are shut harder than the training targets'
 # CLOSED_PRESS / CLOSED_JAW (0.95 / 0.06): measured on rendered frames (bench/rendered_heldout.py,
 # Eileen Collins, whose photo smiles) a one-frame closure at those values reads 0.063-0.08 of the
@@ -36,6 +36,29 @@ VERSION = "visemes-3"
 CLOSURE_PRESS = 1.0
 CLOSURE_JAW = 0.0
 CLOSURE_MIN_S = 0.12
+# Where a short closure's frames go (visemes-4; with the level known): the quietest
+# CLOSURE_MIN_S window from one frame before the bilabial's closed middle to GAP_REACH frames
+# after its end, i.e. the silent gap of a stop before its burst or an /m/'s murmur. Lengthened
+# forward (visemes-3) the lips stayed shut over the burst and the loud vowel it opens into
+# ("by": shut at -1 dB re the speech level), and closures on loud frames were the largest
+# share of what lip r lost on p / b / m-rich prompts (BENCHMARKS.md issue 19 round 6). The
+# bilabial's middle frames the window leaves are its release: press at most RELEASE_PRESS.
+# The window stays where talkfarm eval looks for the closure (the phone's frames +- 1).
+GAP_REACH = 2
+RELEASE_PRESS = 0.5
+# Lips together in pauses (visemes-4): frames whose smoothed level is PAUSE_DB or more under
+# the speech level get lip_press PAUSE_PRESS, easing to none at PAUSE_EDGE_DB. With the
+# silence target's light press the smiling photo's lips parted in pauses and trailing
+# silences as much as on a closure or more (0.05-0.07 of the mouth width on the rendered
+# tuning clips, 0.04-0.06 now), against the loudness envelope's lowest frames.
+PAUSE_PRESS = 1.0
+PAUSE_DB = -40.0
+PAUSE_EDGE_DB = -25.0
+# The jaw also opens by LOUD_JAW x the loudness (0 at QUIET_DB, 1 at LOUD_DB), whatever the
+# phone (visemes-4): loud close vowels (/i/, /u/) and loud consonants stayed as narrow as
+# their phone's target, which only scales (opening_gain); speakers drop the jaw on loud
+# syllables whatever the vowel.
+LOUD_JAW = 0.3
 # Loudness scaling of the opening channels (see opening_gain): speakers open wider on loud,
 # stressed syllables and articulate smaller on quiet, reduced ones and in breath pauses. The
 # phone sets the mouth's shape, the level relative to the clip's speech level (its 95th
@@ -56,18 +79,34 @@ LOUD_DB = -2.0
 LEVEL_SMOOTH_FRAMES = 0.8
 
 
+def relative_level(energy_db: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    """(T,) frame level in dB re the clip's speech level (its 95th-percentile frame),
+    smoothed over LEVEL_SMOOTH_FRAMES."""
+    energy = np.asarray(energy_db, dtype=np.float64)
+    if energy.size > 1:
+        energy = gaussian_filter1d(energy, LEVEL_SMOOTH_FRAMES * fps / 25.0, mode="nearest")
+    return energy - np.percentile(energy, 95) if energy.size else energy
+
+
+def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 def opening_gain(energy_db: np.ndarray, fps: float = 25.0) -> np.ndarray:
     """(T,) scale of the mouth-opening targets from loudness: GAIN_QUIET in quiet stretches
     up to GAIN_LOUD on the loudest syllables (stressed vowels open wider)."""
-    energy = np.asarray(energy_db, dtype=np.float64)
-    if energy.size == 0:
+    if np.asarray(energy_db).size == 0:
         return np.ones(0)
-    if energy.size > 1:
-        energy = gaussian_filter1d(energy, LEVEL_SMOOTH_FRAMES * fps / 25.0, mode="nearest")
-    relative = energy - np.percentile(energy, 95)
-    x = np.clip((relative - QUIET_DB) / (LOUD_DB - QUIET_DB), 0.0, 1.0)
-    loud = x * x * (3.0 - 2.0 * x)
-    return GAIN_QUIET + (GAIN_LOUD - GAIN_QUIET) * loud
+    return GAIN_QUIET + (GAIN_LOUD - GAIN_QUIET) * _smoothstep(QUIET_DB, LOUD_DB, relative_level(energy_db, fps))
+
+
+def pause_weight(energy_db: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    """(T,) in [0, 1]: 1 where the level is PAUSE_DB or more under the speech level (lips
+    together), 0 from PAUSE_EDGE_DB up."""
+    if np.asarray(energy_db).size == 0:
+        return np.zeros(0)
+    return 1.0 - _smoothstep(PAUSE_DB, PAUSE_EDGE_DB, relative_level(energy_db, fps))
 
 
 def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, source_latent: np.ndarray,
@@ -84,8 +123,11 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
             are added to, as in the training targets of ``jobs.corpus.targets``.
         emotion: (len(DYNAMICS),) expression offset, also added to the targets.
         weight: share of the viseme target, in [0, 1].
-        energy_db: (T,) frame loudness (``AudioFeatures.energy_db``); scales the opening
-            channels (jaw_open, lower_lip_depress) by :func:`opening_gain`. None: no scaling.
+        energy_db: (T,) frame loudness (``AudioFeatures.energy_db``): scales the opening
+            channels (jaw_open, lower_lip_depress) by :func:`opening_gain`, opens the jaw by
+            LOUD_JAW with the loudness, presses the lips in pauses (:func:`pause_weight`) and
+            places short closures in the bilabial's quietest frames. None: none of these
+            (closures lengthened forward).
 
     Returns:
         A new (T, MOTION_DIM) float32 array.
@@ -96,14 +138,27 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
     targets = mouth_targets(phones, out.shape[0], fps)
     emotion = np.zeros(len(DYNAMICS), np.float32) if emotion is None else np.asarray(emotion, np.float32)
     press = MOUTH_CHANNELS.index("lip_press")
-    closure = _lengthen(targets[:, press] >= CLOSED_PRESS - 1e-6, max(1, int(round(CLOSURE_MIN_S * fps))))
+    jaw = MOUTH_CHANNELS.index("jaw_open")
+    cores = targets[:, press] >= CLOSED_PRESS - 1e-6
+    frames = max(1, int(round(CLOSURE_MIN_S * fps)))
+    leveled = energy_db is not None and len(energy_db) == len(targets)
+    if leveled:
+        closure = _closures_at_gaps(cores, frames, np.asarray(energy_db, np.float64))
+        released = cores & ~closure
+        targets[released, press] = np.minimum(targets[released, press], RELEASE_PRESS)
+    else:
+        closure = _lengthen(cores, frames)
     targets[closure, press] = CLOSURE_PRESS
-    targets[closure, MOUTH_CHANNELS.index("jaw_open")] = CLOSURE_JAW
-    if energy_db is not None and len(energy_db) == len(targets):
-        gain = np.where(closure, 1.0, opening_gain(energy_db, fps))   # closures stay closed
+    targets[closure, jaw] = CLOSURE_JAW
+    if leveled:
+        level_gain = opening_gain(energy_db, fps)
+        gain = np.where(closure, 1.0, level_gain)   # closures stay closed
         for name in OPENING_CHANNELS:
             k = MOUTH_CHANNELS.index(name)
             targets[:, k] = np.clip(targets[:, k] * gain, 0.0, 1.0)
+        loud = np.where(closure, 0.0, (level_gain - GAIN_QUIET) / (GAIN_LOUD - GAIN_QUIET))
+        targets[:, jaw] = np.clip(targets[:, jaw] + LOUD_JAW * loud, 0.0, 1.0)
+        targets[:, press] = np.maximum(targets[:, press], PAUSE_PRESS * pause_weight(energy_db, fps))
     w = np.where(closure, 1.0, float(np.clip(VISEME_WEIGHT if weight is None else weight, 0.0, 1.0))).astype(np.float32)
     for k, index in enumerate(MOUTH_DYN_INDEX):
         column = DYN_SLICE.start + index
@@ -113,15 +168,39 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
     return out
 
 
+def _closures_at_gaps(cores: np.ndarray, frames: int, energy_db: np.ndarray) -> np.ndarray:
+    """(T,) bool closures: each run of ``cores`` (a bilabial's closed middle) shorter than
+    ``frames`` becomes the ``frames``-long window within a frame of it (GAP_REACH frames
+    later) whose level is lowest: the silent gap of a stop before its burst, the murmur of an
+    /m/, rather than the loud vowel the burst opens into."""
+    out = cores.copy()
+    n = len(cores)
+    for start, end in _runs(cores):
+        if end - start >= frames:
+            continue
+        lo, hi = max(0, start - 1), min(n, end + GAP_REACH)
+        if hi - lo < frames:
+            lo, hi = max(0, min(lo, hi - frames)), min(n, max(hi, lo + frames))
+        best = min(range(lo, max(lo, hi - frames) + 1), key=lambda a: (float(energy_db[a:a + frames].mean()), a))
+        out[start:end] = False
+        out[best:best + frames] = True
+    return out
+
+
 def _lengthen(mask: np.ndarray, frames: int) -> np.ndarray:
     """(T,) bool ``mask`` whose runs shorter than ``frames`` are extended forward (backward at
     the clip's end) to that length."""
     out = mask.copy()
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    starts, ends = np.flatnonzero(np.diff(padded) == 1), np.flatnonzero(np.diff(padded) == -1)
-    for start, end in zip(starts, ends):
+    for start, end in _runs(mask):
         missing = frames - (end - start)
         if missing > 0:
             end = min(len(mask), end + missing)
             out[max(0, end - frames):end] = True
     return out
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[(start, end)] of the runs of True in a (T,) bool mask, end exclusive."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    starts, ends = np.flatnonzero(np.diff(padded) == 1), np.flatnonzero(np.diff(padded) == -1)
+    return list(zip(starts.tolist(), ends.tolist()))
