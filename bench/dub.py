@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.graph import DUB_GRAPH, GraphConfig
     from pipeline.render import LocalRenderer
     from workers.encode import watermark
+    from workers.encode.regions import region_weights
     from workers.face.topology import FACE_OVAL
     from workers.quality.qc import evaluate
     from workers.take.compose import face_region
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             regions = np.stack([face_region(points) if status == FRAME_DUBBED else np.full((len(FACE_OVAL), 2), np.nan)
                                 for points, status in zip(track.landmarks[:frames], track.status[:frames])])
             marked = watermark.embed(source[:frames], watermark.payload_for(result.render_id),
-                                     watermark.region_weights(*source.shape[1:3], regions.astype(np.float32)))
+                                     region_weights(*source.shape[1:3], regions.astype(np.float32)))
             floor = outside_face_psnr(source[:frames], marked, track.landmarks[:frames])
             psnr = outside_face_psnr(source[:frames], dubbed[:frames], track.landmarks[:frames])
             reference = track.landmarks[int(np.argmin(np.abs(track.own[:, 0]) + np.abs(track.own[:, 1])))]

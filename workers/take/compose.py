@@ -20,7 +20,7 @@ import torch
 
 from core.take import FRAME_DUBBED, MouthBank
 from workers.alignment.face import align_face
-from workers.decoder.renderer import DecoderConfig, FaceRenderer
+from workers.decoder.renderer import WARP_MAX_BLINK, DecoderConfig, FaceRenderer
 from workers.face import topology as topo
 from workers.face.latents import dyn_index
 from workers.motion.articulation import MOUTH_CHANNELS
@@ -82,15 +82,49 @@ def dub_frame(frame: np.ndarray, targets: FrameTargets, crop_size: int,
     moved = latent[MOUTH_INDEX] + mouth_change(targets.own, targets.target)
     latent[MOUTH_INDEX] = np.clip(moved, *MOUTH_RANGE)
     latent[JAW_INDEX] = max(0.0, float(latent[JAW_INDEX]))
-    renderer = FaceRenderer(face, config)
-    crop = renderer.render(latent[None])[0]
+    motion = torch.as_tensor(latent[None])
     with torch.inference_mode():
-        target_points = renderer.model.landmarks(torch.as_tensor(latent[None]))[0, :, :2].numpy()
-    source_points = renderer.source_points.cpu().numpy()
+        target_points = face.model.landmarks(motion)[0, :, :2].numpy()
+        source_points = face.model.landmarks(torch.as_tensor(face.model.source_latent[None]))[0, :, :2].numpy()
+        mask = lower_face_mask(crop_size, source_points, target_points)
+        # The paste keeps only what the mask covers: where it misses both eyes, the renderer's
+        # eye redraw (iris sprite, inpainted eyeball, lids) would be thrown away.
+        eyes = eyes_reach_mask(mask, face.model, motion)
+    renderer = FaceRenderer(face, config, redraw_eyes=eyes)
+    crop = renderer.render(latent[None])[0]
     # The frame's own landmarks (not its model's decode, which closes a barely parted mouth).
     crop = fill_interior(crop, target_points, face.landmarks, bank)
-    mask = lower_face_mask(crop_size, source_points, target_points)
     return paste(frame, crop, mask, face.crop_from_photo)
+
+
+def eyes_reach_mask(mask: np.ndarray, model, motion: torch.Tensor) -> bool:
+    """Whether the (S, S) paste ``mask`` is non-zero anywhere the renderer may repaint an eye
+    for ``motion`` (1, MOTION_DIM).
+
+    ``FaceRenderer._paint_eyes`` changes pixels only between an eye's lids (the target's, and
+    the upper lid as warped with the blink held to WARP_MAX_BLINK; its lid skin lies above
+    that), within 0.75 px (the anti-aliasing) of the lids' columns and of the lowest lid line.
+    So each eye's columns, grown by 2 px, are looked at down to 2 px below the lowest of its
+    lid lines: a mask that starts lower than that in every such column misses every repainted
+    pixel (the cheeks of the lower-face mask come close, so a box around the eyes would not do).
+    """
+    warped = motion.clone()
+    blinks = [dyn_index("blink_left"), dyn_index("blink_right")]
+    warped[:, blinks] = warped[:, blinks].clamp(max=WARP_MAX_BLINK)
+    target, warp = model.landmarks(motion)[0, :, :2].numpy(), model.landmarks(warped)[0, :, :2].numpy()
+    height, width = mask.shape
+    rows = np.arange(height)[:, None]
+    for upper, lower in ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)):
+        curves = [target[list(upper)], target[list(lower)], warp[list(upper)]]
+        xs = np.concatenate([curve[:, 0] for curve in curves])
+        x0, x1 = (int(np.clip(v, 0, width)) for v in (np.floor(xs.min()) - 2, np.ceil(xs.max()) + 3))
+        if x1 <= x0:
+            continue
+        centres = np.arange(x0, x1) + 0.5
+        lowest = np.max([np.interp(centres, *curve[np.argsort(curve[:, 0])].T) for curve in curves], axis=0)
+        if (mask[:, x0:x1] > 0)[rows <= np.floor(lowest + 2)[None, :]].any():
+            return True
+    return False
 
 
 def lower_face_mask(size: int, *point_sets: np.ndarray) -> np.ndarray:
