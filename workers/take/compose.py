@@ -69,8 +69,10 @@ def mouth_change(own: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def dub_frame(frame: np.ndarray, targets: FrameTargets, crop_size: int,
-              config: DecoderConfig = DecoderConfig(), bank: MouthBank | None = None) -> np.ndarray:
-    """One frame (H, W, 3) uint8 RGB with its mouth and jaw dubbed -> (H, W, 3) uint8 RGB.
+              config: DecoderConfig = DecoderConfig(), bank: MouthBank | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """One frame (H, W, 3) uint8 RGB with its mouth and jaw dubbed -> (H, W, 3) uint8 RGB
+    (``out``, which may be ``frame`` itself to dub it in place, or a new array).
 
     A mouth the new speech opens beyond the frame's own gets its interior from the take's own
     open mouths (``bank``, :func:`workers.take.mouth_bank.fill_interior`) where the bank has any;
@@ -94,7 +96,7 @@ def dub_frame(frame: np.ndarray, targets: FrameTargets, crop_size: int,
     crop = renderer.render(latent[None])[0]
     # The frame's own landmarks (not its model's decode, which closes a barely parted mouth).
     crop = fill_interior(crop, target_points, face.landmarks, bank)
-    return paste(frame, crop, mask, face.crop_from_photo)
+    return paste(frame, crop, mask, face.crop_from_photo, out)
 
 
 def eyes_reach_mask(mask: np.ndarray, model, motion: torch.Tensor) -> bool:
@@ -144,27 +146,61 @@ def lower_face_mask(size: int, *point_sets: np.ndarray) -> np.ndarray:
         return mask
     box = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillConvexPoly(box, hull - np.array([4 * x0, 4 * y0], np.int32), 255, shift=2)
-    box = cv2.dilate(box, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    box = dilate_convex(box, grow)
     soft = cv2.GaussianBlur(box.astype(np.float32) / 255.0, (0, 0), sigma)
     # Inside the hull itself the mask is whole; the feather lies outside it.
     mask[y0:y1, x0:x1] = np.maximum(soft * 2.0 - 1.0, 0.0).clip(0.0, 1.0)
     return mask
 
 
-def paste(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, crop_from_frame: np.ndarray) -> np.ndarray:
+def dilate_convex(image: np.ndarray, radius: int) -> np.ndarray:
+    """``cv2.dilate`` of a (h, w) uint8 0/255 image by the (2r+1)-pixel ellipse structuring element,
+    exactly, for an image whose every row is one run (a filled convex polygon): each output row
+    is the union of its neighbour rows' runs, each grown by the element's half-width at that
+    offset. ~10x cheaper than OpenCV's general (per-pixel) dilation with a disc at r ~ 18."""
+    height, width = image.shape
+    filled = image > 0
+    rows = np.flatnonzero(filled.any(1))
+    if not len(rows):
+        return image.copy()
+    first = filled[rows].argmax(1)
+    last = width - 1 - filled[rows, ::-1].argmax(1)
+    if (filled[rows].sum(1) != last - first + 1).any() or (image[filled] != 255).any():
+        return cv2.dilate(image, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    offsets = np.arange(-radius, radius + 1)
+    half = radius - element.argmax(1)                  # half-width of the element's row at each offset
+    # output row y takes input row y + offset's run grown by half[offset]
+    out_rows = rows[:, None] - offsets[None, :]
+    starts = np.clip(first[:, None] - half[None, :], 0, width)
+    stops = np.clip(last[:, None] + half[None, :] + 1, 0, width)
+    keep = (out_rows >= 0) & (out_rows < height) & (stops > starts)
+    cells = height * (width + 1)
+    change = (np.bincount(out_rows[keep] * (width + 1) + starts[keep], minlength=cells)
+              - np.bincount(out_rows[keep] * (width + 1) + stops[keep], minlength=cells))
+    covered = np.cumsum(change.reshape(height, width + 1)[:, :width], axis=1) > 0
+    return covered.view(np.uint8) * np.uint8(255)
+
+
+def paste(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, crop_from_frame: np.ndarray,
+          out: np.ndarray | None = None) -> np.ndarray:
     """The frame with ``crop`` (S, S, 3) blended in through ``mask`` (S, S), both mapped back by
-    the inverse of the (2, 3) affine frame -> crop; pixels the mask misses are the frame's own."""
+    the inverse of the (2, 3) affine frame -> crop; pixels the mask misses are the frame's own.
+    Written into ``out`` (may be ``frame``: only the pasted box changes) or a copy of the frame."""
     height, width = frame.shape[:2]
+    if out is None:
+        out = frame.copy()
+    elif out is not frame:
+        out[...] = frame
     ys, xs = np.nonzero(mask > 0)
     if not len(xs):
-        return frame.copy()
+        return out
     corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.min(), ys.max() + 1],
                         [xs.max() + 1, ys.max() + 1]], np.float64)
     inverse = cv2.invertAffineTransform(crop_from_frame)
     box = corners @ inverse[:, :2].T + inverse[:, 2]
     x0, y0 = np.floor(box.min(0)).clip(0, [width, height]).astype(int)
     x1, y1 = np.ceil(box.max(0)).clip(0, [width, height]).astype(int)
-    out = frame.copy()
     if x1 <= x0 or y1 <= y0:
         return out
     # crop pixel of box pixel (u, v): the affine applied at (u + x0, v + y0)
