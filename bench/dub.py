@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -152,6 +153,9 @@ def measure_memory(take: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # One torch thread unless the caller chose, as `talkfarm dub` runs (pipeline/cli.py); set
+    # before torch loads (imported below).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
     parser.add_argument("--extra-take", action="append", default=[],
