@@ -23,6 +23,7 @@ from workers.alignment.face import align_face
 from workers.decoder.renderer import WARP_MAX_BLINK, DecoderConfig, FaceRenderer
 from workers.face import topology as topo
 from workers.face.latents import dyn_index
+from workers.face.model import FaceModel
 from workers.motion.articulation import MOUTH_CHANNELS
 from workers.take.mouth_bank import fill_interior
 
@@ -99,7 +100,7 @@ def dub_frame(frame: np.ndarray, targets: FrameTargets, crop_size: int,
     return paste(frame, crop, mask, face.crop_from_photo, out)
 
 
-def eyes_reach_mask(mask: np.ndarray, model, motion: torch.Tensor) -> bool:
+def eyes_reach_mask(mask: np.ndarray, model: FaceModel, motion: torch.Tensor) -> bool:
     """Whether the (S, S) paste ``mask`` is non-zero anywhere the renderer may repaint an eye
     for ``motion`` (1, MOTION_DIM).
 
