@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -152,6 +153,9 @@ def measure_memory(take: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # One torch thread unless the caller chose, as `talkfarm dub` runs (pipeline/cli.py); set
+    # before torch loads (imported below).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
     parser.add_argument("--extra-take", action="append", default=[],
@@ -172,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.graph import DUB_GRAPH, GraphConfig
     from pipeline.render import LocalRenderer
     from workers.encode import watermark
+    from workers.encode.regions import region_weights
     from workers.face.topology import FACE_OVAL
     from workers.quality.qc import evaluate
     from workers.take.compose import face_region
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             regions = np.stack([face_region(points) if status == FRAME_DUBBED else np.full((len(FACE_OVAL), 2), np.nan)
                                 for points, status in zip(track.landmarks[:frames], track.status[:frames])])
             marked = watermark.embed(source[:frames], watermark.payload_for(result.render_id),
-                                     watermark.region_weights(*source.shape[1:3], regions.astype(np.float32)))
+                                     region_weights(*source.shape[1:3], regions.astype(np.float32)))
             floor = outside_face_psnr(source[:frames], marked, track.landmarks[:frames])
             psnr = outside_face_psnr(source[:frames], dubbed[:frames], track.landmarks[:frames])
             reference = track.landmarks[int(np.argmin(np.abs(track.own[:, 0]) + np.abs(track.own[:, 1])))]

@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         wrap(compose, "align_face", "align frame + face model")
         wrap(compose, "lower_face_mask", "paste mask")
         wrap(compose, "paste", "paste back")
+        wrap(compose, "eyes_reach_mask", "eyes reach mask")
+        wrap(compose, "fill_interior", "mouth interior from the bank")
+        import workers.alignment.face as aligned_module
+        wrap(aligned_module.FaceModel, "from_landmarks", "  align: face model")
+        wrap(aligned_module, "read_mouth", "  align: mouth reading")
         wrap(renderer_module.FaceRenderer, "_prepare_eyes", "  renderer set-up: eyes (inpaint)")
         wrap(renderer_module.FaceRenderer, "_prepare_teeth", "  renderer set-up: teeth")
         wrap(renderer_module.FaceRenderer, "_prepare_lips", "  renderer set-up: lips")

@@ -29,6 +29,10 @@ SPEECH = "speech_librivox_austen_7s"
 
 
 def main(argv: list[str] | None = None) -> int:
+    # As `talkfarm dub` runs (pipeline/cli.py): one torch thread unless the caller chose. On two
+    # shared cores torch's default (one thread a core) made take_decode 5-7x slower (BENCHMARKS.md,
+    # "Visual dubbing: speed, round 6"). Set before torch loads (imported below).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"))
     parser.add_argument("--height", type=int, default=960, help="take height the webcam clip is scaled to")

@@ -319,19 +319,30 @@ def close_photo_mouth(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray) ->
     # half lip and half tooth, are replaced too.
     top_axis, bottom_axis = top - EDGE_MARGIN_PX, bottom + EDGE_MARGIN_PX
     middle = 0.5 * (top + bottom)
-    half = (middle - top_axis)[None, :]                                                   # (1, S)
+    # Every pixel outside the band is the photo's own: the work is done on the band's box only
+    # (each pixel's value depends on its own column's lines alone, so the box changes nothing).
+    used = np.flatnonzero(columns)
+    x0, x1 = int(used[0]), int(used[-1]) + 1
+    y0 = int(np.clip(np.floor(top_axis[used].min() - 0.5), 0, size))
+    y1 = int(np.clip(np.ceil(bottom_axis[used].max() + 0.5), 0, size))
+    if y1 <= y0:
+        return crop
+    xs, columns = xs[x0:x1], columns[x0:x1]
+    top_axis, bottom_axis, middle = top_axis[x0:x1], bottom_axis[x0:x1], middle[x0:x1]
+    half = (middle - top_axis)[None, :]                                                   # (1, w)
     squeeze = np.minimum(1.0, MIRROR_DEPTH_PX / np.maximum(half, 1e-6))
-    ys = np.arange(size, dtype=np.float64)[:, None] + 0.5
+    ys = np.arange(y0, y1, dtype=np.float64)[:, None] + 0.5
     band = columns[None, :] & (ys > top_axis[None, :]) & (ys < bottom_axis[None, :])
     source_y = np.where(ys < middle[None, :], top_axis[None, :] - squeeze * (ys - top_axis[None, :]),
                         bottom_axis[None, :] + squeeze * (bottom_axis[None, :] - ys))
-    map_x = np.broadcast_to(xs[None, :] - 0.5, (size, size)).astype(np.float32)
+    map_x = np.broadcast_to(xs[None, :] - 0.5, band.shape).astype(np.float32)
     map_y = np.where(band, source_y - 0.5, ys - 0.5).astype(np.float32)
     mirrored = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
     seam = 1.0 - SEAM_DARKEN * np.exp(-0.5 * ((ys - middle[None, :]) / SEAM_WIDTH_PX) ** 2)
-    filled = crop.astype(np.float64)
-    filled[band] = (mirrored * seam[..., None])[band]
-    return filled.round().clip(0, 255).astype(np.uint8)
+    filled = crop.copy()
+    box = filled[y0:y1, x0:x1]
+    box[band] = (mirrored * seam[..., None])[band].round().clip(0, 255).astype(np.uint8)
+    return filled
 
 
 # A set of teeth carries on across the opening, toward the other lip, only where something hid

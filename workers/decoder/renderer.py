@@ -84,8 +84,11 @@ class FaceRenderer:
     """Renders one aligned face for any motion latents. Build once per request."""
 
     def __init__(self, face: AlignedFace, config: DecoderConfig = DecoderConfig(),
-                 distance: float = 1.0, paste_back: bool = False):
+                 distance: float = 1.0, paste_back: bool = False, redraw_eyes: bool = True):
         self.config = config
+        # Without redraw_eyes the eyes are only warped, not painted (no iris sprite, no lid):
+        # for a caller that keeps none of the frame's eye pixels (a dub's lower-face paste).
+        self.redraw_eyes = redraw_eyes
         self.face = face
         self.model = face.model
         self.size = size = face.crop.shape[0]
@@ -153,7 +156,8 @@ class FaceRenderer:
         self.source_controls = torch.cat([self.source_points[self.control_index], self.ring_source,
                                           self.neck_source, self.anchors])              # (N, 2)
 
-        self._prepare_eyes()
+        if redraw_eyes:
+            self._prepare_eyes()
         lips = self.source_points[list(topo.LIPS_ALL)]
         lx0, ly0 = (lips.amin(0) - 10).clamp(0, size - 1).int().tolist()
         lx1, ly1 = (lips.amax(0) + 10).clamp(1, size).int().tolist()
@@ -365,7 +369,8 @@ class FaceRenderer:
             self._map_lips(grid, target)
         region = F.grid_sample(self.source.expand(batch, -1, -1, -1), grid, mode="bilinear",
                                padding_mode="border", align_corners=False)
-        self._paint_eyes(region, target, warp_target, grid, motion)
+        if self.redraw_eyes:
+            self._paint_eyes(region, target, warp_target, grid, motion)
         if not self.keep_mouth:
             self._paint_mouth(region, target)
         return region

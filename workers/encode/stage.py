@@ -23,6 +23,7 @@ from core.stage import Resources, Stage
 from core.storage import Storage, is_s3
 from core.task import FrameChunk, RenderTask, StageFailure
 from workers.encode import watermark
+from workers.encode.regions import region_weights
 from workers.encode.video import Mp4Writer
 
 if TYPE_CHECKING:   # imported when quality_check is on, so a plain encoder never loads the QC's stack
@@ -105,7 +106,7 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
                 video = self._open[key] if key in self._open else self._begin(task, chunk, key)
                 qc_before = video.qc.seconds if video.qc is not None else 0.0
                 # the same pattern in every frame, so chunk.start needs no stride bookkeeping
-                weights = None if chunk.edited_regions is None else watermark.region_weights(
+                weights = None if chunk.edited_regions is None else region_weights(
                     *chunk.frames.shape[1:3], chunk.edited_regions)
                 marked = watermark.embed(chunk.frames, watermark.payload_for(video.render_id), weights)
                 video.writer.write(marked)

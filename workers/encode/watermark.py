@@ -40,6 +40,7 @@ import torch
 
 from core.errors import BadInputError
 from core.video import probe_video, read_frames
+from workers.encode.regions import BACKGROUND_WEIGHT, RegionWeights
 
 FORMAT_VERSION = 1
 ID_BITS = 44                      # render id prefix: 11 hex digits
@@ -51,15 +52,7 @@ STRENGTH = 2.6                    # RMS of the luma delta, grey levels
 SCALES = (0.55, 1.2)              # range of scale factors searched when reading
 MIN_SYNC_Z = 6.0                  # sync peak, in standard deviations of the correlation surface
 MIN_BIT_SNR = 2.0                 # mean soft bit / its spread
-# Where a stage re-rendered only part of a frame (a dub's face), the rest is the source's own
-# pixels: the pattern goes there at this fraction of its strength. Measured on two 400x300
-# webcam takes (BENCHMARKS.md, "Visual dubbing", round 3): 0.6 lifts the PSNR of the untouched
-# region from 38 to 40 dB after h264 and costs the reader little, because h264 flattens most of
-# the pattern in the plain background anyway; the face alone (0.0) is too little to read.
-BACKGROUND_WEIGHT = 0.6
-REGION_FEATHER = 0.04             # feather of a region's edge, in units of the region's size
 _SEED = 0x7A1CF
-
 
 
 def _band_bins() -> list[tuple[int, int]]:
@@ -188,67 +181,6 @@ def _frame_delta(payload: Payload, height: int, width: int) -> np.ndarray:
     return np.rint(_frame_delta_float(payload, height, width)).astype(np.int16)
 
 
-@dataclass(frozen=True)
-class RegionWeights:
-    """Pattern strength per pixel of N frames re-rendered only inside a region each.
-
-    ``BACKGROUND_WEIGHT`` everywhere except, for frame ``i`` with a region, inside
-    ``boxes[i]`` = (x0, y0, x1, y1) frame pixels, where ``inside[i]`` (y1 - y0, x1 - x0)
-    float32 holds it (1 within the region, feathered to the background outside it).
-    Frames without a region (``boxes[i]`` None) are at the background strength throughout.
-    """
-
-    height: int
-    width: int
-    boxes: tuple[tuple[int, int, int, int] | None, ...]
-    inside: tuple[np.ndarray | None, ...]
-
-    def dense(self) -> np.ndarray:
-        """(N, H, W) float32, every pixel's strength."""
-        weights = np.full((len(self.boxes), self.height, self.width), BACKGROUND_WEIGHT, np.float32)
-        for index, (box, inside) in enumerate(zip(self.boxes, self.inside)):
-            if box is not None:
-                x0, y0, x1, y1 = box
-                weights[index, y0:y1, x0:x1] = inside
-        return weights
-
-
-def region_weights(height: int, width: int, regions: np.ndarray) -> RegionWeights:
-    """Pattern weights for frames re-rendered only inside ``regions``.
-
-    ``regions`` is (N, K, 2) float32: per frame a polygon in frame pixels (x, y), all NaN
-    where the frame was not re-rendered at all. Weight 1 inside the polygon, feathered to
-    ``BACKGROUND_WEIGHT`` outside it. The feather is worked out in a box around the polygon
-    that holds its whole reach (OpenCV's float Gaussian spans 4 sigma); beyond the box the
-    weight is the background's exactly.
-    """
-    boxes: list[tuple[int, int, int, int] | None] = []
-    insides: list[np.ndarray | None] = []
-    for polygon in regions:
-        if not np.isfinite(polygon).all():
-            boxes.append(None)
-            insides.append(None)
-            continue
-        corners = np.round(polygon).astype(np.int32)
-        sigma = max(1.0, REGION_FEATHER * float(np.ptp(polygon, axis=0).max()))
-        reach = int(np.ceil(4 * sigma)) + 2
-        x0, y0 = np.clip(corners.min(0) - reach, 0, [width, height])
-        x1, y1 = np.clip(corners.max(0) + reach + 1, 0, [width, height])
-        if x1 <= x0 or y1 <= y0:
-            boxes.append(None)
-            insides.append(None)
-            continue
-        inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(inside, [corners - np.array([x0, y0], np.int32)], 255)
-        soft = cv2.GaussianBlur(inside.astype(np.float32) / 255.0, (0, 0), sigma)
-        soft[inside > 0] = 1.0          # whole inside; the feather lies outside the polygon
-        weights = np.full(inside.shape, BACKGROUND_WEIGHT, np.float32)
-        weights += (1.0 - BACKGROUND_WEIGHT) * soft
-        boxes.append((int(x0), int(y0), int(x1), int(y1)))
-        insides.append(weights)
-    return RegionWeights(height, width, tuple(boxes), tuple(insides))
-
-
 @lru_cache(maxsize=16)
 def _frame_delta_parts(payload: Payload, height: int, width: int,
                        weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +199,7 @@ def embed(frames: np.ndarray | torch.Tensor, payload: Payload,
           weights: RegionWeights | None = None) -> np.ndarray | torch.Tensor:
     """Watermark (N, H, W, 3) uint8 RGB frames (numpy or a torch tensor on any device).
 
-    ``weights``: optional strength per pixel in [0, 1] (:func:`region_weights`); None marks
+    ``weights``: optional strength per pixel in [0, 1] (:func:`workers.encode.regions.region_weights`); None marks
     every pixel at full strength. Returns new frames of the same type.
     """
     height, width = frames.shape[1:3]

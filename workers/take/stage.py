@@ -211,7 +211,8 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
             for i, row in enumerate(take.rows(source)):
                 if take.status[row] == FRAME_DUBBED:
                     targets = FrameTargets(take.landmarks[row], take.own[row], task.motion[chunk.start + i])
-                    frames[i] = dub_frame(frames[i], targets, take.crop_size, self.config, take.mouth_bank)
+                    frame = frames[i]      # dubbed in place: only the pasted box is written
+                    dub_frame(frame, targets, take.crop_size, self.config, take.mouth_bank, out=frame)
                     regions[i] = face_region(take.landmarks[row])
             chunk.frames = frames
             # Everything outside the face is the take's own: the watermark is lighter there.

@@ -16,6 +16,7 @@ import pytest
 
 from core.video import read_frames
 from workers.encode import watermark as wm
+from workers.encode.regions import BACKGROUND_WEIGHT, region_weights
 from workers.encode.video import Mp4Writer
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -124,7 +125,7 @@ def test_a_dub_is_marked_whole_on_the_face_and_lighter_on_the_rest(carrier, dete
     frames = np.stack([cv2.resize(frame, (768, 576), interpolation=cv2.INTER_CUBIC) for frame in small])
     marked = wm.embed(frames, payload)
     polygon = face_region(detector.detect(frames[0])[0].landmarks)
-    weights = wm.region_weights(*frames.shape[1:3], np.repeat(polygon[None], len(frames), 0))
+    weights = region_weights(*frames.shape[1:3], np.repeat(polygon[None], len(frames), 0))
     dubbed = wm.embed(frames, payload, weights)
     full = marked.astype(np.int16) - frames
     light = dubbed.astype(np.int16) - frames
@@ -135,7 +136,7 @@ def test_a_dub_is_marked_whole_on_the_face_and_lighter_on_the_rest(carrier, dete
     unclipped = (frames > 8) & (frames < 247)
     ratio = np.abs(light)[:, background][unclipped[:, background]].mean() / \
         np.abs(full)[:, background][unclipped[:, background]].mean()
-    assert abs(ratio - wm.BACKGROUND_WEIGHT) < 0.05
+    assert abs(ratio - BACKGROUND_WEIGHT) < 0.05
     assert np.array_equal(light[:, core], full[:, core])
     assert wm.psnr(frames[:, background], dubbed[:, background]) > wm.psnr(frames[:, background], marked[:, background]) + 3
     video = tmp_path / "dubbed.mp4"
@@ -143,33 +144,3 @@ def test_a_dub_is_marked_whole_on_the_face_and_lighter_on_the_rest(carrier, dete
     writer.write(dubbed)
     writer.close()
     assert wm.read(read_frames(video)).payload == payload
-
-
-def test_region_weights_match_the_whole_frame_definition():
-    """The dub's pattern strength is worked out in a box per region; it must equal the plain
-    definition over the whole frame (fill the polygon, feather it with a Gaussian, background
-    weight outside), for a region in the middle, one over the frame's edge and none at all, and
-    embedding with it must equal the plain int16 sum."""
-    import cv2
-
-    height, width = 360, 480
-    angles = np.linspace(0, 2 * np.pi, 36, endpoint=False)
-    regions = np.stack([np.c_[240 + 90 * np.cos(angles), 180 + 120 * np.sin(angles)],
-                        np.c_[460 + 110 * np.cos(angles), 20 + 150 * np.sin(angles)],
-                        np.full((36, 2), np.nan)]).astype(np.float32)
-    plain = np.full((3, height, width), wm.BACKGROUND_WEIGHT, np.float32)
-    for index, polygon in enumerate(regions[:2]):
-        inside = np.zeros((height, width), np.uint8)
-        cv2.fillPoly(inside, [np.round(polygon).astype(np.int32)], 255)
-        sigma = max(1.0, wm.REGION_FEATHER * float(np.ptp(polygon, axis=0).max()))
-        soft = cv2.GaussianBlur(inside.astype(np.float32) / 255.0, (0, 0), sigma)
-        soft[inside > 0] = 1.0
-        plain[index] += (1.0 - wm.BACKGROUND_WEIGHT) * soft
-    weights = wm.region_weights(height, width, regions)
-    assert weights.boxes[2] is None
-    assert np.array_equal(weights.dense(), plain)
-    frames = np.random.default_rng(0).integers(0, 256, (3, height, width, 3), dtype=np.uint8)
-    payload = wm.payload_for("0123456789abcdef")
-    delta = np.rint(wm._frame_delta_float(payload, height, width)[None] * plain).astype(np.int16)
-    expected = np.clip(frames.astype(np.int16) + delta[..., None], 0, 255).astype(np.uint8)
-    assert np.array_equal(wm.embed(frames, payload, weights), expected)
