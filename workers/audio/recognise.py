@@ -29,7 +29,7 @@ from workers.audio.whisper import PACKAGES, SAMPLE_RATE, load_encoder, model_fil
 
 logger = logging.getLogger(__name__)
 
-VERSION = "asr-3-clip-length-encoder-faster-whisper-1.2.1"
+VERSION = "asr-4-clip-encoder-padding-states-faster-whisper-1.2.1"
 # Mean word probability below which a transcript is not trusted. Measured (bench/speech.py):
 # real English read speech 0.89-0.93 with tiny.en (shared clips, held-out asterisk prompts);
 # espeak-ng English 0.72-0.78; the shared Spanish clip decoded by tiny.en as English 0.61;
@@ -47,14 +47,19 @@ BEAM_SIZE = 1
 # padding and all (about 0.5 CPU-s a call here: most of a few-second clip's recognition). A
 # window holding at least MIN_TRUNCATED_CONTENT_FRAMES of audio (frames of 10 ms) is encoded
 # by the PyTorch port (workers.audio.whisper) over that audio and ENCODED_PADDING_FRAMES of its
-# padding, and the decoder attends to those states alone. Measured (bench/speech.py and the
-# held-out asterisk prompts of 2.5 s and more, BENCHMARKS.md "Cost, round 5: recognition over
-# the clip's length"): a third of the CPU for the same words (WER 0.069 -> 0.085 English, 0.175 both
-# French). Shorter content is encoded whole as before: on 1-2 s prompts the decoder, shown
-# so little, repeated a word to its token limit ("pound pound pound ...") even with 6 s of
-# padding kept.
+# padding; the rest of the window's states are those of a window of padding alone, encoded once
+# per model. The decoder must see the whole window: given only the clip's states it cannot tell
+# where speech ends ("Go forward 10 meters." repeated to the token limit, 175 word errors on a
+# 2.8 s clip), and with them it reads what the whole window gives (BENCHMARKS.md "Cost, round 6":
+# 12/258 word errors both ways on 25 held-out clips of 2.5-7.3 s, at half the CPU). Shorter
+# content is encoded whole as before: on 1-2 s prompts the decoder was less sure of the words
+# (more of them fell under MIN_CONFIDENCE) and the cost hardly fell (the clips tiny.en doubts go
+# to base as well). Only tiny.en's window is completed so: base (other languages), given the
+# padding's states, was less sure of its French words (2 of 14 held-out prompts fell under
+# MIN_CONFIDENCE, 52/166 word errors against 31 on the clip's states alone and 29 whole).
 MIN_TRUNCATED_CONTENT_FRAMES = 250
 ENCODED_PADDING_FRAMES = 100
+PADDING_STATES_MODELS = ("tiny.en",)
 _DESCRIPTION = re.compile(r"[\(\[][^\)\]]*[\)\]]|[♪♫*]")
 
 
@@ -118,7 +123,8 @@ def _clip_length_model_class():
 
         def encode(self, features: np.ndarray):
             """(80, 3000) or (1, 80, 3000) log-mel window, zero-padded past its content ->
-            encoder states (1, frames / 2, width) as a CTranslate2 StorageView."""
+            encoder states as a CTranslate2 StorageView: (1, 1500, width), or for a model not in
+            :data:`PADDING_STATES_MODELS` (1, frames / 2, width) over the content and its padding."""
             window = features[0] if features.ndim == 3 else features
             content = np.flatnonzero(np.any(window != 0.0, axis=0))
             content_frames = int(content[-1]) + 1 if len(content) else 0
@@ -127,7 +133,16 @@ def _clip_length_model_class():
             if content_frames < MIN_TRUNCATED_CONTENT_FRAMES or frames >= window.shape[1]:
                 return super().encode(features)
             states = self.encoder_port.encode(window[None, :, :frames])
+            if self.encoder_port.name in PADDING_STATES_MODELS:
+                states = np.concatenate([states, self._padding_states(window.shape)[:, states.shape[1]:]], axis=1)
             return ctranslate2.StorageView.from_array(np.ascontiguousarray(states, dtype=np.float32))
+
+        def _padding_states(self, shape: tuple[int, int]) -> np.ndarray:
+            """(1, frames / 2, width) states of a window of padding alone (zeros, as faster-whisper
+            pads a window's log-mel), from the same port, encoded once per model."""
+            if getattr(self, "_padding", None) is None or self._padding.shape[1] != -(-shape[1] // 2):
+                self._padding = self.encoder_port.encode(np.zeros((1, *shape), np.float32))
+            return self._padding
 
     return ClipLengthWhisperModel
 

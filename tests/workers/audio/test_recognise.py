@@ -94,9 +94,11 @@ def test_voice_activity_finds_the_pause_between_two_phrases():
 
 
 def test_a_short_window_is_encoded_over_its_speech_not_its_padding(shared_assets):
-    """A 3 s clip's 30 s window is nine tenths padding: the recogniser's encoder states cover
-    the clip and ENCODED_PADDING_FRAMES of padding. A window of speech throughout, and one with
-    under MIN_TRUNCATED_CONTENT_FRAMES of audio, are encoded whole (CTranslate2's encoder)."""
+    """A 3 s clip's 30 s window is nine tenths padding: the port encodes the clip and
+    ENCODED_PADDING_FRAMES of padding, and the rest of the window's states are a window of
+    padding's own, so the decoder still reads a whole window (1500 states). A window of speech
+    throughout, and one with under MIN_TRUNCATED_CONTENT_FRAMES of audio, are encoded whole
+    (CTranslate2's encoder)."""
     from faster_whisper.audio import pad_or_trim
 
     from workers.audio.recognise import (
@@ -107,16 +109,28 @@ def test_a_short_window_is_encoded_over_its_speech_not_its_padding(shared_assets
 
     model = _model("tiny.en")
 
-    def encoded_rows(wave: np.ndarray) -> tuple[int, int]:
+    def encoded(wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mel = model.feature_extractor(wave)[:, :-1]
-        states = model.encode(pad_or_trim(mel))
-        assert tuple(states.shape)[::2] == (1, 384)
-        return mel.shape[1], states.shape[1]
+        window = pad_or_trim(mel)
+        states = np.array(model.encode(window))
+        assert states.shape == (1, 1500, 384)
+        return mel, states
 
-    frames, rows = encoded_rows(load_audio(shared_assets / "speech_cmu_arctic_a0009_3s.wav", 16000, 60))
-    assert frames >= MIN_TRUNCATED_CONTENT_FRAMES and rows == -(-(frames + ENCODED_PADDING_FRAMES) // 2) < 300
+    mel, states = encoded(load_audio(shared_assets / "speech_cmu_arctic_a0009_3s.wav", 16000, 60))
+    frames = mel.shape[1]
+    assert frames >= MIN_TRUNCATED_CONTENT_FRAMES
+    spoken = -(-(frames + ENCODED_PADDING_FRAMES) // 2)
+    window = pad_or_trim(mel)
+    port = model.encoder_port.encode(window[None, :, :2 * spoken])
+    np.testing.assert_allclose(states[:, :spoken], port, atol=1e-5)
+    padding = model.encoder_port.encode(np.zeros((1, *window.shape), np.float32))
+    np.testing.assert_allclose(states[:, spoken:], padding[:, spoken:], atol=1e-5)
+    # what the speech's states do not reach is padding; the spoken part is not
+    assert np.abs(states[:, :spoken] - padding[:, :spoken]).mean() > 10 * np.abs(states[:, spoken:] - padding[:, spoken:]).mean()
     librivox = load_audio(shared_assets / "speech_librivox_austen_7s.wav", 16000, 60)
-    frames, rows = encoded_rows(librivox[: 2 * 16000])
-    assert frames < MIN_TRUNCATED_CONTENT_FRAMES and rows == 1500
+    mel, states = encoded(librivox[: 2 * 16000])
+    assert mel.shape[1] < MIN_TRUNCATED_CONTENT_FRAMES
+    whole = np.array(super(type(model), model).encode(pad_or_trim(mel)))
+    np.testing.assert_array_equal(states, whole)
     long = load_audio(shared_assets / "speech_asterisk_esMX_allison_28s_8k.wav", 16000, 60)
-    assert encoded_rows(np.concatenate([long, long]))[1] == 1500
+    encoded(np.concatenate([long, long]))
