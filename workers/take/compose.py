@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from core.take import FRAME_DUBBED, MouthBank
+from core.take import MouthBank
 from workers.alignment.face import align_face
 from workers.decoder.renderer import WARP_MAX_BLINK, DecoderConfig, FaceRenderer
 from workers.face import topology as topo
@@ -216,12 +216,3 @@ def paste(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, crop_from_frame
     out[y0:y1, x0:x1] = np.where(weight > 0, np.round(blended), region).astype(np.uint8)
     return out
 
-
-def dub_frames(frames: np.ndarray, status: np.ndarray, targets: list[FrameTargets | None], crop_size: int,
-               config: DecoderConfig = DecoderConfig(), bank: MouthBank | None = None) -> np.ndarray:
-    """Frames (T, H, W, 3) uint8 with every ``FRAME_DUBBED`` frame dubbed; the others as they are."""
-    out = frames.copy()
-    for i, (code, frame_targets) in enumerate(zip(status, targets)):
-        if code == FRAME_DUBBED and frame_targets is not None:
-            out[i] = dub_frame(frames[i], frame_targets, crop_size, config, bank)
-    return out
