@@ -24,8 +24,6 @@ from workers.decoder.shapes import (
     sorted_by_x,
 )
 
-CAVITY_RGB = (0.20, 0.08, 0.09)
-TONGUE_RGB = (0.62, 0.30, 0.31)
 # Toward the mouth corners the cavity shows the inner cheeks: this share of the lips' colour
 # at this brightness.
 CHEEK_SHOW = 0.6
@@ -104,28 +102,30 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     # The lips' own colour just outside the inner line, per column (warped from the photo).
     above = _column_sample(region, (top - origin[1] - 2.0).squeeze(1))                # (B, 3, 1, w)
     below = _column_sample(region, (bottom - origin[1] + 1.0).squeeze(1))
+    # Real open mouths laid whole into this opening at every size of it (teeth hanging from the
+    # upper lip at their own size, the cavity and tongue stretched between;
+    # workers/decoder/interior.py), under this face's light and tinted toward its lips.
+    mouth_w = 2.0 * half_width
+    opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
+    real = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
+    real = real * lit * _lip_tint(above, below, lit, across)
     if teeth_rgb is None:
-        # A photo that shows no teeth: real open mouths laid whole into this opening at every
-        # size of it (teeth hanging from the upper lip at their own size, the cavity and tongue
-        # stretched between; workers/decoder/interior.py), under this face's light and tinted
-        # toward its lips. A barely open mouth is a slit in the upper lip's shadow (below), its
-        # lower teeth and tongue dim, not a lit band. (Until decoder-9 small openings were
-        # painted, white teeth bands under this light: the batch QC's mouth patches, calibrated
-        # on lit teeth, followed real ones poorly; workers/quality/patches.py reads the
-        # interior's shadow now.)
-        mouth_w = 2.0 * half_width
-        opening = gap.amax(dim=(2, 3)).view(batch) / mouth_w.view(batch)
-        albedo = sample_interior((x - center) / half_width, (y - top) / mouth_w, gap / mouth_w, opening)
-        interior = albedo * lit * _lip_tint(above, below, lit, across)
+        # A photo that shows no teeth: the real interiors whole. A barely open mouth is a slit in
+        # the upper lip's shadow (below), its lower teeth and tongue dim, not a lit band. (Until
+        # decoder-9 small openings were painted, white teeth bands under this light: the batch
+        # QC's mouth patches, calibrated on lit teeth, followed real ones poorly;
+        # workers/quality/patches.py reads the interior's shadow now.)
+        interior = real
         shade = REAL_SMALL_OPENING_SHADE
         blur = INTERIOR_BLUR_SHARE * blur
     else:
         # A photo that shows teeth: its plates (below) carry its own teeth; what of them it never
-        # showed is painted in their colours. (A real cavity behind those bands, or the real
-        # interiors' own teeth recoloured, darkened the band inside the lips: edge ratio 0.77 /
-        # 0.74-0.78 on the official smile and the mid-speech photo, against 0.80 / 0.89.)
-        interior = _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb,
-                                     teeth_span)
+        # showed is painted in their colours (the real interiors' own teeth recoloured darkened
+        # the band inside the lips: edge ratio 0.74-0.78 on the mid-speech photo). Behind them,
+        # the real interiors' cavity and tongue: until decoder-11 a painted flat red oval of
+        # tongue in a dark-red cavity. (Tried before round 6's plates and teeth_span, that real
+        # cavity gave edge ratio 0.77 on the official smile; now 0.80.)
+        interior = _behind_teeth(real, y, top, bottom, gap, across, half_width, above, below, teeth_rgb, teeth_span)
         shade = SMALL_OPENING_SHADE
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
@@ -174,26 +174,17 @@ def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, acr
     return chroma.pow(LIP_TINT)
 
 
-def _painted_interior(x, y, top, bottom, gap, across, center, half_width, lit, above, below, teeth_rgb, teeth_span):
-    """The painted interior, (B, 3, h, w): cavity, tongue and teeth bands in ``teeth_rgb``
-    (2, 3) upper and lower colours, behind a photo's own teeth, no further toward the corners
-    than ``teeth_span`` (upper, lower; see paint_mouth)."""
-    device, dtype = x.device, x.dtype
+def _behind_teeth(behind, y, top, bottom, gap, across, half_width, above, below, teeth_rgb, teeth_span):
+    """The interior behind a photo's own teeth, (B, 3, h, w): ``behind`` (B, 3, h, w), the real
+    interiors' cavity and tongue under this face's light (see paint_mouth), the inner cheeks
+    toward the corners, and teeth bands in ``teeth_rgb`` (2, 3) upper and lower colours, no
+    further toward the corners than ``teeth_span`` (upper, lower).
 
-    def rgb(color: tuple[float, float, float]) -> torch.Tensor:
-        return torch.tensor(color, device=device, dtype=dtype).view(1, 3, 1, 1)
-
-    # Cavity: dark, darkest deep in the middle of the opening; toward the corners the inner
-    # cheeks and lips show, flesh of the lips' colour in shade rather than black.
-    depth = smoothstep(0.0, 1.0, (1.0 - across)) * smoothstep(0.0, 0.5, (y - top) / gap.clamp_min(1.0))
-    interior = rgb(CAVITY_RGB) * (1.0 - 0.45 * depth) * lit
+    (Until decoder-11 the cavity and tongue were painted: a dark-red cavity, darkest deep in the
+    middle, and a flat red oval of tongue resting behind the lower teeth.)"""
+    # Toward the corners the inner cheeks and lips show, flesh of the lips' colour in shade.
     flesh = 0.5 * (above + below) * CHEEK_SHADE
-    interior = interior + CHEEK_SHOW * smoothstep(0.55, 1.0, across) * (flesh - interior)
-    # Tongue: a rounded mass resting behind the lower teeth.
-    tongue_cy = bottom - 0.18 * gap
-    tongue = ((x - center) / (0.62 * half_width)).square() + ((y - tongue_cy) / (0.42 * gap + 1.0)).square()
-    tongue_cover = smoothstep(1.0, 0.75, tongue) * smoothstep(0.0, 0.35, gap / (2 * half_width))
-    interior = interior + tongue_cover * (rgb(TONGUE_RGB) * (1.0 - 0.35 * depth) * lit - interior)
+    interior = behind + CHEEK_SHOW * smoothstep(0.55, 1.0, across) * (flesh - behind)
     # Teeth the photo never showed: bands hanging from the upper lip line and standing on the
     # lower one, in the colour of the photo's own set (upper or lower), darker toward the
     # corners. No drawn seams.

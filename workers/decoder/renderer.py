@@ -41,7 +41,7 @@ from workers.decoder.spline import fit_thin_plate
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-11"
+DECODER_VERSION = "talkfarm-warp-decoder-12"
 WARP_MAX_BLINK = 0.5
 # Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
 # jaw's rotation alone, far from the lips) the lower teeth follow.
