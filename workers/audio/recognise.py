@@ -120,6 +120,7 @@ def _clip_length_model_class():
         def __init__(self, name: str, **options):
             super().__init__(name, **options)
             self.encoder_port = load_encoder(name)
+            self._padding: np.ndarray | None = None
 
         def encode(self, features: np.ndarray):
             """(80, 3000) or (1, 80, 3000) log-mel window, zero-padded past its content ->
@@ -140,7 +141,7 @@ def _clip_length_model_class():
         def _padding_states(self, shape: tuple[int, int]) -> np.ndarray:
             """(1, frames / 2, width) states of a window of padding alone (zeros, as faster-whisper
             pads a window's log-mel), from the same port, encoded once per model."""
-            if getattr(self, "_padding", None) is None or self._padding.shape[1] != -(-shape[1] // 2):
+            if self._padding is None or self._padding.shape[1] != -(-shape[1] // 2):
                 self._padding = self.encoder_port.encode(np.zeros((1, *shape), np.float32))
             return self._padding
 

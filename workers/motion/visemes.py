@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from workers.audio.cues import smoothstep
 from workers.face.latents import DYN_SLICE, DYNAMICS
 from workers.motion.articulation import (
     CLOSED_PRESS,
@@ -88,17 +89,12 @@ def relative_level(energy_db: np.ndarray, fps: float = 25.0) -> np.ndarray:
     return energy - np.percentile(energy, 95) if energy.size else energy
 
 
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
 def opening_gain(energy_db: np.ndarray, fps: float = 25.0) -> np.ndarray:
     """(T,) scale of the mouth-opening targets from loudness: GAIN_QUIET in quiet stretches
     up to GAIN_LOUD on the loudest syllables (stressed vowels open wider)."""
     if np.asarray(energy_db).size == 0:
         return np.ones(0)
-    return GAIN_QUIET + (GAIN_LOUD - GAIN_QUIET) * _smoothstep(QUIET_DB, LOUD_DB, relative_level(energy_db, fps))
+    return GAIN_QUIET + (GAIN_LOUD - GAIN_QUIET) * smoothstep(QUIET_DB, LOUD_DB, relative_level(energy_db, fps))
 
 
 def pause_weight(energy_db: np.ndarray, fps: float = 25.0) -> np.ndarray:
@@ -106,7 +102,7 @@ def pause_weight(energy_db: np.ndarray, fps: float = 25.0) -> np.ndarray:
     together), 0 from PAUSE_EDGE_DB up."""
     if np.asarray(energy_db).size == 0:
         return np.zeros(0)
-    return 1.0 - _smoothstep(PAUSE_DB, PAUSE_EDGE_DB, relative_level(energy_db, fps))
+    return 1.0 - smoothstep(PAUSE_DB, PAUSE_EDGE_DB, relative_level(energy_db, fps))
 
 
 def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, source_latent: np.ndarray,

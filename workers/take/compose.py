@@ -166,9 +166,9 @@ def dilate_convex(image: np.ndarray, radius: int) -> np.ndarray:
         return image.copy()
     first = filled[rows].argmax(1)
     last = width - 1 - filled[rows, ::-1].argmax(1)
-    if (filled[rows].sum(1) != last - first + 1).any() or (image[filled] != 255).any():
-        return cv2.dilate(image, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
     element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    if (filled[rows].sum(1) != last - first + 1).any() or (image[filled] != 255).any():
+        return cv2.dilate(image, element)
     offsets = np.arange(-radius, radius + 1)
     half = radius - element.argmax(1)                  # half-width of the element's row at each offset
     # output row y takes input row y + offset's run grown by half[offset]
