@@ -7,7 +7,7 @@ Every clip is rendered through the product (``pipeline.render.LocalRenderer``) a
 the frames as ``talkfarm eval --transcript TRUE_TEXT`` does (``workers.quality.qc.evaluate``):
 articulation contrast (median opening on open vowels minus on p / b / m), the share of p / b / m
 with closed lips, and lip r (mouth opening against the loudness envelope, best lag). Four
-renders per clip, all seed 0:
+renders per clip, all seed 0 (``--seed N`` for another):
 
 * ``default``: ``--motion diffusion`` with no text, as a user gets it: the speech is recognised
   (Whisper) and the recognised words' visemes shape the mouth;
@@ -148,10 +148,10 @@ def allison_set() -> list[tuple[Path, str]]:
             if len(load_audio(r.path)) >= ALLISON_MIN_SECONDS * 16000]
 
 
-def controls_of(mode: str, text: str, size: int, guidance: float | None = None) -> dict:
+def controls_of(mode: str, text: str, size: int, guidance: float | None = None, seed: int = 0) -> dict:
     if guidance is not None and mode in ("default", "diffusion+text", "diffusion audio-only"):
-        return _controls(mode, text, size) | dict(audio_guidance=guidance)
-    return _controls(mode, text, size)
+        return _controls(mode, text, size) | dict(audio_guidance=guidance, seed=seed)
+    return _controls(mode, text, size) | dict(seed=seed)
 
 
 class _Reused:
@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="clip names (stems) to render")
     parser.add_argument("--viseme-weight", type=float, default=None,
                         help="override workers.motion.visemes.VISEME_WEIGHT (a sweep; default: the shipped value)")
+    parser.add_argument("--seed", type=int, default=0, help="render seed (motion sampling, head, blinks)")
     parser.add_argument("--noise-db", type=float, default=None,
                         help="add white noise this many dB re the clip's speech level (e.g. -28; a stress test)")
     parser.add_argument("--limit", type=int, default=0, help="first N clips only")
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     result = runner.render(RenderRequest(id=out.stem, image=str(portrait), audio=str(path), output=str(out),
                                                          controls=RenderControls(**controls_of(mode, text, args.size,
-                                                                                               args.audio_guidance))))
+                                                                                               args.audio_guidance, args.seed))))
                 seconds = time.perf_counter() - started
                 if result.status != "done":
                     print(f"| {path.stem} | {mode} | failed: {result.error_stage}: {result.error_message} |")
