@@ -7,7 +7,7 @@ Every clip is rendered through the product (``pipeline.render.LocalRenderer``) a
 the frames as ``talkfarm eval --transcript TRUE_TEXT`` does (``workers.quality.qc.evaluate``):
 articulation contrast (median opening on open vowels minus on p / b / m), the share of p / b / m
 with closed lips, and lip r (mouth opening against the loudness envelope, best lag). Four
-renders per clip, all seed 0:
+renders per clip, all seed 0 (``--seed N`` for another):
 
 * ``default``: ``--motion diffusion`` with no text, as a user gets it: the speech is recognised
   (Whisper) and the recognised words' visemes shape the mouth;
@@ -48,6 +48,11 @@ Two sets of voices that are in no corpus; settings are chosen on ``choose`` and 
   forever/input_2_16k, forever/input_4_16k; the ``.raw`` ones are 16 kHz 16-bit mono, given a
   WAV header); text = what Whisper base heard (tiny.en agrees but on goforward, which it
   repeats to its token limit).
+
+``--noise-db D`` (round 7, a tuning stress test): every clip gets seeded white noise D dB under
+its speech level (its 95th-percentile 40 ms frame) before it is rendered and measured, a noise
+floor like that of the 64 kb/s LibriVox readings (-21 .. -33 dB), where a level threshold no
+longer finds the pauses.
 
 ``--pocketsphinx DIR``: the sdist's ``test/data`` folder (``pip download`` the sdist, unpack).
 ``--codec2 DIR``: the package's ``wav`` folder (``apt-get download codec2-examples``,
@@ -143,10 +148,10 @@ def allison_set() -> list[tuple[Path, str]]:
             if len(load_audio(r.path)) >= ALLISON_MIN_SECONDS * 16000]
 
 
-def controls_of(mode: str, text: str, size: int, guidance: float | None = None) -> dict:
+def controls_of(mode: str, text: str, size: int, guidance: float | None = None, seed: int = 0) -> dict:
     if guidance is not None and mode in ("default", "diffusion+text", "diffusion audio-only"):
-        return _controls(mode, text, size) | dict(audio_guidance=guidance)
-    return _controls(mode, text, size)
+        return _controls(mode, text, size) | dict(audio_guidance=guidance, seed=seed)
+    return _controls(mode, text, size) | dict(seed=seed)
 
 
 class _Reused:
@@ -160,6 +165,22 @@ class _Reused:
         provenance = video.with_name(video.name + ".provenance.json")
         record = json.loads(provenance.read_text()) if provenance.is_file() else {}
         self.transcript = record.get("transcript")
+
+
+def with_noise(path: Path, noise_db: float, folder: Path, seed: int = 0) -> Path:
+    """``path`` at 16 kHz with seeded white noise ``noise_db`` dB re its speech level (the
+    95th-percentile RMS of its 40 ms frames), written into ``folder`` under the same stem."""
+    from scipy.io import wavfile
+
+    from workers.audio.decode import load_audio
+
+    wave = load_audio(path, 16000).astype(np.float64)
+    frames = wave[: len(wave) // 640 * 640].reshape(-1, 640)
+    speech_rms = float(np.percentile(np.sqrt((frames ** 2).mean(axis=1)), 95))
+    noisy = wave + np.random.default_rng(seed).standard_normal(len(wave)) * speech_rms * 10 ** (noise_db / 20)
+    out = folder / f"{path.stem}.wav"
+    wavfile.write(out, 16000, (np.clip(noisy, -1, 1) * 32767).astype(np.int16))
+    return out
 
 
 def _controls(mode: str, text: str, size: int) -> dict:
@@ -188,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="clip names (stems) to render")
     parser.add_argument("--viseme-weight", type=float, default=None,
                         help="override workers.motion.visemes.VISEME_WEIGHT (a sweep; default: the shipped value)")
+    parser.add_argument("--seed", type=int, default=0, help="render seed (motion sampling, head, blinks)")
+    parser.add_argument("--noise-db", type=float, default=None,
+                        help="add white noise this many dB re the clip's speech level (e.g. -28; a stress test)")
     parser.add_argument("--limit", type=int, default=0, help="first N clips only")
     parser.add_argument("--keep", default=None, help="keep the renders in this folder (default: a temporary one)")
     parser.add_argument("--reuse", action="store_true",
@@ -218,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.keep or scratch
         Path(folder).mkdir(parents=True, exist_ok=True)
         for path, text in clips:
+            if args.noise_db is not None:
+                path = with_noise(path, args.noise_db, Path(scratch))
             for mode in args.modes:
                 out = Path(folder) / f"{path.stem}_{mode.replace(' ', '_').replace('+', '_')}.mp4"
                 started = time.perf_counter()
@@ -226,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     result = runner.render(RenderRequest(id=out.stem, image=str(portrait), audio=str(path), output=str(out),
                                                          controls=RenderControls(**controls_of(mode, text, args.size,
-                                                                                               args.audio_guidance))))
+                                                                                               args.audio_guidance, args.seed))))
                 seconds = time.perf_counter() - started
                 if result.status != "done":
                     print(f"| {path.stem} | {mode} | failed: {result.error_stage}: {result.error_message} |")

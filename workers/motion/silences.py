@@ -56,17 +56,17 @@ def blink_profile(fps: float) -> np.ndarray:
     return np.interp(np.arange(0, 0.28, 1 / fps), [0.0, 0.06, 0.1, 0.18, 0.28], [0.2, 1.0, 0.9, 0.35, 0.0])
 
 
-def rest_weight(speaking: np.ndarray, fps: float) -> np.ndarray:
-    """(T,) in [0, 1]: 1 inside silences of at least MIN_REST_S, 0 in speech and in shorter
-    pauses, eased in and out over EASE_S inside the silence."""
+def rest_weight(speaking: np.ndarray, fps: float, min_s: float = MIN_REST_S, ease_s: float = EASE_S) -> np.ndarray:
+    """(T,) in [0, 1]: 1 inside silences of at least ``min_s``, 0 in speech and in shorter
+    pauses, eased in and out over ``ease_s`` inside the silence."""
     speaking = np.asarray(speaking, dtype=bool)
     weight = np.zeros(len(speaking))
-    ease = max(1, int(round(EASE_S * fps)))
+    ease = max(1, int(round(ease_s * fps)))
     padded = np.concatenate([[True], speaking, [True]]).astype(np.int8)
     starts = np.flatnonzero(np.diff(padded) == -1)
     ends = np.flatnonzero(np.diff(padded) == 1)
     for start, end in zip(starts, ends):
-        if end - start < MIN_REST_S * fps:
+        if end - start < min_s * fps:
             continue
         frames = np.arange(start, end)
         # Clip edges count as already silent: a clip opening on silence starts at rest.

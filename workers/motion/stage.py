@@ -68,14 +68,15 @@ class MotionStage(TaskStage):
         task.model_versions["motion"] = generator.version
         if controls.transcript or task.phones:
             task.model_versions["visemes"] = VISEME_VERSION
+        speaking = (speech_mask(task.audio.speech_probability, task.audio.fps)
+                    if task.audio.speech_probability is not None else None)
         if task.phones:
             # Transcript visemes correct the mouth of whichever generator ran.
             task.motion = apply_visemes(task.motion, task.phones, task.audio.fps, task.face.model.source_latent,
-                                        motion_controls.emotion, energy_db=task.audio.energy_db)
+                                        motion_controls.emotion, energy_db=task.audio.energy_db, speaking=speaking)
         task.motion = move_with_neck(task.motion, task.face.model.source_latent, task.audio.fps, controls.seed)
         task.model_versions["head"] = HEAD_VERSION
-        if task.audio.speech_probability is not None:
-            speaking = speech_mask(task.audio.speech_probability, task.audio.fps)
+        if speaking is not None:
             task.motion = rest_in_silences(task.motion, speaking, task.audio.fps, task.face.model.source_latent,
                                            motion_controls.emotion, seed=controls.seed)
             task.motion = ensure_blinks(task.motion, speaking, task.audio.fps, controls.seed)

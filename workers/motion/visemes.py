@@ -19,15 +19,17 @@ from workers.audio.cues import smoothstep
 from workers.face.latents import DYN_SLICE, DYNAMICS
 from workers.motion.articulation import (
     CLOSED_PRESS,
+    LIP_LEAD_S,
     MOUTH_CHANNELS,
     MOUTH_DYN_INDEX,
     Phone,
     mouth_targets,
 )
+from workers.motion.silences import rest_weight
 
 # Share of the viseme target in the blended mouth channels (1 - this stays from the audio).
 VISEME_WEIGHT = 0.8
-VERSION = "visemes-4"
+VERSION = "visemes-5"
 # On the enforced p / b / m closures the lips are shut harder than the training targets'
 # CLOSED_PRESS / CLOSED_JAW (0.95 / 0.06): measured on rendered frames (bench/rendered_heldout.py,
 # Eileen Collins, whose photo smiles) a one-frame closure at those values reads 0.063-0.08 of the
@@ -47,6 +49,16 @@ CLOSURE_MIN_S = 0.12
 # The window stays where talkfarm eval looks for the closure (the phone's frames +- 1).
 GAP_REACH = 2
 RELEASE_PRESS = 0.5
+# A nasal's closure (/m/, visemes-5) is its murmur: sound leaves through the nose while the
+# lips are shut, so its frames are loud (-2 .. -10 dB re the speech level on the tuning and
+# LibriVox prompts) and every frame the lips stay shut beyond the murmur is a shut mouth on a
+# loud vowel. A short /m/ is shut for NASAL_CLOSURE_MIN_S (two frames at 25 fps, the
+# murmur's own 60-90 ms), placed like a stop's closure in its quietest frames; a stop keeps
+# CLOSURE_MIN_S (its silent gap and the burst's approach). On the tuning prompts (allison,
+# clean and under a -28 dB noise floor) lip r +0.00 .. +0.04 with every p / b / m still read
+# closed as before; 80 ms closures for stops too lost closures (round 6).
+NASAL_CLOSURE_MIN_S = 0.08
+NASALS = ("m", "em", "m\u0329")
 # Lips together in pauses (visemes-4): frames whose smoothed level is PAUSE_DB or more under
 # the speech level get lip_press PAUSE_PRESS, easing to none at PAUSE_EDGE_DB. With the
 # silence target's light press the smiling photo's lips parted in pauses and trailing
@@ -55,6 +67,13 @@ RELEASE_PRESS = 0.5
 PAUSE_PRESS = 1.0
 PAUSE_DB = -40.0
 PAUSE_EDGE_DB = -25.0
+# ... and wherever the voice activity detector hears no speech (visemes-5): a pause at a
+# recording's noise floor (-21 .. -33 dB re the speech level on 64 kb/s LibriVox readings) is
+# above PAUSE_EDGE_DB, so the level alone left the lips parted there (0.05-0.06 of the mouth
+# width), more open than on the loud /m/ closures beside it. The press eases in and out over
+# VAD_PAUSE_EASE_S inside each non-speech run (``speech_mask`` already bridges gaps under
+# 0.2 s and pads speech by 60 ms, so the lips part just before the sound).
+VAD_PAUSE_EASE_S = 0.08
 # The jaw also opens by LOUD_JAW x the loudness (0 at QUIET_DB, 1 at LOUD_DB), whatever the
 # phone (visemes-4): loud close vowels (/i/, /u/) and loud consonants stayed as narrow as
 # their phone's target, which only scales (opening_gain); speakers drop the jaw on loud
@@ -105,9 +124,15 @@ def pause_weight(energy_db: np.ndarray, fps: float = 25.0) -> np.ndarray:
     return 1.0 - smoothstep(PAUSE_DB, PAUSE_EDGE_DB, relative_level(energy_db, fps))
 
 
+def vad_pause_weight(speaking: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    """(T,) in [0, 1]: 1 inside the VAD's non-speech runs (any length ``speech_mask`` leaves),
+    easing to 0 at their edges over VAD_PAUSE_EASE_S (clip edges count as silent)."""
+    return rest_weight(speaking, fps, min_s=0.0, ease_s=VAD_PAUSE_EASE_S)
+
+
 def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, source_latent: np.ndarray,
                   emotion: np.ndarray | None = None, weight: float | None = None,
-                  energy_db: np.ndarray | None = None) -> np.ndarray:
+                  energy_db: np.ndarray | None = None, speaking: np.ndarray | None = None) -> np.ndarray:
     """Mouth channels of ``motion`` corrected toward the phones' visemes.
 
     Args:
@@ -124,6 +149,9 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
             LOUD_JAW with the loudness, presses the lips in pauses (:func:`pause_weight`) and
             places short closures in the bilabial's quietest frames. None: none of these
             (closures lengthened forward).
+        speaking: (T,) bool speech frames of the voice activity detector
+            (``workers.audio.vad.speech_mask``): the lips are pressed together outside them
+            (:func:`vad_pause_weight`). None: only the level's pauses are pressed.
 
     Returns:
         A new (T, MOTION_DIM) float32 array.
@@ -139,7 +167,9 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
     frames = max(1, int(round(CLOSURE_MIN_S * fps)))
     leveled = energy_db is not None and len(energy_db) == len(targets)
     if leveled:
-        closure = _closures_at_gaps(cores, frames, np.asarray(energy_db, np.float64))
+        nasal = _phone_frames(phones, len(targets), fps, NASALS)
+        nasal_frames = max(1, int(round(NASAL_CLOSURE_MIN_S * fps)))
+        closure = _closures_at_gaps(cores, frames, np.asarray(energy_db, np.float64), nasal, nasal_frames)
         released = cores & ~closure
         targets[released, press] = np.minimum(targets[released, press], RELEASE_PRESS)
     else:
@@ -155,6 +185,8 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
         loud = np.where(closure, 0.0, (level_gain - GAIN_QUIET) / (GAIN_LOUD - GAIN_QUIET))
         targets[:, jaw] = np.clip(targets[:, jaw] + LOUD_JAW * loud, 0.0, 1.0)
         targets[:, press] = np.maximum(targets[:, press], PAUSE_PRESS * pause_weight(energy_db, fps))
+    if speaking is not None and len(speaking) == len(targets):
+        targets[:, press] = np.maximum(targets[:, press], PAUSE_PRESS * vad_pause_weight(speaking, fps))
     w = np.where(closure, 1.0, float(np.clip(VISEME_WEIGHT if weight is None else weight, 0.0, 1.0))).astype(np.float32)
     for k, index in enumerate(MOUTH_DYN_INDEX):
         column = DYN_SLICE.start + index
@@ -164,22 +196,36 @@ def apply_visemes(motion: np.ndarray, phones: Sequence[Phone], fps: float, sourc
     return out
 
 
-def _closures_at_gaps(cores: np.ndarray, frames: int, energy_db: np.ndarray) -> np.ndarray:
+def _phone_frames(phones: Sequence[Phone], num_frames: int, fps: float, symbols: tuple[str, ...]) -> np.ndarray:
+    """(T,) bool: frames showing (with the lips' lead) a phone whose symbol, stress digits and
+    length marks stripped, is one of ``symbols``."""
+    times = (np.arange(num_frames) + 0.5) / fps + LIP_LEAD_S
+    out = np.zeros(num_frames, bool)
+    for phone in phones:
+        if phone.symbol.strip().lower().strip("012ːˈˌ") in symbols:
+            out |= (times >= phone.start_s) & (times < phone.end_s)
+    return out
+
+
+def _closures_at_gaps(cores: np.ndarray, frames: int, energy_db: np.ndarray,
+                      nasal: np.ndarray | None = None, nasal_frames: int | None = None) -> np.ndarray:
     """(T,) bool closures: each run of ``cores`` (a bilabial's closed middle) shorter than
     ``frames`` becomes the ``frames``-long window within a frame of it (GAP_REACH frames
     later) whose level is lowest: the silent gap of a stop before its burst, the murmur of an
-    /m/, rather than the loud vowel the burst opens into."""
+    /m/, rather than the loud vowel the burst opens into. Runs that overlap ``nasal`` frames
+    need only ``nasal_frames``."""
     out = cores.copy()
     n = len(cores)
     for start, end in _runs(cores):
-        if end - start >= frames:
+        needed = nasal_frames if nasal is not None and nasal_frames and nasal[start:end].any() else frames
+        if end - start >= needed:
             continue
         lo, hi = max(0, start - 1), min(n, end + GAP_REACH)
-        if hi - lo < frames:
-            lo, hi = max(0, min(lo, hi - frames)), min(n, max(hi, lo + frames))
-        best = min(range(lo, max(lo, hi - frames) + 1), key=lambda a: (float(energy_db[a:a + frames].mean()), a))
+        if hi - lo < needed:
+            lo, hi = max(0, min(lo, hi - needed)), min(n, max(hi, lo + needed))
+        best = min(range(lo, max(lo, hi - needed) + 1), key=lambda a: (float(energy_db[a:a + needed].mean()), a))
         out[start:end] = False
-        out[best:best + frames] = True
+        out[best:best + needed] = True
     return out
 
 
