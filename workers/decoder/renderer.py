@@ -26,8 +26,6 @@ from workers.decoder.mouth import (
     map_lips,
     mouth_light,
     paint_mouth,
-    teeth_plate,
-    teeth_reach,
 )
 from workers.decoder.region import region_grid
 from workers.decoder.shapes import (
@@ -38,10 +36,11 @@ from workers.decoder.shapes import (
     sorted_by_x,
 )
 from workers.decoder.spline import fit_thin_plate
+from workers.decoder.teeth import mirrored_teeth, teeth_plate, teeth_reach
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-12"
+DECODER_VERSION = "talkfarm-warp-decoder-13"
 WARP_MAX_BLINK = 0.5
 # Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
 # jaw's rotation alone, far from the lips) the lower teeth follow.
@@ -187,6 +186,7 @@ class FaceRenderer:
         self.plates: list[tuple[torch.Tensor, tuple[int, ...]]] = []
         self.teeth_rgb = None
         self.teeth_span = (1.0, 1.0)
+        self.built_teeth = ()
         size = self.size
         xs = np.arange(size) + 0.5
         points = self.source_points.cpu().numpy()
@@ -217,6 +217,15 @@ class FaceRenderer:
                 plate = teeth_plate(crop, teeth, toward, mouth.noise)
                 self.plates.append((torch.as_tensor(plate, dtype=self.dtype, device=self.device).permute(2, 0, 1)[None],
                                     anchors))
+            # A photo that shows one set well enough for a plate and not the other: that set builds
+            # the other where it never showed it, in its own colour (workers/decoder/teeth.py).
+            if len(self.plates) == 1:
+                plate, anchors = self.plates[0]
+                hangs = anchors == _MANDIBLE
+                source = lower if hangs else upper
+                self.built_teeth = (mirrored_teeth(plate, source, inner_low if hangs else inner_up, middle, half,
+                                                   crop[source].mean(0) / 255.0, hangs, self.teeth_span[int(hangs)],
+                                                   self.device, self.dtype),)
         # The photo's softness at the crop's scale: a photo enlarged k times into the crop is
         # about k times as soft as its own half-pixel blur.
         enlarged = float(np.sqrt(abs(np.linalg.det(self.face.crop_from_photo[:, :2]))))
@@ -464,7 +473,7 @@ class FaceRenderer:
                   for plate, anchors in self.plates]
         grain = self.grain[by0:by1, bx0:bx1][None, None]
         view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light, self.teeth_rgb, plates, grain, self.blur,
-                               seam=self.photo_lip_rows is not None, teeth_span=self.teeth_span))
+                               self.photo_lip_rows is not None, self.teeth_span, self.built_teeth))
 
     def _paste(self, frames: torch.Tensor) -> torch.Tensor:
         """Crops (B, 3, S, S) float -> the full photo with the face region pasted back."""

@@ -1,0 +1,185 @@
+"""Teeth a photo never showed, built from the teeth it did show (decoder-13).
+
+A smiling photo shows its upper teeth down to the lower lip; opened wide, the mouth shows lower
+teeth the photo never had. Until decoder-12 they were a flat band of one colour (no seams, no
+grain, no shading): it read as paint. Here they are the photo's own visible set, mirrored
+across the opening into the other arch: sampled from that set's plate (the photo's texels,
+with its seams, grain, blur and JPEG character), narrower (a lower incisor is about 0.7 of an
+upper one's width, the lower arch narrower and set back), recoloured to the set they stand in
+for, darker toward the corners and toward their cutting edge, standing on (or hanging from)
+their lip line as the real set would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workers.decoder.shapes import gaussian_blur, smoothstep
+
+# A lower set is this much the size of the upper set it is built from, across and up (lower
+# incisors are ~5.5 mm wide against ~8.5 mm for upper centrals; the lower arch sits inside the
+# upper one). An upper set built from a lower one is the inverse.
+LOWER_SCALE = 0.7
+# The synthesized lower set shows at most this tall, in half mouth widths above the lower lip
+# line (the lip covers the rest), and not before the opening is this share of the upper teeth'
+# height open (a barely open mouth hides its lower teeth behind the upper ones).
+LOWER_SHOW = 0.22
+# ... and an upper set built from a lower one at most this tall below the upper lip line.
+UPPER_SHOW = 0.28
+# Lower teeth are in the upper teeth's and lip's shade and set back: this share of the upper
+# set's photo colour (the flat band took 0.82 of the photo's few lower-teeth pixels; at 0.82 of
+# the upper set the broad smile's interior brightened and its edge ratio fell to 0.79). Their
+# cutting edge, thin and translucent over the dark cavity, is this
+# much darker than their base.
+LOWER_SHADE = 0.72
+EDGE_SHADE = 0.15
+
+
+@dataclass(frozen=True)
+class MirroredTeeth:
+    """One set of teeth the photo never showed, to be built from the set it shows.
+
+    Attributes:
+        plate: (1, 4, S, S) RGBA of the set the photo shows (renderer's teeth plate), crop pixels.
+        line: (S,) the photo's inner lip line that set grows from (upper inner line for the
+            upper set), height at each crop column's centre.
+        center, half: the photo's mouth middle column and half width (inner corners), pixels.
+        gain: (3,) colour gain from the shown set's mean colour to the built set's.
+        hangs: the built set hangs from the upper lip (built from the lower set), else it
+            stands on the lower lip (built from the upper set).
+        span: how far toward the corners the built set reaches, half mouth widths.
+    """
+
+    plate: torch.Tensor
+    line: torch.Tensor
+    center: float
+    half: float
+    gain: torch.Tensor
+    hangs: bool
+    span: float
+
+
+def mirrored_teeth(plate: torch.Tensor, teeth: np.ndarray, line: np.ndarray, center: float, half: float,
+                   target_rgb: np.ndarray, hangs: bool, span: float, device, dtype) -> MirroredTeeth:
+    """Prepare the set the photo never showed from ``plate`` (1, 4, S, S), the shown set's plate.
+
+    ``teeth`` (S, S) bool is the shown set (its mean colour is mapped to ``target_rgb`` (3,),
+    0-1), ``line`` (S,) its lip's inner line, ``span`` how far toward the corners it reaches in
+    half mouth widths (the built set reaches that times its scale).
+    """
+    shown = plate[0, :3].permute(1, 2, 0).cpu().numpy()[teeth].mean(0)
+    gain = np.asarray(target_rgb, np.float64) / np.maximum(shown, 1e-3)
+    scale = 1.0 / LOWER_SCALE if hangs else LOWER_SCALE
+    as_tensor = lambda value: torch.as_tensor(np.asarray(value), dtype=dtype, device=device)   # noqa: E731
+    return MirroredTeeth(plate, as_tensor(line), float(center), float(half), as_tensor(gain), hangs,
+                         min(0.95, span * scale))
+
+
+def paint_mirrored(interior: torch.Tensor, teeth: MirroredTeeth, x: torch.Tensor, y: torch.Tensor,
+                   top: torch.Tensor, bottom: torch.Tensor, center: torch.Tensor, half_width: torch.Tensor,
+                   blur: float) -> torch.Tensor:
+    """Composite a built set of teeth into ``interior`` (B, 3, h, w), behind the photo's plates.
+
+    ``x`` (1, 1, 1, w) and ``y`` (1, 1, h, 1) are crop pixel centres; ``top``, ``bottom``
+    (B, 1, 1, w) the frame's inner lip lines; ``center``, ``half_width`` (B, 1, 1, 1) its
+    mouth's middle and half width. Each frame pixel at (across, height from its lip line)
+    samples the shown set at (across / scale, depth / scale) from the photo's lip line:
+    the base of the built set at its lip, its cutting edge toward the opening.
+    """
+    scale = 1.0 / LOWER_SCALE if teeth.hangs else LOWER_SCALE
+    across = (x - center) / half_width                                            # (B, 1, 1, w)
+    gap = (bottom - top).clamp_min(0.0)
+    # Height from the lip the built set grows from, in half mouth widths.
+    height = ((y - top) if teeth.hangs else (bottom - y)) / half_width            # (B, 1, h, w)
+    source_x = teeth.center + across / scale * teeth.half                         # (B, 1, 1, w)
+    size = teeth.plate.shape[-1]
+    column = (source_x - 0.5).clamp(0.0, size - 1.0)
+    low = column.floor().long()
+    frac = column - low
+    line = teeth.line[low] * (1.0 - frac) + teeth.line[(low + 1).clamp(max=size - 1)] * frac
+    # The shown set grows from its line away from it: down for the upper set, up for the lower.
+    grows = 1.0 if teeth.hangs else -1.0
+    source_y = line - grows * height / scale * teeth.half
+    batch, _, h, w = interior.shape
+    grid = torch.stack(torch.broadcast_tensors(source_x.expand(batch, 1, h, w), source_y), -1)[:, 0]
+    sampled = F.grid_sample(teeth.plate.expand(batch, -1, -1, -1), grid / size * 2.0 - 1.0, mode="bilinear",
+                            padding_mode="zeros", align_corners=False)
+    # Shrunk by ``scale`` the photo's texels are sharper than its own teeth: blurred back to its
+    # softness (a set enlarged from the lower one is softer already).
+    if scale < 1.0:
+        sampled = gaussian_blur(sampled, blur * math.sqrt(1.0 - scale * scale))
+    rgb, alpha = sampled[:, :3] * teeth.gain.view(1, 3, 1, 1), sampled[:, 3:4]
+    show, opened = (UPPER_SHOW, 0.0) if teeth.hangs else (LOWER_SHOW, 0.25)
+    # A set stands in the opening: cut by how tall it shows, faded toward the corners past where
+    # the shown set ends, and (lower teeth) hidden behind the upper ones at small openings.
+    alpha = alpha * smoothstep(show, 0.75 * show, height) * smoothstep(teeth.span, teeth.span - 0.2, across.abs())
+    if opened > 0.0:
+        alpha = alpha * smoothstep(opened * UPPER_SHOW, 2.0 * opened * UPPER_SHOW, gap / half_width)
+    # Real lower teeth: darker toward the corners (as the painted sets) and toward their thin
+    # cutting edge, which shows the dark cavity through it.
+    corner = (1.0 - 0.65 * across.square()).clamp_min(0.0)
+    edge = 1.0 - EDGE_SHADE * smoothstep(0.0, show, height)
+    shade = corner * edge * (1.0 if teeth.hangs else LOWER_SHADE)
+    return interior + alpha * (rgb * shade - interior)
+
+
+# A set of teeth carries on across the opening, toward the other lip, only where something hid
+# its far end in the photo: the other lip's inner line or the other set, within this many pixels.
+# (Carried on everywhere, the mid-speech photo's upper set, whose tips end in the open mouth,
+# grew a band of its own colour down over the lower teeth at smaller openings.)
+TOUCH_PX = 3.0
+
+
+def teeth_reach(teeth: np.ndarray, other: np.ndarray, gum: np.ndarray, far: np.ndarray, hangs: bool) -> np.ndarray:
+    """(S, S) bool: where one set's plate may carry on (``teeth_plate``'s ``toward``).
+
+    In each column that shows the set: from its gum side (``gum``, its lip's outer line) to the
+    end of its teeth, or on to ``far`` (the other lip's inner line) where the photo hid that end.
+
+    Args:
+        teeth, other: (S, S) bool, this set and the other one.
+        gum, far: (S,) line heights at each crop column's centre, crop pixels.
+        hangs: the upper set (hangs from the upper lip; its end is its lowest row), else the lower.
+    """
+    rows = np.arange(teeth.shape[0], dtype=np.float64)[:, None] + 0.5
+    sign = 1.0 if hangs else -1.0
+    # Heights along the set's direction of growth (down for the upper set, up for the lower).
+    end = np.max(np.where(teeth, sign * rows, -np.inf), axis=0) + 0.5
+    other_start = np.min(np.where(other, sign * rows, np.inf), axis=0) - 0.5
+    hidden = (sign * far - end <= TOUCH_PX) | (other_start - end <= TOUCH_PX)
+    end = np.where(hidden, np.maximum(end, sign * far), end)
+    return teeth.any(0)[None, :] & (sign * rows >= sign * gum[None, :]) & (sign * rows <= end[None, :])
+
+
+def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: float,
+                seed: int = 0) -> np.ndarray:
+    """One set of the photo's own teeth as an RGBA image over the crop, (S, S, 4) float in [0, 1].
+
+    The teeth pixels keep the photo's colours (alpha 1, feathered half a pixel). Toward the
+    gum (``toward``: the pixels between the teeth and the outer lip line that a lip moving
+    off them may uncover) the plate carries on with what the photo never showed: the nearby
+    teeth's colour, spread by normalised convolution, with the photo's grain added.
+
+    Args:
+        crop: (S, S, 3) uint8 RGB.
+        teeth: (S, S) bool, one set of teeth (MouthReading.upper_teeth or lower_teeth).
+        toward: (S, S) bool, where the set may extend.
+        grain: the photo's noise, 0-1 RGB units (MouthReading.noise).
+    """
+    image = crop.astype(np.float32) / 255.0
+    weight = teeth.astype(np.float32)
+    sigma = max(1.5, 0.5 * np.sqrt(teeth.sum() / max(1, np.count_nonzero(teeth.any(0)))))
+    spread = cv2.GaussianBlur(image * weight[..., None], (0, 0), sigma)
+    norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
+    filled = np.where(norm > 1e-4, spread / np.maximum(norm, 1e-4), image)
+    noise = np.random.default_rng(seed).normal(0.0, grain, image.shape).astype(np.float32)
+    rgb = np.where(teeth[..., None], image, filled + noise)
+    alpha = cv2.GaussianBlur(teeth.astype(np.float32), (0, 0), 0.5)
+    alpha = np.maximum(alpha, (toward & (norm[..., 0] > 0.02)).astype(np.float32))
+    return np.concatenate([rgb.clip(0.0, 1.0), alpha[..., None]], -1)
