@@ -49,6 +49,9 @@ class MirroredTeeth:
         plate: (1, 4, S, S) RGBA of the set the photo shows (renderer's teeth plate), crop pixels.
         line: (S,) the photo's inner lip line that set grows from (upper inner line for the
             upper set), height at each crop column's centre.
+        gum: (S,) per crop column, the row (pixel centre) of that set's teeth nearest its lip,
+            one pixel in: what lies between it and the lip (the lip's rim, gums, the plate's
+            ragged gum side) is not drawn into the built set, whose base takes this row.
         center, half: the photo's mouth middle column and half width (inner corners), pixels.
         gain: (3,) colour gain from the shown set's mean colour to the built set's.
         hangs: the built set hangs from the upper lip (built from the lower set), else it
@@ -58,6 +61,7 @@ class MirroredTeeth:
 
     plate: torch.Tensor
     line: torch.Tensor
+    gum: torch.Tensor
     center: float
     half: float
     gain: torch.Tensor
@@ -77,7 +81,11 @@ def mirrored_teeth(plate: torch.Tensor, teeth: np.ndarray, line: np.ndarray, cen
     gain = np.asarray(target_rgb, np.float64) / np.maximum(shown, 1e-3)
     scale = 1.0 / LOWER_SCALE if hangs else LOWER_SCALE
     as_tensor = lambda value: torch.as_tensor(np.asarray(value), dtype=dtype, device=device)   # noqa: E731
-    return MirroredTeeth(plate, as_tensor(line), float(center), float(half), as_tensor(gain), hangs,
+    rows = np.arange(teeth.shape[0], dtype=np.float64)[:, None] + 0.5
+    # Toward its lip: the upper set's first row (+1 px), the lower set's last (-1 px).
+    gum = (np.max(np.where(teeth, rows, -np.inf), 0) - 1.0) if hangs else (np.min(np.where(teeth, rows, np.inf), 0) + 1.0)
+    gum = np.where(teeth.any(0), gum, line)
+    return MirroredTeeth(plate, as_tensor(line), as_tensor(gum), float(center), float(half), as_tensor(gain), hangs,
                          min(0.95, span * scale))
 
 
@@ -102,10 +110,13 @@ def paint_mirrored(interior: torch.Tensor, teeth: MirroredTeeth, x: torch.Tensor
     column = (source_x - 0.5).clamp(0.0, size - 1.0)
     low = column.floor().long()
     frac = column - low
-    line = teeth.line[low] * (1.0 - frac) + teeth.line[(low + 1).clamp(max=size - 1)] * frac
+    high = (low + 1).clamp(max=size - 1)
+    line = teeth.line[low] * (1.0 - frac) + teeth.line[high] * frac
+    gum = teeth.gum[low] * (1.0 - frac) + teeth.gum[high] * frac
     # The shown set grows from its line away from it: down for the upper set, up for the lower.
     grows = 1.0 if teeth.hangs else -1.0
     source_y = line - grows * height / scale * teeth.half
+    source_y = torch.minimum(source_y, gum) if teeth.hangs else torch.maximum(source_y, gum)
     batch, _, h, w = interior.shape
     grid = torch.stack(torch.broadcast_tensors(source_x.expand(batch, 1, h, w), source_y), -1)[:, 0]
     sampled = F.grid_sample(teeth.plate.expand(batch, -1, -1, -1), grid / size * 2.0 - 1.0, mode="bilinear",
@@ -152,8 +163,10 @@ def teeth_reach(teeth: np.ndarray, other: np.ndarray, gum: np.ndarray, far: np.n
     # Heights along the set's direction of growth (down for the upper set, up for the lower).
     end = np.max(np.where(teeth, sign * rows, -np.inf), axis=0) + 0.5
     other_start = np.min(np.where(other, sign * rows, np.inf), axis=0) - 0.5
-    hidden = (sign * far - end <= TOUCH_PX) | (other_start - end <= TOUCH_PX)
-    end = np.where(hidden, np.maximum(end, sign * far), end)
+    by_lip, by_other = sign * far - end <= TOUCH_PX, other_start - end <= TOUCH_PX
+    # Hidden by the lip: on to it; by the other set: on to where that set starts (until decoder-12
+    # on to the lip, a flat band of the spread colour over the lower teeth of the broad smile).
+    end = np.where(by_lip, np.maximum(end, sign * far), np.where(by_other, np.maximum(end, other_start), end))
     return teeth.any(0)[None, :] & (sign * rows >= sign * gum[None, :]) & (sign * rows <= end[None, :])
 
 
