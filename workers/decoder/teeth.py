@@ -39,6 +39,9 @@ UPPER_SHOW = 0.28
 # much darker than their base.
 LOWER_SHADE = 0.72
 EDGE_SHADE = 0.15
+# A built set is at least this much lighter than the interior it stands over, lifted by at most
+# this factor.
+OVER_INTERIOR, MAX_LIFT = 1.2, 1.6
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,10 @@ def mirrored_teeth(plate: torch.Tensor, teeth: np.ndarray, line: np.ndarray, cen
     0-1), ``line`` (S,) its lip's inner line, ``span`` how far toward the corners it reaches in
     half mouth widths (the built set reaches that times its scale).
     """
-    shown = plate[0, :3].permute(1, 2, 0).cpu().numpy()[teeth].mean(0)
-    gain = np.asarray(target_rgb, np.float64) / np.maximum(shown, 1e-3)
+    rgb = _unshaded(plate[0, :3].permute(1, 2, 0).cpu().numpy().astype(np.float64), teeth, line)
+    plate = torch.cat([torch.as_tensor(rgb, dtype=plate.dtype, device=plate.device).permute(2, 0, 1)[None],
+                       plate[:, 3:]], 1)
+    gain = np.asarray(target_rgb, np.float64) / np.maximum(rgb[teeth].mean(0), 1e-3)
     scale = 1.0 / LOWER_SCALE if hangs else LOWER_SCALE
     as_tensor = lambda value: torch.as_tensor(np.asarray(value), dtype=dtype, device=device)   # noqa: E731
     rows = np.arange(teeth.shape[0], dtype=np.float64)[:, None] + 0.5
@@ -87,6 +92,28 @@ def mirrored_teeth(plate: torch.Tensor, teeth: np.ndarray, line: np.ndarray, cen
     gum = np.where(teeth.any(0), gum, line)
     return MirroredTeeth(plate, as_tensor(line), as_tensor(gum), float(center), float(half), as_tensor(gain), hangs,
                          min(0.95, span * scale))
+
+
+def _unshaded(rgb: np.ndarray, teeth: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """(S, S, 3) the shown set's plate colours without the light's profile along the teeth.
+
+    The photo's teeth darken toward their lip (its shadow) or their edge: mirrored, that profile
+    would put the shadowed gum side of the upper teeth at the lit base of the lower ones (a dark
+    bar on the lip of the webcam frames). Each pixel is scaled by the set's mean brightness over
+    the mean brightness of the set's pixels as far from the lip line as it is (within 0.6-1.6),
+    which keeps the texture across the teeth (seams, grain) and drops the shading along them;
+    paint_mirrored shades the built set as its own.
+    """
+    rows = np.arange(rgb.shape[0], dtype=np.float64)[:, None] + 0.5
+    depth = np.clip(np.rint(np.abs(rows - line[None, :])), 0, rgb.shape[0] - 1).astype(int)       # (S, S)
+    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    total = np.bincount(depth[teeth], luma[teeth], minlength=rgb.shape[0])
+    count = np.bincount(depth[teeth], minlength=rgb.shape[0]).astype(np.float64)
+    mean = luma[teeth].mean()
+    # Rows with few teeth pixels borrow the set's mean; the profile is smoothed over ~3 rows.
+    weight = np.convolve(count, np.ones(3), "same")
+    profile = (np.convolve(total, np.ones(3), "same") + 5.0 * mean) / (weight + 5.0)
+    return rgb * np.clip(mean / np.maximum(profile[depth], 1e-3), 0.6, 1.6)[..., None]
 
 
 def paint_mirrored(interior: torch.Tensor, teeth: MirroredTeeth, x: torch.Tensor, y: torch.Tensor,
@@ -136,8 +163,16 @@ def paint_mirrored(interior: torch.Tensor, teeth: MirroredTeeth, x: torch.Tensor
     # cutting edge, which shows the dark cavity through it.
     corner = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     edge = 1.0 - EDGE_SHADE * smoothstep(0.0, show, height)
-    shade = corner * edge * (1.0 if teeth.hangs else LOWER_SHADE)
-    return interior + alpha * (rgb * shade - interior)
+    teeth_rgb = rgb * corner * edge * (1.0 if teeth.hangs else LOWER_SHADE)
+    # Teeth are lighter than the tongue and cavity around them under the same light: where the
+    # photo's own teeth are dim (a webcam's yellow teeth under the real interiors' lit tongue)
+    # the built set is lifted to OVER_INTERIOR times what it stands over (a dark bar otherwise).
+    luma = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    weight = alpha.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+    over = (alpha * (interior * luma).sum(1, keepdim=True)).sum(dim=(1, 2, 3)) / weight
+    own = (alpha * (teeth_rgb * luma).sum(1, keepdim=True)).sum(dim=(1, 2, 3)) / weight
+    lift = (OVER_INTERIOR * over / own.clamp_min(1e-6)).clamp(1.0, MAX_LIFT).view(-1, 1, 1, 1)
+    return interior + alpha * (teeth_rgb * lift - interior)
 
 
 # A set of teeth carries on across the opening, toward the other lip, only where something hid
