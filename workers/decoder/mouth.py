@@ -329,19 +329,6 @@ def close_photo_mouth(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray) ->
     return filled
 
 
-def fit_affine(frame_points: torch.Tensor, photo_points: torch.Tensor) -> torch.Tensor:
-    """Least-squares affine (B, 2, 3) from frame pixels to photo pixels.
-
-    frame_points: (B, N, 2) where N points are in each frame; photo_points: (N, 2) or (B, N, 2)
-    where they are in the photo. N >= 3, not all on a line.
-    """
-    batch, count = frame_points.shape[:2]
-    design = torch.cat([frame_points, torch.ones(batch, count, 1, dtype=frame_points.dtype,
-                                                 device=frame_points.device)], -1)    # (B, N, 3)
-    target = photo_points.expand(batch, -1, -1) if photo_points.dim() == 2 else photo_points
-    return torch.linalg.lstsq(design.double(), target.double()).solution.to(frame_points.dtype).transpose(1, 2)
-
-
 def map_lips(grid: torch.Tensor, origin: tuple[int, int], size: int, lines: list[torch.Tensor],
              photo_lines: torch.Tensor, reach: float = SKIN_REACH_PX) -> None:
     """Carry each lip whole, in place on a backward-warp grid's mouth box.

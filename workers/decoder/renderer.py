@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from workers.alignment.face import AlignedFace
 from workers.decoder.mouth import (
     close_photo_mouth,
-    fit_affine,
     map_lips,
     mouth_light,
     paint_mouth,
@@ -36,7 +35,7 @@ from workers.decoder.shapes import (
     sorted_by_x,
 )
 from workers.decoder.spline import fit_thin_plate
-from workers.decoder.teeth import mirrored_teeth, teeth_plate, teeth_reach
+from workers.decoder.teeth import mirrored_teeth, teeth_affine, teeth_plate, teeth_reach
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
@@ -469,7 +468,7 @@ class FaceRenderer:
         if bx1 <= bx0 or by1 <= by0:
             return
         view = region[:, :, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
-        plates = [(plate, fit_affine(target[:, list(anchors)], self.source_points[list(anchors)]))
+        plates = [(plate, teeth_affine(target, self.source_points, anchors, anchors == _MANDIBLE))
                   for plate, anchors in self.plates]
         grain = self.grain[by0:by1, bx0:bx1][None, None]
         view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light, self.teeth_rgb, plates, grain, self.blur,

@@ -231,3 +231,35 @@ def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: 
     alpha = cv2.GaussianBlur(teeth.astype(np.float32), (0, 0), 0.5)
     alpha = np.maximum(alpha, (toward & (norm[..., 0] > 0.02)).astype(np.float32))
     return np.concatenate([rgb.clip(0.0, 1.0), alpha[..., None]], -1)
+
+
+def fit_affine(frame_points: torch.Tensor, photo_points: torch.Tensor) -> torch.Tensor:
+    """Least-squares affine (B, 2, 3) from frame pixels to photo pixels.
+
+    frame_points: (B, N, 2) where N points are in each frame; photo_points: (N, 2) or (B, N, 2)
+    where they are in the photo. N >= 3, not all on a line.
+    """
+    batch, count = frame_points.shape[:2]
+    design = torch.cat([frame_points, torch.ones(batch, count, 1, dtype=frame_points.dtype,
+                                                 device=frame_points.device)], -1)    # (B, N, 3)
+    target = photo_points.expand(batch, -1, -1) if photo_points.dim() == 2 else photo_points
+    return torch.linalg.lstsq(design.double(), target.double()).solution.to(frame_points.dtype).transpose(1, 2)
+
+
+def teeth_affine(target: torch.Tensor, source: torch.Tensor, anchors: tuple[int, ...], lower: bool) -> torch.Tensor:
+    """(B, 2, 3) frame->photo affine of one set's plate: fitted to its anchors (the skull's or
+    the jaw's landmarks, ``target`` (B, 478, 2) in the frames, ``source`` (478, 2) in the photo).
+
+    The lower set rides with the jaw, but never rises past the lower lip so far that the lip
+    uncovers more of it than the photo showed: below that the plate holds only what the photo
+    never showed (its teeth's colour spread toward the gum). When the jaw's anchors would put the
+    target's inner lower lip (landmark 14) below the photo's in the plate, the plate moves down
+    with the lip by the difference. (Until decoder-12 the mid-speech photo's half-open frames
+    showed ~4 px of that flat fill between its lower teeth and lip: a flat white strip.)
+    """
+    affine = fit_affine(target[:, list(anchors)], source[list(anchors)])
+    if not lower:
+        return affine
+    lip = torch.cat([target[:, 14], torch.ones_like(target[:, 14, :1])], -1)                    # (B, 3)
+    uncovered = ((affine[:, 1] * lip).sum(-1) - source[14, 1]).clamp_min(0.0)
+    return torch.cat([affine[:, :, :2], (affine[:, :, 2] - torch.stack([torch.zeros_like(uncovered), uncovered], -1))[..., None]], -1)

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from pipeline.preview import save_contact_sheet
-from workers.decoder.mouth import fit_affine
 from workers.decoder.renderer import _MANDIBLE, _SKULL, FaceRenderer
+from workers.decoder.teeth import fit_affine
 from workers.face import topology as topo
 from workers.face.latents import dyn_index
 from workers.face.mouth import to_lab
