@@ -39,9 +39,10 @@ UPPER_SHOW = 0.28
 # much darker than their base.
 LOWER_SHADE = 0.72
 EDGE_SHADE = 0.15
-# A built set is at least this much lighter than the interior it stands over, lifted by at most
-# this factor.
-OVER_INTERIOR, MAX_LIFT = 1.2, 1.6
+# A built set is at least this much lighter than the interior it stands over, lifted up to the
+# shown set's own colour, never past it (at up to 1.6 times, a held-out webcam frame's lower
+# teeth came out 12 CIELAB units from its own teeth).
+OVER_INTERIOR = 1.2
 
 
 @dataclass(frozen=True)
@@ -163,15 +164,16 @@ def paint_mirrored(interior: torch.Tensor, teeth: MirroredTeeth, x: torch.Tensor
     # cutting edge, which shows the dark cavity through it.
     corner = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     edge = 1.0 - EDGE_SHADE * smoothstep(0.0, show, height)
-    teeth_rgb = rgb * corner * edge * (1.0 if teeth.hangs else LOWER_SHADE)
+    set_shade = 1.0 if teeth.hangs else LOWER_SHADE
+    teeth_rgb = rgb * corner * edge * set_shade
     # Teeth are lighter than the tongue and cavity around them under the same light: where the
     # photo's own teeth are dim (a webcam's yellow teeth under the real interiors' lit tongue)
-    # the built set is lifted to OVER_INTERIOR times what it stands over (a dark bar otherwise).
+    # the built set is lifted toward OVER_INTERIOR times what it stands over (a dark bar otherwise).
     luma = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
     weight = alpha.sum(dim=(1, 2, 3)).clamp_min(1e-6)
     over = (alpha * (interior * luma).sum(1, keepdim=True)).sum(dim=(1, 2, 3)) / weight
     own = (alpha * (teeth_rgb * luma).sum(1, keepdim=True)).sum(dim=(1, 2, 3)) / weight
-    lift = (OVER_INTERIOR * over / own.clamp_min(1e-6)).clamp(1.0, MAX_LIFT).view(-1, 1, 1, 1)
+    lift = (OVER_INTERIOR * over / own.clamp_min(1e-6)).clamp(1.0, 1.0 / set_shade).view(-1, 1, 1, 1)
     return interior + alpha * (teeth_rgb * lift - interior)
 
 
