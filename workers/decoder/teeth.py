@@ -235,6 +235,12 @@ def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: 
     return np.concatenate([rgb.clip(0.0, 1.0), alpha[..., None]], -1)
 
 
+# The lower lip may uncover this many pixels of a lower plate's gum side before the plate rides
+# down with it. (At 0 the mid-speech photo's lip r on the shared clip fell 0.787 -> 0.774, the
+# version held; at 2, 0.783, and the flat strip is a line.)
+RIDE_MARGIN_PX = 2.0
+
+
 def fit_affine(frame_points: torch.Tensor, photo_points: torch.Tensor) -> torch.Tensor:
     """Least-squares affine (B, 2, 3) from frame pixels to photo pixels.
 
@@ -263,5 +269,5 @@ def teeth_affine(target: torch.Tensor, source: torch.Tensor, anchors: tuple[int,
     if not lower:
         return affine
     lip = torch.cat([target[:, 14], torch.ones_like(target[:, 14, :1])], -1)                    # (B, 3)
-    uncovered = ((affine[:, 1] * lip).sum(-1) - source[14, 1]).clamp_min(0.0)
+    uncovered = ((affine[:, 1] * lip).sum(-1) - source[14, 1] - RIDE_MARGIN_PX).clamp_min(0.0)
     return torch.cat([affine[:, :, :2], (affine[:, :, 2] - torch.stack([torch.zeros_like(uncovered), uncovered], -1))[..., None]], -1)
