@@ -182,6 +182,8 @@ def paint_mirrored(interior: torch.Tensor, teeth: MirroredTeeth, x: torch.Tensor
 # (Carried on everywhere, the mid-speech photo's upper set, whose tips end in the open mouth,
 # grew a band of its own colour down over the lower teeth at smaller openings.)
 TOUCH_PX = 3.0
+# Share of a set's columns over which where it carries on to is smoothed.
+REACH_SHARE = 0.2
 
 
 def teeth_reach(teeth: np.ndarray, other: np.ndarray, gum: np.ndarray, far: np.ndarray, hangs: bool) -> np.ndarray:
@@ -203,8 +205,18 @@ def teeth_reach(teeth: np.ndarray, other: np.ndarray, gum: np.ndarray, far: np.n
     by_lip, by_other = sign * far - end <= TOUCH_PX, other_start - end <= TOUCH_PX
     # Hidden by the lip: on to it; by the other set: on to where that set starts (until decoder-12
     # on to the lip, a flat band of the spread colour over the lower teeth of the broad smile).
-    end = np.where(by_lip, np.maximum(end, sign * far), np.where(by_other, np.maximum(end, other_start), end))
-    return teeth.any(0)[None, :] & (sign * rows >= sign * gum[None, :]) & (sign * rows <= end[None, :])
+    reached = np.where(by_lip, np.maximum(end, sign * far), np.where(by_other, np.maximum(end, other_start), end))
+    # One edge along the set, not a choice column by column: a column carried on beside one that
+    # is not left a rectangle of the spread colour hanging past the teeth (a webcam's ragged row
+    # of teeth, decoder-13). The carried-on end is the median over REACH_SHARE of the set's
+    # columns around each, never short of the column's own teeth nor past the other lip.
+    shown = np.flatnonzero(teeth.any(0))
+    half = int(REACH_SHARE * len(shown)) // 2
+    if half > 0:
+        padded = np.pad(reached[shown], half, mode="edge")
+        smooth = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
+        reached[shown] = np.clip(smooth, end[shown], np.maximum(end[shown], sign * far[shown]))
+    return teeth.any(0)[None, :] & (sign * rows >= sign * gum[None, :]) & (sign * rows <= reached[None, :])
 
 
 def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: float,
