@@ -239,7 +239,7 @@ def _split_teeth(teeth: np.ndarray, luma: np.ndarray, interior: np.ndarray,
     # photo shows the gap in enough of its teeth's columns, the columns without it take its
     # relative depth from their neighbours' (teeth that touch there meet on that line); else
     # the photo shows one set, the upper (a smile, most speech).
-    if len(gaps) >= MIN_GAP_SHARE * len(columns):
+    if gaps and len(gaps) >= MIN_GAP_SHARE * len(columns):
         depth = np.interp(columns, gaps, cv2.medianBlur(np.float32(depths)[None], 5)[0] if len(gaps) > 4 else depths)
         split[columns] = top[columns] + depth * (bottom - top)[columns]
     else:
