@@ -183,9 +183,7 @@ class FaceRenderer:
         under the photo's light for the teeth it never showed, and its grain."""
         mouth, crop = self.mouth, self.face.crop
         self.plates: list[tuple[torch.Tensor, tuple[int, ...]]] = []
-        self.teeth_rgb = None
-        self.teeth_span = (1.0, 1.0)
-        self.built_teeth = ()
+        self.teeth_rgb, self.teeth_span, self.built_teeth = None, (1.0, 1.0), ()
         size = self.size
         xs = np.arange(size) + 0.5
         points = self.source_points.cpu().numpy()
@@ -225,6 +223,8 @@ class FaceRenderer:
                 self.built_teeth = (mirrored_teeth(plate, source, inner_low if hangs else inner_up, middle, half,
                                                    crop[source].mean(0) / 255.0, hangs, self.teeth_span[int(hangs)],
                                                    self.device, self.dtype),)
+            elif not self.plates:       # too little of its teeth to carry: the photo's mouth shows none
+                self.teeth_rgb, self.teeth_span = None, (1.0, 1.0)
         # The photo's softness at the crop's scale: a photo enlarged k times into the crop is
         # about k times as soft as its own half-pixel blur.
         enlarged = float(np.sqrt(abs(np.linalg.det(self.face.crop_from_photo[:, :2]))))

@@ -189,12 +189,14 @@ def _read_mouth_box(crop: np.ndarray, landmarks: np.ndarray, photo_shape: tuple[
         teeth = empty
     else:
         shaded = core & (lab[..., 0] > SHADED_TEETH_L * lips_l) & (chroma < SHADED_TEETH_CHROMA * lips_c)
+        seen = teeth
         teeth = (teeth | _joined(shaded, teeth)) & (lab[..., 1] < MAX_TEETH_REDNESS * lips_a)
     upper_teeth, lower_teeth = _split_teeth(teeth, lab[..., 0], interior, landmarks)
     tongue = interior & ~teeth & (lab[..., 1] >= 0.9 * lips_a) & (lab[..., 0] > 0.5 * lips_l)
     tongue &= _below_middle(shape, landmarks)
     cavity = interior & ~teeth & ~tongue
-    teeth_rgb = crop[teeth].mean(0) / 255.0 if teeth_visible else None
+    # (Teeth all as red as the lips leave no teeth pixel: their colour is then what was seen.)
+    teeth_rgb = crop[teeth if teeth.any() else seen].mean(0) / 255.0 if teeth_visible else None
     return MouthReading(state, opening, teeth_visible, hidden, interior, upper_teeth, lower_teeth, tongue, cavity,
                         ring, teeth_rgb, noise)
 

