@@ -214,16 +214,16 @@ class FaceRenderer:
                 plate = teeth_plate(crop, teeth, toward, mouth.noise)
                 self.plates.append((torch.as_tensor(plate, dtype=self.dtype, device=self.device).permute(2, 0, 1)[None],
                                     anchors))
-            # A photo that shows one set well enough for a plate and not the other: that set builds
-            # the other where it never showed it, in its own colour (workers/decoder/teeth.py).
-            if len(self.plates) == 1:
-                plate, anchors = self.plates[0]
-                hangs = anchors == _MANDIBLE
-                source = lower if hangs else upper
-                self.built_teeth = (mirrored_teeth(plate, source, inner_low if hangs else inner_up, middle, half,
-                                                   crop[source].mean(0) / 255.0, hangs, self.teeth_span[int(hangs)],
+            # A photo that shows its upper teeth well enough for a plate and not the lower: they build
+            # the lower set it never showed, in their colour (workers/decoder/teeth.py). Showing only
+            # its lower teeth (the upper in the lip's shade), or too little for a plate: the real
+            # interiors, as for a photo without teeth, behind what plate it has. (decoder-13 built an
+            # upper set from the lower: a bright ring round a flat tongue on webcam frames.)
+            if len(self.plates) == 1 and self.plates[0][1] == _SKULL:
+                self.built_teeth = (mirrored_teeth(self.plates[0][0], upper, inner_up, middle, half,
+                                                   crop[upper].mean(0) / 255.0, False, self.teeth_span[0],
                                                    self.device, self.dtype),)
-            elif not self.plates:       # too little of its teeth to carry: the photo's mouth shows none
+            elif len(self.plates) < 2:
                 self.teeth_rgb, self.teeth_span = None, (1.0, 1.0)
         # The photo's softness at the crop's scale: a photo enlarged k times into the crop is
         # about k times as soft as its own half-pixel blur.
