@@ -59,7 +59,9 @@ class MirroredTeeth:
         center, half: the photo's mouth middle column and half width (inner corners), pixels.
         gain: (3,) colour gain from the shown set's mean colour to the built set's.
         hangs: the built set hangs from the upper lip (built from the lower set), else it
-            stands on the lower lip (built from the upper set).
+            stands on the lower lip (built from the upper set). (The renderer builds only lower
+            sets since decoder-14: an upper set enlarged from the lower one read as a bright
+            ring on webcam frames whose upper teeth lie in the lip's shade.)
         span: how far toward the corners the built set reaches, half mouth widths.
     """
 
