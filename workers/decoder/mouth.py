@@ -18,16 +18,19 @@ import torch.nn.functional as F
 from workers.decoder.interior import sample_interior
 from workers.decoder.shapes import (
     between_curves_distance,
+    gaussian_blur,
     polyline_y,
     smoothstep,
     soft_inside,
     sorted_by_x,
 )
+from workers.decoder.teeth import MirroredTeeth, paint_mirrored
 
 # Toward the mouth corners the cavity shows the inner cheeks: this share of the lips' colour
-# at this brightness.
-CHEEK_SHOW = 0.6
-CHEEK_SHADE = 0.7
+# at this brightness. (0.6 and 0.7 until decoder-12: with the lower teeth built from the photo's
+# own, the broad smile's corners read as a dark ring, edge ratio 0.79.)
+CHEEK_SHOW = 0.8
+CHEEK_SHADE = 0.85
 # The real interiors are as soft as their photos (webcam frames, most of them; their detail is
 # sharpened in the atlas): they take this share of the photo's blur.
 INTERIOR_BLUR_SHARE = 0.5
@@ -46,12 +49,16 @@ REAL_SMALL_OPENING_SHADE = 1.0
 LIP_TINT = 0.5
 # The lips' moist inner rim: this share of the lip colour, over a Gaussian this many pixels wide.
 RIM_SHARE, RIM_WIDTH_PX = 0.45, 1.2
+# Behind a photo's own teeth, toward the corners (half widths 0.5 to 1) the rim takes this share of
+# what the lip colour has not yet: the inner lips' wet faces meet there, lit like the lips. (At
+# RIM_SHARE alone, the broad smile's corners read as a dark outline, edge ratio 0.80.)
+CORNER_RIM = 0.8
 
 
 def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tensor, lower: torch.Tensor,
                 light: torch.Tensor, teeth_rgb: torch.Tensor | None = None, plates: list[tuple] = (),
                 grain: torch.Tensor | None = None, blur: float = 0.0, seam: bool = False,
-                teeth_span: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
+                teeth_span: tuple[float, float] = (1.0, 1.0), built: tuple[MirroredTeeth, ...] = ()) -> torch.Tensor:
     """Composite the mouth interior into a region of the frames.
 
     Args:
@@ -75,6 +82,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
             its own closed line, if it has one, is warped with the lips).
         teeth_span: how far toward the corners the photo shows its upper and lower teeth, in
             half mouth widths from the middle (1: to the corners); the painted teeth stop there.
+        built: the sets the photo never showed, built from the set it shows (see
+            workers/decoder/teeth.py); they replace that set's painted band.
 
     Returns:
         (B, 3, h, w) the region with the interior in.
@@ -125,7 +134,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         # the real interiors' cavity and tongue: until decoder-11 a painted flat red oval of
         # tongue in a dark-red cavity. (Tried before round 6's plates and teeth_span, that real
         # cavity gave edge ratio 0.77 on the official smile; now 0.80.)
-        interior = _behind_teeth(real, y, top, bottom, gap, across, half_width, above, below, teeth_rgb, teeth_span)
+        interior = _behind_teeth(real, y, top, bottom, gap, across, half_width, above, below, teeth_rgb, teeth_span,
+                                 painted=(not any(t.hangs for t in built), all(t.hangs for t in built)))
         shade = SMALL_OPENING_SHADE
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
@@ -134,6 +144,9 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     interior = gaussian_blur(interior * (1.0 - shade * small), blur)
     if grain is not None:
         interior = interior + grain
+    # Teeth the photo never showed, from its own (they carry its grain and blur already).
+    for teeth in built:
+        interior = paint_mirrored(interior, teeth, x, y, top, bottom, center, half_width, blur)
     # The photo's own teeth, lower set first (the upper set overlaps it in front).
     pixels = torch.stack(torch.broadcast_tensors(x.expand(1, 1, h, w), y.expand(1, 1, h, w)), -1)[0, 0]  # (h, w, 2)
     for plate, affine in plates:
@@ -151,8 +164,9 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     # lighter on the lower lip (it catches the light), instead of a drawn outline.
     top_rim = torch.exp(-((y - top) / RIM_WIDTH_PX).square())
     bottom_rim = torch.exp(-((bottom - y) / RIM_WIDTH_PX).square())
-    interior = interior + RIM_SHARE * top_rim * (above - interior)
-    interior = interior + RIM_SHARE * bottom_rim * (1.1 * below - interior)
+    rim_share = RIM_SHARE if teeth_rgb is None else RIM_SHARE + (1.0 - RIM_SHARE) * CORNER_RIM * smoothstep(0.5, 1.0, across)
+    interior = interior + rim_share * top_rim * (above - interior)
+    interior = interior + rim_share * bottom_rim * (1.1 * below - interior)
     out = region + coverage * (interior.clamp(0.0, 1.0) - region)
     if not seam:
         return out
@@ -174,11 +188,13 @@ def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, acr
     return chroma.pow(LIP_TINT)
 
 
-def _behind_teeth(behind, y, top, bottom, gap, across, half_width, above, below, teeth_rgb, teeth_span):
+def _behind_teeth(behind, y, top, bottom, gap, across, half_width, above, below, teeth_rgb, teeth_span,
+                  painted=(True, True)):
     """The interior behind a photo's own teeth, (B, 3, h, w): ``behind`` (B, 3, h, w), the real
     interiors' cavity and tongue under this face's light (see paint_mouth), the inner cheeks
     toward the corners, and teeth bands in ``teeth_rgb`` (2, 3) upper and lower colours, no
-    further toward the corners than ``teeth_span`` (upper, lower).
+    further toward the corners than ``teeth_span`` (upper, lower); ``painted`` (upper, lower):
+    which bands are painted (a set built from the photo's other set replaces its band).
 
     (Until decoder-11 the cavity and tongue were painted: a dark-red cavity, darkest deep in the
     middle, and a flat red oval of tongue resting behind the lower teeth.)"""
@@ -199,35 +215,12 @@ def _behind_teeth(behind, y, top, bottom, gap, across, half_width, above, below,
     lower_h = 0.18 * half_width
     lower_teeth = smoothstep(lower_h, lower_h * 0.7, bottom - y) * smoothstep(lower_end, lower_end - 0.3, across)
     lower_teeth = lower_teeth * smoothstep(0.25, 0.5, gap / upper_h)
-    interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
+    if painted[1]:
+        interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
     upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)
-    interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
+    if painted[0]:
+        interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
     return interior
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, h, w) by ``sigma`` pixels (edges replicated); as is below 0.3.
-
-    Each pass is a weighted sum of the 2r + 1 shifted views of the padded images: the same
-    taps as a depthwise ``conv2d``, which on CPU took ~40 ms for a mouth box (the grouped
-    convolution has no fast path there), against ~1 ms for the sums.
-    """
-    if sigma < 0.3:
-        return images
-    radius = int(np.ceil(2.5 * sigma))
-    taps = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    kernel = torch.exp(-0.5 * (taps / sigma).square())
-    weights = (kernel / kernel.sum()).tolist()
-    height, width = images.shape[2:]
-    padded = F.pad(images, (radius, radius, 0, 0), mode="replicate")
-    across = padded[..., 0:width] * weights[0]
-    for k in range(1, len(weights)):
-        across.add_(padded[..., k:k + width], alpha=weights[k])
-    padded = F.pad(across, (0, 0, radius, radius), mode="replicate")
-    out = padded[..., 0:height, :] * weights[0]
-    for k in range(1, len(weights)):
-        out.add_(padded[..., k:k + height, :], alpha=weights[k])
-    return out
 
 
 def _column_sample(region: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -334,75 +327,6 @@ def close_photo_mouth(crop: np.ndarray, upper: np.ndarray, lower: np.ndarray) ->
     box = filled[y0:y1, x0:x1]
     box[band] = (mirrored * seam[..., None])[band].round().clip(0, 255).astype(np.uint8)
     return filled
-
-
-# A set of teeth carries on across the opening, toward the other lip, only where something hid
-# its far end in the photo: the other lip's inner line or the other set, within this many pixels.
-# (Carried on everywhere, the mid-speech photo's upper set, whose tips end in the open mouth,
-# grew a band of its own colour down over the lower teeth at smaller openings.)
-TOUCH_PX = 3.0
-
-
-def teeth_reach(teeth: np.ndarray, other: np.ndarray, gum: np.ndarray, far: np.ndarray, hangs: bool) -> np.ndarray:
-    """(S, S) bool: where one set's plate may carry on (``teeth_plate``'s ``toward``).
-
-    In each column that shows the set: from its gum side (``gum``, its lip's outer line) to the
-    end of its teeth, or on to ``far`` (the other lip's inner line) where the photo hid that end.
-
-    Args:
-        teeth, other: (S, S) bool, this set and the other one.
-        gum, far: (S,) line heights at each crop column's centre, crop pixels.
-        hangs: the upper set (hangs from the upper lip; its end is its lowest row), else the lower.
-    """
-    rows = np.arange(teeth.shape[0], dtype=np.float64)[:, None] + 0.5
-    sign = 1.0 if hangs else -1.0
-    # Heights along the set's direction of growth (down for the upper set, up for the lower).
-    end = np.max(np.where(teeth, sign * rows, -np.inf), axis=0) + 0.5
-    other_start = np.min(np.where(other, sign * rows, np.inf), axis=0) - 0.5
-    hidden = (sign * far - end <= TOUCH_PX) | (other_start - end <= TOUCH_PX)
-    end = np.where(hidden, np.maximum(end, sign * far), end)
-    return teeth.any(0)[None, :] & (sign * rows >= sign * gum[None, :]) & (sign * rows <= end[None, :])
-
-
-def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: float,
-                seed: int = 0) -> np.ndarray:
-    """One set of the photo's own teeth as an RGBA image over the crop, (S, S, 4) float in [0, 1].
-
-    The teeth pixels keep the photo's colours (alpha 1, feathered half a pixel). Toward the
-    gum (``toward``: the pixels between the teeth and the outer lip line that a lip moving
-    off them may uncover) the plate carries on with what the photo never showed: the nearby
-    teeth's colour, spread by normalised convolution, with the photo's grain added.
-
-    Args:
-        crop: (S, S, 3) uint8 RGB.
-        teeth: (S, S) bool, one set of teeth (MouthReading.upper_teeth or lower_teeth).
-        toward: (S, S) bool, where the set may extend.
-        grain: the photo's noise, 0-1 RGB units (MouthReading.noise).
-    """
-    image = crop.astype(np.float32) / 255.0
-    weight = teeth.astype(np.float32)
-    sigma = max(1.5, 0.5 * np.sqrt(teeth.sum() / max(1, np.count_nonzero(teeth.any(0)))))
-    spread = cv2.GaussianBlur(image * weight[..., None], (0, 0), sigma)
-    norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
-    filled = np.where(norm > 1e-4, spread / np.maximum(norm, 1e-4), image)
-    noise = np.random.default_rng(seed).normal(0.0, grain, image.shape).astype(np.float32)
-    rgb = np.where(teeth[..., None], image, filled + noise)
-    alpha = cv2.GaussianBlur(teeth.astype(np.float32), (0, 0), 0.5)
-    alpha = np.maximum(alpha, (toward & (norm[..., 0] > 0.02)).astype(np.float32))
-    return np.concatenate([rgb.clip(0.0, 1.0), alpha[..., None]], -1)
-
-
-def fit_affine(frame_points: torch.Tensor, photo_points: torch.Tensor) -> torch.Tensor:
-    """Least-squares affine (B, 2, 3) from frame pixels to photo pixels.
-
-    frame_points: (B, N, 2) where N points are in each frame; photo_points: (N, 2) or (B, N, 2)
-    where they are in the photo. N >= 3, not all on a line.
-    """
-    batch, count = frame_points.shape[:2]
-    design = torch.cat([frame_points, torch.ones(batch, count, 1, dtype=frame_points.dtype,
-                                                 device=frame_points.device)], -1)    # (B, N, 3)
-    target = photo_points.expand(batch, -1, -1) if photo_points.dim() == 2 else photo_points
-    return torch.linalg.lstsq(design.double(), target.double()).solution.to(frame_points.dtype).transpose(1, 2)
 
 
 def map_lips(grid: torch.Tensor, origin: tuple[int, int], size: int, lines: list[torch.Tensor],

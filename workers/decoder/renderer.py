@@ -22,12 +22,9 @@ import torch.nn.functional as F
 from workers.alignment.face import AlignedFace
 from workers.decoder.mouth import (
     close_photo_mouth,
-    fit_affine,
     map_lips,
     mouth_light,
     paint_mouth,
-    teeth_plate,
-    teeth_reach,
 )
 from workers.decoder.region import region_grid
 from workers.decoder.shapes import (
@@ -38,10 +35,11 @@ from workers.decoder.shapes import (
     sorted_by_x,
 )
 from workers.decoder.spline import fit_thin_plate
+from workers.decoder.teeth import mirrored_teeth, teeth_affine, teeth_plate, teeth_reach
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-12"
+DECODER_VERSION = "talkfarm-warp-decoder-14"
 WARP_MAX_BLINK = 0.5
 # Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
 # jaw's rotation alone, far from the lips) the lower teeth follow.
@@ -185,8 +183,7 @@ class FaceRenderer:
         under the photo's light for the teeth it never showed, and its grain."""
         mouth, crop = self.mouth, self.face.crop
         self.plates: list[tuple[torch.Tensor, tuple[int, ...]]] = []
-        self.teeth_rgb = None
-        self.teeth_span = (1.0, 1.0)
+        self.teeth_rgb, self.teeth_span, self.built_teeth = None, (1.0, 1.0), ()
         size = self.size
         xs = np.arange(size) + 0.5
         points = self.source_points.cpu().numpy()
@@ -217,6 +214,17 @@ class FaceRenderer:
                 plate = teeth_plate(crop, teeth, toward, mouth.noise)
                 self.plates.append((torch.as_tensor(plate, dtype=self.dtype, device=self.device).permute(2, 0, 1)[None],
                                     anchors))
+            # A photo that shows its upper teeth well enough for a plate and not the lower: they build
+            # the lower set it never showed, in their colour (workers/decoder/teeth.py). Showing only
+            # its lower teeth (the upper in the lip's shade), or too little for a plate: the real
+            # interiors, as for a photo without teeth, behind what plate it has. (decoder-13 built an
+            # upper set from the lower: a bright ring round a flat tongue on webcam frames.)
+            if len(self.plates) == 1 and self.plates[0][1] == _SKULL:
+                self.built_teeth = (mirrored_teeth(self.plates[0][0], upper, inner_up, middle, half,
+                                                   crop[upper].mean(0) / 255.0, False, self.teeth_span[0],
+                                                   self.device, self.dtype),)
+            elif len(self.plates) < 2:
+                self.teeth_rgb, self.teeth_span = None, (1.0, 1.0)
         # The photo's softness at the crop's scale: a photo enlarged k times into the crop is
         # about k times as soft as its own half-pixel blur.
         enlarged = float(np.sqrt(abs(np.linalg.det(self.face.crop_from_photo[:, :2]))))
@@ -460,11 +468,11 @@ class FaceRenderer:
         if bx1 <= bx0 or by1 <= by0:
             return
         view = region[:, :, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
-        plates = [(plate, fit_affine(target[:, list(anchors)], self.source_points[list(anchors)]))
+        plates = [(plate, teeth_affine(target, self.source_points, anchors, anchors == _MANDIBLE))
                   for plate, anchors in self.plates]
         grain = self.grain[by0:by1, bx0:bx1][None, None]
         view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light, self.teeth_rgb, plates, grain, self.blur,
-                               seam=self.photo_lip_rows is not None, teeth_span=self.teeth_span))
+                               self.photo_lip_rows is not None, self.teeth_span, self.built_teeth))
 
     def _paste(self, frames: torch.Tensor) -> torch.Tensor:
         """Crops (B, 3, S, S) float -> the full photo with the face region pasted back."""

@@ -1,8 +1,10 @@
-"""Soft masks of polygons and curves on pixel grids, batched in torch (CPU or GPU)."""
+"""Soft masks of polygons and curves on pixel grids, and their blur, batched in torch (CPU or GPU)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def sorted_by_x(curve: torch.Tensor) -> torch.Tensor:
@@ -65,3 +67,28 @@ def polyline_y(xs: torch.Tensor, curve: torch.Tensor) -> torch.Tensor:
 def smoothstep(edge0: float | torch.Tensor, edge1: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     t = ((x - edge0) / (edge1 - edge0)).clamp(0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, h, w) by ``sigma`` pixels (edges replicated); as is below 0.3.
+
+    Each pass is a weighted sum of the 2r + 1 shifted views of the padded images: the same
+    taps as a depthwise ``conv2d``, which on CPU took ~40 ms for a mouth box (the grouped
+    convolution has no fast path there), against ~1 ms for the sums.
+    """
+    if sigma < 0.3:
+        return images
+    radius = int(np.ceil(2.5 * sigma))
+    taps = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (taps / sigma).square())
+    weights = (kernel / kernel.sum()).tolist()
+    height, width = images.shape[2:]
+    padded = F.pad(images, (radius, radius, 0, 0), mode="replicate")
+    across = padded[..., 0:width] * weights[0]
+    for k in range(1, len(weights)):
+        across.add_(padded[..., k:k + width], alpha=weights[k])
+    padded = F.pad(across, (0, 0, radius, radius), mode="replicate")
+    out = padded[..., 0:height, :] * weights[0]
+    for k in range(1, len(weights)):
+        out.add_(padded[..., k:k + height, :], alpha=weights[k])
+    return out

@@ -22,7 +22,7 @@ import numpy as np
 
 from workers.face import topology as topo
 
-MOUTH_READER_VERSION = "talkfarm-mouth-2"
+MOUTH_READER_VERSION = "talkfarm-mouth-3"
 # Inner-lip gap over mouth width: below CLOSED the lips touch, from OPEN the mouth is open.
 CLOSED_GAP = 0.03
 OPEN_GAP = 0.15
@@ -52,6 +52,8 @@ SHADED_TEETH_CHROMA = 0.8
 MAX_TEETH_REDNESS = 0.8
 # The gap between the upper and the lower teeth: darker than this share of the teeth's L*.
 TEETH_GAP_DARKER = 0.75
+# ... seen in at least this share of the teeth's columns, or the photo shows one set.
+MIN_GAP_SHARE = 0.3
 # Cut off: a lip landmark lies this many pixels outside the photo.
 CUT_OFF_PX = 2.0
 
@@ -187,22 +189,27 @@ def _read_mouth_box(crop: np.ndarray, landmarks: np.ndarray, photo_shape: tuple[
         teeth = empty
     else:
         shaded = core & (lab[..., 0] > SHADED_TEETH_L * lips_l) & (chroma < SHADED_TEETH_CHROMA * lips_c)
+        seen = teeth
         teeth = (teeth | _joined(shaded, teeth)) & (lab[..., 1] < MAX_TEETH_REDNESS * lips_a)
     upper_teeth, lower_teeth = _split_teeth(teeth, lab[..., 0], interior, landmarks)
     tongue = interior & ~teeth & (lab[..., 1] >= 0.9 * lips_a) & (lab[..., 0] > 0.5 * lips_l)
     tongue &= _below_middle(shape, landmarks)
     cavity = interior & ~teeth & ~tongue
-    teeth_rgb = crop[teeth].mean(0) / 255.0 if teeth_visible else None
+    # (Teeth all as red as the lips leave no teeth pixel: their colour is then what was seen.)
+    teeth_rgb = crop[teeth if teeth.any() else seen].mean(0) / 255.0 if teeth_visible else None
     return MouthReading(state, opening, teeth_visible, hidden, interior, upper_teeth, lower_teeth, tongue, cavity,
                         ring, teeth_rgb, noise)
 
 
 def _split_teeth(teeth: np.ndarray, luma: np.ndarray, interior: np.ndarray,
                  landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Upper and lower teeth: split each column at the darkest row of the interior between
-    the lip lines (the gap between the rows of teeth), searched over 25-85 % of its height,
-    when that row is darker than TEETH_GAP_DARKER of the teeth's median L*; a column without
-    such a gap holds upper teeth only."""
+    """Upper and lower teeth, split on one line across the mouth: the gap between the rows of
+    teeth. A column shows the gap at the darkest row of the interior between the lip lines,
+    searched over 25-85 % of its height, when that row is darker than TEETH_GAP_DARKER of the
+    teeth's median L* and of the brightest teeth above and below it in the column. The line
+    takes the gap's depth (share of the opening) where it shows, its neighbours' elsewhere;
+    when it shows in fewer than MIN_GAP_SHARE of the teeth's columns, all teeth are upper
+    teeth, but a row standing apart in the lower half of the opening."""
     xs = np.arange(teeth.shape[1]) + 0.5
     top = _line_at(xs, landmarks[list(topo.LIP_INNER_UPPER), :2])
     bottom = _line_at(xs, landmarks[list(topo.LIP_INNER_LOWER), :2])
@@ -210,19 +217,35 @@ def _split_teeth(teeth: np.ndarray, luma: np.ndarray, interior: np.ndarray,
     columns = np.flatnonzero(teeth.any(0))
     smooth = cv2.GaussianBlur(luma.astype(np.float32), (0, 0), 1.0)
     teeth_luma = float(np.median(luma[teeth])) if teeth.any() else 0.0
+    gaps, depths = [], []
     for x in columns:
         height = bottom[x] - top[x]
         if height < 4:
             continue
         rows = np.arange(int(top[x] + 0.25 * height), int(np.ceil(top[x] + 0.85 * height)))
         rows = rows[(rows >= 0) & (rows < teeth.shape[0])]
-        if len(rows):
-            darkest = rows[np.argmin(smooth[rows, x])]
-            # A gap between the rows of teeth is clearly darker than the teeth; without one the
-            # column shows one set, the upper (a smile, most speech).
-            split[x] = darkest + 0.5 if smooth[darkest, x] < TEETH_GAP_DARKER * teeth_luma else bottom[x]
-    if len(columns) > 4:
-        split[columns] = cv2.medianBlur(split[columns].astype(np.float32)[None], 5)[0]
+        if not len(rows):
+            continue
+        darkest = rows[np.argmin(smooth[rows, x])]
+        # A gap between the rows of teeth is clearly darker than the teeth, and than the teeth
+        # on either side of it in its column: a valley between two rows of teeth. (The dark band
+        # between the upper lip and a single row of teeth, which the shaded-teeth rule joins to
+        # the teeth, is no gap: until talkfarm-mouth-3 a webcam's one row of teeth was split
+        # there in some columns and not in others, plates cut into rectangles.)
+        peaks = [smooth[part, x].max() if part.any() else 0.0 for part in (
+            np.flatnonzero(teeth[:darkest, x]), darkest + 1 + np.flatnonzero(teeth[darkest + 1:, x]))]
+        if smooth[darkest, x] < TEETH_GAP_DARKER * min(teeth_luma, *peaks):
+            gaps.append(x)
+            depths.append((darkest + 0.5 - top[x]) / height)
+    # One line between the sets across the mouth, never a column-by-column choice: where the
+    # photo shows the gap in enough of its teeth's columns, the columns without it take its
+    # relative depth from their neighbours' (teeth that touch there meet on that line); else
+    # the photo shows one set, the upper (a smile, most speech).
+    if gaps and len(gaps) >= MIN_GAP_SHARE * len(columns):
+        depth = np.interp(columns, gaps, cv2.medianBlur(np.float32(depths)[None], 5)[0] if len(gaps) > 4 else depths)
+        split[columns] = top[columns] + depth * (bottom - top)[columns]
+    else:
+        split[columns] = bottom[columns]
     ys = np.arange(teeth.shape[0])[:, None] + 0.5
     upper = teeth & (ys < split[None, :])
     # A row of teeth standing apart from the other belongs to the lip it is nearer: a lone

@@ -11,6 +11,11 @@ These measures judge the decoder's mouth against the photo it came from (bench/m
   mean luma of the whole interior. A real mouth is lit from the front: the band holds teeth
   edges and the moist inner lip, so it is about as bright as the interior (photos read
   0.9-1.3); a drawn dark outline reads below 0.8.
+* :func:`lower_teeth_seam_ratio`: seam energy (the horizontal L* steps between teeth) of the
+  band where lower teeth stand on the lower lip, over the photo's own teeth's. Teeth the photo
+  never showed, painted as a flat band, read about 0.3; teeth with seams and grain near 1.
+* :func:`straight_edge_length`: the longest straight vertical hard edge in the mouth, in mouth
+  widths: teeth plates cut into rectangles read high.
 
 Landmarks are MediaPipe Face Mesh (478, 2+) in the frame's pixels.
 """
@@ -96,3 +101,77 @@ def inner_lip_edge_ratio(frame: np.ndarray, landmarks: np.ndarray) -> float | No
         return None
     luma = frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     return float(luma[band].mean() / max(luma[inside].mean(), 1.0))
+
+
+# The lower-teeth band: from 2 px above the inner lower lip line (its rim left out) up to this
+# many half mouth widths, within this many half widths of the middle.
+LOWER_BAND_HEIGHT, LOWER_BAND_ACROSS = 0.16, 0.4
+# Seam energy: this percentile of the pixels' horizontal L* step (one step per pixel, central).
+SEAM_PERCENTILE = 90
+
+
+def seam_energy(frame: np.ndarray, mask: np.ndarray) -> float | None:
+    """The SEAM_PERCENTILE-th percentile of |dL*/dx| (L* units per pixel) over ``mask`` (H, W)
+    pixels whose left and right neighbours are in it too; None under 30 such pixels. Flat
+    paint (one colour plus grain) reads low; teeth (their seams, edges and grain) high."""
+    inside = mask & np.roll(mask, 1, 1) & np.roll(mask, -1, 1)
+    if inside.sum() < 30:
+        return None
+    lightness = to_lab(frame)[..., 0].astype(np.float32)
+    step = np.abs(np.roll(lightness, -1, 1) - np.roll(lightness, 1, 1)) / 2.0
+    return float(np.percentile(step[inside], SEAM_PERCENTILE))
+
+
+def lower_teeth_band(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) bool: where lower teeth stand on the inner lower lip line of an open mouth."""
+    xs = np.arange(shape[1]) + 0.5
+    line = landmarks[list(topo.LIP_INNER_LOWER), :2]
+    order = np.argsort(line[:, 0])
+    bottom = np.interp(xs, line[order, 0], line[order, 1])
+    corners = landmarks[list(topo.LIP_INNER_UPPER), 0]
+    middle, half = 0.5 * (corners.max() + corners.min()), 0.5 * (corners.max() - corners.min())
+    rows = np.arange(shape[0])[:, None] + 0.5
+    return ((rows < bottom - 2.0) & (rows > bottom - LOWER_BAND_HEIGHT * half)
+            & (np.abs(xs - middle) < LOWER_BAND_ACROSS * half)[None])
+
+
+def lower_teeth_seam_ratio(frame: np.ndarray, landmarks: np.ndarray, photo: np.ndarray,
+                           photo_landmarks: np.ndarray) -> float | None:
+    """Seam energy of ``frame``'s lower-teeth band over that of the photo's own teeth.
+
+    On a wide-open frame of a photo that shows teeth. None when the photo shows none.
+    """
+    if not shows_teeth(photo, photo_landmarks):
+        return None
+    own = seam_energy(photo, teeth_mask(photo, photo_landmarks))
+    band = seam_energy(frame, lower_teeth_band(frame.shape[:2], landmarks))
+    if own is None or band is None:
+        return None
+    return band / max(own, 1e-3)
+
+
+# A hard edge: a horizontal L* step over this many units between neighbouring pixels (or the next
+# pair: a warped plate's edge spreads over two). Plates cut into rectangles run such edges
+# straight down the mouth; a real tooth's side is soft or short.
+HARD_STEP = 10.0
+
+
+def straight_edge_length(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """The longest straight vertical hard edge inside the mouth, in mouth widths.
+
+    Per column of ``frame`` (H, W, 3) uint8 RGB, the longest run of consecutive rows (inside
+    the inner lip line, 2 px in) where a horizontal L* step exceeds HARD_STEP. Teeth plates cut
+    into rectangles on a webcam frame read 0.15-0.16 wide open (decoder-13); whole teeth, and
+    the photos themselves, 0-0.09. None when the mouth is closed.
+    """
+    inside = cv2.erode(inner_mouth_mask(frame.shape[:2], landmarks).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if not inside.any():
+        return None
+    lightness = to_lab(frame)[..., 0].astype(np.float32)
+    step = np.pad(np.abs(np.diff(lightness, axis=1)), ((0, 0), (0, 1)))
+    hard = (np.maximum(step, np.roll(step, 1, 1)) > HARD_STEP) & inside
+    longest, run = 0, np.zeros(hard.shape[1], int)
+    for row in hard:
+        run = np.where(row, run + 1, 0)
+        longest = max(longest, int(run.max()))
+    return longest / max(mouth_width(landmarks), 1.0)

