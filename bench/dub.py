@@ -119,11 +119,11 @@ def mouth_interiors(source, dubbed, landmarks, path: Path) -> dict:
               and openings(points[None])[0] >= MIN_OPENING]
     delta = [float(np.linalg.norm(interior_lab(dubbed[i], found[i]) - reference)) for i in opened
              if reference is not None and interior_lab(dubbed[i], found[i]) is not None]
-    # the look: L* spread, bright share (above the take's own open interiors' 90th percentile of
+    # the look: L* spread, bright share (above the take's own open interiors' 97th percentile of
     # L*: their teeth) and corner darkness, the dub's opened mouths beside the take's open ones
     own_light = [found_own[0][:, 0] for found_own in (interior_pixels(source[i], landmarks[i]) for i in open_frames)
                  if found_own is not None]
-    bright_l = float(np.percentile(np.concatenate(own_light), 90)) if own_light else 100.0
+    bright_l = float(np.percentile(np.concatenate(own_light), 97)) if own_light else 100.0
     looks = {"dub": [mouth_look(dubbed[i], found[i], bright_l) for i in opened],
              "own": [mouth_look(source[i], landmarks[i], bright_l) for i in open_frames]}
     looks = {key: [look for look in values if look is not None] for key, values in looks.items()}
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | --- | --- | --- | --- | --- | --- |",
         *interiors, "",
         "How the opened mouths look (same frames; the take's own open mouths in brackets): L* spread inside the "
-        "mouth (median), the share of the interior brighter than the 90th percentile of the take's own open "
+        "mouth (median), the share of the interior brighter than the 97th percentile of the take's own open "
         "interiors' L* (its teeth; median / 90th percentile over frames: a stretched tooth band is a bright blob), "
         "the bright rows across the middle of the mouth over its width (the teeth's height; median / 90th percentile), "
         "and the corner darkness ratio (mean L* of the outer fifths along the mouth over the middle fifth's; "

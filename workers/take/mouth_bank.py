@@ -16,7 +16,10 @@ to every frame chunk: every decoder fills from the same frames.
 :func:`fill_interior` then fills a decoded crop's open mouth, inside its target inner lip
 line, with the one or two bank mouths nearest in shape, each warped in mouth coordinates
 (u along the corner-to-corner axis, v from the upper inner lip line to the lower: the bank
-mouth's lip lines land on the target's), lit to the frame's lips and feathered at the lip.
+mouth's lip lines land on the target's), and feathered at the lip. Its light is the bank
+frame's own, unmatched: the bank comes from the same take, and a match by the ratio of the lips'
+colours read a closed mouth's lips stretched open by the dub paler than an open mouth's, and
+lightened and whitened every filled interior (~+8 L* on the webcam take; round 7).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from core.take import MouthBank, MouthInterior
 from workers.face import topology as topo
 from workers.take.mouth_look import interior_pixels
 
-MOUTH_BANK_VERSION = "take-mouth-bank-1"
+MOUTH_BANK_VERSION = "take-mouth-bank-2"
 # Inner-lip gap over mouth width (workers.face.mouth.read_mouth's opening) from which a frame's
 # mouth is open enough to show its interior, and the shape bins the bank keeps one mouth for.
 MIN_OPENING = 0.12
@@ -51,10 +54,6 @@ MIN_FILL_OPENING = 0.04
 # so a mouth opening through the bins cross-fades rather than jumps between frames.
 OPENING_SPREAD = 0.06
 WIDTH_SPREAD = 0.05
-# Light match between the bank frame's lips and this frame's: one gain for all three channels
-# (the ratio of their brightness), within these. Per channel, the lips' hue change as the dub
-# stretches a closed mouth's lips open (paler) tinted the actor's teeth white-blue.
-GAIN_RANGE = (0.8, 1.25)
 # A mouth opened wider than the bank's stretches the bank mouth's depth where it is dark (the
 # cavity between the teeth) and keeps what is bright (teeth, the lip rim) at its size, as a real
 # mouth opening further shows more of its dark inside and not longer teeth (see _depth_in_entry).
@@ -254,7 +253,6 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
     gap = np.maximum(bottom_at - top_at, 0.5)
     v = np.clip((offset - top_at) / gap, -0.1, 1.1)
     filled = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
-    lips = lip_colour(crop, target)
     for entry, weight in choose(bank, opening, width):
         e_origin, e_axis, e_normal, e_lines = _mouth_frame(entry.upper, entry.lower)
         # columns matched by the share of the opening's area on their side, not by width: a
@@ -269,7 +267,7 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
         sampled = cv2.remap(entry.crop, (source[..., 0] - 0.5).astype(np.float32),
                             (source[..., 1] - 0.5).astype(np.float32), cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        filled += weight * sampled * _light_gain(lips, entry)
+        filled += weight * sampled
     region = crop[y0:y1, x0:x1].astype(np.float32)
     out = crop.copy()
     out[y0:y1, x0:x1] = np.round(region + mask[..., None] * (filled - region)).clip(0, 255).astype(np.uint8)
@@ -332,15 +330,6 @@ def _depth_in_entry(v: np.ndarray, ratio: np.ndarray, profile: np.ndarray) -> np
         low, high = np.where(below, middle, low), np.where(below, high, middle)
     # beyond the lip lines (the feathered rim) at the bank's pixel size
     return 0.5 * (low + high) + (v - inside) * ratio
-
-
-def _light_gain(lips: np.ndarray | None, entry: MouthInterior) -> np.ndarray:
-    """(3,) gain from the bank frame's light to this frame's, the same for each channel: the
-    ratio of their lips' brightness (``lips``: this frame's, :func:`lip_colour`; None when unread)."""
-    if lips is None:
-        return np.ones(3, np.float32)
-    gain = float(np.sum(lips)) / max(float(np.sum(entry.lip_rgb)), 1e-3)
-    return np.full(3, np.clip(gain, *GAIN_RANGE), np.float32)
 
 
 def openings(landmarks: np.ndarray) -> np.ndarray:
