@@ -23,10 +23,14 @@ measures a render:
   open >= ``MIN_OPENING``, the take's at most half that; both tracked by Face Mesh): its CIELAB
   distance (Delta E 1976, per frame, median) from the mean colour of the take's own open-mouth
   interiors, and its texture along the mouth (``workers.decoder.interior.texture_along_mouth``,
-  median) beside the take's own open mouths'; the take's mouth bank (``workers.take.mouth_bank``).
+  median) beside the take's own open mouths'; the take's mouth bank (``workers.take.mouth_bank``);
+  and how those mouths look (``workers.take.mouth_look``): L* spread, the share and the height
+  (bright rows over the mouth width) of what is brighter than the take's own teeth (97th
+  percentile of its open interiors' L*: a stretched tooth band reads tall), and the corners'
+  darkness, each beside the take's own open mouths.
 
-Contact sheets (source above, dubbed below) land in ``test-output/dub_*.png``, and of the opened
-mouths alone (4x) in ``test-output/dub_mouth_*.png``.
+Contact sheets (source above, dubbed below) land in ``test-output/dub_*.png``, and of the 8 widest
+mouths the dub opened (4x) in ``test-output/dub_mouth_*.png``.
 """
 
 from __future__ import annotations
