@@ -23,10 +23,14 @@ measures a render:
   open >= ``MIN_OPENING``, the take's at most half that; both tracked by Face Mesh): its CIELAB
   distance (Delta E 1976, per frame, median) from the mean colour of the take's own open-mouth
   interiors, and its texture along the mouth (``workers.decoder.interior.texture_along_mouth``,
-  median) beside the take's own open mouths'; the take's mouth bank (``workers.take.mouth_bank``).
+  median) beside the take's own open mouths'; the take's mouth bank (``workers.take.mouth_bank``);
+  and how those mouths look (``workers.take.mouth_look``): L* spread, the share and the height
+  (bright rows over the mouth width) of what is brighter than the take's own teeth (97th
+  percentile of its open interiors' L*: a stretched tooth band reads tall), and the corners'
+  darkness, each beside the take's own open mouths.
 
-Contact sheets (source above, dubbed below) land in ``test-output/dub_*.png``, and of the opened
-mouths alone (4x) in ``test-output/dub_mouth_*.png``.
+Contact sheets (source above, dubbed below) land in ``test-output/dub_*.png``, and of the 8 widest
+mouths the dub opened (4x) in ``test-output/dub_mouth_*.png``.
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ def mouth_interiors(source, dubbed, landmarks, path: Path) -> dict:
 
     from workers.decoder.interior import texture_along_mouth
     from workers.take.mouth_bank import MIN_OPENING, interior_lab, openings
+    from workers.take.mouth_look import interior_pixels, mouth_look
     from workers.take.track import FaceTracker
 
     own = openings(landmarks)
@@ -118,9 +123,18 @@ def mouth_interiors(source, dubbed, landmarks, path: Path) -> dict:
               and openings(points[None])[0] >= MIN_OPENING]
     delta = [float(np.linalg.norm(interior_lab(dubbed[i], found[i]) - reference)) for i in opened
              if reference is not None and interior_lab(dubbed[i], found[i]) is not None]
+    # the look: L* spread, bright share (above the take's own open interiors' 97th percentile of
+    # L*: their teeth) and corner darkness, the dub's opened mouths beside the take's open ones
+    own_light = [found_own[0][:, 0] for found_own in (interior_pixels(source[i], landmarks[i]) for i in open_frames)
+                 if found_own is not None]
+    bright_l = float(np.percentile(np.concatenate(own_light), 97)) if own_light else 100.0
+    looks = {"dub": [mouth_look(dubbed[i], found[i], bright_l) for i in opened],
+             "own": [mouth_look(source[i], landmarks[i], bright_l) for i in open_frames]}
+    looks = {key: [look for look in values if look is not None] for key, values in looks.items()}
     texture = [texture_along_mouth(dubbed[i], found[i]) for i in opened]
     if opened:
-        picks = [opened[k] for k in np.linspace(0, len(opened) - 1, min(8, len(opened))).astype(int)]
+        # the widest the dub opened (where a stretched interior shows most), in take order
+        picks = sorted(sorted(opened, key=lambda i: -openings(found[i][None])[0])[:8])
         tiles = []
         for frames in (source, dubbed):
             row = []
@@ -137,8 +151,15 @@ def mouth_interiors(source, dubbed, landmarks, path: Path) -> dict:
         values = [v for v in values if v is not None]
         return float(np.median(values)) if values else float("nan")
 
+    def look(key, name, share=50):
+        values = [value[name] for value in looks[key]]
+        return float(np.percentile(values, share)) if values else float("nan")
+
     return {"opened": len(opened), "open_in_take": len(open_frames), "delta_e": median(delta),
-            "texture": median(texture), "own_texture": median(own_texture)}
+            "texture": median(texture), "own_texture": median(own_texture),
+            **{f"{key}_{name}": look(key, name) for key in looks for name in ("l_spread", "bright_share", "bright_band",
+                                                                             "corner_ratio")},
+            **{f"{key}_{name}_p90": look(key, name, 90) for key in looks for name in ("bright_share", "bright_band")}}
 
 
 def measure_memory(take: Path) -> dict:
@@ -193,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     takes = [("webcam (shared)", assets / WEBCAM, 0.0)] + [(f"{Path(p).name} from {float(t):g} s", Path(p), float(t))
                                                          for p, t in extra]
     renderer = LocalRenderer(graph=GraphConfig(stages=DUB_GRAPH))
-    rows, notes, interiors = [], [], []
+    rows, notes, interiors, looks = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-dub-") as folder:
         folder = Path(folder)
         for label, source_path, start in takes:
@@ -234,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{interior['delta_e']:.1f} | {interior['texture']:.3f} ({interior['own_texture']:.3f}) | "
                 f"{note[0] if note else '-'} |")
             print(interiors[-1], flush=True)
+            looks.append(
+                f"| {label} | {interior['dub_l_spread']:.1f} ({interior['own_l_spread']:.1f}) | "
+                f"{interior['dub_bright_share']:.2f} / {interior['dub_bright_share_p90']:.2f} "
+                f"({interior['own_bright_share']:.2f} / {interior['own_bright_share_p90']:.2f}) | "
+                f"{interior['dub_bright_band']:.3f} / {interior['dub_bright_band_p90']:.3f} "
+                f"({interior['own_bright_band']:.3f} / {interior['own_bright_band_p90']:.3f}) | "
+                f"{interior['dub_corner_ratio']:.2f} ({interior['own_corner_ratio']:.2f}) |")
+            print(looks[-1], flush=True)
             decode_fps = result.frames / result.seconds.get("take_decode", float("nan"))
             rows.append(
                 f"| {label} | {frames} | {got['lipsync_r']:.2f} / {got['lipsync_lag_frames']:+d} "
@@ -272,7 +301,17 @@ def main(argv: list[str] | None = None) -> int:
         "| take | mouth bank | take's open frames | frames opened by the dub | interior Delta E vs the take's own | "
         "interior texture (take's own) | the result's note |",
         "| --- | --- | --- | --- | --- | --- | --- |",
-        *interiors, "", *[f"- {note}" for note in notes],
+        *interiors, "",
+        "How the opened mouths look (same frames; the take's own open mouths in brackets): L* spread inside the "
+        "mouth (median), the share of the interior brighter than the 97th percentile of the take's own open "
+        "interiors' L* (its teeth; median / 90th percentile over frames: a stretched tooth band is a bright blob), "
+        "the bright rows across the middle of the mouth over its width (the teeth's height; median / 90th percentile), "
+        "and the corner darkness ratio (mean L* of the outer fifths along the mouth over the middle fifth's; "
+        "median: heavy dark corners read low).", "",
+        "| take | L* spread (take's own) | bright share median / p90 (take's own) | bright band median / p90 (take's own) "
+        "| corner ratio (take's own) |",
+        "| --- | --- | --- | --- | --- |",
+        *looks, "", *[f"- {note}" for note in notes],
         *([f"- take stage memory: {'; '.join(memory)}"] if memory else []), ""])
     print(section)
     if not args.no_write:

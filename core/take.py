@@ -34,7 +34,7 @@ class MouthInterior:
         opening: inner-lip gap over mouth width (``workers.face.mouth.read_mouth``'s measure).
         width: mouth width over the distance between the outer eye corners.
         teeth: whether the frame shows teeth.
-        lip_rgb: (3,) float32 the lips' median colour in that frame (0-1), for the light match.
+        lip_rgb: (3,) float32 the lips' median colour in that frame (0-1).
         frame: the take frame it was taken from.
     """
 

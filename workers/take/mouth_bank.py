@@ -16,7 +16,10 @@ to every frame chunk: every decoder fills from the same frames.
 :func:`fill_interior` then fills a decoded crop's open mouth, inside its target inner lip
 line, with the one or two bank mouths nearest in shape, each warped in mouth coordinates
 (u along the corner-to-corner axis, v from the upper inner lip line to the lower: the bank
-mouth's lip lines land on the target's), lit to the frame's lips and feathered at the lip.
+mouth's lip lines land on the target's), and feathered at the lip. Its light is the bank
+frame's own, unmatched: the bank comes from the same take, and a match by the ratio of the lips'
+colours read a closed mouth's lips stretched open by the dub paler than an open mouth's, and
+lightened and whitened every filled interior (~+8 L* on the webcam take; round 7).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import numpy as np
 
 from core.take import MouthBank, MouthInterior
 from workers.face import topology as topo
+from workers.take.mouth_look import interior_pixels
 
-MOUTH_BANK_VERSION = "take-mouth-bank-1"
+MOUTH_BANK_VERSION = "take-mouth-bank-2"
 # Inner-lip gap over mouth width (workers.face.mouth.read_mouth's opening) from which a frame's
 # mouth is open enough to show its interior, and the shape bins the bank keeps one mouth for.
 MIN_OPENING = 0.12
@@ -50,11 +54,16 @@ MIN_FILL_OPENING = 0.04
 # so a mouth opening through the bins cross-fades rather than jumps between frames.
 OPENING_SPREAD = 0.06
 WIDTH_SPREAD = 0.05
-# Per-channel light match between the bank frame's lips and this frame's, within these gains.
-GAIN_RANGE = (0.7, 1.4)
-# A mouth opened wider than the bank's keeps this share of the bank mouth's opening along each
-# lip at its size (the teeth) and stretches the middle (see _depth_in_entry).
-TEETH_BAND = 0.3
+# A mouth opened wider than the bank's stretches the bank mouth's depth where it is dark (the
+# cavity between the teeth) and keeps what is bright (teeth, the lip rim) at its size, as a real
+# mouth opening further shows more of its dark inside and not longer teeth (see _depth_in_entry).
+# The depth profile is read along the middle of the mouth (this share of its width) in this many
+# samples; the brightest sample stretches PROFILE_FLOOR as much as the darkest, and a profile
+# whose grey levels span less than PROFILE_MIN_CONTRAST (0-255) is one cavity, stretched evenly.
+PROFILE_SPAN = (0.3, 0.7)
+PROFILE_SAMPLES = 24
+PROFILE_FLOOR = 0.03
+PROFILE_MIN_CONTRAST = 12.0
 # Feather of the filled interior at the lip line (Gaussian sigma, pixels).
 FEATHER_PX = 0.6
 _EYE_CORNERS = (33, 263)
@@ -244,48 +253,83 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
     gap = np.maximum(bottom_at - top_at, 0.5)
     v = np.clip((offset - top_at) / gap, -0.1, 1.1)
     filled = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
-    lips = lip_colour(crop, target)
     for entry, weight in choose(bank, opening, width):
-        e_origin, e_axis, e_normal, ((eu_top, e_top), (eu_bottom, e_bottom)) = _mouth_frame(entry.upper, entry.lower)
-        e_top_at, e_bottom_at = np.interp(u, eu_top, e_top), np.interp(u, eu_bottom, e_bottom)
-        depth = e_top_at + _depth_in_entry(offset - top_at, gap, e_bottom_at - e_top_at,
-                                           math.sqrt(float(e_axis @ e_axis) / max(float(axis @ axis), 1e-6)), v)
-        source = e_origin + u[..., None] * e_axis + depth[..., None] * e_normal            # box pixel centres
+        e_origin, e_axis, e_normal, e_lines = _mouth_frame(entry.upper, entry.lower)
+        # columns matched by the share of the opening's area on their side, not by width: a
+        # rounder opened mouth's corners sample the bank mouth's open middle, not its shut,
+        # shadowed corners stretched tall
+        e_u = _matched_u(u, ((u_top, top), (u_bottom, bottom)), e_lines)
+        e_top_at, e_bottom_at = np.interp(e_u, *e_lines[0]), np.interp(e_u, *e_lines[1])
+        e_gap = np.maximum(e_bottom_at - e_top_at, 0.5)
+        scale = math.sqrt(float(e_axis @ e_axis) / max(float(axis @ axis), 1e-6))
+        depth = e_top_at + _depth_in_entry(v, gap * scale / e_gap, _stretch_profile(entry)) * e_gap
+        source = e_origin + e_u[..., None] * e_axis + depth[..., None] * e_normal          # box pixel centres
         sampled = cv2.remap(entry.crop, (source[..., 0] - 0.5).astype(np.float32),
                             (source[..., 1] - 0.5).astype(np.float32), cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        filled += weight * sampled * _light_gain(lips, entry)
+        filled += weight * sampled
     region = crop[y0:y1, x0:x1].astype(np.float32)
     out = crop.copy()
     out[y0:y1, x0:x1] = np.round(region + mask[..., None] * (filled - region)).clip(0, 255).astype(np.uint8)
     return out
 
 
-def _depth_in_entry(depth: np.ndarray, gap: np.ndarray, entry_gap: np.ndarray, scale: float,
-                    v: np.ndarray) -> np.ndarray:
-    """Where a pixel ``depth`` pixels below the target's upper inner lip (its opening ``gap``
-    pixels there) samples the bank mouth, in pixels below its upper inner lip (its opening
-    ``entry_gap``; ``scale``: bank pixels per target pixel). A mouth the bank shows at least as
-    open is squeezed to fit (``v``: the share of the opening). One opened wider than the bank's
-    keeps the bands along its lips their size (``TEETH_BAND`` of the bank's opening each: the
-    teeth hang from the upper lip and stand on the lower) and stretches what lies between them
-    (cavity, tongue), as a real mouth opening further shows more of its inside; stretched
-    whole, the teeth would grow with the opening."""
-    squeezed = v * entry_gap
-    band = TEETH_BAND * entry_gap
-    reach = band / scale                                   # the band's height in the target
-    middle = band + (depth - reach) * (entry_gap - 2.0 * band) / np.maximum(gap - 2.0 * reach, 1e-3)
-    kept = np.where(depth < reach, depth * scale,
-                    np.where(depth > gap - reach, entry_gap - (gap - depth) * scale, middle))
-    return np.where(gap * scale > entry_gap, kept, squeezed)
+def _matched_u(u: np.ndarray, lines, entry_lines) -> np.ndarray:
+    """The bank mouth's column (u, 0-1 corner to corner) for the target's columns ``u``: the one
+    with the same share of its mouth's opening area to its right (``lines``, ``entry_lines``:
+    each mouth's ((u, offset) upper, (u, offset) lower) inner lip lines, :func:`_mouth_frame`)."""
+    grid = np.linspace(0.0, 1.0, 65)
+    shares = []
+    for (u_top, top), (u_bottom, bottom) in (lines, entry_lines):
+        gap = np.maximum(np.interp(grid, u_bottom, bottom) - np.interp(grid, u_top, top), 0.0)
+        gap = np.maximum(gap, 1e-3 * max(float(gap.max()), 1e-3))
+        area = np.concatenate([[0.0], np.cumsum((gap[1:] + gap[:-1]) / 2)])
+        shares.append(area / area[-1])
+    return np.interp(np.interp(u, grid, shares[0]), shares[1], grid)
 
 
-def _light_gain(lips: np.ndarray | None, entry: MouthInterior) -> np.ndarray:
-    """(3,) per-channel gain from the bank frame's light to this frame's: their lips' colours
-    (``lips``: this frame's, :func:`lip_colour`; None when unread)."""
-    if lips is None:
-        return np.ones(3, np.float32)
-    return np.clip(lips / np.maximum(entry.lip_rgb, 1e-3), *GAIN_RANGE).astype(np.float32)
+def _stretch_profile(entry: MouthInterior) -> np.ndarray:
+    """(PROFILE_SAMPLES + 1,) how a bank mouth's depth stretches: the cumulative stretch weight
+    from its upper inner lip (0) to its lower (1) at depths 0, 1/PROFILE_SAMPLES, ..., 1; each
+    sample weighted by its darkness along the middle of the mouth (the cavity stretches, the
+    teeth and the lip rim keep their size)."""
+    origin, axis, normal, ((u_top, top), (u_bottom, bottom)) = _mouth_frame(entry.upper, entry.lower)
+    u = np.linspace(*PROFILE_SPAN, 9)
+    v = (np.arange(PROFILE_SAMPLES) + 0.5) / PROFILE_SAMPLES
+    top_at, bottom_at = np.interp(u, u_top, top), np.interp(u, u_bottom, bottom)
+    depth = top_at[None, :] + v[:, None] * (bottom_at - top_at)[None, :]
+    points = origin + u[None, :, None] * axis + depth[..., None] * normal
+    grey = cv2.cvtColor(entry.crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    profile = cv2.remap(grey, (points[..., 0] - 0.5).astype(np.float32), (points[..., 1] - 0.5).astype(np.float32),
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).mean(1)
+    contrast = float(profile.max() - profile.min())
+    if contrast < PROFILE_MIN_CONTRAST:
+        weight = np.ones_like(profile)
+    else:
+        weight = PROFILE_FLOOR + (1.0 - PROFILE_FLOOR) * ((profile.max() - profile) / contrast) ** 2
+    cumulative = np.concatenate([[0.0], np.cumsum(weight)])
+    return cumulative / cumulative[-1]
+
+
+def _depth_in_entry(v: np.ndarray, ratio: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """Where a pixel at share ``v`` of the target's opening (0 at its upper inner lip, 1 at the
+    lower; a little beyond at the feathered rim) samples the bank mouth, as a share of the bank
+    mouth's opening there. ``ratio``: the target's opening over the bank mouth's, both in bank
+    pixels; ``profile``: :func:`_stretch_profile`. A mouth the bank shows at least as open is
+    squeezed evenly. One opened wider stretches the bank mouth's depth w by 1 + (ratio - 1) *
+    profile'(w): the share v of bank depth w is (w + (ratio - 1) * profile(w)) / ratio, solved
+    for w (bisection; monotone), so the bright bands (teeth, lip rim) keep their pixel size and
+    the dark cavity between them takes the extra opening."""
+    grid = np.linspace(0.0, 1.0, len(profile))
+    ratio = np.maximum(ratio, 1.0)
+    inside = np.clip(v, 0.0, 1.0)
+    low, high = np.zeros_like(inside), np.ones_like(inside)
+    for _ in range(14):
+        middle = 0.5 * (low + high)
+        below = (middle + (ratio - 1.0) * np.interp(middle, grid, profile)) / ratio < inside
+        low, high = np.where(below, middle, low), np.where(below, high, middle)
+    # beyond the lip lines (the feathered rim) at the bank's pixel size
+    return 0.5 * (low + high) + (v - inside) * ratio
 
 
 def openings(landmarks: np.ndarray) -> np.ndarray:
@@ -332,15 +376,5 @@ def interior_lab(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
     """(3,) mean CIELAB colour (L* 0-100) of a frame's (H, W, 3) uint8 RGB mouth interior: inside
     the inner lip line of its landmarks (478, 2+), the rim pixel left out; None when the mouth is
     barely open (fewer than 6 pixels). What bench/dub.py and the tests compare interiors by."""
-    points = np.asarray(landmarks, np.float64)[:, :2]
-    polygon = points[topo.inner_mouth_polygon()]
-    x0, y0 = np.floor(polygon.min(0) - 2).astype(int).clip(0, None)
-    x1, y1 = np.ceil(polygon.max(0) + 2).astype(int)
-    x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
-    if x1 - x0 < 3 or y1 - y0 < 3:
-        return None
-    inside = cv2.erode(_polygon_mask((y1 - y0, x1 - x0), polygon, (x0, y0)), np.ones((3, 3), np.uint8)) > 0
-    if inside.sum() < 6:
-        return None
-    pixels = frame[y0:y1, x0:x1][inside].astype(np.float32).reshape(-1, 1, 3) / 255.0
-    return cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(0)
+    found = interior_pixels(frame, landmarks)
+    return None if found is None else found[0].mean(0)

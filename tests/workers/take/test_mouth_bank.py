@@ -15,6 +15,7 @@ from workers.take.mouth_bank import (
     openings,
     shape_bin,
 )
+from workers.take.mouth_look import interior_pixels, mouth_look
 from workers.take.reader import probe_take, read_take_frames
 from workers.take.stage import TakeMotionStage
 from workers.take.track import track_take
@@ -123,3 +124,28 @@ def test_a_take_that_never_opens_the_mouth_falls_back_and_says_so(closed_take):
     task = RenderTask(request, face=face, take=track, motion=speech)
     TakeMotionStage()([task])
     assert any("the take never opens its mouth, so their interiors are synthesised" in w for w in task.warnings)
+
+
+def test_a_mouth_opened_wider_than_the_bank_shows_more_cavity_not_taller_teeth(tracked, detector):
+    """The take's most closed frame, its jaw opened well past the bank's widest mouth: the
+    teeth (the rows across the middle of the mouth as bright as the take's own teeth) keep
+    about the height they have in the take's own open mouths, and the dark cavity takes the
+    rest; the teeth stretched with the opening made a tall bright blob."""
+    track, _, frames = tracked
+    own_openings = openings(track.landmarks)
+    open_frames = np.flatnonzero(own_openings >= MIN_OPENING)
+    bright_l = float(np.percentile(np.concatenate(
+        [interior_pixels(frames[i], track.landmarks[i])[0][:, 0] for i in open_frames]), 97))
+    own_band = max(mouth_look(frames[i], track.landmarks[i], bright_l)["bright_band"] for i in open_frames)
+    i = int(np.argmin(own_openings))
+    target = track.own[i].copy()
+    target[JAW_INDEX] += 1.0
+    out = dub_frame(frames[i], FrameTargets(track.landmarks[i], track.own[i], target), track.crop_size,
+                    bank=track.mouth_bank)
+    found = detector.detect(out)[0].landmarks
+    widest = max(entry.opening for entry in track.mouth_bank.entries)
+    assert mouth_shape(found)[0] > 1.3 * widest                  # opened wider than any bank mouth
+    look = mouth_look(out, found, bright_l)
+    assert look["bright_band"] <= 1.25 * own_band, (look, own_band)
+    # still the take's own mouth: teeth there, in a darker interior than the teeth
+    assert look["bright_band"] > 0 and look["bright_share"] < 0.5
