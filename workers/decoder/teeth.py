@@ -222,23 +222,33 @@ def teeth_reach(teeth: np.ndarray, other: np.ndarray, gum: np.ndarray, far: np.n
 
 
 def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: float,
-                seed: int = 0) -> np.ndarray:
+                seed: int = 0, opening: np.ndarray | None = None) -> np.ndarray:
     """One set of the photo's own teeth as an RGBA image over the crop, (S, S, 4) float in [0, 1].
 
     The teeth pixels keep the photo's colours (alpha 1, feathered half a pixel). Toward the
     gum (``toward``: the pixels between the teeth and the outer lip line that a lip moving
     off them may uncover) the plate carries on with what the photo never showed: the nearby
-    teeth's colour, spread by normalised convolution, with the photo's grain added.
+    teeth's colour, spread by normalised convolution, with the photo's grain added. The
+    teeth's edge pixels facing the rest of the photo's ``opening`` are half tooth, half what
+    lies beside them there (pink gums, the dark cavity past the tips): they are unmixed
+    (``_unmixed_edge``), taking the teeth's colour.
+
+    (Until decoder-14 those edge pixels kept the photo's colours: beside the gums the plate
+    replaces with the spread teeth colour, each tooth of a smile was outlined by a thin pink
+    line; at its tips, half cavity, dark drips hung over the lighter opening below.)
 
     Args:
         crop: (S, S, 3) uint8 RGB.
         teeth: (S, S) bool, one set of teeth (MouthReading.upper_teeth or lower_teeth).
         toward: (S, S) bool, where the set may extend.
         grain: the photo's noise, 0-1 RGB units (MouthReading.noise).
+        opening: (S, S) bool, the photo's mouth opening (MouthReading.interior); None: the
+            edge pixels are left as they are (the renderer's lower set: what lies between its
+            teeth and the lip is the lip's inner rim, which moves with the lip, not the jaw).
     """
     image = crop.astype(np.float32) / 255.0
-    weight = teeth.astype(np.float32)
     sigma = max(1.5, 0.5 * np.sqrt(teeth.sum() / max(1, np.count_nonzero(teeth.any(0)))))
+    weight = teeth.astype(np.float32)
     spread = cv2.GaussianBlur(image * weight[..., None], (0, 0), sigma)
     norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
     filled = np.where(norm > 1e-4, spread / np.maximum(norm, 1e-4), image)
@@ -246,7 +256,35 @@ def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: 
     rgb = np.where(teeth[..., None], image, filled + noise)
     alpha = cv2.GaussianBlur(teeth.astype(np.float32), (0, 0), 0.5)
     alpha = np.maximum(alpha, (toward & (norm[..., 0] > 0.02)).astype(np.float32))
+    if opening is not None:
+        rgb, alpha = _unmixed_edge(image, rgb, alpha, teeth, opening & ~teeth, toward, filled)
     return np.concatenate([rgb.clip(0.0, 1.0), alpha[..., None]], -1)
+
+
+def _unmixed_edge(image, rgb, alpha, teeth, beside, toward, filled):
+    """The teeth's edge pixels facing ``beside`` (the photo's opening that is not teeth), unmixed.
+
+    Such a pixel is ``a * tooth + (1 - a) * behind``: ``tooth`` the spread colour of the set
+    (``filled``), ``behind`` the spread colour of ``beside``'s pixels. It takes the tooth colour;
+    where the plate stops there (does not carry on over ``toward``) its alpha is ``a`` (0-1),
+    the projection of the pixel on that segment. Arrays (S, S, ...) float, masks bool.
+    """
+    edge = teeth & (cv2.dilate(beside.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    if not edge.any():
+        return rgb, alpha
+    weight = beside.astype(np.float32)
+    behind = cv2.GaussianBlur(image * weight[..., None], (0, 0), 1.5)
+    behind = behind / np.maximum(cv2.GaussianBlur(weight, (0, 0), 1.5)[..., None], 1e-4)
+    tooth, pixel, back = filled[edge], image[edge], behind[edge]
+    span = tooth - back
+    length = (span * span).sum(-1)
+    # Where tooth and background are alike there is nothing to unmix.
+    share = np.where(length > 0.01, (((pixel - back) * span).sum(-1) / np.maximum(length, 1e-4)).clip(0.0, 1.0), 1.0)
+    carried = cv2.dilate((beside & toward).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    rgb, alpha = rgb.copy(), alpha.copy()
+    rgb[edge] = tooth
+    alpha[edge] = np.where(carried[edge], alpha[edge], np.minimum(alpha[edge], share))
+    return rgb, alpha
 
 
 # The lower lip may uncover this many pixels of a lower plate's gum side before the plate rides
