@@ -230,8 +230,8 @@ def test_a_smiles_own_teeth_are_not_outlined_in_red(portrait, align, shared_asse
     photo's colours, half gum where the plate replaces the gums by the spread teeth colour:
     each tooth outlined by a thin pink line. Measured on the rendered pixels, the a* ridge of
     the ring just outside the teeth, half / wide open: decoder-14 0.27 / 0.35 (astronaut) and
-    0.38 / 0.90 (official smile); decoder-15 (the edge pixels unmixed) 0.12 / 0.22 and
-    0.14 / 0.55. The photos themselves read 0.01 and 0.40."""
+    0.38 / 0.90 (official smile); decoder-15 (those edge pixels in the teeth's colour)
+    0.11 / 0.23 and 0.15 / 0.61. The photos themselves read 0.01 and 0.40."""
     path = {"astronaut": shared_assets / "face_astronaut_eileen_collins.png",
             "obama_smile": EXTRA / "face_obama_official_smile.jpg"}[portrait]
     face = align(path).face
