@@ -170,8 +170,9 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     bottom_rim = torch.exp(-((bottom - y) / RIM_WIDTH_PX).square())
     rim_share = RIM_SHARE if teeth_rgb is None else RIM_SHARE + (1.0 - RIM_SHARE) * CORNER_RIM * smoothstep(0.5, 1.0, across)
     interior = interior + rim_share * top_rim * (above - interior)
-    # Over the photo's own teeth the lower lip meets them directly: its rim drawn over them
-    # read as a thin bright pink line between the teeth and the lip (decoder-14, cap12 frame 442).
+    # Over the photo's own teeth the lower lip meets them directly: no rim drawn over them. (The
+    # pink line under cap12 frame 442's lower teeth is the real interior between its plate's fill
+    # and the lip, not this rim; see BENCHMARKS issue 17 decoder-15.)
     interior = interior + rim_share * bottom_rim * (1.0 - covered) * (1.1 * below - interior)
     out = region + coverage * (interior.clamp(0.0, 1.0) - region)
     if not seam:
