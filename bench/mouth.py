@@ -26,6 +26,10 @@ MediaPipe Face Mesh is run on every rendered frame and on the photo's crop; the 
   band where lower teeth stand on the lower lip over that of the photo's own teeth
   (workers.quality.mouth.lower_teeth_seam_ratio): a flat painted band of teeth the photo never
   showed reads about 0.3 (decoder-12 on both smiles), teeth with seams and grain near 1.
+* teeth fringe: on the half- and wide-open frames, how much redder (CIELAB a*) the 1-px ring
+  just outside the teeth is than both the teeth and the pixels beyond it
+  (workers.quality.mouth.teeth_fringe), beside the photo's: a thin pink line drawn round
+  each tooth (decoder-14 on the smiles) reads above the photo's.
 
 ``--speech`` also renders the shared LibriVox clip (with its transcript) on the shared
 portraits and the speaking one with the default motion and prints lip r, silence closed and
@@ -142,6 +146,7 @@ def measure(path: Path, detector, out: Path) -> dict:
         shows_teeth,
         straight_edge_length,
         teeth_color_distance,
+        teeth_fringe,
     )
 
     task = RenderTask(RenderRequest(id=path.stem, image=str(path), audio="unused.wav",
@@ -164,8 +169,9 @@ def measure(path: Path, detector, out: Path) -> dict:
                "photo_teeth": shows_teeth(face.crop, photo_points),
                "photo_edge": inner_lip_edge_ratio(face.crop, photo_points),
                "photo_texture": interior_texture(face.crop, photo_points),
-               "photo_straight": straight_edge_length(face.crop, photo_points)}
-    closed_gaps, teeth, edges, textures, straight = [], [], [], {}, []
+               "photo_straight": straight_edge_length(face.crop, photo_points),
+               "photo_fringe": teeth_fringe(face.crop, photo_points)}
+    closed_gaps, teeth, edges, textures, straight, fringe = [], [], [], {}, [], []
     crops, crop_labels = [mouth_crop(face.crop, photo_points)], ["photo"]
     points = [landmarks_of(frame) for frame in frames]
     for frame, label, found in zip(frames, labels, points):
@@ -183,6 +189,7 @@ def measure(path: Path, detector, out: Path) -> dict:
                 edges.append(edge)
             textures[label] = interior_texture(frame, found)
             straight.append(straight_edge_length(frame, found))
+            fringe.append(teeth_fringe(frame, found))
             if label == "wide open":
                 figures["lower_seams"] = lower_teeth_seam_ratio(frame, found, face.crop, photo_points)
     pasted_points = landmarks_of(pasted)
@@ -208,6 +215,7 @@ def measure(path: Path, detector, out: Path) -> dict:
     figures["edge_ratio"] = float(np.min(edges)) if edges else None
     figures["texture"] = [textures.get("half open"), textures.get("wide open")]
     figures["straight"] = max([v for v in straight if v is not None], default=None)
+    figures["fringe"] = fringe
     return figures
 
 
@@ -262,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     detector = FaceMeshDetector()
     header = ["| portrait | held out | photo opening | photo teeth | closure worst (mean) | closed frames <= 0.03 "
               "| own teeth dE | edge ratio (photo) | interior texture half, wide (photo) | lower-teeth seams, wide "
-              "| straight edge (photo) | sheet |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| straight edge (photo) | teeth fringe a* half, wide (photo) | sheet |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows, results = list(header), []
     for path in portraits(assets, out):
         if args.only and path.stem not in args.only:
@@ -283,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{_fmt(result['texture'][1], '.3f')} "
                         f"({_fmt(result['photo_texture'], '.3f')}) | {_fmt(result.get('lower_seams'), '.2f')} "
                         f"| {_fmt(result['straight'], '.3f')} ({_fmt(result['photo_straight'], '.3f')}) "
+                        f"| {', '.join(_fmt(v, '.2f') for v in result['fringe'])} ({_fmt(result['photo_fringe'], '.2f')}) "
                         f"| {Path(result['sheet']).name} |")
         print(rows[-1], flush=True)
     done = [r for r in results if "failure" not in r]
@@ -297,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     real = [r["photo_texture"] for r in done if r["photo_texture"] is not None]
     seams = [r["lower_seams"] for r in done if r.get("lower_seams") is not None]
     straight = [r["straight"] for r in done if r["straight"] is not None]
+    fringes = [v for r in done for v in r["fringe"] if v is not None]
     painted = [t for r in done if r["photo_texture"] is None for t in r["texture"] if t is not None]
     verdict = (f"closure <= {CLOSURE_GOAL} on {closure_ok} of {len(done)} portraits; own teeth dE <= {TEETH_GOAL:.0f} "
                f"on {teeth_ok} of {len(with_teeth)} with teeth; edge ratio min {_fmt(min(edges) if edges else None, '.2f')}"
@@ -304,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                f"{_fmt(min(painted) if painted else None)}-{_fmt(max(painted) if painted else None)}, "
                f"of real interiors {_fmt(min(real) if real else None)}-{_fmt(max(real) if real else None)}; "
                f"lower-teeth seams min {_fmt(min(seams) if seams else None, '.2f')} (flat paint ~0.3); "
-               f"straight edge max {_fmt(max(straight) if straight else None, '.3f')} (plates cut into rectangles 0.15)")
+               f"straight edge max {_fmt(max(straight) if straight else None, '.3f')} (plates cut into rectangles 0.15); "
+               f"teeth fringe max {_fmt(max(fringes) if fringes else None, '.2f')} a* (red-outlined teeth)")
     print(verdict)
     section = [f"Machine: {cpu_model()}, {datetime.date.today()}. `bench/mouth.py`", "", *rows, "", verdict]
     if args.speech:

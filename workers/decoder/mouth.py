@@ -125,7 +125,9 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         # QC's mouth patches, calibrated on lit teeth, followed real ones poorly;
         # workers/quality/patches.py reads the interior's shadow now.)
         interior = real
-        shade = REAL_SMALL_OPENING_SHADE
+        # (Behind a plate of the photo's own lower teeth, as the teeth path: black corners beside
+        # its lit teeth read as dark wedges at half open, cap12 frames 337 / 442.)
+        shade = SMALL_OPENING_SHADE if plates else REAL_SMALL_OPENING_SHADE
         blur = INTERIOR_BLUR_SHARE * blur
     else:
         # A photo that shows teeth: its plates (below) carry its own teeth; what of them it never
@@ -149,6 +151,7 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         interior = paint_mirrored(interior, teeth, x, y, top, bottom, center, half_width, blur)
     # The photo's own teeth, lower set first (the upper set overlaps it in front).
     pixels = torch.stack(torch.broadcast_tensors(x.expand(1, 1, h, w), y.expand(1, 1, h, w)), -1)[0, 0]  # (h, w, 2)
+    covered = torch.zeros_like(coverage)
     for plate, affine in plates:
         size = plate.shape[-1]
         where = torch.einsum("bij,hwj->bhwi", affine[:, :, :2], pixels) + affine[:, None, None, :, 2]
@@ -156,6 +159,7 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
                                 padding_mode="zeros", align_corners=False)
         alpha = sampled[:, 3:4]
         interior = interior + alpha * (sampled[:, :3] * corner_shade.clamp_min(0.6) - interior)
+        covered = covered + alpha * (1.0 - covered)
     # Depth: the upper lip shades what is just under it, most at small openings (teeth in a
     # barely open mouth are in shadow, as in real speech); no dark outline elsewhere.
     under_lip = torch.exp(-(y - top).clamp_min(0.0) / (0.2 * gap + 1.5))
@@ -166,7 +170,10 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     bottom_rim = torch.exp(-((bottom - y) / RIM_WIDTH_PX).square())
     rim_share = RIM_SHARE if teeth_rgb is None else RIM_SHARE + (1.0 - RIM_SHARE) * CORNER_RIM * smoothstep(0.5, 1.0, across)
     interior = interior + rim_share * top_rim * (above - interior)
-    interior = interior + rim_share * bottom_rim * (1.1 * below - interior)
+    # Over the photo's own teeth the lower lip meets them directly: no rim drawn over them. (The
+    # pink line under cap12 frame 442's lower teeth is the real interior between its plate's fill
+    # and the lip, not this rim; see BENCHMARKS issue 17 decoder-15.)
+    interior = interior + rim_share * bottom_rim * (1.0 - covered) * (1.1 * below - interior)
     out = region + coverage * (interior.clamp(0.0, 1.0) - region)
     if not seam:
         return out

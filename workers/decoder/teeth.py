@@ -222,23 +222,33 @@ def teeth_reach(teeth: np.ndarray, other: np.ndarray, gum: np.ndarray, far: np.n
 
 
 def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: float,
-                seed: int = 0) -> np.ndarray:
+                seed: int = 0, opening: np.ndarray | None = None) -> np.ndarray:
     """One set of the photo's own teeth as an RGBA image over the crop, (S, S, 4) float in [0, 1].
 
     The teeth pixels keep the photo's colours (alpha 1, feathered half a pixel). Toward the
     gum (``toward``: the pixels between the teeth and the outer lip line that a lip moving
     off them may uncover) the plate carries on with what the photo never showed: the nearby
-    teeth's colour, spread by normalised convolution, with the photo's grain added.
+    teeth's colour, spread by normalised convolution, with the photo's grain added. The
+    teeth's edge pixels facing the rest of the photo's ``opening`` are half tooth, half what
+    lies beside them there (pink gums, the dark cavity past the tips): they take the teeth's
+    spread colour (``_edge_recoloured``).
+
+    (Until decoder-14 those edge pixels kept the photo's colours: beside the gums the plate
+    replaces with the spread teeth colour, each tooth of a smile was outlined by a thin pink
+    line; at its tips, half cavity, dark drips hung over the lighter opening below.)
 
     Args:
         crop: (S, S, 3) uint8 RGB.
         teeth: (S, S) bool, one set of teeth (MouthReading.upper_teeth or lower_teeth).
         toward: (S, S) bool, where the set may extend.
         grain: the photo's noise, 0-1 RGB units (MouthReading.noise).
+        opening: (S, S) bool, the photo's mouth opening (MouthReading.interior); None: the
+            edge pixels are left as they are (the renderer's lower set: what lies between its
+            teeth and the lip is the lip's inner rim, which moves with the lip, not the jaw).
     """
     image = crop.astype(np.float32) / 255.0
-    weight = teeth.astype(np.float32)
     sigma = max(1.5, 0.5 * np.sqrt(teeth.sum() / max(1, np.count_nonzero(teeth.any(0)))))
+    weight = teeth.astype(np.float32)
     spread = cv2.GaussianBlur(image * weight[..., None], (0, 0), sigma)
     norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
     filled = np.where(norm > 1e-4, spread / np.maximum(norm, 1e-4), image)
@@ -246,7 +256,23 @@ def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: 
     rgb = np.where(teeth[..., None], image, filled + noise)
     alpha = cv2.GaussianBlur(teeth.astype(np.float32), (0, 0), 0.5)
     alpha = np.maximum(alpha, (toward & (norm[..., 0] > 0.02)).astype(np.float32))
+    if opening is not None:
+        rgb = _edge_recoloured(rgb, teeth, opening & ~teeth, filled)
     return np.concatenate([rgb.clip(0.0, 1.0), alpha[..., None]], -1)
+
+
+def _edge_recoloured(rgb, teeth, beside, filled):
+    """(S, S, 3) ``rgb`` with the teeth's edge pixels facing ``beside`` (the photo's opening that
+    is not teeth) in the spread teeth colour ``filled``.
+
+    Such a pixel is part tooth, part what lay beside it in the photo: pink gum, which the plate
+    replaces with the spread teeth colour, or the dark cavity past the tips, where the frame may
+    show a lighter opening. (Unmixed, the share of tooth in it as its alpha, the mid-speech
+    photo's shaded tips let the cavity through along the lower lip: inner-lip edge ratio
+    0.81 -> 0.79; the plate's half-pixel feather is kept instead.)
+    """
+    edge = teeth & (cv2.dilate(beside.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    return np.where(edge[..., None], filled, rgb)
 
 
 # The lower lip may uncover this many pixels of a lower plate's gum side before the plate rides

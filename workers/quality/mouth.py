@@ -175,3 +175,36 @@ def straight_edge_length(frame: np.ndarray, landmarks: np.ndarray) -> float | No
         run = np.where(row, run + 1, 0)
         longest = max(longest, int(run.max()))
     return longest / max(mouth_width(landmarks), 1.0)
+
+
+def teeth_fringe(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """Red line drawn round the teeth: mean CIELAB a* ridge of the 1-px ring just outside them.
+
+    For each pixel of the ring just outside the frame's teeth (``teeth_mask``, inside the inner
+    lip line), how much redder (a*) it is than both its side's teeth and the pixels two to three
+    pixels further out, around it (Gaussian-weighted, sigma 2 px); 0 where it is not. A
+    photo's own teeth, gums or cavity beside them read ~0: the ring's mixed pixels lie between
+    the two sides. Teeth outlined by a thin pink line (the gum's colour kept on the edge
+    pixels, the gum itself replaced; decoder-14 on the smiles) read higher. None without teeth.
+    """
+    teeth = teeth_mask(frame, landmarks)
+    if teeth.sum() < MIN_TEETH_PIXELS:
+        return None
+    inside = inner_mouth_mask(frame.shape[:2], landmarks)
+    grow = lambda mask, px: cv2.dilate(mask.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)) > 0  # noqa: E731
+    ring = grow(teeth, 1) & ~teeth & inside
+    beyond = grow(teeth, 3) & ~grow(teeth, 1) & inside
+    if ring.sum() == 0 or beyond.sum() == 0:
+        return None
+    redness = to_lab(frame)[..., 1].astype(np.float32)
+
+    def local(mask):
+        weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 2.0)
+        return cv2.GaussianBlur(redness * mask, (0, 0), 2.0) / np.maximum(weight, 1e-4), weight > 0.02
+
+    near_teeth, has_teeth = local(teeth)
+    near_beyond, has_beyond = local(beyond)
+    both = ring & has_teeth & has_beyond
+    if both.sum() == 0:
+        return None
+    return float(np.clip(redness - np.maximum(near_teeth, near_beyond), 0.0, None)[both].mean())

@@ -25,6 +25,7 @@ from workers.quality.mouth import (
     lower_teeth_seam_ratio,
     straight_edge_length,
     teeth_color_distance,
+    teeth_fringe,
     teeth_mask,
 )
 
@@ -216,3 +217,27 @@ def test_a_webcams_own_row_of_teeth_opens_whole_not_cut_into_rectangles(index, a
     for rendered in frames:
         landmarks = detector.detect(rendered)[0].landmarks
         assert straight_edge_length(rendered, landmarks) < 0.08
+
+
+# Largest teeth fringe (workers.quality.mouth.teeth_fringe, CIELAB a*) on the half- and wide-open
+# frames.
+FRINGE_LIMITS = (0.25, 0.7)
+
+
+@pytest.mark.parametrize("portrait", ["astronaut", "obama_smile"])
+def test_a_smiles_own_teeth_are_not_outlined_in_red(portrait, align, shared_assets, detector, test_output):
+    """Two smiles' own upper teeth, opened: until decoder-14 the plate's edge pixels kept the
+    photo's colours, half gum where the plate replaces the gums by the spread teeth colour:
+    each tooth outlined by a thin pink line. Measured on the rendered pixels, the a* ridge of
+    the ring just outside the teeth, half / wide open: decoder-14 0.27 / 0.35 (astronaut) and
+    0.38 / 0.90 (official smile); decoder-15 (those edge pixels in the teeth's colour)
+    0.11 / 0.23 and 0.15 / 0.61. The photos themselves read 0.01 and 0.40."""
+    path = {"astronaut": shared_assets / "face_astronaut_eileen_collins.png",
+            "obama_smile": EXTRA / "face_obama_official_smile.jpg"}[portrait]
+    face = align(path).face
+    assert face.mouth.teeth_visible and face.mouth.upper_teeth.sum() >= 60
+    frames = FaceRenderer(face).render(_rows(face.model, [0.35, 0.85]))
+    save_contact_sheet(list(frames), test_output / f"decoder_teeth_fringe_{portrait}.png", columns=2, tile=384)
+    for rendered, limit in zip(frames, FRINGE_LIMITS):
+        fringe = teeth_fringe(rendered, detector.detect(rendered)[0].landmarks)
+        assert fringe is not None and fringe < limit, fringe
