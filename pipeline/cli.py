@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_control_options(dub, only=DUB_CONTROLS)
     dub.add_argument("--processes", type=int, default=None, metavar="N",
                      help="worker processes that dub the take's frames while this one tracks and encodes "
-                          "(0: all in this process; default: one per core on a machine with two or more, else 0)")
+                          "(0: all in this process, best on cores other work keeps busy; default: one per core on two or "
+                          "more cores, else 0)")
     dub.add_argument("--device", default=None, help="torch device for decoding (default: cuda if available, else cpu)")
     dub.add_argument("--quiet", action="store_true", help="no progress bar")
     dub.set_defaults(handler=_dub)
@@ -162,7 +163,9 @@ def _render_locally(request: RenderRequest, args: argparse.Namespace, dub: bool)
         # The driver's per-request failure log is for batch operators; a render states its error once.
         logging.getLogger("pipeline.batch").setLevel(logging.ERROR)
         graph = GraphConfig(stages=DUB_GRAPH) if dub else GraphConfig()
-        processes = 0 if not dub else default_processes() if args.processes is None else args.processes
+        # Worker processes share out CPU work; a GPU dubs in this process (CUDA does not survive a fork).
+        processes = (0 if not dub else args.processes if args.processes is not None
+                     else default_processes() if device == "cpu" else 0)
         renderer = LocalRenderer(DecoderConfig(device=device), on_progress=on_progress, graph=graph,
                                  processes=processes)  # loads models
     try:

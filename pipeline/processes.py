@@ -26,6 +26,7 @@ import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -140,11 +141,16 @@ def _die_with_parent() -> None:
 
 
 def _context(factories: Sequence[Callable[[], Stage]]):
-    """Where the worker processes come from: a fork server (Linux, macOS) that has imported the
-    hosted stages' modules once (torch and the stages: ~2.5 s of CPU, paid once, not per worker,
-    while this process loads its own stages), else spawned afresh. Never forked from this
-    process itself: a child forked after torch ran here hangs in its first OpenMP region."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    """Where the worker processes come from. Forked from this process where torch runs on one
+    thread here, on the CPU (``talkfarm dub``'s default): the child has every module already imported and
+    costs nothing to start. A child forked after torch's OpenMP threads ran here hangs in its
+    first parallel region (seen: a test process with two torch threads), so otherwise from a
+    fork server that imports the hosted stages' modules once (~2.5 s of CPU, not per worker),
+    or spawned afresh where there is none."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and _fork_safe():
+        return multiprocessing.get_context("fork")
+    if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     modules = {getattr(factory, "stage_class", None) or getattr(factory, "func", factory) for factory in factories}
@@ -152,12 +158,22 @@ def _context(factories: Sequence[Callable[[], Stage]]):
     return context
 
 
-def _serve(factory: Callable[[], Stage], inbox, outbox) -> None:
+def _fork_safe() -> bool:
+    """Whether torch (if loaded) runs one intra-op thread (then it never starts an OpenMP team)
+    and has not set CUDA up (which a forked child cannot use)."""
+    torch = sys.modules.get("torch")
+    return torch is None or (torch.get_num_threads() == 1 and not torch.cuda.is_initialized())
+
+
+def _serve(factory: Callable[[], Stage], inbox, outbox, foreign: Sequence = ()) -> None:
     """A worker process's life: build and set up the stage, then answer calls in order until the
     driver sends None or closes the pipe. Calls are read by a thread, so the driver's send of the
-    next chunk never waits for this one's work."""
+    next chunk never waits for this one's work. ``foreign``: the driver's ends of the pipes, which
+    a forked child holds copies of: closed, so that the driver's close is an end of file to each."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    for connection in foreign:
+        connection.close()
     try:
         worker = StageWorker(factory)
     except BaseException as err:        # noqa: BLE001 - reported to the driver, which raises it
@@ -248,13 +264,16 @@ class ProcessExecutor:
         self.workers: dict[str, StageWorker] = {}
         self._start_timeout_s = start_timeout_s
         self._start_failure: str | None = None
-        # The workers are started by a thread (a fork server's first start waits for its imports,
-        # ~3-5 s) while this process builds its stages and runs the task stages; the first call
-        # to a worker waits for them (``_started``).
-        self._starter: threading.Thread | None = threading.Thread(
-            target=self._start_all, args=(_context([factories[name] for name in self.hosted]), factories),
-            daemon=True)
-        self._starter.start()
+        # Forked here and now, before this process builds its stages; from a fork server by a
+        # thread (its first start waits for its imports, ~3-5 s) while this process builds its
+        # stages and runs the task stages. The first call to a worker waits for them (``_started``).
+        context = _context([factories[name] for name in self.hosted])
+        self._starter: threading.Thread | None = threading.Thread(target=self._start_all, args=(context, factories),
+                                                                  daemon=True)
+        if context.get_start_method() == "fork":
+            self._starter.run()
+        else:
+            self._starter.start()
         try:
             self.workers = {name: StageWorker(factories[name]) for name in config.stage_names
                             if name not in self.hosted}
@@ -275,7 +294,8 @@ class ProcessExecutor:
         not start) fails every call to its pool with one line."""
         if self._starter is None:
             return
-        self._starter.join()
+        if self._starter.ident is not None:
+            self._starter.join()
         self._starter = None
         if self._start_failure is None:
             try:
@@ -292,8 +312,11 @@ class ProcessExecutor:
     def _start(self, context, stage: str, index: int, factory: Callable[[], Stage]) -> None:
         inbox_read, inbox_write = context.Pipe(duplex=False)
         outbox_read, outbox_write = context.Pipe(duplex=False)
+        foreign = [inbox_write, outbox_read] + [end for worker in self.processes.values()
+                                                for end in (worker.inbox, worker.outbox)]
         process = context.Process(target=_serve, daemon=True, name=f"talkfarm-{stage}-{index}",
-                                  args=(factory, inbox_read, outbox_write))
+                                  args=(factory, inbox_read, outbox_write,
+                                        foreign if context.get_start_method() == "fork" else ()))
         process.start()
         inbox_read.close()
         outbox_write.close()
@@ -426,9 +449,9 @@ class ProcessExecutor:
     def shutdown(self) -> None:
         """Stop every worker process (its pipe closed: it closes its stage and leaves; else it is
         terminated, else killed), and close the stages here."""
-        if self._starter is not None:
+        if self._starter is not None and self._starter.ident is not None:
             self._starter.join()
-            self._starter = None
+        self._starter = None
         for stage_worker in self.workers.values():
             stage_worker.close()
         running = [worker for worker in self.processes.values() if worker.process is not None]

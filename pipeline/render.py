@@ -38,9 +38,11 @@ def available_cores() -> int:
 
 
 def default_processes() -> int:
-    """Decoder worker processes a local dub gets by default: one per core where there are two
-    or more (this process tracks and encodes beside them; BENCHMARKS.md "Visual dubbing: round
-    7"), none on one core, where the worker processes would only share it."""
+    """Decoder worker processes a local dub gets by default: one per core this process may run
+    on where it may run on two or more (this process tracks and encodes beside them), none on
+    one core, where they would only share it. The output is the same either way; where other
+    work keeps the cores busy they measured no faster and cost 8-14 % more CPU (BENCHMARKS.md
+    "Visual dubbing: round 7"): ``--processes 0`` there."""
     cores = available_cores()
     return cores if cores >= 2 else 0
 

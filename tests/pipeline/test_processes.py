@@ -107,15 +107,17 @@ def test_processes_option_is_checked():
 @pytest.mark.slow
 def test_ctrl_c_stops_the_dub_and_its_workers(take, shared_assets, tmp_path):
     """Ctrl-C (SIGINT to the terminal's process group) while the workers dub: exit 130, no
-    worker process left, no output."""
+    worker process left, no output, no shared-memory file."""
+    before = shared_files()
     output = tmp_path / "stopped.mp4"
     run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dub", "--video", str(take), "--audio",
                             str(shared_assets / SPEECH), "-o", str(output), "--quiet", "--no-recognise",
                             "--processes", "2"], cwd=Path(__file__).resolve().parents[2], start_new_session=True,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
     def children() -> list[int]:
-        found = subprocess.run(["pgrep", "-P", str(run.pid), "-f", "python"], capture_output=True, text=True)
+        # the workers, forked (torch on one thread, as talkfarm dub runs it); not ffmpeg
+        found = subprocess.run(["pgrep", "-P", str(run.pid), "-x", "python"], capture_output=True, text=True)
         return [int(pid) for pid in found.stdout.split()]
 
     deadline = time.monotonic() + 120
@@ -132,3 +134,4 @@ def test_ctrl_c_stops_the_dub_and_its_workers(take, shared_assets, tmp_path):
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
                 and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
     assert not output.exists()
+    assert shared_files() == before
