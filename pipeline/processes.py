@@ -2,15 +2,15 @@
 
 :class:`ProcessExecutor` is the third :class:`~pipeline.executors.Executor`, for renders and
 dubs on one machine with more than one core: the pools named ``hosted`` (a dub's take decoders)
-run in spawned worker processes, one :class:`~pipeline.executors.StageWorker` each, exactly as
-a Ray actor hosts it; every other stage runs in this process, as on the
+run in worker processes (forked, or from a fork server: ``_context``), one
+:class:`~pipeline.executors.StageWorker` each, exactly as a Ray actor hosts it; every other stage runs in this process, as on the
 :class:`~pipeline.executors.LocalExecutor`. A chunk's encode (here) is submitted with its
 decode call's handle as its argument and runs once that result is back, in submission order,
 so the encoder writes frame chunks in order while the decoders work on the next ones.
 Threads were tried first and gained nothing (the dubbing is Python-bound under the GIL).
 
-Frames cross the process boundary as pickle protocol 5 out-of-band buffers, read by a thread
-into writable memory (no copy through a pickle string). The workers ignore Ctrl-C (the driver
+Frames cross the process boundary as pickle protocol 5 out-of-band buffers (no copy through a
+pickle string), the big ones in shared-memory files; answers are read by a thread a worker. The workers ignore Ctrl-C (the driver
 ends them), exit when the driver closes their pipe, and die with the driver (``PR_SET_PDEATHSIG``).
 """
 
