@@ -39,7 +39,7 @@ class Resources:
 
 
 class Stage(ABC, Generic[InT, OutT]):
-    """One step of the render graph: ``setup()`` once, then ``__call__`` on batches.
+    """One step of the render graph: ``setup()`` once, then ``__call__`` on batches, ``close()``.
 
     Class attributes declare the stage to the graph (``pipeline.graph``), which reads them
     and nothing else: ``name``; ``resources``, what one worker asks the scheduler for (the
@@ -65,6 +65,10 @@ class Stage(ABC, Generic[InT, OutT]):
 
     def setup(self) -> None:
         """Load models and warm caches; called once per worker before the first batch."""
+
+    def close(self) -> None:
+        """Release what the stage holds open between batches (child processes, files); called
+        when its worker stops, where the executor stops it (a worker process before it exits)."""
 
     @abstractmethod
     def __call__(self, batch: list[InT]) -> list[OutT]:

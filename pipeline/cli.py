@@ -34,6 +34,7 @@ from pipeline.submit import add_submit_command
 DUB_CONTROLS = ("size", "seed", "motion", "sampling_steps", "audio_guidance", "transcript", "language", "recognise")
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
+MAX_PROCESSES = 64
 
 
 class CliError(Exception):
@@ -72,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     dub.add_argument("--face", type=int, default=0, help="face to dub when the take shows several: 0 the largest, "
                                                          "1 the next largest, ...")
     add_control_options(dub, only=DUB_CONTROLS)
+    dub.add_argument("--processes", type=int, default=None, metavar="N",
+                     help="worker processes that dub the take's frames while this one tracks and encodes "
+                          "(0: all in this process, best on cores other work keeps busy; default: one per core on two or "
+                          "more cores, else 0)")
     dub.add_argument("--device", default=None, help="torch device for decoding (default: cuda if available, else cpu)")
     dub.add_argument("--quiet", action="store_true", help="no progress bar")
     dub.set_defaults(handler=_dub)
@@ -112,6 +117,8 @@ def _dub(args: argparse.Namespace) -> int:
     for label, path in (("video", args.video), ("audio", args.audio)):
         if not Path(path).is_file():
             raise BadInputError(f"{label} file not found", path)
+    if args.processes is not None and not 0 <= args.processes <= MAX_PROCESSES:
+        raise CliError(f"--processes must be between 0 and {MAX_PROCESSES}")
     controls = controls_from_args(args)
     try:
         request = RenderRequest(id=Path(args.output).stem, video=args.video, audio=args.audio, output=args.output,
@@ -138,7 +145,7 @@ def _render_locally(request: RenderRequest, args: argparse.Namespace, dub: bool)
 
         from core.devices import local_device
         from pipeline.graph import DUB_GRAPH, GraphConfig
-        from pipeline.render import LocalRenderer
+        from pipeline.render import LocalRenderer, default_processes
         from workers.decoder.renderer import DecoderConfig
 
         device = args.device or local_device()
@@ -156,8 +163,15 @@ def _render_locally(request: RenderRequest, args: argparse.Namespace, dub: bool)
         # The driver's per-request failure log is for batch operators; a render states its error once.
         logging.getLogger("pipeline.batch").setLevel(logging.ERROR)
         graph = GraphConfig(stages=DUB_GRAPH) if dub else GraphConfig()
-        renderer = LocalRenderer(DecoderConfig(device=device), on_progress=on_progress, graph=graph)  # loads models
-    result = renderer.render(request)
+        # Worker processes share out CPU work; a GPU dubs in this process (CUDA does not survive a fork).
+        processes = (0 if not dub else args.processes if args.processes is not None
+                     else default_processes() if device == "cpu" else 0)
+        renderer = LocalRenderer(DecoderConfig(device=device), on_progress=on_progress, graph=graph,
+                                 processes=processes)  # loads models
+    try:
+        result = renderer.render(request)
+    finally:
+        renderer.close()
     if progress is not None:
         progress.close()
     for warning in result.warnings:

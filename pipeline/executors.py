@@ -61,6 +61,9 @@ class StageWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def close(self) -> None:
+        self.stage.close()
+
     def device(self) -> str:
         """The torch device the stage runs on ("cpu" for stages without models on a device)."""
         return str(getattr(self.stage, "device", "cpu"))
@@ -142,7 +145,8 @@ class LocalExecutor:
         return [os.getpid()]
 
     def shutdown(self) -> None:
-        pass
+        for worker in self.workers.values():
+            worker.close()
 
 
 class RayExecutor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 
 import ffmpeg
 import imageio_ffmpeg
@@ -78,6 +79,16 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds: f
     if is_silent(wave, sample_rate):
         raise BadInputError("audio is silent.", path=path)
     return wave
+
+
+def header_seconds(path: str | os.PathLike) -> float | None:
+    """The speech's length as its container states it (seconds; no decoding: ~20 ms), or None
+    where it states none, or only ffmpeg's estimate from the bitrate (VBR MP3 without a header)."""
+    completed = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", os.fspath(path)],
+                               capture_output=True)
+    if b"Estimating duration from bitrate" in completed.stderr:
+        return None
+    return _header_duration_seconds(completed.stderr)
 
 
 def _header_duration_seconds(ffmpeg_log: bytes | None) -> float | None:

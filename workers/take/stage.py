@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -23,6 +24,7 @@ from core.stage import Resources, Stage, TaskStage
 from core.storage import Storage, is_s3
 from core.take import FRAME_DUBBED, FRAME_STATUS_NAMES
 from core.task import FrameChunk, RenderTask
+from workers.audio.decode import header_seconds
 from workers.audio.vad import speech_mask
 from workers.decoder.renderer import DECODER_VERSION, DecoderConfig
 from workers.face.model import RIG_VERSION
@@ -81,13 +83,24 @@ class TakeTrackStage(TaskStage):
             raise BadInputError("the dubbing graph needs a request with a video (the take)", request.source)
         with self.storage.localized(request.video) as local:
             task.image_sha256 = sha256_file(local)
-            track, face = track_take(local, request.take.face, request.controls.size, self.max_seconds)
+            track, face = track_take(local, request.take.face, request.controls.size, self.max_seconds,
+                                     speech_seconds=self._speech_seconds(request))
         track.path = request.video if is_s3(request.video) else str(local)
         task.take, task.face = track, face
         # The take's frame rate is the render's: features, motion and video on the take's frames.
         controls = request.controls.model_copy(update={"fps": track.fps})
         task.request = request.model_copy(update={"controls": controls})
         task.model_versions.update({"take_tracking": TRACKER_VERSION, "face_model": RIG_VERSION})
+
+    @staticmethod
+    def _speech_seconds(request) -> float | None:
+        """How long the new speech is, where the dub ends with it (``trim`` and ``hold``: the
+        take's frames past it are never shown, so they are neither tracked nor decoded) and its
+        header says so; None to track the whole take (``error`` compares the two lengths; a
+        speech on S3 is not fetched twice; a header without a length)."""
+        if request.take.fit not in ("trim", "hold") or is_s3(request.audio) or not Path(request.audio).is_file():
+            return None
+        return header_seconds(request.audio)
 
 
 class TakeMotionStage(TaskStage):
@@ -194,6 +207,10 @@ class TakeDecodeStage(Stage[FrameChunk, FrameChunk]):
         self.storage = storage or Storage()
         self.takes = TakeCache(self.storage)
         self.reader = TakeFrameReader()
+
+    def close(self) -> None:
+        """A worker that did not read a dub's last chunk still has its decoding of the take open."""
+        self.reader.close()
 
     def __call__(self, batch: list[FrameChunk]) -> list[FrameChunk]:
         for chunk in batch:

@@ -9,6 +9,7 @@ the ``face``-th largest is taken when a shot starts and then followed by positio
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -33,7 +34,7 @@ from workers.face.topology import NUM_LANDMARKS
 from workers.take.mouth_bank import MouthBankBuilder
 from workers.take.reader import MIN_DECODED_FRACTION, probe_take, read_take
 
-TRACKER_VERSION = "mediapipe-face-mesh-0.10.21-video-1"
+TRACKER_VERSION = "mediapipe-face-mesh-0.10.21-video-2"   # 2: a trimmed take tracked to the speech's end
 # Mean absolute change of a 32x32 grey thumbnail (0-255) from one frame to the next above
 # which a new shot has started. A talking head moving fast changes it by ~3-8.
 CUT_THRESHOLD = 28.0
@@ -44,6 +45,9 @@ MIN_FACE_PX = 64
 MAX_YAW_DEG = 40.0
 # Side of the crop the mouth's visibility is read on (the reader's measures are relative).
 OCCLUSION_CROP = 256
+# Frames tracked past the new speech's end (stated by its header) when the dub ends with it: the
+# audio stage's frame count is its decoded length at the take's rate, within a frame of the header's.
+SPEECH_MARGIN_S = 0.2
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:
@@ -160,8 +164,11 @@ def crop_points(landmarks: np.ndarray, crop_from_frame: np.ndarray) -> np.ndarra
     return points
 
 
-def track_take(path: str, face: int, max_crop: int, max_seconds: float) -> tuple[TakeTrack, AlignedFace]:
-    """Track the ``face``-th face through the take at ``path`` (streamed, a batch at a time).
+def track_take(path: str, face: int, max_crop: int, max_seconds: float,
+               speech_seconds: float | None = None) -> tuple[TakeTrack, AlignedFace]:
+    """Track the ``face``-th face through the take at ``path`` (streamed, a batch at a time);
+    with ``speech_seconds`` (a dub that ends with its speech) only the frames up to its end plus
+    ``SPEECH_MARGIN_S``: the track's ``num_frames`` is then that many where the take is longer.
 
     Returns the track (landmarks, statuses and own latents per frame, crop size: the face's own
     resolution, at most ``max_crop``; the take's own open mouths, ``workers.take.mouth_bank``)
@@ -172,12 +179,13 @@ def track_take(path: str, face: int, max_crop: int, max_seconds: float) -> tuple
         BadInputError: not a video, unreadable or truncated, too long, or no dubbable face.
     """
     info = probe_take(path, max_seconds)
+    wanted = None if speech_seconds is None else math.ceil((speech_seconds + SPEECH_MARGIN_S) * info.fps)
     tracker = FaceTracker(face)
     landmarks, status, cuts = [], [], []
     bank = MouthBankBuilder()
     reference: tuple[float, np.ndarray, np.ndarray] | None = None     # (|yaw| + |pitch|, frame, landmarks)
     try:
-        for batch in read_take(path, info):
+        for batch in read_take(path, info, count=wanted):
             for frame in batch:
                 found = classify(frame, tracker.track(frame))
                 if tracker.cut:
@@ -193,8 +201,9 @@ def track_take(path: str, face: int, max_crop: int, max_seconds: float) -> tuple
     finally:
         tracker.close()
     frames = len(status)
-    if frames < max(2, MIN_DECODED_FRACTION * info.expected_frames):
-        raise BadInputError(f"the take is truncated or corrupt: {frames} of its {info.expected_frames} frames "
+    expected = min(info.expected_frames, wanted or info.expected_frames)
+    if frames < max(2, MIN_DECODED_FRACTION * expected):
+        raise BadInputError(f"the take is truncated or corrupt: {frames} of its {expected} frames "
                             "could be decoded", path)
     codes = np.array(status, np.uint8)
     if reference is None:

@@ -64,3 +64,24 @@ def test_face_n_follows_the_nth_largest_face(short_take, run_ffmpeg, tmp_path):
     assert (largest.landmarks[:, :, 0].mean(1) < 400).all() and (second.landmarks[:, :, 0].mean(1) > 400).all()
     size = lambda track: np.ptp(track.landmarks[:, :, 0], axis=1).mean()     # noqa: E731
     assert size(second) < 0.8 * size(largest)
+
+
+@pytest.mark.parametrize("fit, tracked", [("trim", 20), ("hold", 20), ("error", 30)])
+def test_a_dub_that_ends_with_its_speech_tracks_no_frame_past_it(short_take, short_track, shared_assets, run_ffmpeg,
+                                                                 tmp_path, fit, tracked):
+    """0.6 s of speech on the 1.2 s take: trimmed (or held) to the speech, the take is tracked to
+    its end plus SPEECH_MARGIN_S (ceil(0.8 s x 25) = 20 frames), the same rows as the whole
+    take's track; ``error`` compares the whole take's length, so tracks it all."""
+    from core.schemas import RenderRequest, TakeOptions
+    from core.task import RenderTask
+    from workers.take.stage import TakeTrackStage
+
+    speech = tmp_path / "speech.wav"
+    run_ffmpeg("-i", str(shared_assets / "speech_cmu_arctic_a0009_3s.wav"), "-t", "0.6", str(speech))
+    task = RenderTask(RenderRequest(id="trim", video=str(short_take), audio=str(speech),
+                                    output=str(tmp_path / "out.mp4"), take=TakeOptions(fit=fit)))
+    TakeTrackStage().process(task)
+    whole, _ = short_track
+    assert task.take.num_frames == tracked and task.take.landmarks.shape[0] == tracked
+    assert np.array_equal(task.take.landmarks, whole.landmarks[:tracked])
+    assert np.array_equal(task.take.status, whole.status[:tracked])
