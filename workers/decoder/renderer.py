@@ -39,7 +39,7 @@ from workers.decoder.teeth import mirrored_teeth, teeth_affine, teeth_plate, tee
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-15"
+DECODER_VERSION = "talkfarm-warp-decoder-16"
 WARP_MAX_BLINK = 0.5
 # Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
 # jaw's rotation alone, far from the lips) the lower teeth follow.
@@ -211,7 +211,8 @@ class FaceRenderer:
                     (upper, _SKULL, teeth_reach(upper, lower, outer_up, inner_low, hangs=True))):
                 if teeth.sum() < MIN_PLATE_PIXELS:
                     continue
-                plate = teeth_plate(crop, teeth, toward, mouth.noise, opening=mouth.interior if anchors == _SKULL else None)
+                plate = teeth_plate(crop, teeth, toward, mouth.noise, opening=mouth.interior if anchors == _SKULL else None,
+                                    lip=inner_low if anchors == _MANDIBLE and upper.sum() < MIN_PLATE_PIXELS else None)
                 self.plates.append((torch.as_tensor(plate, dtype=self.dtype, device=self.device).permute(2, 0, 1)[None],
                                     anchors))
             # A photo that shows its upper teeth well enough for a plate and not the lower: they build

@@ -208,3 +208,34 @@ def teeth_fringe(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
     if both.sum() == 0:
         return None
     return float(np.clip(redness - np.maximum(near_teeth, near_beyond), 0.0, None)[both].mean())
+
+
+# Rows of the lower-teeth line: from this many pixels above the frame's inner lower lip line to 1
+# below it; the lower lip's own colour is read 3 to 5 below it, the teeth's 5 to 7 above it.
+LIP_LINE_ROWS = 4
+
+
+def lower_lip_line(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """Red line between the lower teeth and the lower lip: CIELAB a* ridge along the lip.
+
+    In each column where the frame's teeth (``teeth_mask``) reach within ``LIP_LINE_ROWS`` of
+    the inner lower lip line, the reddest pixel of the rows from there to 1 px below the line,
+    less the redder of the teeth above (5-7 px up) and the lip below (3-5 px down), in a*
+    units; the mean over those columns, 0 where no redder. A lip meeting its teeth reads ~0 (the
+    mixed pixels lie between the two); a thin pink line of what lies behind (the lower-only
+    webcam frames' red tongue, decoder-15) reads higher. None with fewer than 5 such columns.
+    """
+    teeth = teeth_mask(frame, landmarks)
+    inner = landmarks[list(topo.LIP_INNER_LOWER), :2]
+    inner = inner[np.argsort(inner[:, 0])]
+    redness = to_lab(frame)[..., 1].astype(np.float32)
+    height = frame.shape[0]
+    ridges = []
+    for column in np.flatnonzero(teeth.any(0)):
+        line = int(np.floor(np.interp(column + 0.5, inner[:, 0], inner[:, 1])))
+        top, bottom = line - LIP_LINE_ROWS, line + 2
+        if top - 7 < 0 or line + 6 > height or not teeth[top:bottom, column].any():
+            continue
+        sides = max(np.median(redness[line - 7:line - 4, column]), np.median(redness[line + 3:line + 6, column]))
+        ridges.append(max(0.0, float(redness[top:bottom, column].max() - sides)))
+    return float(np.mean(ridges)) if len(ridges) >= 5 else None

