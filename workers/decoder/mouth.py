@@ -137,7 +137,7 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         # tongue in a dark-red cavity. (Tried before round 6's plates and teeth_span, that real
         # cavity gave edge ratio 0.77 on the official smile; now 0.80.)
         interior = _behind_teeth(real, y, top, bottom, gap, across, half_width, above, below, teeth_rgb, teeth_span,
-                                 painted=(not any(t.hangs for t in built), all(t.hangs for t in built)))
+                                 lower_band=not built)
         shade = SMALL_OPENING_SHADE
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
@@ -196,12 +196,12 @@ def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, acr
 
 
 def _behind_teeth(behind, y, top, bottom, gap, across, half_width, above, below, teeth_rgb, teeth_span,
-                  painted=(True, True)):
+                  lower_band=True):
     """The interior behind a photo's own teeth, (B, 3, h, w): ``behind`` (B, 3, h, w), the real
     interiors' cavity and tongue under this face's light (see paint_mouth), the inner cheeks
     toward the corners, and teeth bands in ``teeth_rgb`` (2, 3) upper and lower colours, no
-    further toward the corners than ``teeth_span`` (upper, lower); ``painted`` (upper, lower):
-    which bands are painted (a set built from the photo's other set replaces its band).
+    further toward the corners than ``teeth_span`` (upper, lower); ``lower_band``: whether the
+    lower band is painted (a lower set built from the photo's upper set replaces it).
 
     (Until decoder-11 the cavity and tongue were painted: a dark-red cavity, darkest deep in the
     middle, and a flat red oval of tongue resting behind the lower teeth.)"""
@@ -222,11 +222,10 @@ def _behind_teeth(behind, y, top, bottom, gap, across, half_width, above, below,
     lower_h = 0.18 * half_width
     lower_teeth = smoothstep(lower_h, lower_h * 0.7, bottom - y) * smoothstep(lower_end, lower_end - 0.3, across)
     lower_teeth = lower_teeth * smoothstep(0.25, 0.5, gap / upper_h)
-    if painted[1]:
+    if lower_band:
         interior = interior + lower_teeth * (0.82 * lower_color * corner_shade - interior)
     upper_shade = 1.0 - 0.25 * smoothstep(0.5, 1.0, (y - top) / upper_h)
-    if painted[0]:
-        interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
+    interior = interior + upper_teeth * (upper_color * corner_shade * upper_shade - interior)
     return interior
 
 

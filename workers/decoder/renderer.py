@@ -222,7 +222,7 @@ class FaceRenderer:
             # upper set from the lower: a bright ring round a flat tongue on webcam frames.)
             if len(self.plates) == 1 and self.plates[0][1] == _SKULL:
                 self.built_teeth = (mirrored_teeth(self.plates[0][0], upper, inner_up, middle, half,
-                                                   crop[upper].mean(0) / 255.0, False, self.teeth_span[0],
+                                                   crop[upper].mean(0) / 255.0, self.teeth_span[0],
                                                    self.device, self.dtype),)
             elif len(self.plates) < 2:
                 self.teeth_rgb, self.teeth_span = None, (1.0, 1.0)

@@ -1,13 +1,15 @@
-"""Teeth a photo never showed, built from the teeth it did show (decoder-13).
+"""Teeth a photo never showed, built from the teeth it did show (decoder-13), and the plates
+that carry the photo's own teeth.
 
 A smiling photo shows its upper teeth down to the lower lip; opened wide, the mouth shows lower
 teeth the photo never had. Until decoder-12 they were a flat band of one colour (no seams, no
-grain, no shading): it read as paint. Here they are the photo's own visible set, mirrored
-across the opening into the other arch: sampled from that set's plate (the photo's texels,
-with its seams, grain, blur and JPEG character), narrower (a lower incisor is about 0.7 of an
-upper one's width, the lower arch narrower and set back), recoloured to the set they stand in
-for, darker toward the corners and toward their cutting edge, standing on (or hanging from)
-their lip line as the real set would.
+grain, no shading): it read as paint. Here they are the photo's own upper set, mirrored across
+the opening into the lower arch: sampled from that set's plate (the photo's texels, with its
+seams, grain, blur and JPEG character), narrower (a lower incisor is about 0.7 of an upper
+one's width, the lower arch narrower and set back), recoloured, darker toward the corners and
+toward their cutting edge, standing on the lower lip line as the real set would. (Only lower
+sets are built since decoder-14: an upper set enlarged from the lower one read as a bright ring
+on webcam frames whose upper teeth lie in the lip's shade; such photos take the real interiors.)
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from workers.decoder.shapes import gaussian_blur, smoothstep
 
 # A lower set is this much the size of the upper set it is built from, across and up (lower
 # incisors are ~5.5 mm wide against ~8.5 mm for upper centrals; the lower arch sits inside the
-# upper one). An upper set built from a lower one is the inverse.
+# upper one).
 LOWER_SCALE = 0.7
 # The synthesized lower set shows at most this tall, in half mouth widths above the lower lip
 # line (the lip covers the rest), and not before the opening is this share of the upper teeth'
 # height open (a barely open mouth hides its lower teeth behind the upper ones).
 LOWER_SHOW = 0.22
-# ... and an upper set built from a lower one at most this tall below the upper lip line.
+# (The upper teeth's own height, half mouth widths: the lower set shows from this share of it open.)
 UPPER_SHOW = 0.28
 # Lower teeth are in the upper teeth's and lip's shade and set back: this share of the upper
 # set's photo colour (the flat band took 0.82 of the photo's few lower-teeth pixels; at 0.82 of
@@ -47,21 +49,17 @@ OVER_INTERIOR = 1.2
 
 @dataclass(frozen=True)
 class MirroredTeeth:
-    """One set of teeth the photo never showed, to be built from the set it shows.
+    """The lower set of teeth a photo never showed, to be built from its upper set.
 
     Attributes:
-        plate: (1, 4, S, S) RGBA of the set the photo shows (renderer's teeth plate), crop pixels.
-        line: (S,) the photo's inner lip line that set grows from (upper inner line for the
-            upper set), height at each crop column's centre.
-        gum: (S,) per crop column, the row (pixel centre) of that set's teeth nearest its lip,
+        plate: (1, 4, S, S) RGBA of the upper set (renderer's teeth plate), crop pixels.
+        line: (S,) the photo's inner upper lip line that set grows from, height at each crop
+            column's centre.
+        gum: (S,) per crop column, the row (pixel centre) of the upper teeth nearest their lip,
             one pixel in: what lies between it and the lip (the lip's rim, gums, the plate's
             ragged gum side) is not drawn into the built set, whose base takes this row.
         center, half: the photo's mouth middle column and half width (inner corners), pixels.
-        gain: (3,) colour gain from the shown set's mean colour to the built set's.
-        hangs: the built set hangs from the upper lip (built from the lower set), else it
-            stands on the lower lip (built from the upper set). (The renderer builds only lower
-            sets since decoder-14: an upper set enlarged from the lower one read as a bright
-            ring on webcam frames whose upper teeth lie in the lip's shade.)
+        gain: (3,) colour gain from the upper set's mean colour to the built set's.
         span: how far toward the corners the built set reaches, half mouth widths.
     """
 
@@ -71,30 +69,27 @@ class MirroredTeeth:
     center: float
     half: float
     gain: torch.Tensor
-    hangs: bool
     span: float
 
 
 def mirrored_teeth(plate: torch.Tensor, teeth: np.ndarray, line: np.ndarray, center: float, half: float,
-                   target_rgb: np.ndarray, hangs: bool, span: float, device, dtype) -> MirroredTeeth:
-    """Prepare the set the photo never showed from ``plate`` (1, 4, S, S), the shown set's plate.
+                   target_rgb: np.ndarray, span: float, device, dtype) -> MirroredTeeth:
+    """Prepare the lower set the photo never showed from ``plate`` (1, 4, S, S), its upper set's plate.
 
-    ``teeth`` (S, S) bool is the shown set (its mean colour is mapped to ``target_rgb`` (3,),
-    0-1), ``line`` (S,) its lip's inner line, ``span`` how far toward the corners it reaches in
-    half mouth widths (the built set reaches that times its scale).
+    ``teeth`` (S, S) bool is the upper set (its mean colour is mapped to ``target_rgb`` (3,),
+    0-1), ``line`` (S,) the inner upper lip line, ``span`` how far toward the corners it reaches
+    in half mouth widths (the built set reaches that times LOWER_SCALE).
     """
     rgb = _unshaded(plate[0, :3].permute(1, 2, 0).cpu().numpy().astype(np.float64), teeth, line)
     plate = torch.cat([torch.as_tensor(rgb, dtype=plate.dtype, device=plate.device).permute(2, 0, 1)[None],
                        plate[:, 3:]], 1)
     gain = np.asarray(target_rgb, np.float64) / np.maximum(rgb[teeth].mean(0), 1e-3)
-    scale = 1.0 / LOWER_SCALE if hangs else LOWER_SCALE
     as_tensor = lambda value: torch.as_tensor(np.asarray(value), dtype=dtype, device=device)   # noqa: E731
     rows = np.arange(teeth.shape[0], dtype=np.float64)[:, None] + 0.5
-    # Toward its lip: the upper set's first row (+1 px), the lower set's last (-1 px).
-    gum = (np.max(np.where(teeth, rows, -np.inf), 0) - 1.0) if hangs else (np.min(np.where(teeth, rows, np.inf), 0) + 1.0)
-    gum = np.where(teeth.any(0), gum, line)
-    return MirroredTeeth(plate, as_tensor(line), as_tensor(gum), float(center), float(half), as_tensor(gain), hangs,
-                         min(0.95, span * scale))
+    # Toward its lip: the upper set's first row, one pixel in.
+    gum = np.where(teeth.any(0), np.min(np.where(teeth, rows, np.inf), 0) + 1.0, line)
+    return MirroredTeeth(plate, as_tensor(line), as_tensor(gum), float(center), float(half), as_tensor(gain),
+                         min(0.95, span * LOWER_SCALE))
 
 
 def _unshaded(rgb: np.ndarray, teeth: np.ndarray, line: np.ndarray) -> np.ndarray:
@@ -122,19 +117,19 @@ def _unshaded(rgb: np.ndarray, teeth: np.ndarray, line: np.ndarray) -> np.ndarra
 def paint_mirrored(interior: torch.Tensor, teeth: MirroredTeeth, x: torch.Tensor, y: torch.Tensor,
                    top: torch.Tensor, bottom: torch.Tensor, center: torch.Tensor, half_width: torch.Tensor,
                    blur: float) -> torch.Tensor:
-    """Composite a built set of teeth into ``interior`` (B, 3, h, w), behind the photo's plates.
+    """Composite a built lower set of teeth into ``interior`` (B, 3, h, w), behind the photo's plates.
 
     ``x`` (1, 1, 1, w) and ``y`` (1, 1, h, 1) are crop pixel centres; ``top``, ``bottom``
     (B, 1, 1, w) the frame's inner lip lines; ``center``, ``half_width`` (B, 1, 1, 1) its
-    mouth's middle and half width. Each frame pixel at (across, height from its lip line)
-    samples the shown set at (across / scale, depth / scale) from the photo's lip line:
-    the base of the built set at its lip, its cutting edge toward the opening.
+    mouth's middle and half width. Each frame pixel at (across, height above the lower lip line)
+    samples the upper set at (across / LOWER_SCALE, depth / LOWER_SCALE) below the photo's upper
+    lip line: the base of the built set at its lip, its cutting edge toward the opening.
     """
-    scale = 1.0 / LOWER_SCALE if teeth.hangs else LOWER_SCALE
+    scale = LOWER_SCALE
     across = (x - center) / half_width                                            # (B, 1, 1, w)
     gap = (bottom - top).clamp_min(0.0)
-    # Height from the lip the built set grows from, in half mouth widths.
-    height = ((y - top) if teeth.hangs else (bottom - y)) / half_width            # (B, 1, h, w)
+    # Height above the lower lip, in half mouth widths.
+    height = (bottom - y) / half_width                                            # (B, 1, h, w)
     source_x = teeth.center + across / scale * teeth.half                         # (B, 1, 1, w)
     size = teeth.plate.shape[-1]
     column = (source_x - 0.5).clamp(0.0, size - 1.0)
@@ -143,30 +138,25 @@ def paint_mirrored(interior: torch.Tensor, teeth: MirroredTeeth, x: torch.Tensor
     high = (low + 1).clamp(max=size - 1)
     line = teeth.line[low] * (1.0 - frac) + teeth.line[high] * frac
     gum = teeth.gum[low] * (1.0 - frac) + teeth.gum[high] * frac
-    # The shown set grows from its line away from it: down for the upper set, up for the lower.
-    grows = 1.0 if teeth.hangs else -1.0
-    source_y = line - grows * height / scale * teeth.half
-    source_y = torch.minimum(source_y, gum) if teeth.hangs else torch.maximum(source_y, gum)
+    # The upper set grows down from its lip line.
+    source_y = torch.maximum(line + height / scale * teeth.half, gum)
     batch, _, h, w = interior.shape
     grid = torch.stack(torch.broadcast_tensors(source_x.expand(batch, 1, h, w), source_y), -1)[:, 0]
     sampled = F.grid_sample(teeth.plate.expand(batch, -1, -1, -1), grid / size * 2.0 - 1.0, mode="bilinear",
                             padding_mode="zeros", align_corners=False)
-    # Shrunk by ``scale`` the photo's texels are sharper than its own teeth: blurred back to its
-    # softness (a set enlarged from the lower one is softer already).
-    if scale < 1.0:
-        sampled = gaussian_blur(sampled, blur * math.sqrt(1.0 - scale * scale))
+    # Shrunk by ``scale`` the photo's texels are sharper than its own teeth: blurred back to its softness.
+    sampled = gaussian_blur(sampled, blur * math.sqrt(1.0 - scale * scale))
     rgb, alpha = sampled[:, :3] * teeth.gain.view(1, 3, 1, 1), sampled[:, 3:4]
-    show, opened = (UPPER_SHOW, 0.0) if teeth.hangs else (LOWER_SHOW, 0.25)
-    # A set stands in the opening: cut by how tall it shows, faded toward the corners past where
-    # the shown set ends, and (lower teeth) hidden behind the upper ones at small openings.
+    show, opened = LOWER_SHOW, 0.25
+    # The set stands in the opening: cut by how tall it shows, faded toward the corners past where
+    # the upper set ends, and hidden behind the upper teeth at small openings.
     alpha = alpha * smoothstep(show, 0.75 * show, height) * smoothstep(teeth.span, teeth.span - 0.2, across.abs())
-    if opened > 0.0:
-        alpha = alpha * smoothstep(opened * UPPER_SHOW, 2.0 * opened * UPPER_SHOW, gap / half_width)
+    alpha = alpha * smoothstep(opened * UPPER_SHOW, 2.0 * opened * UPPER_SHOW, gap / half_width)
     # Real lower teeth: darker toward the corners (as the painted sets) and toward their thin
     # cutting edge, which shows the dark cavity through it.
     corner = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     edge = 1.0 - EDGE_SHADE * smoothstep(0.0, show, height)
-    set_shade = 1.0 if teeth.hangs else LOWER_SHADE
+    set_shade = LOWER_SHADE
     teeth_rgb = rgb * corner * edge * set_shade
     # Teeth are lighter than the tongue and cavity around them under the same light: where the
     # photo's own teeth are dim (a webcam's yellow teeth under the real interiors' lit tongue)
