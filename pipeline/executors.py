@@ -97,6 +97,15 @@ class Handle:
     tag: Any = None
 
 
+def pick_worker(loads: Sequence[int], key: str | None) -> int:
+    """The worker of a pool (``loads``: calls in flight on each) a call goes to: with a ``key``,
+    always the same one (a fixed string hash, not Python's per-process ``hash``), else the least
+    loaded."""
+    if key is not None:
+        return functools.reduce(lambda h, c: (h * 131 + ord(c)) % 1_000_003, key, 7) % len(loads)
+    return min(range(len(loads)), key=loads.__getitem__)
+
+
 @dataclass(frozen=True)
 class _Raised:
     """A call that raised in :class:`LocalExecutor`: re-raised by ``result``, as Ray re-raises
@@ -221,8 +230,7 @@ class RayExecutor:
         if isinstance(batch, Handle):
             batch = batch.ref
         loads = self.in_flight[stage]
-        worker = (functools.reduce(lambda h, c: (h * 131 + ord(c)) % 1_000_003, key, 7) % len(loads)
-                  if key is not None else min(range(len(loads)), key=loads.__getitem__))
+        worker = pick_worker(loads, key)
         loads[worker] += 1
         return Handle(stage, worker, self.actors[stage][worker].run.remote(batch), tag)
 

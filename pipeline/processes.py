@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import functools
 import itertools
 import mmap
 import multiprocessing
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.stage import Stage
-from pipeline.executors import Handle, StageWorker, _Raised
+from pipeline.executors import Handle, StageWorker, _Raised, pick_worker
 from pipeline.graph import GraphConfig
 
 _PENDING = object()
@@ -352,12 +351,7 @@ class ProcessExecutor:
 
     def submit(self, stage: str, batch: Any, key: str | None = None, tag: Any = None) -> Handle:
         loads = self.in_flight[stage]
-        if len(loads) == 1:
-            worker = 0
-        elif key is not None:
-            worker = functools.reduce(lambda h, c: (h * 131 + ord(c)) % 1_000_003, key, 7) % len(loads)
-        else:
-            worker = min(range(len(loads)), key=loads.__getitem__)
+        worker = pick_worker(loads, key)
         loads[worker] += 1
         call = _Call(stage, worker, batch)
         self._lanes[(stage, worker)].append(call)
