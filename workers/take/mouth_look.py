@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from workers.face import topology as topo
+from workers.face.mouth import to_lab
 
 # Shares of the mouth width (corner to corner) read as its corners, and as its middle.
 CORNER_SHARE = 0.2
@@ -46,8 +47,7 @@ def interior_pixels(frame: np.ndarray, landmarks: np.ndarray
     inside = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
     if inside.sum() < 6:
         return None
-    pixels = frame[y0:y1, x0:x1][inside].astype(np.float32).reshape(-1, 1, 3) / 255.0
-    lab = cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    lab = to_lab(frame[y0:y1, x0:x1][inside])
     right, left = points[topo.LIP_INNER_UPPER[0]], points[topo.LIP_INNER_UPPER[-1]]
     axis = left - right
     ys, xs = np.nonzero(inside)
