@@ -30,6 +30,11 @@ MediaPipe Face Mesh is run on every rendered frame and on the photo's crop; the 
   just outside the teeth is than both the teeth and the pixels beyond it
   (workers.quality.mouth.teeth_fringe), beside the photo's: a thin pink line drawn round
   each tooth (decoder-14 on the smiles) reads above the photo's.
+* corner darkness: on the half- and wide-open frames, mean L* of the interior's outer 15 % of the
+  mouth width at each end over the lips' median L* (workers.quality.mouth.corner_darkness),
+  beside the photo's: real open mouths read 0.34-0.56 (10th-90th percentile, webcam clips'
+  open frames at a rendered mouth's width); black corner wedges (decoder-16's real interiors
+  shaded by each column's gap) 0.09-0.27.
 
 ``--speech`` also renders the shared LibriVox clip (with its transcript) on the shared
 portraits and the speaking one with the default motion and prints lip r, silence closed and
@@ -141,6 +146,7 @@ def measure(path: Path, detector, out: Path) -> dict:
     from workers.decoder.renderer import FaceRenderer
     from workers.quality.measure import mouth_opening
     from workers.quality.mouth import (
+        corner_darkness,
         inner_lip_edge_ratio,
         lower_teeth_seam_ratio,
         shows_teeth,
@@ -170,8 +176,9 @@ def measure(path: Path, detector, out: Path) -> dict:
                "photo_edge": inner_lip_edge_ratio(face.crop, photo_points),
                "photo_texture": interior_texture(face.crop, photo_points),
                "photo_straight": straight_edge_length(face.crop, photo_points),
-               "photo_fringe": teeth_fringe(face.crop, photo_points)}
-    closed_gaps, teeth, edges, textures, straight, fringe = [], [], [], {}, [], []
+               "photo_fringe": teeth_fringe(face.crop, photo_points),
+               "photo_corners": corner_darkness(face.crop, photo_points)}
+    closed_gaps, teeth, edges, textures, straight, fringe, corners = [], [], [], {}, [], [], []
     crops, crop_labels = [mouth_crop(face.crop, photo_points)], ["photo"]
     points = [landmarks_of(frame) for frame in frames]
     for frame, label, found in zip(frames, labels, points):
@@ -190,6 +197,7 @@ def measure(path: Path, detector, out: Path) -> dict:
             textures[label] = interior_texture(frame, found)
             straight.append(straight_edge_length(frame, found))
             fringe.append(teeth_fringe(frame, found))
+            corners.append(corner_darkness(frame, found))
             if label == "wide open":
                 figures["lower_seams"] = lower_teeth_seam_ratio(frame, found, face.crop, photo_points)
     pasted_points = landmarks_of(pasted)
@@ -216,6 +224,7 @@ def measure(path: Path, detector, out: Path) -> dict:
     figures["texture"] = [textures.get("half open"), textures.get("wide open")]
     figures["straight"] = max([v for v in straight if v is not None], default=None)
     figures["fringe"] = fringe
+    figures["corners"] = corners
     return figures
 
 
@@ -270,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     detector = FaceMeshDetector()
     header = ["| portrait | held out | photo opening | photo teeth | closure worst (mean) | closed frames <= 0.03 "
               "| own teeth dE | edge ratio (photo) | interior texture half, wide (photo) | lower-teeth seams, wide "
-              "| straight edge (photo) | teeth fringe a* half, wide (photo) | sheet |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| straight edge (photo) | teeth fringe a* half, wide (photo) | corner darkness half, wide (photo) | sheet |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows, results = list(header), []
     for path in portraits(assets, out):
         if args.only and path.stem not in args.only:
@@ -292,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"({_fmt(result['photo_texture'], '.3f')}) | {_fmt(result.get('lower_seams'), '.2f')} "
                         f"| {_fmt(result['straight'], '.3f')} ({_fmt(result['photo_straight'], '.3f')}) "
                         f"| {', '.join(_fmt(v, '.2f') for v in result['fringe'])} ({_fmt(result['photo_fringe'], '.2f')}) "
+                        f"| {', '.join(_fmt(v, '.2f') for v in result['corners'])} ({_fmt(result['photo_corners'], '.2f')}) "
                         f"| {Path(result['sheet']).name} |")
         print(rows[-1], flush=True)
     done = [r for r in results if "failure" not in r]
@@ -307,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     seams = [r["lower_seams"] for r in done if r.get("lower_seams") is not None]
     straight = [r["straight"] for r in done if r["straight"] is not None]
     fringes = [v for r in done for v in r["fringe"] if v is not None]
+    corners = [v for r in done for v in r["corners"] if v is not None]
     painted = [t for r in done if r["photo_texture"] is None for t in r["texture"] if t is not None]
     verdict = (f"closure <= {CLOSURE_GOAL} on {closure_ok} of {len(done)} portraits; own teeth dE <= {TEETH_GOAL:.0f} "
                f"on {teeth_ok} of {len(with_teeth)} with teeth; edge ratio min {_fmt(min(edges) if edges else None, '.2f')}"
@@ -315,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
                f"of real interiors {_fmt(min(real) if real else None)}-{_fmt(max(real) if real else None)}; "
                f"lower-teeth seams min {_fmt(min(seams) if seams else None, '.2f')} (flat paint ~0.3); "
                f"straight edge max {_fmt(max(straight) if straight else None, '.3f')} (plates cut into rectangles 0.15); "
-               f"teeth fringe max {_fmt(max(fringes) if fringes else None, '.2f')} a* (red-outlined teeth)")
+               f"teeth fringe max {_fmt(max(fringes) if fringes else None, '.2f')} a* (red-outlined teeth); "
+               f"corner darkness {_fmt(min(corners) if corners else None, '.2f')}-"
+               f"{_fmt(max(corners) if corners else None, '.2f')} (real open mouths 0.34-0.56, black wedges ~0.1-0.27)")
     print(verdict)
     section = [f"Machine: {cpu_model()}, {datetime.date.today()}. `bench/mouth.py`", "", *rows, "", verdict]
     if args.speech:

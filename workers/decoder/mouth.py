@@ -29,8 +29,8 @@ from workers.decoder.teeth import MirroredTeeth, paint_mirrored
 # Toward the mouth corners the cavity shows the inner cheeks: this share of the lips' colour
 # at this brightness. (0.6 and 0.7 until decoder-12: with the lower teeth built from the photo's
 # own, the broad smile's corners read as a dark ring, edge ratio 0.79.) Behind a photo's own
-# teeth since decoder-11; in the real interiors of a photo without teeth too since decoder-17
-# (black wedges at the corners of every opening until then, workers.quality.mouth.corner_darkness).
+# teeth; over the real interiors of a photo without teeth too since decoder-17 (black wedges at
+# the corners of every opening until then, workers.quality.mouth.corner_darkness).
 CHEEK_SHOW = 0.8
 CHEEK_SHADE = 0.85
 # The real interiors are as soft as their photos (webcam frames, most of them; their detail is
@@ -41,8 +41,7 @@ INTERIOR_BLUR_SHARE = 0.5
 # below the full eval on Grace Hopper, past its 0.1 tolerance; at 0.5 they agree.)
 SMALL_OPENING_SHADE = 0.5
 # ... and a real interior (a photo that shows no teeth) this much: black at a closing gap, 45 %
-# darker at a fifth of the mouth width, none from 0.375 (the frame's opening, see paint_mouth).
-# Teeth in a barely open mouth are in
+# darker at a fifth of the mouth width, none from 0.375. Teeth in a barely open mouth are in
 # the upper lip's shadow, and the tracker reads a dark slit as open as the gap is: at 0.5 the
 # real slit's lower part, dim tongue and lip, read as lip to Face Mesh (Grace Hopper's lip r on
 # the LibriVox clip 0.482 against 0.524 painted, the version string held; 0.517 at 1.0).
@@ -127,19 +126,11 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         # decoder-9 small openings were painted, white teeth bands under this light: the batch
         # QC's mouth patches, calibrated on lit teeth, followed real ones poorly;
         # workers/quality/patches.py reads the interior's shadow now.)
-        # Toward the corners the inner cheeks and lips, as behind a photo's own teeth: the real
-        # interiors' corners are dark (the mid-speech exemplar's black), and laid whole they read
-        # as dark wedges.
-        interior = _inner_cheeks(real, across, above, below)
+        interior = real
         # (Behind a plate of the photo's own lower teeth, as the teeth path: black corners beside
         # its lit teeth read as dark wedges at half open, cap12 frames 337 / 442.)
         shade = SMALL_OPENING_SHADE if plates else REAL_SMALL_OPENING_SHADE
         blur = INTERIOR_BLUR_SHARE * blur
-        # How much light enters is the mouth's opening, not the column's: every opening tapers to
-        # nothing at the corners, and shaded by the column's gap (until decoder-16) the corners of
-        # every frame, wide open included, were black wedges (corner L* 0.09-0.27 of the lips'
-        # against real open mouths' 0.28-0.58, BENCHMARKS issue 17 round 8).
-        shading_gap = gap.amax(dim=(2, 3), keepdim=True)
     else:
         # A photo that shows teeth: its plates (below) carry its own teeth; what of them it never
         # showed is painted in their colours (the real interiors' own teeth recoloured darkened
@@ -150,14 +141,21 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         interior = _behind_teeth(real, y, top, bottom, gap, across, half_width, above, below, teeth_rgb, teeth_span,
                                  lower_band=not built)
         shade = SMALL_OPENING_SHADE
-        # Shaded by the column's gap: the teeth photos' corners read as real ones do (corner
-        # darkness 0.36-0.67), half as dark as the no-teeth path's were.
-        shading_gap = gap
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
     # (the photo's own teeth below carry the photo's light already).
-    small = smoothstep(0.75 * half_width, 0.0, shading_gap)
-    interior = gaussian_blur(interior * (1.0 - shade * small), blur)
+    small = smoothstep(0.75 * half_width, 0.0, gap)
+    interior = interior * (1.0 - shade * small)
+    if teeth_rgb is None:
+        # Toward the corners the inner cheeks and lips, as behind a photo's own teeth, lit as the
+        # lips are: the gap tapers to nothing at every corner, and with them in the real interiors
+        # there, under the small-opening shade, every frame had a black wedge at each corner
+        # (decoder-16; corner darkness 0.09-0.27 of the lips' L* where real open mouths read
+        # 0.34-0.56; BENCHMARKS issue 17 round 8). (Shaded by the frame's opening instead of the
+        # column's gap, the slit lightened along its length too and Face Mesh read it less open:
+        # Grace Hopper's lip r 0.747 -> 0.713, Biden's 0.607 -> 0.573.)
+        interior = _inner_cheeks(interior, across, above, below)
+    interior = gaussian_blur(interior, blur)
     if grain is not None:
         interior = interior + grain
     # Teeth the photo never showed, from its own (they carry its grain and blur already).

