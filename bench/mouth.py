@@ -32,7 +32,7 @@ MediaPipe Face Mesh is run on every rendered frame and on the photo's crop; the 
   each tooth (decoder-14 on the smiles) reads above the photo's.
 * corner darkness: on the half- and wide-open frames, mean L* of the interior's outer 15 % of the
   mouth width at each end over the lips' median L* (workers.quality.mouth.corner_darkness),
-  beside the photo's: real open mouths read 0.34-0.56 (10th-90th percentile, webcam clips'
+  beside the photo's: real open mouths read 0.34-0.54 (10th-90th percentile, webcam clips'
   open frames at a rendered mouth's width); black corner wedges (decoder-16's real interiors
   shaded by each column's gap) 0.09-0.27.
 
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                f"straight edge max {_fmt(max(straight) if straight else None, '.3f')} (plates cut into rectangles 0.15); "
                f"teeth fringe max {_fmt(max(fringes) if fringes else None, '.2f')} a* (red-outlined teeth); "
                f"corner darkness {_fmt(min(corners) if corners else None, '.2f')}-"
-               f"{_fmt(max(corners) if corners else None, '.2f')} (real open mouths 0.34-0.56, black wedges ~0.1-0.27)")
+               f"{_fmt(max(corners) if corners else None, '.2f')} (real open mouths 0.34-0.54, black wedges ~0.1-0.27)")
     print(verdict)
     section = [f"Machine: {cpu_model()}, {datetime.date.today()}. `bench/mouth.py`", "", *rows, "", verdict]
     if args.speech:

@@ -151,9 +151,10 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         # lips are: the gap tapers to nothing at every corner, and with them in the real interiors
         # there, under the small-opening shade, every frame had a black wedge at each corner
         # (decoder-16; corner darkness 0.09-0.27 of the lips' L* where real open mouths read
-        # 0.34-0.56; BENCHMARKS issue 17 round 8). (Shaded by the frame's opening instead of the
+        # 0.34-0.54; BENCHMARKS issue 17 round 8). (Shaded by the frame's opening instead of the
         # column's gap, the slit lightened along its length too and Face Mesh read it less open:
-        # Grace Hopper's lip r 0.747 -> 0.713, Biden's 0.607 -> 0.573.)
+        # with the cheeks, Grace Hopper's lip r 0.747 -> 0.721, Biden's 0.607 -> 0.573; this way
+        # 0.740 and 0.605, version names held.)
         interior = _inner_cheeks(interior, across, above, below)
     interior = gaussian_blur(interior, blur)
     if grain is not None:

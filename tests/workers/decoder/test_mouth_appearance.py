@@ -264,7 +264,7 @@ def test_lower_teeth_alone_meet_the_lip_without_a_pink_line(align, detector, tes
 
 # Corner darkness (workers.quality.mouth.corner_darkness: the interior's outer 15 % of the mouth
 # width at each end, L* over the lips') half and wide open at least: real open mouths, the webcam
-# clips' open frames scaled to a rendered mouth's width, read 0.34-0.56 (10th-90th percentile);
+# clips' open frames scaled to a rendered mouth's width, read 0.34-0.54 (10th-90th percentile);
 # decoder-16's black wedges 0.09-0.27.
 CORNER_LIMITS = (0.22, 0.33)
 
