@@ -470,7 +470,7 @@ class FaceRenderer:
         if bx1 <= bx0 or by1 <= by0:
             return
         view = region[:, :, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
-        plates = [(plate, teeth_affine(target, self.source_points, anchors, anchors == _MANDIBLE))
+        plates = [(plate, teeth_affine(target, self.source_points, anchors, anchors == _MANDIBLE), anchors == _MANDIBLE)
                   for plate, anchors in self.plates]
         grain = self.grain[by0:by1, bx0:bx1][None, None]
         view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light, self.teeth_rgb, plates, grain, self.blur,

