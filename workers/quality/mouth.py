@@ -16,6 +16,10 @@ These measures judge the decoder's mouth against the photo it came from (bench/m
   never showed, painted as a flat band, read about 0.3; teeth with seams and grain near 1.
 * :func:`straight_edge_length`: the longest straight vertical hard edge in the mouth, in mouth
   widths: teeth plates cut into rectangles read high.
+* :func:`upper_band_seam_ratio`: the same seam energy for the band under the upper lip: a
+  smile's teeth fused into a flat white band toward the lip wide open read low.
+* :func:`interior_light`: how lit the open mouth's middle is over the lips; the teeth of a
+  barely open real mouth are in shadow.
 
 Landmarks are MediaPipe Face Mesh (478, 2+) in the frame's pixels.
 """
@@ -145,6 +149,41 @@ def lower_teeth_seam_ratio(frame: np.ndarray, landmarks: np.ndarray, photo: np.n
         return None
     own = seam_energy(photo, teeth_mask(photo, photo_landmarks))
     band = seam_energy(frame, lower_teeth_band(frame.shape[:2], landmarks))
+    if own is None or band is None:
+        return None
+    return band / max(own, 1e-3)
+
+
+# The band under the upper lip: from 2 px below the inner upper lip line (its rim left out) down
+# this many half mouth widths, within this many half widths of the middle.
+UPPER_BAND_HEIGHT, UPPER_BAND_ACROSS = 0.12, 0.6
+
+
+def upper_lip_band(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the band just under the inner upper lip line of an open mouth, inside it."""
+    xs = np.arange(shape[1]) + 0.5
+    line = landmarks[list(topo.LIP_INNER_UPPER), :2]
+    order = np.argsort(line[:, 0])
+    top = np.interp(xs, line[order, 0], line[order, 1])
+    middle, half = 0.5 * (line[:, 0].max() + line[:, 0].min()), 0.5 * (line[:, 0].max() - line[:, 0].min())
+    rows = np.arange(shape[0])[:, None] + 0.5
+    return (inner_mouth_mask(shape, landmarks) & (rows >= top + 2.0) & (rows <= top + 2.0 + UPPER_BAND_HEIGHT * half)
+            & (np.abs(xs - middle) < UPPER_BAND_ACROSS * half)[None])
+
+
+def upper_band_seam_ratio(frame: np.ndarray, landmarks: np.ndarray, photo: np.ndarray,
+                          photo_landmarks: np.ndarray) -> float | None:
+    """Seam energy of the band under ``frame``'s upper lip over that of the photo's own teeth.
+
+    Wide open, a smile's upper lip uncovers the gum side of its teeth, which the photo never
+    showed: one spread teeth colour there (decoder-16) fused the teeth into a flat white band
+    toward the lip, 0.52 (official smile) and 0.58 (astronaut), where the photos' own bands of
+    teeth and gums read 1.32 and 1.42. None when the photo shows no teeth.
+    """
+    if not shows_teeth(photo, photo_landmarks):
+        return None
+    own = seam_energy(photo, teeth_mask(photo, photo_landmarks))
+    band = seam_energy(frame, upper_lip_band(frame.shape[:2], landmarks))
     if own is None or band is None:
         return None
     return band / max(own, 1e-3)

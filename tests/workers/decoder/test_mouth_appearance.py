@@ -29,6 +29,7 @@ from workers.quality.mouth import (
     teeth_color_distance,
     teeth_fringe,
     teeth_mask,
+    upper_band_seam_ratio,
 )
 
 EXTRA = Path(__file__).resolve().parents[3] / "bench" / "data" / "mouth"
@@ -279,3 +280,21 @@ def test_a_mid_speech_photos_teeth_are_in_shadow_when_the_mouth_barely_opens(ali
     light = [interior_light(frame, detector.detect(frame)[0].landmarks) / own for frame in frames]
     assert light[0] < 0.8 and light[1] < 0.95, light
     assert light[2] > 0.95, light
+
+
+@pytest.mark.parametrize("portrait", ["astronaut", "obama_smile"])
+def test_a_smiles_upper_teeth_keep_their_seams_up_to_the_lip_wide_open(portrait, align, shared_assets, detector,
+                                                                       test_output):
+    """Wide open, a smile's upper lip lifts off the gum side of its teeth, which the photo never
+    showed. Until decoder-16 the plate held one spread teeth colour there: the teeth fused into a
+    flat white band toward the lip. Measured on the rendered pixels, the seam energy of the band
+    under the upper lip over the photo's teeth' (workers.quality.mouth.upper_band_seam_ratio):
+    decoder-16 0.58 (astronaut) and 0.52 (official smile), decoder-17h (each column's own
+    brightness carried up) 0.77 and 0.70; the photos' own bands 1.42 and 1.32."""
+    path = {"astronaut": shared_assets / "face_astronaut_eileen_collins.png",
+            "obama_smile": EXTRA / "face_obama_official_smile.jpg"}[portrait]
+    face = align(path).face
+    wide = FaceRenderer(face).render(_rows(face.model, [0.85]))[0]
+    save_contact_sheet([wide], test_output / f"decoder_upper_band_{portrait}.png", columns=1, tile=384)
+    ratio = upper_band_seam_ratio(wide, detector.detect(wide)[0].landmarks, face.crop, face.landmarks)
+    assert ratio is not None and ratio > 0.65, ratio
