@@ -29,7 +29,7 @@ from workers.audio.whisper import PACKAGES, SAMPLE_RATE, load_encoder, model_fil
 
 logger = logging.getLogger(__name__)
 
-VERSION = "asr-4-clip-encoder-padding-states-faster-whisper-1.2.1"
+VERSION = "asr-5-one-encoding-for-language-detection-faster-whisper-1.2.1"
 # Mean word probability below which a transcript is not trusted. Measured (bench/speech.py):
 # real English read speech 0.89-0.93 with tiny.en (shared clips, held-out asterisk prompts);
 # espeak-ng English 0.72-0.78; the shared Spanish clip decoded by tiny.en as English 0.61;
@@ -121,12 +121,31 @@ def _clip_length_model_class():
             super().__init__(name, **options)
             self.encoder_port = load_encoder(name)
             self._padding: np.ndarray | None = None
+            self._detected: tuple[np.ndarray, object] | None = None     # (window, its states)
+
+        def detect(self, wave16k: np.ndarray) -> tuple[str, float]:
+            """(language code, its probability) from the clip's first window, encoded as
+            ``transcribe`` encodes that window afterwards (its content without the last mel
+            frame, padded to 30 s), so :meth:`encode` hands the decoder the same states again
+            instead of running the encoder twice (faster-whisper's own detection pads a
+            slightly different window and its states are thrown away)."""
+            from faster_whisper.audio import pad_or_trim
+
+            mel = self.feature_extractor(wave16k)
+            window = pad_or_trim(mel[:, :min(self.feature_extractor.nb_max_frames, mel.shape[-1] - 1)])
+            states = self.encode(window)
+            self._detected = (window, states)
+            token, probability = self.model.detect_language(states)[0][0]
+            return token[2:-2], float(probability)
 
         def encode(self, features: np.ndarray):
             """(80, 3000) or (1, 80, 3000) log-mel window, zero-padded past its content ->
             encoder states as a CTranslate2 StorageView: (1, 1500, width), or for a model not in
             :data:`PADDING_STATES_MODELS` (1, frames / 2, width) over the content and its padding."""
             window = features[0] if features.ndim == 3 else features
+            detected, self._detected = self._detected, None
+            if detected is not None and np.array_equal(detected[0], window):
+                return detected[1]           # the window language detection just encoded
             content = np.flatnonzero(np.any(window != 0.0, axis=0))
             content_frames = int(content[-1]) + 1 if len(content) else 0
             frames = content_frames + ENCODED_PADDING_FRAMES
@@ -158,6 +177,9 @@ def _model(name: str):
 def _decode(wave16k: np.ndarray, name: str, language: str | None) -> Recognition:
     """One faster-whisper pass; ``language`` None detects it (multilingual models only)."""
     model = _model(name)
+    language_probability = None
+    if language is None:
+        language, language_probability = model.detect(wave16k)
     segments, info = model.transcribe(wave16k, language=language, beam_size=BEAM_SIZE, word_timestamps=True,
                                       condition_on_previous_text=False, vad_filter=False)
     segments = list(segments)       # a generator: decoding happens here
@@ -168,7 +190,7 @@ def _decode(wave16k: np.ndarray, name: str, language: str | None) -> Recognition
     confidence = float(np.mean([w.probability for w in words])) if words else 0.0
     return Recognition(text=text, language=info.language, words=words, confidence=confidence, model=name,
                        model_version=PACKAGES[name].version,
-                       language_probability=None if language else float(info.language_probability))
+                       language_probability=language_probability)
 
 
 def _judge(result: Recognition, alignable: bool) -> Recognition:

@@ -134,3 +134,32 @@ def test_a_short_window_is_encoded_over_its_speech_not_its_padding(shared_assets
     np.testing.assert_array_equal(states, whole)
     long = load_audio(shared_assets / "speech_asterisk_esMX_allison_28s_8k.wav", 16000, 60)
     encoded(np.concatenate([long, long]))
+
+
+def test_a_short_line_tiny_en_doubts_is_encoded_once_for_base_s_language_detection_and_words(monkeypatch):
+    """A short espeak-ng line tiny.en is unsure of goes to base, which names the language and
+    decodes: one encoding of its window serves both (faster-whisper's own detection encoded a
+    window of its own, then transcribe encoded the window again), and the language detected is
+    the one faster-whisper's own detection finds, at the same probability."""
+    from faster_whisper import WhisperModel
+
+    from workers.audio.espeak import synthesize
+    from workers.audio.recognise import _model
+
+    wave, _ = synthesize("Get down!", "en-us")
+    encoded = []
+    whole_window = WhisperModel.encode
+
+    def counted(model, features):
+        encoded.append(model.encoder_port.name)
+        return whole_window(model, features)
+
+    monkeypatch.setattr(WhisperModel, "encode", counted)
+    result = recognise(wave, "en")
+    assert encoded == ["tiny.en", "base"], encoded
+    assert result.usable and result.language == "en", result
+    assert word_errors("get down", result.text)[0] == 0, result.text
+    monkeypatch.undo()
+    language, probability = _model("base").detect(wave)
+    theirs, their_probability, _ = _model("base").detect_language(wave)
+    assert language == theirs == "en" and abs(probability - their_probability) < 0.02
