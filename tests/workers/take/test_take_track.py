@@ -3,11 +3,13 @@ without a face counted, the take's own motion read."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from core.errors import BadInputError
-from core.take import FRAME_DUBBED, FRAME_NO_FACE
+from core.take import FRAME_DUBBED, FRAME_MOUTH_OCCLUDED, FRAME_NO_FACE
 from workers.face.latents import MOTION_DIM, dyn_index
 from workers.take.track import track_take
 
@@ -85,3 +87,17 @@ def test_a_dub_that_ends_with_its_speech_tracks_no_frame_past_it(short_take, sho
     assert task.take.num_frames == tracked and task.take.landmarks.shape[0] == tracked
     assert np.array_equal(task.take.landmarks, whole.landmarks[:tracked])
     assert np.array_equal(task.take.status, whole.status[:tracked])
+
+
+def test_frames_with_fingers_over_the_mouth_pass_through_and_are_counted():
+    """Frames 200-259 of the Pexels take (bench/data/mouth/SOURCES.md): two fingers over the
+    right corner of her mouth until about frame 226, then her hand is gone and she smiles. The
+    covered frames pass through (counted as mouth_occluded), the uncovered ones are dubbed."""
+    take = Path(__file__).resolve().parents[3] / "bench" / "data" / "mouth" / "covered" / \
+        "take_pexels_langer_frames200-259.mp4"
+    track, _ = track_take(take, 0, 512, 600)
+    assert track.num_frames == 60
+    assert (track.status[:20] == FRAME_MOUTH_OCCLUDED).all(), track.status
+    assert (track.status[32:] == FRAME_DUBBED).all(), track.status
+    counts = track.counts()
+    assert counts["mouth_occluded"] >= 20 and counts["dubbed"] >= 28, counts
