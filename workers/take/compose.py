@@ -193,11 +193,12 @@ def paste(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, crop_from_frame
         out = frame.copy()
     elif out is not frame:
         out[...] = frame
-    ys, xs = np.nonzero(mask > 0)
+    covered = mask > 0       # its bounding box from the rows and columns it covers (not every pixel's index)
+    ys, xs = np.flatnonzero(covered.any(1)), np.flatnonzero(covered.any(0))
     if not len(xs):
         return out
-    corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.min(), ys.max() + 1],
-                        [xs.max() + 1, ys.max() + 1]], np.float64)
+    corners = np.array([[xs[0], ys[0]], [xs[-1] + 1, ys[0]], [xs[0], ys[-1] + 1],
+                        [xs[-1] + 1, ys[-1] + 1]], np.float64)
     inverse = cv2.invertAffineTransform(crop_from_frame)
     box = corners @ inverse[:, :2].T + inverse[:, 2]
     x0, y0 = np.floor(box.min(0)).clip(0, [width, height]).astype(int)
