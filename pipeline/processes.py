@@ -96,9 +96,13 @@ def _share(raw: memoryview) -> str | None:
     path = os.path.join(SHARED_FOLDER, f"talkfarm-{os.getpid()}-{next(_shared_names)}")
     descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
-        os.ftruncate(descriptor, raw.nbytes)
-        with mmap.mmap(descriptor, raw.nbytes) as mapped:
-            mapped[:] = raw
+        # Written with pwrite, not through a mapping: the kernel fills the file's pages as it
+        # copies, where a mapping faulted each 4 KiB page in on its own (a 960p chunk: 161 against
+        # 79 ms of CPU on this machine, mostly system time).
+        raw = raw.cast("B")
+        written = 0
+        while written < raw.nbytes:
+            written += os.pwrite(descriptor, raw[written:], written)
     except BaseException:
         _unlink(path)
         raise

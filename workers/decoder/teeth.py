@@ -14,6 +14,7 @@ on webcam frames whose upper teeth lie in the lip's shade; such photos take the 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -255,7 +256,7 @@ def teeth_plate(crop: np.ndarray, teeth: np.ndarray, toward: np.ndarray, grain: 
     spread = cv2.GaussianBlur(image * weight[..., None], (0, 0), sigma)
     norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
     filled = np.where(norm > 1e-4, spread / np.maximum(norm, 1e-4), image)
-    noise = np.random.default_rng(seed).normal(0.0, grain, image.shape).astype(np.float32)
+    noise = (grain * _unit_noise(seed, image.shape)).astype(np.float32)
     rgb = np.where(teeth[..., None], image, filled + noise)
     alpha = cv2.GaussianBlur(teeth.astype(np.float32), (0, 0), 0.5)
     fill = norm[..., 0] > FILL_WEIGHT
@@ -294,6 +295,17 @@ def _gum_side(image, teeth, filled):
     gain = np.clip(column / np.maximum(filled @ luma, 1e-3), 0.6, 1.2)
     above = (rows < first[None, :]) & shown[None, :]
     return np.where(above[..., None], filled * (GUM_SIDE_COLUMN * gain + 1.0 - GUM_SIDE_COLUMN)[..., None], filled)
+
+
+@functools.lru_cache(maxsize=4)
+def _unit_noise(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """``shape`` float64 standard normal noise from ``default_rng(seed)``, made once per crop size:
+    ``grain *`` it is ``default_rng(seed).normal(0, grain, shape)`` value for value (that draw is
+    ``0 + grain * z`` of this same ``z``), without drawing ~0.8 M normals each frame (~15 ms at a
+    512 px crop)."""
+    noise = np.random.default_rng(seed).standard_normal(shape)
+    noise.flags.writeable = False
+    return noise
 
 
 def _edge_recoloured(rgb, teeth, beside, filled):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
 from core.errors import TransientError
 from core.identity import sha256_file
 from core.provenance import SIDECAR_SUFFIX, build_record, mp4_metadata, write_sidecar
@@ -108,7 +110,13 @@ class EncodeStage(Stage[FrameChunk, FrameChunk]):
                 # the same pattern in every frame, so chunk.start needs no stride bookkeeping
                 weights = None if chunk.edited_regions is None else region_weights(
                     *chunk.frames.shape[1:3], chunk.edited_regions)
-                marked = watermark.embed(chunk.frames, watermark.payload_for(video.render_id), weights)
+                # Marked in place where the chunk's frames are this stage's to change (a writable
+                # array: the decoder's own, or mapped from a worker process; not Ray's read-only
+                # store): no second chunk-sized array. The driver never reads them again.
+                frames = chunk.frames
+                in_place = isinstance(frames, np.ndarray) and frames.flags.writeable
+                marked = watermark.embed(frames, watermark.payload_for(video.render_id), weights,
+                                         out=frames if in_place else None)
                 video.writer.write(marked)
                 if video.qc is not None:
                     video.qc.add(marked)     # measured as written: what the viewer gets, less h264

@@ -196,11 +196,13 @@ def _frame_delta_parts(payload: Payload, height: int, width: int,
 # ---------------------------------------------------------------- embedding
 
 def embed(frames: np.ndarray | torch.Tensor, payload: Payload,
-          weights: RegionWeights | None = None) -> np.ndarray | torch.Tensor:
+          weights: RegionWeights | None = None, out: np.ndarray | None = None) -> np.ndarray | torch.Tensor:
     """Watermark (N, H, W, 3) uint8 RGB frames (numpy or a torch tensor on any device).
 
     ``weights``: optional strength per pixel in [0, 1] (:func:`workers.encode.regions.region_weights`); None marks
-    every pixel at full strength. Returns new frames of the same type.
+    every pixel at full strength. Returns new frames of the same type, or numpy frames marked into
+    ``out`` (the same shape; may be ``frames`` itself: marked in place, the same pixels as new ones,
+    without a new chunk-sized array to fault in, ~190 MB a 960p chunk).
     """
     height, width = frames.shape[1:3]
     if isinstance(frames, torch.Tensor):   # batched int16 add on the frames' device
@@ -214,15 +216,19 @@ def embed(frames: np.ndarray | torch.Tensor, payload: Payload,
     # CPU numpy: two saturating uint8 passes per frame (SIMD in OpenCV), no int16 temporaries;
     # a dub's re-rendered box then gets its own strength.
     positive, negative = _frame_delta_parts(payload, height, width, 1.0 if weights is None else BACKGROUND_WEIGHT)
-    marked = np.empty(frames.shape, np.uint8)
+    marked = np.empty(frames.shape, np.uint8) if out is None else out
+    if marked.shape != frames.shape or marked.dtype != np.uint8:
+        raise ValueError(f"out is {marked.shape} {marked.dtype}, the frames {frames.shape} uint8")
     for index, frame in enumerate(frames):
+        box = None if weights is None else weights.boxes[index]
+        if box is not None:     # the frame's own pixels there, before a pass in place marks them
+            x0, y0, x1, y1 = box
+            own = frame[y0:y1, x0:x1].astype(np.int16)
         cv2.add(frame, positive, dst=marked[index])
         cv2.subtract(marked[index], negative, dst=marked[index])
-        if weights is not None and weights.boxes[index] is not None:
-            x0, y0, x1, y1 = weights.boxes[index]
+        if box is not None:
             delta = np.rint(_frame_delta_float(payload, height, width)[y0:y1, x0:x1] * weights.inside[index])
-            marked[index, y0:y1, x0:x1] = np.clip(frame[y0:y1, x0:x1].astype(np.int16)
-                                                  + delta.astype(np.int16)[..., None], 0, 255)
+            marked[index, y0:y1, x0:x1] = np.clip(own + delta.astype(np.int16)[..., None], 0, 255)
     return marked
 
 

@@ -32,7 +32,12 @@ def _spread(shape: np.ndarray, handles: dict[int, np.ndarray], sigma: float) -> 
     """
     idx = np.array(list(handles), dtype=np.int64)
     vectors = np.stack([handles[i] for i in idx]).astype(np.float64)           # (H, 3)
-    d2 = ((shape[:, None, :] - shape[None, idx, :]) ** 2).sum(-1)              # (N, H)
+    # |x - x_i|^2 coordinate by coordinate on (N, H) planes, summed in numpy's order for a
+    # 3-long last axis ((x + y) + z): the same doubles as ``((a - b) ** 2).sum(-1)`` in less
+    # time (a reduction over a 3-long axis is numpy's slow case; the rig is built every frame).
+    columns = shape.T[:, :, None] - shape.T[:, None, idx]                      # (3, N, H)
+    columns *= columns
+    d2 = (columns[0] + columns[1]) + columns[2]                                # (N, H)
     k = np.exp(-d2 / (2.0 * sigma * sigma))
     return (k @ vectors) / np.maximum(1.0, k.sum(1, keepdims=True))
 

@@ -92,7 +92,7 @@ def dub_frame(frame: np.ndarray, targets: FrameTargets, crop_size: int,
         mask = lower_face_mask(crop_size, source_points, target_points)
         # The paste keeps only what the mask covers: where it misses both eyes, the renderer's
         # eye redraw (iris sprite, inpainted eyeball, lids) would be thrown away.
-        eyes = eyes_reach_mask(mask, face.model, motion)
+        eyes = eyes_reach_mask(mask, face.model, motion, target_points)
     renderer = FaceRenderer(face, config, redraw_eyes=eyes)
     crop = renderer.render(latent[None])[0]
     # The frame's own landmarks (not its model's decode, which closes a barely parted mouth).
@@ -100,9 +100,11 @@ def dub_frame(frame: np.ndarray, targets: FrameTargets, crop_size: int,
     return paste(frame, crop, mask, face.crop_from_photo, out)
 
 
-def eyes_reach_mask(mask: np.ndarray, model: FaceModel, motion: torch.Tensor) -> bool:
+def eyes_reach_mask(mask: np.ndarray, model: FaceModel, motion: torch.Tensor,
+                    target: np.ndarray | None = None) -> bool:
     """Whether the (S, S) paste ``mask`` is non-zero anywhere the renderer may repaint an eye
-    for ``motion`` (1, MOTION_DIM).
+    for ``motion`` (1, MOTION_DIM). ``target``: ``model.landmarks(motion)[0, :, :2]`` where the
+    caller has it already (not decoded twice).
 
     ``FaceRenderer._paint_eyes`` changes pixels only between an eye's lids (the target's, and
     the upper lid as warped with the blink held to WARP_MAX_BLINK; its lid skin lies above
@@ -114,7 +116,9 @@ def eyes_reach_mask(mask: np.ndarray, model: FaceModel, motion: torch.Tensor) ->
     warped = motion.clone()
     blinks = [dyn_index("blink_left"), dyn_index("blink_right")]
     warped[:, blinks] = warped[:, blinks].clamp(max=WARP_MAX_BLINK)
-    target, warp = model.landmarks(motion)[0, :, :2].numpy(), model.landmarks(warped)[0, :, :2].numpy()
+    if target is None:
+        target = model.landmarks(motion)[0, :, :2].numpy()
+    warp = model.landmarks(warped)[0, :, :2].numpy()
     height, width = mask.shape
     rows = np.arange(height)[:, None]
     for upper, lower in ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)):
@@ -193,11 +197,12 @@ def paste(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, crop_from_frame
         out = frame.copy()
     elif out is not frame:
         out[...] = frame
-    ys, xs = np.nonzero(mask > 0)
+    covered = mask > 0       # its bounding box from the rows and columns it covers (not every pixel's index)
+    ys, xs = np.flatnonzero(covered.any(1)), np.flatnonzero(covered.any(0))
     if not len(xs):
         return out
-    corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.min(), ys.max() + 1],
-                        [xs.max() + 1, ys.max() + 1]], np.float64)
+    corners = np.array([[xs[0], ys[0]], [xs[-1] + 1, ys[0]], [xs[0], ys[-1] + 1],
+                        [xs[-1] + 1, ys[-1] + 1]], np.float64)
     inverse = cv2.invertAffineTransform(crop_from_frame)
     box = corners @ inverse[:, :2].T + inverse[:, 2]
     x0, y0 = np.floor(box.min(0)).clip(0, [width, height]).astype(int)

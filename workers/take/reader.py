@@ -90,12 +90,14 @@ class _TakeStream:
         self.frame_bytes = info.width * info.height * 3
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.ended = False
+        self._scratch: np.ndarray | None = None
 
-    def read(self, count: int) -> np.ndarray:
+    def read(self, count: int, into: np.ndarray | None = None) -> np.ndarray:
         """The next ``count`` frames, (n, height, width, 3) uint8 RGB, read straight from the pipe
-        into a new array; n < ``count`` at the take's end (the stream then checks ffmpeg's exit:
-        BadInputError when it could not decode)."""
-        frames = np.empty((max(count, 0), self.info.height, self.info.width, 3), np.uint8)
+        into a new array (or the first ``count`` of ``into``'s); n < ``count`` at the take's end
+        (the stream then checks ffmpeg's exit: BadInputError when it could not decode)."""
+        shape = (max(count, 0), self.info.height, self.info.width, 3)
+        frames = np.empty(shape, np.uint8) if into is None else into[:shape[0]]
         buffer = memoryview(frames.reshape(-1))
         got = 0
         while got < len(buffer) and not self.ended:
@@ -112,6 +114,16 @@ class _TakeStream:
                 raise BadInputError("cannot decode the take "
                                     f"({errors.splitlines()[-1] if errors else 'ffmpeg failed'})", self.path)
         return frames[:whole]
+
+    def skip(self, count: int) -> None:
+        """Read past the next ``count`` frames (fewer at the take's end) into one frame's buffer,
+        reused: a frame skipped costs no new memory (a new array each time faulted its pages in
+        afresh, ~4 MB a 960p frame)."""
+        if self._scratch is None:
+            self._scratch = np.empty((1, self.info.height, self.info.width, 3), np.uint8)
+        for _ in range(count):
+            if self.ended or len(self.read(1, into=self._scratch)) == 0:
+                return
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -189,8 +201,7 @@ class TakeFrameReader:
         parts = []
         if first < stream.next:           # the frame read last, again
             parts.append(self._last[None])
-        while stream.next < first and not stream.ended:      # skipped, a few frames at a time
-            stream.read(min(first - stream.next, 8))
+        stream.skip(first - stream.next)      # frames another worker dubs, read past
         parts.append(stream.read(max(0, last + 1 - stream.next)))
         decoded = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if len(decoded) < last - first + 1:

@@ -42,3 +42,13 @@ def test_region_grid_is_built_once_per_box_and_fits_it():
     # the taper is zero on the region's border and whole inside
     assert float(first.taper.amin()) == 0.0 and float(first.taper.amax()) == 1.0
 
+
+
+def test_the_teeth_plates_grain_is_the_seeded_normal_draw():
+    # The plate's grain scales one standard-normal draw per crop size (cached) instead of drawing
+    # afresh each frame: value for value the draw it replaced.
+    from workers.decoder.teeth import _unit_noise
+
+    for grain in (0.004, 0.0213, 0.09):
+        expected = np.random.default_rng(0).normal(0.0, grain, (64, 48, 3)).astype(np.float32)
+        assert np.array_equal((grain * _unit_noise(0, (64, 48, 3))).astype(np.float32), expected)

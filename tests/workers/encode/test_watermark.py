@@ -138,6 +138,16 @@ def test_a_dub_is_marked_whole_on_the_face_and_lighter_on_the_rest(carrier, dete
         np.abs(full)[:, background][unclipped[:, background]].mean()
     assert abs(ratio - BACKGROUND_WEIGHT) < 0.05
     assert np.array_equal(light[:, core], full[:, core])
+    # The encoder marks a chunk's frames in place (no second chunk-sized array): the same pixels,
+    # also with a frame without a region among them.
+    polygons = np.repeat(polygon[None], len(frames), 0)
+    polygons[3] = np.nan
+    weights = region_weights(*frames.shape[1:3], polygons)
+    expected = wm.embed(frames, payload, weights)
+    assert not np.array_equal(expected[3], dubbed[3])
+    in_place = frames.copy()
+    assert wm.embed(in_place, payload, weights, out=in_place) is in_place
+    assert np.array_equal(in_place, expected)
     assert wm.psnr(frames[:, background], dubbed[:, background]) > wm.psnr(frames[:, background], marked[:, background]) + 3
     video = tmp_path / "dubbed.mp4"
     writer = Mp4Writer(video, (frames.shape[2], frames.shape[1]), 25.0, crf=18)

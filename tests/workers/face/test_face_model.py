@@ -114,6 +114,20 @@ def test_model_is_built_the_same_from_the_same_landmarks(aligned_grace):
     np.testing.assert_array_equal(again.identity, aligned_grace.model.identity)
 
 
+def test_the_rig_spreads_handles_exactly_as_its_formula(aligned_grace):
+    # _spread sums the squared distances plane by plane (the rig is built every dubbed frame):
+    # the very doubles of the formula written whole, on a real face's canonical shape.
+    from workers.face.rig import _spread
+
+    shape = aligned_grace.model.identity.astype(np.float64)
+    handles = {index: np.array([0.013 * (index % 7), -0.03, 0.02]) for index in (0, 13, 14, 17, 61, 205, 291)}
+    index = np.array(list(handles))
+    vectors = np.stack(list(handles.values()))
+    kernel = np.exp(-((shape[:, None, :] - shape[None, index, :]) ** 2).sum(-1) / (2 * 0.1 * 0.1))
+    expected = (kernel @ vectors) / np.maximum(1.0, kernel.sum(1, keepdims=True))
+    assert np.array_equal(_spread(shape, handles, 0.1), expected)
+
+
 # ---------------------------------------------------------------- the round trip on rendered pixels
 
 CASES = [  # (label, {latent name: value, or (name, "+", delta) relative to the source})

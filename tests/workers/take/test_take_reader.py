@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -42,6 +44,27 @@ def test_a_decoder_reading_chunks_on_gets_the_frames_a_whole_read_gets(short_tak
     with pytest.raises(BadInputError, match="ended before frame 31"):
         reader.frames(short_take, info, np.arange(9, 32))
     reader.close()
+
+
+def test_frames_a_decoder_reads_past_take_one_frame_of_memory(make_take, tmp_path):
+    # A worker given every other chunk reads on through the chunks the other workers dub: those
+    # frames pass through one reused frame's buffer, not a new array each (memory flat).
+    take = make_take(tmp_path / "four.mp4", 3.0, 4.0)
+    info = probe_take(take, 600)
+    whole = np.concatenate(list(read_take(take, info)))
+    reader = TakeFrameReader()
+    assert np.array_equal(reader.frames(take, info, np.arange(0, 2)), whole[0:2])
+    frame_bytes = whole[0].nbytes
+    tracemalloc.start()
+    try:
+        chunk = reader.frames(take, info, np.arange(80, 82))        # 78 frames read past
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    reader.close()
+    assert np.array_equal(chunk, whole[80:82])
+    # the chunk (2 frames), the reused buffer and the copy of the last frame read: 4 frames
+    assert peak < 5 * frame_bytes, f"{peak / frame_bytes:.1f} frames' memory to read 2"
 
 
 def test_a_variable_frame_rate_take_is_read_at_its_average_rate(make_take, tmp_path):
