@@ -25,15 +25,17 @@ lightened and whitened every filled interior (~+8 L* on the webcam take; round 7
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from core.take import MouthBank, MouthInterior
 from workers.face import topology as topo
+from workers.face.mouth import to_lab
 from workers.take.mouth_look import interior_pixels
 
-MOUTH_BANK_VERSION = "take-mouth-bank-2"
+MOUTH_BANK_VERSION = "take-mouth-bank-3"
 # Inner-lip gap over mouth width (workers.face.mouth.read_mouth's opening) from which a frame's
 # mouth is open enough to show its interior, and the shape bins the bank keeps one mouth for.
 MIN_OPENING = 0.12
@@ -54,16 +56,44 @@ MIN_FILL_OPENING = 0.04
 # so a mouth opening through the bins cross-fades rather than jumps between frames.
 OPENING_SPREAD = 0.06
 WIDTH_SPREAD = 0.05
-# A mouth opened wider than the bank's stretches the bank mouth's depth where it is dark (the
-# cavity between the teeth) and keeps what is bright (teeth, the lip rim) at its size, as a real
-# mouth opening further shows more of its dark inside and not longer teeth (see _depth_in_entry).
-# The depth profile is read along the middle of the mouth (this share of its width) in this many
-# samples; the brightest sample stretches PROFILE_FLOOR as much as the darkest, and a profile
-# whose grey levels span less than PROFILE_MIN_CONTRAST (0-255) is one cavity, stretched evenly.
+# A mouth opened wider than the bank's keeps what is bright (teeth, the lip rim) at its size and
+# opens dark cavity between the upper teeth, which stay under the upper lip, and the lower teeth,
+# which ride with the lower lip, as a real mouth opening further shows more of its dark inside
+# and not longer teeth (see _depth_in_entry). Where the bank mouth shows a cavity, its own cavity
+# stretches: each depth sample along the middle of the mouth (this share of its width, in this
+# many samples) stretches by its darkness squared, the brightest PROFILE_FLOOR as much as the
+# darkest; a profile whose grey levels span less than PROFILE_MIN_CONTRAST (0-255) is one
+# cavity, stretched evenly.
 PROFILE_SPAN = (0.3, 0.7)
 PROFILE_SAMPLES = 24
 PROFILE_FLOOR = 0.03
 PROFILE_MIN_CONTRAST = 12.0
+# A grin shows no cavity: teeth from lip to lip, the lower lip's pink under them. A depth sample
+# is cavity where its L* is below the lips' by CAVITY_BELOW_LIP (ramped). A bank mouth whose
+# profile is less than CAVITY_SHARE[0] cavity takes all of the extra opening as a new cavity
+# between its teeth (nothing of it stretches); from CAVITY_SHARE[1] its own cavity stretches
+# (ramped between).
+CAVITY_BELOW_LIP = (4.0, 12.0)
+CAVITY_SHARE = (0.04, 0.15)
+# Teeth: L* this far above the lips'; the upper and lower sets meet at the deepest dip of at
+# least TEETH_DIP L* within the teeth (the shadow under the upper teeth's edge), read in each of
+# SPLIT_COLUMNS columns across SPLIT_SPAN of the mouth in SPLIT_SAMPLES depth samples (a smile
+# shows its lower set in the middle only); where fewer than SPLIT_MIN_COLUMNS show a dip, the
+# middle's one set of teeth ends where it falls below teeth.
+TEETH_ABOVE_LIP = 8.0
+TEETH_DIP = 2.0
+SPLIT_SPAN = (0.15, 0.85)
+SPLIT_COLUMNS = 15
+SPLIT_SAMPLES = 32
+SPLIT_MIN_COLUMNS = 3
+# ... each column within this much of their median, smoothed along the mouth (no jagged edge).
+SPLIT_WAVE = 0.08
+# The opened cavity's colour: the median of the bank mouth's darkest interior pixels (this share
+# of them, by L*: a grin's shadowed corners), as the take shows its darkest inside; shaded from
+# CAVITY_SHADE[0] of it under the upper teeth (their shadow) to CAVITY_SHADE[1] at the lower
+# (the floor of the mouth, lit from the front).
+CAVITY_DARKEST = 0.05
+CAVITY_SHADE = (0.6, 1.15)
 # Feather of the filled interior at the lip line (Gaussian sigma, pixels).
 FEATHER_PX = 0.6
 _EYE_CORNERS = (33, 263)
@@ -262,12 +292,16 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
         e_top_at, e_bottom_at = np.interp(e_u, *e_lines[0]), np.interp(e_u, *e_lines[1])
         e_gap = np.maximum(e_bottom_at - e_top_at, 0.5)
         scale = math.sqrt(float(e_axis @ e_axis) / max(float(axis @ axis), 1e-6))
-        depth = e_top_at + _depth_in_entry(v, gap * scale / e_gap, _stretch_profile(entry)) * e_gap
+        plan = _depth_plan(entry)
+        share, cavity, across = _depth_in_entry(v, gap * scale / e_gap, gap, np.interp(e_u, plan.split_u, plan.split),
+                                                plan)
+        depth = e_top_at + share * e_gap
         source = e_origin + e_u[..., None] * e_axis + depth[..., None] * e_normal          # box pixel centres
         sampled = cv2.remap(entry.crop, (source[..., 0] - 0.5).astype(np.float32),
                             (source[..., 1] - 0.5).astype(np.float32), cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        filled += weight * sampled
+        shade = CAVITY_SHADE[0] + (CAVITY_SHADE[1] - CAVITY_SHADE[0]) * across
+        filled += weight * (sampled + cavity[..., None] * (plan.cavity_rgb * shade[..., None] - sampled))
     region = crop[y0:y1, x0:x1].astype(np.float32)
     out = crop.copy()
     out[y0:y1, x0:x1] = np.round(region + mask[..., None] * (filled - region)).clip(0, 255).astype(np.uint8)
@@ -288,48 +322,135 @@ def _matched_u(u: np.ndarray, lines, entry_lines) -> np.ndarray:
     return np.interp(np.interp(u, grid, shares[0]), shares[1], grid)
 
 
-def _stretch_profile(entry: MouthInterior) -> np.ndarray:
-    """(PROFILE_SAMPLES + 1,) how a bank mouth's depth stretches: the cumulative stretch weight
-    from its upper inner lip (0) to its lower (1) at depths 0, 1/PROFILE_SAMPLES, ..., 1; each
-    sample weighted by its darkness along the middle of the mouth (the cavity stretches, the
-    teeth and the lip rim keep their size)."""
+@dataclass(frozen=True)
+class _DepthPlan:
+    """How a bank mouth's depth (0 at its upper inner lip, 1 at the lower) opens wider.
+
+    Attributes:
+        profile: (PROFILE_SAMPLES + 1,) cumulative stretch weight of its own cavity at depths
+            0, 1/PROFILE_SAMPLES, ..., 1 (the darker, the more it stretches).
+        stretched: the share of the extra opening its own cavity takes (0-1); the rest opens
+            between the teeth as new cavity.
+        split_u, split: (SPLIT_COLUMNS,) columns along the mouth (0-1 corner to corner) and the
+            depth in each where the upper teeth end and the lower (teeth and lip) begin.
+        cavity_rgb: (3,) float32 0-255, the new cavity's colour (the mouth's darkest inside).
+    """
+
+    profile: np.ndarray
+    stretched: float
+    split_u: np.ndarray
+    split: np.ndarray
+    cavity_rgb: np.ndarray
+
+
+def _along_depth(entry: MouthInterior, channel: np.ndarray, u: np.ndarray, samples: int) -> np.ndarray:
+    """(samples, len(u)) ``channel`` (h, w) of a bank mouth's box at depths (i + 0.5) / samples
+    of its opening (0 at the upper inner lip, 1 at the lower) in columns ``u`` (0-1 along it)."""
     origin, axis, normal, ((u_top, top), (u_bottom, bottom)) = _mouth_frame(entry.upper, entry.lower)
-    u = np.linspace(*PROFILE_SPAN, 9)
-    v = (np.arange(PROFILE_SAMPLES) + 0.5) / PROFILE_SAMPLES
+    v = (np.arange(samples) + 0.5) / samples
     top_at, bottom_at = np.interp(u, u_top, top), np.interp(u, u_bottom, bottom)
     depth = top_at[None, :] + v[:, None] * (bottom_at - top_at)[None, :]
     points = origin + u[None, :, None] * axis + depth[..., None] * normal
-    grey = cv2.cvtColor(entry.crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    profile = cv2.remap(grey, (points[..., 0] - 0.5).astype(np.float32), (points[..., 1] - 0.5).astype(np.float32),
-                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).mean(1)
-    contrast = float(profile.max() - profile.min())
+    return cv2.remap(channel.astype(np.float32), (points[..., 0] - 0.5).astype(np.float32),
+                     (points[..., 1] - 0.5).astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _depth_plan(entry: MouthInterior) -> _DepthPlan:
+    """Read a bank mouth's depth (:class:`_DepthPlan`)."""
+    middle = np.linspace(*PROFILE_SPAN, 9)
+    grey = _along_depth(entry, cv2.cvtColor(entry.crop, cv2.COLOR_RGB2GRAY), middle, PROFILE_SAMPLES).mean(1)
+    contrast = float(grey.max() - grey.min())
     if contrast < PROFILE_MIN_CONTRAST:
-        weight = np.ones_like(profile)
+        weight = np.ones_like(grey)
     else:
-        weight = PROFILE_FLOOR + (1.0 - PROFILE_FLOOR) * ((profile.max() - profile) / contrast) ** 2
+        weight = PROFILE_FLOOR + (1.0 - PROFILE_FLOOR) * ((grey.max() - grey) / contrast) ** 2
     cumulative = np.concatenate([[0.0], np.cumsum(weight)])
-    return cumulative / cumulative[-1]
+    lab = to_lab(entry.crop)
+    lip_l = float(to_lab(np.round(np.asarray(entry.lip_rgb) * 255.0).clip(0, 255).astype(np.uint8))[0])
+    light = _along_depth(entry, lab[..., 0], middle, PROFILE_SAMPLES).mean(1)
+    cavity = float(_smoothstep(*CAVITY_BELOW_LIP, lip_l - light).mean())
+    # where the upper teeth end: column by column (the sets meet along a wavy line), the columns
+    # without a dip of their own at the others' median, or at the middle's one set's end
+    split_u = np.linspace(*SPLIT_SPAN, SPLIT_COLUMNS)
+    columns = _along_depth(entry, lab[..., 0], split_u, SPLIT_SAMPLES)
+    split = np.array([_teeth_dip(columns[:, k], lip_l) for k in range(SPLIT_COLUMNS)], np.float64)
+    found = np.isfinite(split)
+    if found.sum() >= SPLIT_MIN_COLUMNS:
+        middle_split = float(np.median(split[found]))
+        split = np.where(found, split, middle_split).clip(middle_split - SPLIT_WAVE, middle_split + SPLIT_WAVE)
+        split = np.convolve(np.pad(split, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+    else:
+        split = np.full(SPLIT_COLUMNS, _one_set_end(_along_depth(entry, lab[..., 0], middle, SPLIT_SAMPLES).mean(1), lip_l))
+    inside = _polygon_mask(entry.crop.shape[:2], np.concatenate([entry.upper, entry.lower[-2:0:-1]])) > 0
+    pixels = entry.crop[inside].astype(np.float32)
+    darkest = np.argsort(lab[inside][:, 0])[:max(1, int(round(CAVITY_DARKEST * len(pixels))))]
+    return _DepthPlan(profile=cumulative / cumulative[-1], stretched=float(_smoothstep(*CAVITY_SHARE, cavity)),
+                      split_u=split_u, split=split, cavity_rgb=np.median(pixels[darkest], axis=0))
 
 
-def _depth_in_entry(v: np.ndarray, ratio: np.ndarray, profile: np.ndarray) -> np.ndarray:
+def _teeth_dip(light: np.ndarray, lip_l: float) -> float:
+    """The depth (0-1) of the deepest dip of at least TEETH_DIP L* in the lower half of the teeth
+    (L* above the lips' ``lip_l`` by TEETH_ABOVE_LIP) of an L* profile ``light`` (samples at
+    depths (i + 0.5) / len): the shadow under the upper teeth's edge, over the lower set (a
+    smile shows more of the upper set; dips higher up lie between upper teeth); NaN if none."""
+    teeth = np.flatnonzero(light > lip_l + TEETH_ABOVE_LIP)
+    best, where = TEETH_DIP, np.nan
+    if len(teeth):
+        first, last = int(teeth[0]), int(teeth[-1])
+        for i in range(max(first + 1, (first + last + 1) // 2), last):
+            dip = min(light[first:i].max(), light[i + 1:last + 1].max()) - light[i]
+            if light[i] <= min(light[i - 1], light[i + 1]) and dip >= best:
+                best, where = dip, (i + 0.5) / len(light)
+    return where
+
+
+def _one_set_end(light: np.ndarray, lip_l: float) -> float:
+    """The depth (0-1) where the one set of teeth an L* profile ``light`` shows ends: the upper
+    set's lower end where the teeth lie mostly in the upper half, else the lower set's upper end;
+    without teeth, the darkest depth."""
+    teeth = np.flatnonzero(light > lip_l + TEETH_ABOVE_LIP)
+    if not len(teeth):
+        return (int(np.argmin(light)) + 0.5) / len(light)
+    first, last = int(teeth[0]), int(teeth[-1])
+    return (last + 1.0) / len(light) if first + last + 1 <= len(light) else first / len(light)
+
+
+def _depth_in_entry(v: np.ndarray, ratio: np.ndarray, pixels: np.ndarray, split: np.ndarray, plan: _DepthPlan
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where a pixel at share ``v`` of the target's opening (0 at its upper inner lip, 1 at the
     lower; a little beyond at the feathered rim) samples the bank mouth, as a share of the bank
-    mouth's opening there. ``ratio``: the target's opening over the bank mouth's, both in bank
-    pixels; ``profile``: :func:`_stretch_profile`. A mouth the bank shows at least as open is
-    squeezed evenly. One opened wider stretches the bank mouth's depth w by 1 + (ratio - 1) *
-    profile'(w): the share v of bank depth w is (w + (ratio - 1) * profile(w)) / ratio, solved
-    for w (bisection; monotone), so the bright bands (teeth, lip rim) keep their pixel size and
-    the dark cavity between them takes the extra opening."""
-    grid = np.linspace(0.0, 1.0, len(profile))
+    mouth's opening there, and how much of it is new cavity (0-1). ``ratio``: the target's
+    opening over the bank mouth's, both in bank pixels, one per pixel alike ``v``, each sampling
+    a pixel of 1 / ``pixels`` of the opening.
+
+    A mouth the bank shows at least as open is squeezed evenly. One opened wider opens the bank
+    mouth's depth w by (ratio - 1) * P'(w), where P(w) = stretched * profile(w) + (1 - stretched)
+    * [w > split]: the share v of bank depth w is (w + (ratio - 1) * P(w)) / ratio, solved for w
+    (bisection; monotone). The bright bands (teeth, lip rim) keep their pixel size, the upper
+    ones under the upper lip and the lower ones on the lower lip; the cavity between takes the
+    extra opening, stretched where the bank mouth has one, new at the split where it has not."""
+    grid = np.linspace(0.0, 1.0, len(plan.profile))
     ratio = np.maximum(ratio, 1.0)
+    extra = ratio - 1.0
     inside = np.clip(v, 0.0, 1.0)
+
+    def opened(w):
+        return w + extra * (plan.stretched * np.interp(w, grid, plan.profile) + (1.0 - plan.stretched) * (w > split))
+
     low, high = np.zeros_like(inside), np.ones_like(inside)
     for _ in range(14):
         middle = 0.5 * (low + high)
-        below = (middle + (ratio - 1.0) * np.interp(middle, grid, profile)) / ratio < inside
+        below = opened(middle) / ratio < inside
         low, high = np.where(below, middle, low), np.where(below, high, middle)
+    # the new cavity: [start, start + extra * (1 - stretched)] in bank depth units of the target's
+    # opening; each pixel covers ratio / pixels of it (anti-aliased)
+    start = split + extra * plan.stretched * np.interp(split, grid, plan.profile)
+    end = start + extra * (1.0 - plan.stretched)
+    at, half = v * ratio, 0.5 * ratio / pixels
+    cavity = np.clip((np.minimum(at + half, end) - np.maximum(at - half, start)) / (2.0 * half), 0.0, 1.0)
+    across = np.clip((at - start) / np.maximum(end - start, 1e-6), 0.0, 1.0)
     # beyond the lip lines (the feathered rim) at the bank's pixel size
-    return 0.5 * (low + high) + (v - inside) * ratio
+    return 0.5 * (low + high) + (v - inside) * ratio, np.where(v == inside, cavity, 0.0), across
 
 
 def openings(landmarks: np.ndarray) -> np.ndarray:
