@@ -234,8 +234,7 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
         e_gap = np.maximum(e_bottom_at - e_top_at, 0.5)
         scale = math.sqrt(float(e_axis @ e_axis) / max(float(axis @ axis), 1e-6))
         plan = depth_plan(entry)
-        share, cavity, across = depth_in_entry(v, gap * scale / e_gap, gap, np.interp(e_u, plan.split_u, plan.split),
-                                                plan)
+        share, cavity, across = depth_in_entry(v, gap * scale / e_gap, gap, e_u, plan)
         depth = e_top_at + share * e_gap
         source = e_origin + e_u[..., None] * e_axis + depth[..., None] * e_normal          # box pixel centres
         sampled = cv2.remap(entry.crop, (source[..., 0] - 0.5).astype(np.float32),

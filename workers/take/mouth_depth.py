@@ -32,6 +32,10 @@ PROFILE_SPAN = (0.3, 0.7)
 PROFILE_SAMPLES = 24
 PROFILE_FLOOR = 0.03
 PROFILE_MIN_CONTRAST = 12.0
+# ... read in each of this many columns across this span of the mouth (each averaged with its
+# neighbours); the share of cavity a mouth shows is read on the middle's profile.
+PROFILE_COLUMNS = 19
+PROFILE_COLUMNS_SPAN = (0.05, 0.95)
 # A grin shows no cavity: teeth from lip to lip, the lower lip's pink under them. A depth sample
 # is cavity where its L* is below the lips' by CAVITY_BELOW_LIP (ramped). A bank mouth whose
 # profile is less than CAVITY_SHARE[0] cavity takes all of the extra opening as a new cavity
@@ -95,8 +99,9 @@ class DepthPlan:
     """How a bank mouth's depth (0 at its upper inner lip, 1 at the lower) opens wider.
 
     Attributes:
-        profile: (PROFILE_SAMPLES + 1,) cumulative stretch weight of its own cavity at depths
-            0, 1/PROFILE_SAMPLES, ..., 1 (the darker, the more it stretches).
+        profile_u, profile: (PROFILE_COLUMNS,) columns along the mouth (0-1 corner to corner)
+            and (PROFILE_COLUMNS, PROFILE_SAMPLES + 1) in each the cumulative stretch weight of
+            its own cavity at depths 0, 1/PROFILE_SAMPLES, ..., 1 (the darker, the more it stretches).
         stretched: the share of the extra opening its own cavity takes (0-1); the rest opens
             between the teeth as new cavity.
         split_u, split: (SPLIT_COLUMNS,) columns along the mouth (0-1 corner to corner) and the
@@ -104,6 +109,7 @@ class DepthPlan:
         cavity_rgb: (3,) float32 0-255, the new cavity's colour (the mouth's darkest inside).
     """
 
+    profile_u: np.ndarray
     profile: np.ndarray
     stretched: float
     split_u: np.ndarray
@@ -126,13 +132,15 @@ def _along_depth(entry: MouthInterior, channel: np.ndarray, u: np.ndarray, sampl
 def depth_plan(entry: MouthInterior) -> DepthPlan:
     """Read a bank mouth's depth (:class:`DepthPlan`)."""
     middle = np.linspace(*PROFILE_SPAN, 9)
-    grey = _along_depth(entry, cv2.cvtColor(entry.crop, cv2.COLOR_RGB2GRAY), middle, PROFILE_SAMPLES).mean(1)
-    contrast = float(grey.max() - grey.min())
-    if contrast < PROFILE_MIN_CONTRAST:
-        weight = np.ones_like(grey)
-    else:
-        weight = PROFILE_FLOOR + (1.0 - PROFILE_FLOOR) * ((grey.max() - grey) / contrast) ** 2
-    cumulative = np.concatenate([[0.0], np.cumsum(weight)])
+    # column by column: a smile's teeth reach lower at its corners than in its middle, where the
+    # cavity under them is; a profile read in the middle stretched the corners' teeth into fangs
+    profile_u = np.linspace(*PROFILE_COLUMNS_SPAN, PROFILE_COLUMNS)
+    grey = _along_depth(entry, cv2.cvtColor(entry.crop, cv2.COLOR_RGB2GRAY), profile_u, PROFILE_SAMPLES)
+    grey = np.apply_along_axis(np.convolve, 1, np.pad(grey, ((0, 0), (1, 1)), mode="edge"), [0.25, 0.5, 0.25], "valid")
+    contrast = grey.max(0) - grey.min(0)
+    weight = PROFILE_FLOOR + (1.0 - PROFILE_FLOOR) * ((grey.max(0) - grey) / np.maximum(contrast, 1e-6)) ** 2
+    weight = np.where(contrast < PROFILE_MIN_CONTRAST, 1.0, weight)
+    cumulative = np.concatenate([np.zeros((1, PROFILE_COLUMNS)), np.cumsum(weight, axis=0)])
     lab = to_lab(entry.crop)
     lip_l = float(to_lab(np.round(np.asarray(entry.lip_rgb) * 255.0).clip(0, 255).astype(np.uint8))[0])
     light = _along_depth(entry, lab[..., 0], middle, PROFILE_SAMPLES).mean(1)
@@ -152,7 +160,7 @@ def depth_plan(entry: MouthInterior) -> DepthPlan:
     inside = polygon_mask(entry.crop.shape[:2], np.concatenate([entry.upper, entry.lower[-2:0:-1]])) > 0
     pixels = entry.crop[inside].astype(np.float32)
     darkest = np.argsort(lab[inside][:, 0])[:max(1, int(round(CAVITY_DARKEST * len(pixels))))]
-    return DepthPlan(profile=cumulative / cumulative[-1], stretched=float(smoothstep(*CAVITY_SHARE, cavity)),
+    return DepthPlan(profile=(cumulative / cumulative[-1]).T, profile_u=profile_u, stretched=float(smoothstep(*CAVITY_SHARE, cavity)),
                       split_u=split_u, split=split, cavity_rgb=np.median(pixels[darkest], axis=0))
 
 
@@ -183,14 +191,14 @@ def _one_set_end(light: np.ndarray, lip_l: float) -> float:
     return (last + 1.0) / len(light) if first + last + 1 <= len(light) else first / len(light)
 
 
-def depth_in_entry(v: np.ndarray, ratio: np.ndarray, pixels: np.ndarray, split: np.ndarray, plan: DepthPlan
+def depth_in_entry(v: np.ndarray, ratio: np.ndarray, pixels: np.ndarray, u: np.ndarray, plan: DepthPlan
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where a pixel at share ``v`` of the target's opening (0 at its upper inner lip, 1 at the
     lower; a little beyond at the feathered rim) samples the bank mouth, as a share of the bank
     mouth's opening there; how much of the pixel is new cavity (0-1); and where in the new
     cavity it lies (0 at its top, 1 at its bottom). Arrays alike ``v``: ``ratio``, the target's
     opening over the bank mouth's, both in bank pixels; ``pixels``, the target's opening in its
-    pixels (a pixel covers 1 / pixels of it); ``split``, :class:`DepthPlan`'s at the pixel's column.
+    pixels (a pixel covers 1 / pixels of it); ``u``, the pixel's column in the bank mouth (0-1).
 
     A mouth the bank shows at least as open is squeezed evenly. One opened wider opens the bank
     mouth's depth w by (ratio - 1) * P'(w), where P(w) = stretched * profile(w) + (1 - stretched)
@@ -198,13 +206,14 @@ def depth_in_entry(v: np.ndarray, ratio: np.ndarray, pixels: np.ndarray, split: 
     (bisection; monotone). The bright bands (teeth, lip rim) keep their pixel size, the upper
     ones under the upper lip and the lower ones on the lower lip; the cavity between takes the
     extra opening, stretched where the bank mouth has one, new at the split where it has not."""
-    grid = np.linspace(0.0, 1.0, len(plan.profile))
+    split = np.interp(u, plan.split_u, plan.split)
+    column = np.interp(u, plan.profile_u, np.arange(len(plan.profile_u)))
     ratio = np.maximum(ratio, 1.0)
     extra = ratio - 1.0
     inside = np.clip(v, 0.0, 1.0)
 
     def opened(w):
-        return w + extra * (plan.stretched * np.interp(w, grid, plan.profile) + (1.0 - plan.stretched) * (w > split))
+        return w + extra * (plan.stretched * _profile_at(plan.profile, column, w) + (1.0 - plan.stretched) * (w > split))
 
     low, high = np.zeros_like(inside), np.ones_like(inside)
     for _ in range(14):
@@ -213,10 +222,22 @@ def depth_in_entry(v: np.ndarray, ratio: np.ndarray, pixels: np.ndarray, split: 
         low, high = np.where(below, middle, low), np.where(below, high, middle)
     # the new cavity: [start, start + extra * (1 - stretched)] in bank depth units of the target's
     # opening; each pixel covers ratio / pixels of it (anti-aliased)
-    start = split + extra * plan.stretched * np.interp(split, grid, plan.profile)
+    start = split + extra * plan.stretched * _profile_at(plan.profile, column, split)
     end = start + extra * (1.0 - plan.stretched)
     at, half = v * ratio, 0.5 * ratio / pixels
     cavity = np.clip((np.minimum(at + half, end) - np.maximum(at - half, start)) / (2.0 * half), 0.0, 1.0)
     across = np.clip((at - start) / np.maximum(end - start, 1e-6), 0.0, 1.0)
     # beyond the lip lines (the feathered rim) at the bank's pixel size
     return 0.5 * (low + high) + (v - inside) * ratio, np.where(v == inside, cavity, 0.0), across
+
+
+def _profile_at(profile: np.ndarray, column: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of a (columns, samples + 1) cumulative profile at fractional ``column``
+    indices and depths ``w`` (0-1), arrays alike."""
+    x = np.clip(w, 0.0, 1.0) * (profile.shape[1] - 1)
+    c0 = np.clip(np.floor(column).astype(int), 0, profile.shape[0] - 2)
+    x0 = np.clip(np.floor(x).astype(int), 0, profile.shape[1] - 2)
+    fc, fx = np.clip(column - c0, 0.0, 1.0), x - x0
+    top = profile[c0, x0] + fx * (profile[c0, x0 + 1] - profile[c0, x0])
+    bottom = profile[c0 + 1, x0] + fx * (profile[c0 + 1, x0 + 1] - profile[c0 + 1, x0])
+    return top + fc * (bottom - top)
