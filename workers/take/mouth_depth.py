@@ -94,6 +94,7 @@ def mouth_frame(upper: np.ndarray, lower: np.ndarray):
         lines.append((u[order], offset[order]))
     return origin, axis, normal, lines
 
+
 @dataclass(frozen=True)
 class DepthPlan:
     """How a bank mouth's depth (0 at its upper inner lip, 1 at the lower) opens wider.
@@ -156,12 +157,14 @@ def depth_plan(entry: MouthInterior) -> DepthPlan:
         split = np.where(found, split, middle_split).clip(middle_split - SPLIT_WAVE, middle_split + SPLIT_WAVE)
         split = np.convolve(np.pad(split, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
     else:
-        split = np.full(SPLIT_COLUMNS, _one_set_end(_along_depth(entry, lab[..., 0], middle, SPLIT_SAMPLES).mean(1), lip_l))
+        middle_light = _along_depth(entry, lab[..., 0], middle, SPLIT_SAMPLES).mean(1)
+        split = np.full(SPLIT_COLUMNS, _one_set_end(middle_light, lip_l))
     inside = polygon_mask(entry.crop.shape[:2], np.concatenate([entry.upper, entry.lower[-2:0:-1]])) > 0
     pixels = entry.crop[inside].astype(np.float32)
     darkest = np.argsort(lab[inside][:, 0])[:max(1, int(round(CAVITY_DARKEST * len(pixels))))]
-    return DepthPlan(profile=(cumulative / cumulative[-1]).T, profile_u=profile_u, stretched=float(smoothstep(*CAVITY_SHARE, cavity)),
-                      split_u=split_u, split=split, cavity_rgb=np.median(pixels[darkest], axis=0))
+    return DepthPlan(profile_u=profile_u, profile=(cumulative / cumulative[-1]).T,
+                     stretched=float(smoothstep(*CAVITY_SHARE, cavity)), split_u=split_u, split=split,
+                     cavity_rgb=np.median(pixels[darkest], axis=0))
 
 
 def _teeth_dip(light: np.ndarray, lip_l: float) -> float:
@@ -213,7 +216,8 @@ def depth_in_entry(v: np.ndarray, ratio: np.ndarray, pixels: np.ndarray, u: np.n
     inside = np.clip(v, 0.0, 1.0)
 
     def opened(w):
-        return w + extra * (plan.stretched * _profile_at(plan.profile, column, w) + (1.0 - plan.stretched) * (w > split))
+        own = _profile_at(plan.profile, column, w)
+        return w + extra * (plan.stretched * own + (1.0 - plan.stretched) * (w > split))
 
     low, high = np.zeros_like(inside), np.ones_like(inside)
     for _ in range(14):

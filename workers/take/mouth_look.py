@@ -62,8 +62,9 @@ def interior_pixels(frame: np.ndarray, landmarks: np.ndarray
 
 
 def mouth_look(frame: np.ndarray, landmarks: np.ndarray, bright_l: float) -> dict | None:
-    """``l_spread``, ``bright_share``, ``bright_band`` and ``bright_run`` (L* above ``bright_l``) and ``corner_ratio`` (module doc)
-    of a frame's mouth interior; None when it is barely open (or has no corner or middle pixels)."""
+    """``l_spread``, ``bright_share``, ``bright_band`` and ``bright_run`` (L* above ``bright_l``) and
+    ``corner_ratio`` (module doc) of a frame's mouth interior; None when it is barely open (or has no
+    corner or middle pixels)."""
     found = interior_pixels(frame, landmarks)
     if found is None:
         return None

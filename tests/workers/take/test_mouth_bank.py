@@ -179,7 +179,8 @@ def test_a_grin_opened_wider_parts_its_teeth_over_dark_cavity_not_taller_teeth(g
     assert len(open_frames) >= 20 and len(track.mouth_bank) >= 1
     lip_l = float(np.median([_lab(lip_colour(frames[i], track.landmarks[i]))[0] for i in open_frames]))
     teeth_l = lip_l + TEETH_ABOVE_LIP
-    own_band = float(np.median([mouth_look(frames[i], track.landmarks[i], teeth_l)["bright_band"] for i in open_frames]))
+    own_band = float(np.median([mouth_look(frames[i], track.landmarks[i], teeth_l)["bright_band"]
+                                for i in open_frames]))
     i = int(open_frames[len(open_frames) // 2])
     target = track.own[i].copy()
     target[JAW_INDEX] += 0.6
