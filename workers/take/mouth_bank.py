@@ -16,7 +16,10 @@ to every frame chunk: every decoder fills from the same frames.
 :func:`fill_interior` then fills a decoded crop's open mouth, inside its target inner lip
 line, with the one or two bank mouths nearest in shape, each warped in mouth coordinates
 (u along the corner-to-corner axis, v from the upper inner lip line to the lower: the bank
-mouth's lip lines land on the target's), and feathered at the lip. Its light is the bank
+mouth's lip lines land on the target's), and feathered at the lip. A mouth opened wider than
+the bank mouth keeps its teeth at their size and opens dark cavity between the upper set and
+the lower (``workers.take.mouth_depth``): its own cavity stretched, or, in a grin that shows
+none, a new one of the take's darkest inside. Its light is the bank
 frame's own, unmatched: the bank comes from the same take, and a match by the ratio of the lips'
 colours read a closed mouth's lips stretched open by the dub paler than an open mouth's, and
 lightened and whitened every filled interior (~+8 L* on the webcam take; round 7).
@@ -31,9 +34,17 @@ import numpy as np
 
 from core.take import MouthBank, MouthInterior
 from workers.face import topology as topo
+from workers.take.mouth_depth import (
+    CAVITY_SHADE,
+    depth_in_entry,
+    depth_plan,
+    mouth_frame,
+    polygon_mask,
+    smoothstep,
+)
 from workers.take.mouth_look import interior_pixels
 
-MOUTH_BANK_VERSION = "take-mouth-bank-2"
+MOUTH_BANK_VERSION = "take-mouth-bank-3"
 # Inner-lip gap over mouth width (workers.face.mouth.read_mouth's opening) from which a frame's
 # mouth is open enough to show its interior, and the shape bins the bank keeps one mouth for.
 MIN_OPENING = 0.12
@@ -54,16 +65,6 @@ MIN_FILL_OPENING = 0.04
 # so a mouth opening through the bins cross-fades rather than jumps between frames.
 OPENING_SPREAD = 0.06
 WIDTH_SPREAD = 0.05
-# A mouth opened wider than the bank's stretches the bank mouth's depth where it is dark (the
-# cavity between the teeth) and keeps what is bright (teeth, the lip rim) at its size, as a real
-# mouth opening further shows more of its dark inside and not longer teeth (see _depth_in_entry).
-# The depth profile is read along the middle of the mouth (this share of its width) in this many
-# samples; the brightest sample stretches PROFILE_FLOOR as much as the darkest, and a profile
-# whose grey levels span less than PROFILE_MIN_CONTRAST (0-255) is one cavity, stretched evenly.
-PROFILE_SPAN = (0.3, 0.7)
-PROFILE_SAMPLES = 24
-PROFILE_FLOOR = 0.03
-PROFILE_MIN_CONTRAST = 12.0
 # Feather of the filled interior at the lip line (Gaussian sigma, pixels).
 FEATHER_PX = 0.6
 _EYE_CORNERS = (33, 263)
@@ -88,14 +89,6 @@ def shape_bin(opening: float, width: float) -> tuple[int, int] | None:
     return int(np.searchsorted(OPENING_EDGES, opening, side="right")), int(np.searchsorted(WIDTH_EDGES, width))
 
 
-def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, origin=(0.0, 0.0)) -> np.ndarray:
-    """(h, w) uint8 0/1 filled polygon (N, 2) in pixels, anti-aliased to a quarter pixel."""
-    mask = np.zeros(shape, np.uint8)
-    points = np.round((np.asarray(polygon, np.float64) - np.asarray(origin) - 0.5) * 4).astype(np.int32)
-    cv2.fillPoly(mask, [points], 1, lineType=cv2.LINE_8, shift=2)
-    return mask
-
-
 def lip_colour(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
     """(3,) float32 median RGB (0-1) of the lips (between the outer and inner lip lines) of
     ``image`` (H, W, 3) uint8 with landmarks (478, 2+) in its pixels; None if too few pixels."""
@@ -108,7 +101,7 @@ def lip_colour(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
     if x1 - x0 < 3 or y1 - y0 < 3:
         return None
     box = (y1 - y0, x1 - x0)
-    lips = _polygon_mask(box, outer, (x0, y0)) > _polygon_mask(box, inner, (x0, y0))
+    lips = polygon_mask(box, outer, (x0, y0)) > polygon_mask(box, inner, (x0, y0))
     if lips.sum() < 10:
         return None
     return (np.median(image[y0:y1, x0:x1][lips], axis=0) / 255.0).astype(np.float32)
@@ -144,7 +137,7 @@ def extract_interior(frame: np.ndarray, landmarks: np.ndarray, index: int, teeth
         return (points[list(line)] @ rotation.T - low).astype(np.float32)
 
     upper, lower = place(topo.LIP_INNER_UPPER), place(topo.LIP_INNER_LOWER)
-    inside = _polygon_mask(box.shape[:2], np.concatenate([upper, lower[-2:0:-1]]))
+    inside = polygon_mask(box.shape[:2], np.concatenate([upper, lower[-2:0:-1]]))
     core = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
     if core.sum() < 6:
         return None
@@ -180,11 +173,6 @@ class MouthBankBuilder:
         return MouthBank(sorted((entry for _, entry in self._kept.values()), key=lambda entry: entry.frame))
 
 
-def _smoothstep(low: float, high: float, x):
-    t = np.clip((x - low) / (high - low), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
 def choose(bank: MouthBank, opening: float, width: float) -> list[tuple[MouthInterior, float]]:
     """The (at most two) bank mouths nearest a shape, with weights summing to 1."""
     distance = np.array([((entry.opening - opening) / OPENING_SPREAD) ** 2 + ((entry.width - width) / WIDTH_SPREAD) ** 2
@@ -193,23 +181,6 @@ def choose(bank: MouthBank, opening: float, width: float) -> list[tuple[MouthInt
     weight = np.exp(-0.5 * (distance[nearest] - distance[nearest[0]]))
     weight /= weight.sum()
     return [(bank.entries[i], float(w)) for i, w in zip(nearest, weight) if w > 1e-3]
-
-
-def _mouth_frame(upper: np.ndarray, lower: np.ndarray):
-    """The corner-to-corner axis of inner lip lines (11, 2) each (right corner first): its
-    origin, axis vector, unit normal (pointing down the face), and each line's (u, offset) pairs
-    (u: 0 at the right corner, 1 at the left; offset along the normal, pixels)."""
-    origin = upper[0].astype(np.float64)
-    axis = upper[-1].astype(np.float64) - origin
-    length2 = max(float(axis @ axis), 1e-6)
-    normal = np.array([-axis[1], axis[0]]) / math.sqrt(length2)
-    lines = []
-    for line in (upper, lower):
-        relative = line.astype(np.float64) - origin
-        u, offset = relative @ axis / length2, relative @ normal
-        order = np.argsort(u)
-        lines.append((u[order], offset[order]))
-    return origin, axis, normal, lines
 
 
 def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: MouthBank | None) -> np.ndarray:
@@ -229,7 +200,7 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
         return crop
     opening, width = mouth_shape(target)
     own_opening, _ = mouth_shape(own)
-    strength = float(_smoothstep(*OPEN_BEYOND, opening - own_opening))
+    strength = float(smoothstep(*OPEN_BEYOND, opening - own_opening))
     if strength <= 0.0 or opening < MIN_FILL_OPENING:
         return crop
     target = np.asarray(target, np.float64)[:, :2]
@@ -240,11 +211,11 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
     x1, y1 = np.ceil(polygon.max(0) + 3).astype(int).clip(0, size)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return crop
-    mask = _polygon_mask((y1 - y0, x1 - x0), polygon, (x0, y0)).astype(np.float32)
+    mask = polygon_mask((y1 - y0, x1 - x0), polygon, (x0, y0)).astype(np.float32)
     mask = cv2.GaussianBlur(mask, (0, 0), FEATHER_PX) * strength
     # Each box pixel in mouth coordinates (u along the corners' axis, v from the upper inner
     # lip line to the lower).
-    origin, axis, normal, ((u_top, top), (u_bottom, bottom)) = _mouth_frame(upper, lower)
+    origin, axis, normal, ((u_top, top), (u_bottom, bottom)) = mouth_frame(upper, lower)
     xs, ys = np.meshgrid(np.arange(x0, x1) + 0.5, np.arange(y0, y1) + 0.5)
     relative = np.stack([xs - origin[0], ys - origin[1]], -1)
     u = np.clip(relative @ axis / max(float(axis @ axis), 1e-6), 0.0, 1.0)
@@ -254,7 +225,7 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
     v = np.clip((offset - top_at) / gap, -0.1, 1.1)
     filled = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
     for entry, weight in choose(bank, opening, width):
-        e_origin, e_axis, e_normal, e_lines = _mouth_frame(entry.upper, entry.lower)
+        e_origin, e_axis, e_normal, e_lines = mouth_frame(entry.upper, entry.lower)
         # columns matched by the share of the opening's area on their side, not by width: a
         # rounder opened mouth's corners sample the bank mouth's open middle, not its shut,
         # shadowed corners stretched tall
@@ -262,12 +233,15 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
         e_top_at, e_bottom_at = np.interp(e_u, *e_lines[0]), np.interp(e_u, *e_lines[1])
         e_gap = np.maximum(e_bottom_at - e_top_at, 0.5)
         scale = math.sqrt(float(e_axis @ e_axis) / max(float(axis @ axis), 1e-6))
-        depth = e_top_at + _depth_in_entry(v, gap * scale / e_gap, _stretch_profile(entry)) * e_gap
+        plan = depth_plan(entry)
+        share, cavity, across = depth_in_entry(v, gap * scale / e_gap, gap, e_u, plan)
+        depth = e_top_at + share * e_gap
         source = e_origin + e_u[..., None] * e_axis + depth[..., None] * e_normal          # box pixel centres
         sampled = cv2.remap(entry.crop, (source[..., 0] - 0.5).astype(np.float32),
                             (source[..., 1] - 0.5).astype(np.float32), cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        filled += weight * sampled
+        shade = CAVITY_SHADE[0] + (CAVITY_SHADE[1] - CAVITY_SHADE[0]) * across
+        filled += weight * (sampled + cavity[..., None] * (plan.cavity_rgb * shade[..., None] - sampled))
     region = crop[y0:y1, x0:x1].astype(np.float32)
     out = crop.copy()
     out[y0:y1, x0:x1] = np.round(region + mask[..., None] * (filled - region)).clip(0, 255).astype(np.uint8)
@@ -277,7 +251,7 @@ def fill_interior(crop: np.ndarray, target: np.ndarray, own: np.ndarray, bank: M
 def _matched_u(u: np.ndarray, lines, entry_lines) -> np.ndarray:
     """The bank mouth's column (u, 0-1 corner to corner) for the target's columns ``u``: the one
     with the same share of its mouth's opening area to its right (``lines``, ``entry_lines``:
-    each mouth's ((u, offset) upper, (u, offset) lower) inner lip lines, :func:`_mouth_frame`)."""
+    each mouth's ((u, offset) upper, (u, offset) lower) inner lip lines, :func:`mouth_frame`)."""
     grid = np.linspace(0.0, 1.0, 65)
     shares = []
     for (u_top, top), (u_bottom, bottom) in (lines, entry_lines):
@@ -286,50 +260,6 @@ def _matched_u(u: np.ndarray, lines, entry_lines) -> np.ndarray:
         area = np.concatenate([[0.0], np.cumsum((gap[1:] + gap[:-1]) / 2)])
         shares.append(area / area[-1])
     return np.interp(np.interp(u, grid, shares[0]), shares[1], grid)
-
-
-def _stretch_profile(entry: MouthInterior) -> np.ndarray:
-    """(PROFILE_SAMPLES + 1,) how a bank mouth's depth stretches: the cumulative stretch weight
-    from its upper inner lip (0) to its lower (1) at depths 0, 1/PROFILE_SAMPLES, ..., 1; each
-    sample weighted by its darkness along the middle of the mouth (the cavity stretches, the
-    teeth and the lip rim keep their size)."""
-    origin, axis, normal, ((u_top, top), (u_bottom, bottom)) = _mouth_frame(entry.upper, entry.lower)
-    u = np.linspace(*PROFILE_SPAN, 9)
-    v = (np.arange(PROFILE_SAMPLES) + 0.5) / PROFILE_SAMPLES
-    top_at, bottom_at = np.interp(u, u_top, top), np.interp(u, u_bottom, bottom)
-    depth = top_at[None, :] + v[:, None] * (bottom_at - top_at)[None, :]
-    points = origin + u[None, :, None] * axis + depth[..., None] * normal
-    grey = cv2.cvtColor(entry.crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    profile = cv2.remap(grey, (points[..., 0] - 0.5).astype(np.float32), (points[..., 1] - 0.5).astype(np.float32),
-                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).mean(1)
-    contrast = float(profile.max() - profile.min())
-    if contrast < PROFILE_MIN_CONTRAST:
-        weight = np.ones_like(profile)
-    else:
-        weight = PROFILE_FLOOR + (1.0 - PROFILE_FLOOR) * ((profile.max() - profile) / contrast) ** 2
-    cumulative = np.concatenate([[0.0], np.cumsum(weight)])
-    return cumulative / cumulative[-1]
-
-
-def _depth_in_entry(v: np.ndarray, ratio: np.ndarray, profile: np.ndarray) -> np.ndarray:
-    """Where a pixel at share ``v`` of the target's opening (0 at its upper inner lip, 1 at the
-    lower; a little beyond at the feathered rim) samples the bank mouth, as a share of the bank
-    mouth's opening there. ``ratio``: the target's opening over the bank mouth's, both in bank
-    pixels; ``profile``: :func:`_stretch_profile`. A mouth the bank shows at least as open is
-    squeezed evenly. One opened wider stretches the bank mouth's depth w by 1 + (ratio - 1) *
-    profile'(w): the share v of bank depth w is (w + (ratio - 1) * profile(w)) / ratio, solved
-    for w (bisection; monotone), so the bright bands (teeth, lip rim) keep their pixel size and
-    the dark cavity between them takes the extra opening."""
-    grid = np.linspace(0.0, 1.0, len(profile))
-    ratio = np.maximum(ratio, 1.0)
-    inside = np.clip(v, 0.0, 1.0)
-    low, high = np.zeros_like(inside), np.ones_like(inside)
-    for _ in range(14):
-        middle = 0.5 * (low + high)
-        below = (middle + (ratio - 1.0) * np.interp(middle, grid, profile)) / ratio < inside
-        low, high = np.where(below, middle, low), np.where(below, high, middle)
-    # beyond the lip lines (the feathered rim) at the bank's pixel size
-    return 0.5 * (low + high) + (v - inside) * ratio
 
 
 def openings(landmarks: np.ndarray) -> np.ndarray:

@@ -10,6 +10,9 @@ Read inside the inner lip line of a frame's landmarks (the rim pixel left out), 
 * ``bright_band``: how many pixel rows across the middle of the mouth are brighter than that
   L*, over the mouth width (the teeth's height: a real mouth opening further shows more dark
   cavity, not taller teeth; teeth stretched with the opening make it grow);
+* ``bright_run``: the longest unbroken run of those rows, over the mouth width (a grin's teeth
+  stretched with the opening are one tall block; opened as a real mouth opens, the upper and
+  the lower set are parted by dark cavity);
 * ``corner_ratio``: mean L* of the interior's outer fifths along the mouth (corner to corner)
   over that of its middle fifth (heavy dark corners read well below the take's own).
 """
@@ -59,8 +62,9 @@ def interior_pixels(frame: np.ndarray, landmarks: np.ndarray
 
 
 def mouth_look(frame: np.ndarray, landmarks: np.ndarray, bright_l: float) -> dict | None:
-    """``l_spread``, ``bright_share`` and ``bright_band`` (L* above ``bright_l``) and ``corner_ratio`` (module doc)
-    of a frame's mouth interior; None when it is barely open (or has no corner or middle pixels)."""
+    """``l_spread``, ``bright_share``, ``bright_band`` and ``bright_run`` (L* above ``bright_l``) and
+    ``corner_ratio`` (module doc) of a frame's mouth interior; None when it is barely open (or has no
+    corner or middle pixels)."""
     found = interior_pixels(frame, landmarks)
     if found is None:
         return None
@@ -75,6 +79,10 @@ def mouth_look(frame: np.ndarray, landmarks: np.ndarray, bright_l: float) -> dic
     rows -= rows.min()
     row_light = np.bincount(rows, light[middle]) / np.maximum(np.bincount(rows), 1)
     width = float(np.linalg.norm(np.subtract(*np.asarray(landmarks, np.float64)[list(topo.MOUTH_CORNERS_INNER), :2])))
+    bright = row_light[np.bincount(rows) > 0] > bright_l
+    # run lengths of the bright rows: where a run ends, the count since the last dark row
+    since = np.cumsum(bright) - np.maximum.accumulate(np.where(bright, 0, np.cumsum(bright)))
     return {"l_spread": float(light.std()), "bright_share": float((light > bright_l).mean()),
-            "bright_band": float((row_light[np.bincount(rows) > 0] > bright_l).sum() / max(width, 1e-3)),
+            "bright_band": float(bright.sum() / max(width, 1e-3)),
+            "bright_run": float(since.max(initial=0) / max(width, 1e-3)),
             "corner_ratio": float(light[corner].mean() / max(float(light[middle].mean()), 1e-3))}

