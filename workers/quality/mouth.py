@@ -131,6 +131,19 @@ def seam_energy(frame: np.ndarray, mask: np.ndarray) -> float | None:
     return float(np.percentile(step[inside], SEAM_PERCENTILE))
 
 
+def _band_seam_ratio(frame: np.ndarray, band: np.ndarray, photo: np.ndarray,
+                     photo_landmarks: np.ndarray) -> float | None:
+    """Seam energy of ``frame`` over the ``band`` (H, W) mask, over that of the photo's own
+    teeth; None when the photo shows no teeth or either reads too few pixels."""
+    if not shows_teeth(photo, photo_landmarks):
+        return None
+    own = seam_energy(photo, teeth_mask(photo, photo_landmarks))
+    energy = seam_energy(frame, band)
+    if own is None or energy is None:
+        return None
+    return energy / max(own, 1e-3)
+
+
 def lower_teeth_band(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
     """(H, W) bool: where lower teeth stand on the inner lower lip line of an open mouth."""
     xs = np.arange(shape[1]) + 0.5
@@ -150,13 +163,7 @@ def lower_teeth_seam_ratio(frame: np.ndarray, landmarks: np.ndarray, photo: np.n
 
     On a wide-open frame of a photo that shows teeth. None when the photo shows none.
     """
-    if not shows_teeth(photo, photo_landmarks):
-        return None
-    own = seam_energy(photo, teeth_mask(photo, photo_landmarks))
-    band = seam_energy(frame, lower_teeth_band(frame.shape[:2], landmarks))
-    if own is None or band is None:
-        return None
-    return band / max(own, 1e-3)
+    return _band_seam_ratio(frame, lower_teeth_band(frame.shape[:2], landmarks), photo, photo_landmarks)
 
 
 # The band under the upper lip: from 2 px below the inner upper lip line (its rim left out) down
@@ -185,13 +192,7 @@ def upper_band_seam_ratio(frame: np.ndarray, landmarks: np.ndarray, photo: np.nd
     toward the lip, 0.52 (official smile) and 0.58 (astronaut), where the photos' own bands of
     teeth and gums read 1.32 and 1.42. None when the photo shows no teeth.
     """
-    if not shows_teeth(photo, photo_landmarks):
-        return None
-    own = seam_energy(photo, teeth_mask(photo, photo_landmarks))
-    band = seam_energy(frame, upper_lip_band(frame.shape[:2], landmarks))
-    if own is None or band is None:
-        return None
-    return band / max(own, 1e-3)
+    return _band_seam_ratio(frame, upper_lip_band(frame.shape[:2], landmarks), photo, photo_landmarks)
 
 
 # A hard edge: a horizontal L* step over this many units between neighbouring pixels (or the next

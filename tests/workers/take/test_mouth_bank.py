@@ -141,19 +141,24 @@ def test_a_mouth_opened_wider_than_the_bank_shows_more_cavity_not_taller_teeth(t
     bright_l = float(np.percentile(np.concatenate(
         [interior_pixels(frames[i], track.landmarks[i])[0][:, 0] for i in open_frames]), 97))
     own_band = max(mouth_look(frames[i], track.landmarks[i], bright_l)["bright_band"] for i in open_frames)
-    i = int(np.argmin(own_openings))
-    target = track.own[i].copy()
-    target[JAW_INDEX] += 1.0
-    out = dub_frame(frames[i], FrameTargets(track.landmarks[i], track.own[i], target), track.crop_size,
-                    bank=track.mouth_bank)
-    found = detector.detect(out)[0].landmarks
-    widest = max(entry.opening for entry in track.mouth_bank.entries)
-    assert mouth_shape(found)[0] > 1.3 * widest                  # opened wider than any bank mouth
+    out, found = _opened_past_the_bank(track, frames, int(np.argmin(own_openings)), 1.0, detector)
     look = mouth_look(out, found, bright_l)
     assert look["bright_band"] <= 1.25 * own_band, (look, own_band)
     # still the take's own mouth: teeth there, in a darker interior than the teeth
     assert look["bright_band"] > 0 and look["bright_share"] < 0.5
 
+
+def _opened_past_the_bank(track, frames, i: int, jaw: float, detector):
+    """Frame ``i`` of a take dubbed with its jaw opened by ``jaw`` and filled from the take's bank,
+    and Face Mesh's landmarks on it; asserts it opened wider than any bank mouth."""
+    target = track.own[i].copy()
+    target[JAW_INDEX] += jaw
+    out = dub_frame(frames[i], FrameTargets(track.landmarks[i], track.own[i], target), track.crop_size,
+                    bank=track.mouth_bank)
+    found = detector.detect(out)[0].landmarks
+    widest = max(entry.opening for entry in track.mouth_bank.entries)
+    assert mouth_shape(found)[0] > 1.3 * widest                  # opened wider than any bank mouth
+    return out, found
 
 GRIN_TAKE = Path(__file__).resolve().parents[3] / "bench" / "data" / "mouth" / "take_pyfeat_grin.mp4"
 
@@ -181,14 +186,7 @@ def test_a_grin_opened_wider_parts_its_teeth_over_dark_cavity_not_taller_teeth(g
     teeth_l = lip_l + TEETH_ABOVE_LIP
     own_band = float(np.median([mouth_look(frames[i], track.landmarks[i], teeth_l)["bright_band"]
                                 for i in open_frames]))
-    i = int(open_frames[len(open_frames) // 2])
-    target = track.own[i].copy()
-    target[JAW_INDEX] += 0.6
-    out = dub_frame(frames[i], FrameTargets(track.landmarks[i], track.own[i], target), track.crop_size,
-                    bank=track.mouth_bank)
-    found = detector.detect(out)[0].landmarks
-    widest = max(entry.opening for entry in track.mouth_bank.entries)
-    assert mouth_shape(found)[0] > 1.3 * widest                  # opened wider than any bank mouth
+    out, found = _opened_past_the_bank(track, frames, int(open_frames[len(open_frames) // 2]), 0.6, detector)
     look = mouth_look(out, found, teeth_l)
     assert look["bright_run"] <= 0.8 * own_band, (look, own_band)  # no block of stretched teeth
     assert look["bright_band"] >= 0.5 * own_band, (look, own_band)  # the teeth are still there
